@@ -1,0 +1,44 @@
+"""clap-corpus: build CLAP training corpora with Apache Beam, and train CLAP on them."""
+
+from setuptools import find_packages, setup
+
+# Versions are pinned where they change bytes on disk (the FFmpeg inside PyAV decodes and encodes
+# the audio; pyarrow writes the Parquet) or where releases must move together (torch + torchaudio).
+INSTALL_REQUIRES = [
+    "apache-beam[gcp]==2.77.0",
+    "pyarrow>=18,<26",  # Beam 2.77 requires pyarrow<26
+    "numpy>=2.0,<2.5",  # Beam 2.77 requires numpy<2.5
+    "av==18.1.0",  # PyAV: in-process FFmpeg, bundled in the wheel
+    "torch==2.11.0",
+    "torchaudio==2.11.0",
+    "transformers>=5.0,<6",
+    "sentencepiece>=0.2,<0.3",
+    "safetensors>=0.4",
+    "datasets>=4.0,<6",
+    "pandas>=2.2",
+    "pyyaml>=6.0",
+    "webdataset>=1.0,<2",
+]
+
+TEST_REQUIRES = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "ruff>=0.6",
+    "scipy>=1.13",
+]
+
+setup(
+    name="clap-corpus",
+    version="0.1.0",
+    description="Build LAION-CLAP-compatible audio-caption corpora with Apache Beam, and train CLAP on them",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["pipeline*", "transforms*", "k2c*", "manifests*", "trainer*"]),
+    package_data={
+        "manifests": ["specs/*.yaml"],
+        "k2c": ["tiny/model/*", "tiny/*.json"],
+    },
+    include_package_data=True,
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
+    entry_points={"console_scripts": ["clapcorpus=pipeline.cli:main"]},
+)
