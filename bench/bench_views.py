@@ -1,0 +1,84 @@
+"""Speed of transforms.views.compute_views, single thread, next to torchaudio's MelSpectrogram.
+
+Run: ``.venv/bin/python bench/bench_views.py [--repeats N]``. Prints x-realtime per core (seconds of
+audio per second of one core) for 10 s and 30 s clips. The torchaudio column is MelSpectrogram +
+AmplitudeToDB of the same clip (the mel only, without LAION's repeat-pad, crops or resize), i.e. a
+lower bound on what LAION's own feature code costs. Target: >= 1500x for compute_views.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torchaudio
+
+from transforms.audio import SAMPLE_RATE, int16_to_float, quantize_int16
+from transforms.views import compute_views, plan_views
+
+
+def _clip(seconds: float, seed: int) -> np.ndarray:
+    n = int(seconds * SAMPLE_RATE)
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SAMPLE_RATE
+    x = 0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.05 * rng.standard_normal(n)
+    return int16_to_float(quantize_int16(x))
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    for _ in range(3):  # warm-up: caches, FFT plans, allocator
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+
+    # Per-core figures: the pipeline runs one worker process per core.
+    torch.set_num_threads(1)
+    mel_tf = torchaudio.transforms.MelSpectrogram(
+        sample_rate=48000,
+        n_fft=1024,
+        win_length=1024,
+        hop_length=480,
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        norm=None,
+        n_mels=64,
+        f_min=50,
+        f_max=14000,
+    )
+    to_db = torchaudio.transforms.AmplitudeToDB(top_db=None)
+
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, median of {args.repeats}")
+    print(f"{'clip':>6} {'mode':>10} {'compute_views':>22} {'torchaudio mel+dB':>22} {'speed-up':>9}")
+    for seconds in (10.0, 30.0):
+        wave = _clip(seconds, seed=int(seconds))
+        plan = plan_views(len(wave), f"bench-{seconds}")
+        wave_t = torch.from_numpy(wave)
+
+        ours = _median_seconds(lambda wave=wave, plan=plan: compute_views(wave, plan), args.repeats)
+        with torch.no_grad():
+            theirs = _median_seconds(lambda w=wave_t: to_db(mel_tf(w)), args.repeats)
+        print(
+            f"{seconds:>5.0f}s {plan.mode:>10} "
+            f"{seconds / ours:>9.0f}x ({ours * 1e3:6.2f} ms) "
+            f"{seconds / theirs:>9.0f}x ({theirs * 1e3:6.2f} ms) "
+            f"{theirs / ours:>8.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,445 @@
+"""transforms.views against an independent re-implementation of LAION-CLAP's get_audio_features.
+
+The reference below is written from REFERENCE.md section 2 with torchaudio's MelSpectrogram and
+AmplitudeToDB, an antialiased bilinear resize in numpy written from its definition (torchvision is not
+a dependency), and LAION's crop logic re-typed here; it shares no code with the product except the crop
+starts taken from the plan (LAION draws them at random, we record them).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from transforms.audio import CLIP_SAMPLES, int16_to_float, quantize_int16
+from transforms.views import (
+    CHUNK_FRAMES,
+    HOP,
+    MEL_BINS,
+    ViewPlan,
+    compute_views,
+    compute_views_torch,
+    log_mel,
+    mel_filterbank,
+    plan_views,
+    views_from_int16,
+)
+
+SR = 48_000
+# The product stores float16: agreement to float16's unit roundoff (relative) is all that can matter.
+# The absolute floor covers values near 0 dB, where a relative bound would demand more than float32.
+# Measured: the mel agrees with torchaudio to ~1e-5 dB; the global view to ~2e-3 dB, which is torch's
+# float32 antialias kernel (what torchvision runs too) against the float64 resize below.
+F16_RTOL = 2.0**-11
+F16_ATOL = 1e-3
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reference implementation (independent of transforms.views)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _reference_mel(audio: torch.Tensor) -> torch.Tensor:
+    # LAION's get_mel. `onesided=True` is omitted: torchaudio 2.11 deprecated it and it is the default.
+    mel_tf = torchaudio.transforms.MelSpectrogram(
+        sample_rate=48000,
+        n_fft=1024,
+        win_length=1024,
+        hop_length=480,
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        norm=None,
+        n_mels=64,
+        f_min=50,
+        f_max=14000,
+    )
+    mel = mel_tf(audio)
+    mel = torchaudio.transforms.AmplitudeToDB(top_db=None)(mel)
+    return mel.T  # (T, n_mels)
+
+
+def _triangle(x: np.ndarray) -> np.ndarray:
+    return np.maximum(0.0, 1.0 - np.abs(x))
+
+
+def _resize_axis0_bilinear_antialias(a: np.ndarray, out_len: int) -> np.ndarray:
+    """Antialiased bilinear (triangle filter) resampling along axis 0, half-pixel centres.
+
+    The definition PIL and torch's ``antialias=True`` use: output i is centred at ``(i + 0.5) * s``
+    in input coordinates (s = in/out); when shrinking the triangle is stretched by s; weights over
+    the input samples inside the support are normalised to sum to one.
+    """
+    in_len = a.shape[0]
+    scale = in_len / out_len
+    support = scale if scale >= 1.0 else 1.0
+    inv = 1.0 / scale if scale >= 1.0 else 1.0
+    out = np.empty((out_len, *a.shape[1:]), dtype=np.float64)
+    for i in range(out_len):
+        center = scale * (i + 0.5)
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), in_len)
+        j = np.arange(lo, hi)
+        w = _triangle((j - center + 0.5) * inv)
+        w /= w.sum()
+        out[i] = np.tensordot(w, a[lo:hi].astype(np.float64), axes=(0, 0))
+    return out.astype(np.float32)
+
+
+def _laion_thirds(total_frames: int, chunk_frames: int) -> list[np.ndarray]:
+    ranges = np.array_split(list(range(0, total_frames - chunk_frames + 1)), 3)
+    if len(ranges[1]) == 0:
+        ranges[1] = [0]
+    if len(ranges[2]) == 0:
+        ranges[2] = [0]
+    return ranges
+
+
+def reference_views(audio_data: np.ndarray, starts: tuple[int, int, int] | None) -> tuple[np.ndarray, bool]:
+    """LAION's get_audio_features (fusion + repeatpad), with the crop starts given instead of drawn."""
+    audio = torch.from_numpy(np.asarray(audio_data, dtype=np.float32))
+    max_len = 480000
+    if len(audio) > max_len:
+        mel = _reference_mel(audio)
+        chunk_frames = max_len // 480 + 1
+        total_frames = mel.shape[0]
+        if chunk_frames == total_frames:
+            return torch.stack([mel, mel, mel, mel], dim=0).numpy(), False
+        ranges = _laion_thirds(total_frames, chunk_frames)
+        assert starts is not None
+        for start, allowed in zip(starts, ranges, strict=True):
+            assert start in list(allowed)
+        idx_front, idx_middle, idx_back = starts
+        mel_np = mel.numpy()
+        front = mel_np[idx_front : idx_front + chunk_frames]
+        middle = mel_np[idx_middle : idx_middle + chunk_frames]
+        back = mel_np[idx_back : idx_back + chunk_frames]
+        shrink = _resize_axis0_bilinear_antialias(mel_np, chunk_frames)
+        return np.stack([shrink, front, middle, back]), True
+    if len(audio) < max_len:
+        n_repeat = int(max_len / len(audio))
+        audio = audio.repeat(n_repeat)
+        audio = torch.nn.functional.pad(audio, (0, max_len - len(audio)), mode="constant", value=0)
+    mel = _reference_mel(audio)
+    return torch.stack([mel, mel, mel, mel], dim=0).numpy(), False
+
+
+# ---------------------------------------------------------------------------------------------------
+# Signals
+# ---------------------------------------------------------------------------------------------------
+
+
+def _signal(n: int, seed: int) -> np.ndarray:
+    """Tones, a chirp and noise, quantised as the pipeline does: every mel bin carries energy."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    x = (
+        0.3 * np.sin(2 * np.pi * 440.0 * t)
+        + 0.15 * np.sin(2 * np.pi * 3100.0 * t + 1.0)
+        + 0.1 * np.sin(2 * np.pi * (200.0 + 300.0 * t) * t)
+        + 0.02 * rng.standard_normal(n)
+    )
+    # Slow amplitude envelope so the crops and the global view differ from each other.
+    x *= 0.5 + 0.5 * np.sin(2 * np.pi * 0.07 * t) ** 2
+    return int16_to_float(quantize_int16(x))
+
+
+def _assert_f16_close(ours: np.ndarray, ref: np.ndarray) -> None:
+    assert ours.shape == ref.shape
+    assert ours.dtype == np.float32
+    err = np.abs(ours.astype(np.float64) - ref.astype(np.float64))
+    bound = F16_ATOL + F16_RTOL * np.abs(ref.astype(np.float64))
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert np.all(err <= bound), f"max err {err.max():.3g} at {worst}: ours {ours[worst]}, ref {ref[worst]}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# compute_views vs reference
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("num_samples", "expect_longer"),
+    [
+        (62_400, False),  # 1.3 s, repeat-padded
+        (480_000, False),  # exactly 10 s
+        (480_001, False),  # just over 10 s: T == 1001
+        (480_479, False),  # last length with T == 1001
+        (480_480, True),  # first length with T == 1002: thirds [0], [1], [] -> back falls back to 0
+        (504_000, True),  # 10.5 s
+        (2_160_000, True),  # 45 s
+    ],
+)
+def test_compute_views_matches_laion_reference(num_samples: int, expect_longer: bool) -> None:
+    wave = _signal(num_samples, seed=num_samples)
+    plan = plan_views(num_samples, f"clip-{num_samples}")
+    assert plan.longer is expect_longer
+    ours = compute_views(wave, plan)
+    ref, ref_longer = reference_views(wave, plan.starts)
+    assert ref_longer is plan.longer
+    assert ours.shape == (4, CHUNK_FRAMES, MEL_BINS)
+    _assert_f16_close(ours, ref)
+    if plan.longer:
+        # The global view must be a resize, not a crop, and the crops must be where the plan says.
+        assert not np.allclose(ours[0], ours[1])
+        whole = log_mel(torch.from_numpy(wave)).numpy()
+        for view, start in enumerate(plan.starts, start=1):
+            np.testing.assert_array_equal(ours[view], whole[start : start + CHUNK_FRAMES])
+    else:
+        for view in range(1, 4):
+            np.testing.assert_array_equal(ours[view], ours[0])
+
+
+def test_silent_clip_is_log_floor() -> None:
+    for num_samples in (48_000, 720_000):
+        plan = plan_views(num_samples, "silence")
+        wave = np.zeros(num_samples, dtype=np.float32)
+        ours = compute_views(wave, plan)
+        ref, _ = reference_views(wave, plan.starts)
+        np.testing.assert_array_equal(ref, np.full_like(ref, -100.0))
+        # Crops and repeats are exactly the floor; the resized global view of a constant may be off by
+        # float32 rounding of the normalised resize weights (torchvision's Resize is too).
+        first = 1 if plan.longer else 0
+        np.testing.assert_array_equal(ours[first:], np.full_like(ours[first:], -100.0))
+        _assert_f16_close(ours, ref)
+
+
+def test_quiet_tail_repeatpad_zero_fill() -> None:
+    # 4.7 s tiles twice into 9.4 s and leaves 0.6 s of zeros: the last frames hit the -100 dB floor.
+    wave = _signal(225_600, seed=3)
+    plan = plan_views(len(wave), "tail")
+    ours = compute_views(wave, plan)
+    ref, _ = reference_views(wave, None)
+    _assert_f16_close(ours, ref)
+    assert (ours[0, -1] == -100.0).all()
+
+
+def test_views_from_int16_equals_float_path() -> None:
+    wave = _signal(100_000, seed=5)
+    pcm = quantize_int16(wave)
+    plan = plan_views(len(pcm), "pcm")
+    np.testing.assert_array_equal(views_from_int16(pcm, plan), compute_views(int16_to_float(pcm), plan))
+    with pytest.raises(TypeError):
+        views_from_int16(pcm.astype(np.float32), plan)
+    with pytest.raises(TypeError):
+        compute_views(pcm, plan)
+
+
+def test_compute_views_accepts_tensor_and_checks_length() -> None:
+    wave = _signal(30_000, seed=6)
+    plan = plan_views(len(wave), "t")
+    np.testing.assert_array_equal(compute_views(torch.from_numpy(wave), plan), compute_views(wave, plan))
+    with pytest.raises(ValueError):
+        compute_views(wave[:-1], plan)
+
+
+def test_compute_views_torch_batch_equals_single() -> None:
+    lengths = [30_000, 480_000, 504_000, 30_000, 700_000]
+    waves = [_signal(n, seed=i) for i, n in enumerate(lengths)]
+    plans = [plan_views(n, f"b{i}") for i, n in enumerate(lengths)]
+    batch = compute_views_torch([torch.from_numpy(w) for w in waves], plans)
+    assert batch.shape == (len(lengths), 4, CHUNK_FRAMES, MEL_BINS)
+    assert batch.dtype == torch.float32
+    for i, (w, p) in enumerate(zip(waves, plans, strict=True)):
+        np.testing.assert_array_equal(batch[i].numpy(), compute_views(w, p))
+    with pytest.raises(ValueError):
+        compute_views_torch(waves, plans[:-1])
+
+
+def test_accelerator_batching_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stacking/splitting branch normally runs only on CUDA; route CPU through it to test it here.
+    import transforms.views as views
+
+    as_device = views._batches
+    monkeypatch.setattr(
+        views, "_batches", lambda idx, lengths, _device: as_device(idx, lengths, torch.device("cuda"))
+    )
+    monkeypatch.setattr(views, "_DEVICE_BATCH_SAMPLES", 2 * 504_000)  # forces a split of the 504 000 group
+    lengths = [504_000, 30_000, 504_000, 480_000, 504_000]
+    waves = torch.stack([torch.from_numpy(_signal(504_000, seed=i)) for i in range(len(lengths))])
+    items = [waves[i, :n] for i, n in enumerate(lengths)]
+    plans = [plan_views(n, f"acc{i}") for i, n in enumerate(lengths)]
+    batch = compute_views_torch(items, plans)
+    monkeypatch.undo()
+    for i, (w, p) in enumerate(zip(items, plans, strict=True)):
+        torch.testing.assert_close(batch[i], torch.from_numpy(compute_views(w, p)), rtol=1e-6, atol=1e-5)
+    # A [B, n] tensor is accepted as B clips.
+    same = plan_views(504_000, "acc0")
+    np.testing.assert_array_equal(
+        compute_views_torch(waves[:1], [same])[0].numpy(), compute_views(waves[0], same)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# log_mel
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_filterbank_matches_torchaudio() -> None:
+    ours = mel_filterbank()
+    theirs = torchaudio.functional.melscale_fbanks(513, 50.0, 14000.0, 64, 48000, None, "htk").numpy()
+    assert ours.shape == (513, 64)
+    assert ours.dtype == np.float32
+    # Bit-identical on purpose: LAION's checkpoints were trained on these float32 weights.
+    np.testing.assert_array_equal(ours, theirs)
+    # And they are the formulas' values up to float32 rounding of the intermediate frequencies.
+    freqs = np.linspace(0.0, 24000.0, 513)
+    mels = np.linspace(2595.0 * np.log10(1 + 50 / 700), 2595.0 * np.log10(1 + 14000 / 700), 66)
+    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    exact = np.stack(
+        [np.interp(freqs, edges[m : m + 3], [0.0, 1.0, 0.0], left=0.0, right=0.0) for m in range(64)], axis=1
+    )
+    np.testing.assert_allclose(ours, exact, atol=1e-5)
+
+
+def test_log_mel_frame_count_and_shape() -> None:
+    for n in (513, 480, 481, 959, 960, 480_000):
+        if n <= 512:
+            with pytest.raises(ValueError):
+                log_mel(torch.zeros(n))
+            continue
+        assert log_mel(torch.zeros(n)).shape == (n // HOP + 1, MEL_BINS)
+    assert log_mel(torch.zeros(2, 3, 5000)).shape == (2, 3, 5000 // HOP + 1, MEL_BINS)
+    with pytest.raises(TypeError):
+        log_mel(torch.zeros(5000, dtype=torch.int16))
+
+
+def test_log_mel_matches_torchaudio_directly() -> None:
+    wave = torch.from_numpy(_signal(150_001, seed=9))
+    _assert_f16_close(log_mel(wave).numpy(), _reference_mel(wave).numpy())
+
+
+def test_log_mel_batched_equals_per_item() -> None:
+    waves = torch.stack([torch.from_numpy(_signal(200_000, seed=s)) for s in range(3)])
+    batched = log_mel(waves)
+    for i in range(3):
+        # Different block shapes may change BLAS summation order, hence not exact equality.
+        torch.testing.assert_close(batched[i], log_mel(waves[i]), rtol=1e-6, atol=1e-5)
+
+
+def test_log_mel_float64() -> None:
+    wave = torch.from_numpy(_signal(60_000, seed=4))
+    torch.testing.assert_close(log_mel(wave.double()).float(), log_mel(wave), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    lengths = [62_400, 480_000, 480_001, 504_000, 1_440_000, 504_000]
+    waves = [torch.from_numpy(_signal(n, seed=i)) for i, n in enumerate(lengths)]
+    plans = [plan_views(n, f"cuda{i}") for i, n in enumerate(lengths)]
+    # The check is about the mel, not TF32: pin full float32 matmuls for its duration.
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        on_gpu = compute_views_torch([w.cuda() for w in waves], plans)
+        assert on_gpu.device.type == "cuda"
+        single = compute_views(waves[1].cuda(), plans[1])
+        batched_mel = log_mel(torch.stack([waves[3], waves[5]]).cuda())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    for i, (w, p) in enumerate(zip(waves, plans, strict=True)):
+        _assert_f16_close(on_gpu[i].cpu().numpy(), compute_views(w, p))
+    _assert_f16_close(single, compute_views(waves[1], plans[1]))
+    _assert_f16_close(batched_mel[0].cpu().numpy(), log_mel(waves[3]).numpy())
+
+
+# ---------------------------------------------------------------------------------------------------
+# plan_views / ViewPlan
+# ---------------------------------------------------------------------------------------------------
+
+# Pinned: a change here silently changes every stored corpus's crops.
+PINNED_STARTS = {
+    ("freesound-12345", 1_440_000): (91, 711, 1791),
+    ("audiocaps-Y0abc", 2_160_000): (815, 2196, 2747),
+    ("clotho-x", 504_000): (8, 27, 46),
+}
+
+
+def test_plan_views_pinned_starts() -> None:
+    for (key, n), starts in PINNED_STARTS.items():
+        assert plan_views(n, key).starts == starts, (key, n)
+
+
+def test_plan_views_deterministic_across_processes() -> None:
+    cases = [(k, n) for (k, n) in PINNED_STARTS] + [("another", 3_000_000)]
+    code = (
+        "import json, sys\n"
+        "from transforms.views import plan_views\n"
+        "cases = json.loads(sys.argv[1])\n"
+        "print(json.dumps([plan_views(n, k).to_json() for k, n in cases]))\n"
+    )
+    outputs = []
+    for seed in ("0", "12345"):
+        # A different PYTHONHASHSEED proves nothing depends on the salted built-in hash().
+        env = {"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(cases)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1]
+    assert outputs[0] == [plan_views(n, k).to_json() for k, n in cases]
+
+
+def test_plan_views_starts_in_thirds() -> None:
+    for n in (480_480, 480_960, 481_440, 482_000, 504_000, 720_000, 1_440_000, 2_160_000, 4_800_000):
+        total = n // HOP + 1
+        thirds = _laion_thirds(total, CHUNK_FRAMES)
+        for key in ("a", "b", "c", "d", "e"):
+            plan = plan_views(n, key)
+            assert plan.longer and plan.mode == "fusion" and plan.mel_frames == total
+            assert plan.starts is not None
+            for start, allowed in zip(plan.starts, thirds, strict=True):
+                assert start in list(allowed), (n, key, plan.starts)
+
+
+def test_plan_views_spreads_over_thirds() -> None:
+    # Different keys must land on different starts: a constant draw would pass the range check.
+    starts = {plan_views(2_160_000, f"k{i}").starts for i in range(50)}
+    assert len(starts) > 40
+
+
+def test_plan_views_boundaries() -> None:
+    assert plan_views(1, "k") == ViewPlan(1, False, "repeatpad", CHUNK_FRAMES, None)
+    assert plan_views(CLIP_SAMPLES, "k") == ViewPlan(CLIP_SAMPLES, False, "repeatpad", CHUNK_FRAMES, None)
+    for n in (480_001, 480_479):
+        assert plan_views(n, "k") == ViewPlan(n, False, "fusion", CHUNK_FRAMES, None)
+    # T = 1002: the thirds are [0], [1], [] and the empty back third falls back to start 0.
+    assert plan_views(480_480, "k") == ViewPlan(480_480, True, "fusion", 1002, (0, 1, 0))
+    # T = 1003: one start per third.
+    assert plan_views(480_960, "k").starts == (0, 1, 2)
+    for bad in (0, -1):
+        with pytest.raises(ValueError):
+            plan_views(bad, "k")
+
+
+def test_view_plan_json_round_trip() -> None:
+    for n in (1, 480_000, 480_001, 504_000):
+        plan = plan_views(n, "json")
+        encoded = json.loads(json.dumps(plan.to_json()))
+        assert set(encoded) == {"num_samples", "longer", "mode", "mel_frames", "starts"}
+        assert ViewPlan.from_json(encoded) == plan
+
+
+def test_view_plan_rejects_inconsistent_fields() -> None:
+    good = plan_views(504_000, "v").to_json()
+    for field, value in [
+        ("starts", [0, 0, 99_999]),
+        ("starts", None),
+        ("starts", [0, 1]),
+        ("mode", "repeatpad"),
+        ("mel_frames", 1001),
+        ("longer", False),
+        ("num_samples", 0),
+    ]:
+        with pytest.raises(ValueError):
+            ViewPlan.from_json({**good, field: value})
