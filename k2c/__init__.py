@@ -1,0 +1,1 @@
+"""Keyword-to-caption: a T5 model writes captions from keywords, then a debias pass."""

@@ -1,0 +1,108 @@
+"""The normalized record every adapter emits, and the reject every failing row becomes.
+
+A :class:`Record` is metadata only: it travels through shuffles, so it never carries audio bytes.
+It is the one type from adapter to shard writer; later stages fill fields with
+:func:`dataclasses.replace` instead of inventing new types.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from transforms.hashing import short_digest
+
+# Keys become tar member names (`<key>.flac`) and the webdataset library splits a member name at
+# its first dot, so keys are lowercase ASCII letters, digits, '-' and '_' only, and short enough
+# that `<key>.mel.npy` stays far below the 100-byte USTAR name limit.
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
+_SLUG_RE = re.compile(r"[^a-z0-9]+")
+
+
+def slug(text: str, max_len: int) -> str:
+    """Lowercase ASCII slug: runs of anything else become '-'; never empty."""
+    out = _SLUG_RE.sub("-", text.lower()).strip("-")[:max_len].strip("-")
+    return out or "x"
+
+
+def make_key(source: str, source_id: str) -> str:
+    """The sample key: readable, unique per (source, source id), safe as a file name.
+
+    The digest is over the exact id, so two ids that slug to the same text still get two keys.
+    """
+    return f"{slug(source, 20)}_{slug(source_id, 40)}_{short_digest(source + chr(0) + source_id)}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input clip, normalized. Metadata only; audio is read from ``audio_path`` per shard."""
+
+    key: str
+    source: str  # name of the source in the corpus spec
+    source_id: str  # the clip's id inside its source (file name, YouTube id, Freesound id ...)
+    audio_path: str  # resolved local path or filesystem URL (gs://, s3:// ...)
+    row: int  # 1-based data row in the source's manifest, for rejects that point back at it
+    split: str | None = None  # official split after the spec's mapping; None -> hash split
+    captions: tuple[str, ...] = ()  # natural-language captions from the source
+    labels: tuple[str, ...] = ()  # class labels (AudioSet ontology names ...)
+    keywords: tuple[str, ...] = ()  # free tags / keywords
+    license: str | None = None
+    attribution: str | None = None
+    origin_ids: tuple[str, ...] = ()  # cross-source identities, e.g. "youtube:abc", "freesound:123"
+    original: Mapping[str, Any] = field(default_factory=dict)  # free-form source metadata (JSON-able)
+    # Filled by later stages:
+    text: tuple[str, ...] = ()  # the captions the sample ships with (JSON `text`)
+    caption_kind: str = ""  # "source" | "template" | "k2c" | "mixed"
+    k2c_caption: str | None = None  # keyword-to-caption output (JSON `text_augment_t5`)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Labels then keywords, each once, in order: the JSON `tag` field."""
+        return tuple(dict.fromkeys(self.labels + self.keywords))
+
+
+@dataclass(frozen=True)
+class Reject:
+    """An input that produced no sample, with the stage that failed and a readable reason."""
+
+    source: str
+    stage: str  # "manifest" | "read" | "decode" | "views" | "encode" | "duplicate" | ...
+    code: str  # stable snake_case reason code, for counting
+    reason: str  # one readable sentence
+    path: str = ""
+    row: int | None = None
+    key: str | None = None
+    source_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "stage": self.stage,
+            "code": self.code,
+            "reason": self.reason,
+            "path": self.path,
+            "row": self.row,
+            "key": self.key,
+            "source_id": self.source_id,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Reject:
+        return cls(
+            **{k: d.get(k) for k in ("source", "stage", "code", "reason", "path", "row", "key", "source_id")}
+        )
+
+    @classmethod
+    def for_record(cls, record: Record, stage: str, code: str, reason: str) -> Reject:
+        return cls(
+            source=record.source,
+            stage=stage,
+            code=code,
+            reason=reason,
+            path=record.audio_path,
+            row=record.row,
+            key=record.key,
+            source_id=record.source_id,
+        )

@@ -1,0 +1,105 @@
+"""What a corpus spec says about one source, and the path rules every adapter shares."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from transforms import storage
+
+SPLIT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source of a corpus, with every path already resolved against the spec's folder."""
+
+    name: str
+    adapter: str
+    audio_root: str
+    manifest: str | None = None
+    split: str | None = None  # every clip of the source goes to this split
+    split_map: Mapping[str, str] = field(default_factory=dict)  # native split name -> corpus split
+    split_proportions: tuple[tuple[str, float], ...] | None = None  # hash split for clips without one
+    options: Mapping[str, Any] = field(default_factory=dict)  # adapter-specific
+    license: str | None = None  # default license for clips whose row names none
+    expected_count: int | None = None
+    allowed_schemes: tuple[str, ...] = ()  # URL schemes audio paths may use besides the root's own
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
+
+    def map_split(self, native: str | None) -> str | None:
+        """The corpus split for a clip whose row says ``native`` (None: hash split)."""
+        if self.split is not None:
+            return self.split
+        if native is None or str(native).strip() == "":
+            return None
+        native = str(native).strip()
+        return self.split_map.get(native, native)
+
+
+class PathRejected(ValueError):
+    """An audio path that the source may not read (escapes its root, foreign URL scheme ...)."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def resolve_audio_path(source: SourceSpec, value: str) -> str:
+    """Turn a manifest's audio path into the path to read, or raise :class:`PathRejected`.
+
+    Relative paths are joined to the source's audio root. Nothing outside the root is ever read:
+    '..' escapes, absolute paths elsewhere and (for local roots) symlinks that leave the root are
+    refused, as are URLs with a scheme the spec did not allow.
+    """
+    value = value.strip()
+    if not value:
+        raise PathRejected("missing_path", "the row has no audio path")
+    if "\x00" in value:
+        raise PathRejected("bad_path", "the audio path contains a NUL byte")
+    root = source.audio_root
+    if storage.is_url(value):
+        allowed = {storage.scheme(root), *source.allowed_schemes}
+        if storage.scheme(value) not in allowed:
+            raise PathRejected(
+                "scheme_not_allowed",
+                f"URL scheme '{storage.scheme(value)}' is not allowed for this source "
+                f"(allowed: {', '.join(sorted(allowed))})",
+            )
+        if storage.scheme(value) == storage.scheme(root):
+            _require_inside_url(root, value)
+        return value
+    if storage.is_url(root):
+        if value.startswith("/"):
+            raise PathRejected("outside_root", "absolute local path for a source whose audio root is a URL")
+        joined = posixpath.normpath(posixpath.join(root.split("://", 1)[1], value))
+        full = f"{storage.scheme(root)}://{joined}"
+        _require_inside_url(root, full)
+        return full
+    root_abs = os.path.abspath(root)
+    full = os.path.normpath(value if os.path.isabs(value) else os.path.join(root_abs, value))
+    if not _inside(full, root_abs):
+        raise PathRejected("outside_root", f"path '{value}' is outside the audio root")
+    # Symlinks are resolved so that a link inside the root cannot point at a file outside it.
+    real, real_root = os.path.realpath(full), os.path.realpath(root_abs)
+    if not _inside(real, real_root):
+        raise PathRejected("outside_root", f"path '{value}' resolves (through a link) outside the audio root")
+    return full
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _require_inside_url(root: str, url: str) -> None:
+    r = root.split("://", 1)[1]
+    u = posixpath.normpath(url.split("://", 1)[1])
+    if not (u == r.rstrip("/") or u.startswith(r.rstrip("/") + "/")):
+        raise PathRejected("outside_root", f"URL '{url}' is outside the audio root '{root}'")

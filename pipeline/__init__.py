@@ -1,0 +1,1 @@
+"""The Beam pipeline that builds the corpus: spec, options, graph, CLI, summary."""

@@ -1,0 +1,317 @@
+"""The Beam graph: manifests in, shards out. Thin wiring around the per-sample steps.
+
+    sources ─► ReadManifests ─► Captions ─► Split ─► shard boundaries (per split) ─► GroupByKey(shard)
+                   │               │                                                   │
+                   └── rejects ────┴──► WriteEarlyRejects                        WriteShards ─► stats
+                                                                                       │
+                                                                   Finalize: sizes.json, summary.json
+
+Only metadata (:class:`~manifests.records.Record`) crosses a shuffle; each shard's worker reads
+its audio files itself, so no element comes near gRPC's 2 GB limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from array import array
+from collections import Counter
+from dataclasses import asdict, replace
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import AsDict, AsList, TaggedOutput
+
+from manifests.records import Record, Reject
+from manifests.registry import get_adapter
+from manifests.source import SourceSpec
+from pipeline import summary as summary_mod
+from pipeline.spec import CorpusSpec
+from transforms import storage
+from transforms.captions import render_captions
+from transforms.layout import Layout, shard_name
+from transforms.sample import SampleError, dumps_json, process_sample
+from transforms.sharding import placement_hash, shard_boundaries, shard_index, split_of
+from transforms.shards import ShardStats, ShardWriter, count_by, read_stats, rejects_jsonl
+
+log = logging.getLogger(__name__)
+
+REJECTS = "rejects"
+NAMESPACE = "clapcorpus"
+
+
+class ReadSourceFn(beam.DoFn):
+    """One source spec in; its normalized records out, and one reject per bad row."""
+
+    def process(self, source: SourceSpec):
+        adapter = get_adapter(source.adapter)
+        n = 0
+        for item in adapter(source):
+            n += 1
+            if isinstance(item, Reject):
+                yield TaggedOutput(REJECTS, item)
+            else:
+                yield item
+        log.info("source %s: %d manifest rows read", source.name, n)
+
+
+class RenderCaptionsFn(beam.DoFn):
+    def process(self, record: Record):
+        out = render_captions(record)
+        yield TaggedOutput(REJECTS, out) if isinstance(out, Reject) else out
+
+
+class ShardBoundariesFn(beam.CombineFn):
+    """Collects the placement hashes of one split (8 bytes per sample) and cuts them into shards."""
+
+    def __init__(self, shard_size: int):
+        self.shard_size = shard_size
+
+    def create_accumulator(self) -> array:
+        return array("Q")
+
+    def add_input(self, acc: array, h: int) -> array:
+        acc.append(h)
+        return acc
+
+    def merge_accumulators(self, accs) -> array:
+        out = array("Q")
+        for a in accs:
+            out.extend(a)
+        return out
+
+    def extract_output(self, acc: array) -> list[int]:
+        return shard_boundaries(acc, self.shard_size)
+
+
+def record_fingerprint(record: Record) -> bytes:
+    return dumps_json(asdict(record))
+
+
+def shard_fingerprint(spec_fingerprint: str, records: list[Record]) -> str:
+    h = hashlib.sha256(spec_fingerprint.encode())
+    for r in records:
+        h.update(record_fingerprint(r))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+class WriteShardFn(beam.DoFn):
+    """One shard's records in (sorted here); the shard's files written; its stats out.
+
+    A shard whose stats file carries the same fingerprint is skipped: that is what makes a killed
+    run resumable. Every failure of one input becomes a reject; the shard goes on.
+    """
+
+    def __init__(self, spec: CorpusSpec, layout: Layout):
+        self.spec, self.layout = spec, layout
+        self.spec_fp = spec.fingerprint()
+        self.samples = Metrics.counter(NAMESPACE, "samples")
+        self.rejects = Metrics.counter(NAMESPACE, "rejects")
+        self.shards_done = Metrics.counter(NAMESPACE, "shards_done")
+        self.shards_skipped = Metrics.counter(NAMESPACE, "shards_skipped")
+        self.audio_ms = Metrics.counter(NAMESPACE, "audio_milliseconds")
+
+    def setup(self):
+        import torch
+
+        # One worker process per core: intra-op threads would only fight each other.
+        torch.set_num_threads(1)
+
+    def process(self, element: tuple[tuple[str, str], Any]):
+        (split, shard), records = element
+        records = sorted(records, key=lambda r: (r.key, r.row))
+        fingerprint = shard_fingerprint(self.spec_fp, records)
+        done = read_stats(self.layout, split, shard)
+        if done is not None and done.fingerprint == fingerprint:
+            self.shards_skipped.inc()
+            log.info("shard %s/%s: already complete, skipped", split, shard)
+            yield replace(done, reused=True)
+            return
+        yield self._build(split, shard, records, fingerprint)
+
+    def _build(self, split: str, shard: str, records: list[Record], fingerprint: str) -> ShardStats:
+        t0 = time.monotonic()
+        opts = self.spec.options.sample
+        writer = ShardWriter(self.layout, split, shard, self.spec.options.formats)
+        rejects: list[Reject] = []
+        kept: list[tuple[Record, float, bool]] = []
+        previous_key = None
+        try:
+            for record in records:
+                if record.key == previous_key:
+                    rejects.append(
+                        Reject.for_record(
+                            record,
+                            "shard",
+                            "duplicate_key",
+                            f"another row of source '{record.source}' has the same id '{record.source_id}'",
+                        )
+                    )
+                    continue
+                previous_key = record.key
+                try:
+                    data = storage.read_bytes(record.audio_path, max_bytes=opts.max_file_bytes)
+                    sample = process_sample(record, data, opts)
+                except SampleError as e:
+                    rejects.append(Reject.for_record(record, e.stage, e.code, e.reason))
+                    continue
+                except storage.FileTooLarge as e:
+                    rejects.append(Reject.for_record(record, "read", "too_large", str(e)))
+                    continue
+                except Exception as e:  # one input must never take its shard down
+                    code, reason = _read_failure(record, e)
+                    if code == "internal_error":
+                        log.exception("sample %s failed unexpectedly", record.key)
+                    rejects.append(
+                        Reject.for_record(
+                            record, "read" if code != "internal_error" else "process", code, reason
+                        )
+                    )
+                    continue
+                writer.add(sample)
+                kept.append((record, sample.duration_s, bool(sample.meta["truncated"])))
+            tar_bytes, parquet_bytes = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        storage.write_bytes_atomic(self.layout.shard_rejects_path(split, shard), rejects_jsonl(rejects))
+        seconds_by_source: Counter[str] = Counter()
+        for record, seconds, _ in kept:
+            seconds_by_source[record.source] += seconds
+        stats = ShardStats(
+            split=split,
+            shard=shard,
+            fingerprint=fingerprint,
+            samples=len(kept),
+            rejects=len(rejects),
+            samples_by_source=dict(sorted(Counter(r.source for r, _, _ in kept).items())),
+            rejects_by_source=count_by(rejects, "source"),
+            rejects_by_code=count_by(rejects, "code"),
+            audio_seconds_by_source={k: round(v, 3) for k, v in sorted(seconds_by_source.items())},
+            truncated=sum(1 for _, _, t in kept if t),
+            k2c_captions=sum(1 for r, _, _ in kept if r.k2c_caption is not None),
+            tar_bytes=tar_bytes,
+            parquet_bytes=parquet_bytes,
+            seconds=round(time.monotonic() - t0, 3),
+        )
+        # Written last: the shard counts as done only once this file exists.
+        storage.write_bytes_atomic(self.layout.stats_path(split, shard), dumps_json(stats.to_json()))
+        self.samples.inc(stats.samples)
+        self.rejects.inc(stats.rejects)
+        self.shards_done.inc()
+        self.audio_ms.inc(int(sum(s for _, s, _ in kept) * 1000))
+        rate = stats.samples / stats.seconds if stats.seconds else 0.0
+        log.info(
+            "shard %s/%s: %d samples, %d rejects in %.1f s (%.1f samples/s)",
+            split,
+            shard,
+            stats.samples,
+            stats.rejects,
+            stats.seconds,
+            rate,
+        )
+        return stats
+
+
+def _read_failure(record: Record, e: Exception) -> tuple[str, str]:
+    text = str(e)
+    if isinstance(e, FileNotFoundError) or "No such file" in text or "not found" in text.lower():
+        return "missing_file", f"audio file not found: {record.audio_path}"
+    if isinstance(e, OSError) or type(e).__name__ == "BeamIOError":
+        return "read_error", f"could not read the audio file: {text[:300]}"
+    return "internal_error", f"unexpected {type(e).__name__}: {text[:300]}"
+
+
+class WriteEarlyRejectsFn(beam.DoFn):
+    """All rejects of one source from before sharding, in row order, in one JSONL file."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+
+    def process(self, element: tuple[str, Any]):
+        source, rejects = element
+        ordered = sorted(rejects, key=lambda r: (r.row if r.row is not None else -1, r.stage, r.code, r.path))
+        storage.write_bytes_atomic(self.layout.manifest_rejects_path(source), rejects_jsonl(ordered))
+        yield source, count_by(ordered, "code")
+
+
+def _with_split(record: Record, spec: CorpusSpec) -> Record:
+    proportions = spec.source(record.source).split_proportions or spec.options.split_proportions
+    return replace(record, split=split_of(record, proportions))
+
+
+def _shard_key(record: Record, boundaries: dict[str, list[int]]) -> tuple[tuple[str, str], Record]:
+    assert record.split is not None
+    idx = shard_index(placement_hash(record.key), boundaries.get(record.split, []))
+    return (record.split, shard_name(idx)), record
+
+
+class BuildCorpus(beam.PTransform):
+    """The whole job for one corpus spec into one output root."""
+
+    def __init__(self, spec: CorpusSpec, output: str):
+        super().__init__()
+        self.spec = spec
+        self.layout = Layout(output, spec.corpus)
+
+    def expand(self, pbegin):
+        spec, layout = self.spec, self.layout
+        read = (
+            pbegin
+            | "Sources" >> beam.Create(list(spec.sources))
+            | "ReadManifests" >> beam.ParDo(ReadSourceFn()).with_outputs(REJECTS, main="records")
+        )
+        # Manifests are read one source per worker; spread their records before the real work.
+        records = read.records | "Spread" >> beam.Reshuffle()
+        captioned = records | "Captions" >> beam.ParDo(RenderCaptionsFn()).with_outputs(
+            REJECTS, main="records"
+        )
+        ready = captioned.records
+        placed = ready | "Split" >> beam.Map(_with_split, spec)
+        boundaries = (
+            placed
+            | "PlacementHash" >> beam.Map(lambda r: (r.split, placement_hash(r.key)))
+            | "ShardBoundaries" >> beam.CombinePerKey(ShardBoundariesFn(spec.options.shard_size))
+        )
+        stats = (
+            placed
+            | "AssignShard" >> beam.Map(_shard_key, AsDict(boundaries))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShards" >> beam.ParDo(WriteShardFn(spec, layout))
+        )
+        early_rejects = (read[REJECTS], captioned[REJECTS]) | "EarlyRejects" >> beam.Flatten()
+        early_counts = (
+            early_rejects
+            | "RejectsBySource" >> beam.Map(lambda r: (r.source, r))
+            | "GroupRejects" >> beam.GroupByKey()
+            | "WriteEarlyRejects" >> beam.ParDo(WriteEarlyRejectsFn(layout))
+        )
+        inputs = (
+            (read.records, read[REJECTS])
+            | "AllInputs" >> beam.Flatten()
+            | "InputSource" >> beam.Map(lambda x: x.source)
+            | "CountInputs" >> beam.combiners.Count.PerElement()
+        )
+        return (
+            pbegin
+            | "Once" >> beam.Create([None])
+            | "Finalize"
+            >> beam.Map(finalize, spec, layout, AsList(stats), AsDict(inputs), AsList(early_counts))
+        )
+
+
+def finalize(
+    _: None,
+    spec: CorpusSpec,
+    layout: Layout,
+    stats: list[ShardStats],
+    inputs: dict[str, int],
+    early: list[tuple[str, dict[str, int]]],
+) -> dict[str, Any]:
+    """Runs once at the end: sizes.json per split, stale files removed, summary.json written last."""
+    summary = summary_mod.build_summary(spec, layout, stats, inputs, dict(early))
+    summary_mod.write_outputs(spec, layout, stats, summary)
+    return summary

@@ -1,0 +1,68 @@
+"""Running a corpus spec end to end, and the report printed at the end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import apache_beam as beam
+
+from pipeline.graph import BuildCorpus
+from pipeline.options import pipeline_options
+from pipeline.spec import CorpusSpec, load_spec
+from transforms import storage
+from transforms.layout import Layout
+
+log = logging.getLogger(__name__)
+
+
+def run_corpus(spec: CorpusSpec | str, output: str, beam_args: Sequence[str] = ()) -> dict[str, Any]:
+    """Build the corpus into ``output`` and return the run summary (also in ``<output>/summary.json``)."""
+    if isinstance(spec, str):
+        spec = load_spec(spec)
+    if not storage.is_url(output):
+        output = os.path.abspath(output)
+    t0 = time.monotonic()
+    with beam.Pipeline(options=pipeline_options(list(beam_args))) as p:
+        _ = p | "BuildCorpus" >> BuildCorpus(spec, output)
+    summary = json.loads(storage.read_text(Layout(output, spec.corpus).summary_path()))
+    summary["wall_seconds"] = round(time.monotonic() - t0, 2)
+    return summary
+
+
+def format_report(summary: dict[str, Any]) -> str:
+    """A short human report: per source counts, per split shards, accounting, where things are."""
+    lines = [f"corpus '{summary['corpus']}' -> {summary['output']}"]
+    lines.append(f"  {'source':<24}{'inputs':>9}{'samples':>9}{'rejects':>9}{'hours':>9}{'expected':>10}")
+    for name, s in summary["sources"].items():
+        expected = "" if s["expected"] is None else str(s["expected"])
+        lines.append(
+            f"  {name:<24}{s['inputs']:>9}{s['samples']:>9}{s['rejects']:>9}{s['hours']:>9.3f}{expected:>10}"
+        )
+    for split, s in summary["splits"].items():
+        lines.append(f"  split {split:<18}{s['shards']:>5} shards {s['samples']:>9} samples")
+    ok = "holds" if summary["accounting_ok"] else "DOES NOT HOLD"
+    lines.append(
+        f"  accounting: inputs {summary['inputs']} = samples {summary['samples']} "
+        f"+ rejects {summary['rejects']}: {ok}"
+    )
+    if summary["rejects_by_code"]:
+        codes = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_code"].items())
+        lines.append(f"  rejects by reason: {codes}")
+    if "wall_seconds" in summary:
+        lines.append(f"  wall time: {summary['wall_seconds']:.1f} s")
+    outs = summary["outputs"]
+    for kind in ("webdataset", "parquet"):
+        for split, path in outs.get(kind, {}).items():
+            lines.append(f"  {kind:<11} {split:<8} {path}")
+    lines.append(f"  rejects     {outs['rejects']}")
+    lines.append(f"  summary     {outs['summary']}")
+    return "\n".join(lines)
+
+
+def dump_summary(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=1, sort_keys=True)

@@ -1,0 +1,275 @@
+"""The corpus spec (YAML): what to build, from which sources, with which options.
+
+A wrong spec fails at start with a message that names the file and the field, before any worker
+starts. Relative paths in the spec are relative to the spec file's folder.
+
+    corpus: demo
+    options:
+      shard_size: 512
+      max_duration_s: 300
+      store_mel: true
+      formats: [webdataset, parquet]
+      split_proportions: {train: 0.9, valid: 0.05, test: 0.05}
+    sources:
+      - name: demo
+        adapter: generic
+        manifest: raw/manifest.jsonl
+        audio_root: raw
+        split_map: {val: valid}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import yaml
+
+from manifests.registry import ADAPTERS, needs_manifest
+from manifests.source import SPLIT_NAME_RE, SourceSpec
+from transforms import storage
+from transforms.sample import SampleOptions
+
+# Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
+# run never reuses shards written by an incompatible version.
+FORMAT_VERSION = "1"
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+FORMATS = ("webdataset", "parquet")
+
+
+class SpecError(ValueError):
+    """The spec is wrong; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    shard_size: int = 512
+    formats: tuple[str, ...] = FORMATS
+    split_proportions: tuple[tuple[str, float], ...] = (("train", 0.9), ("valid", 0.05), ("test", 0.05))
+    sample: SampleOptions = field(default_factory=SampleOptions)
+    k2c: Mapping[str, Any] | None = None  # validated by the k2c package
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    corpus: str
+    sources: tuple[SourceSpec, ...]
+    options: CorpusOptions
+    path: str = ""  # the file it was loaded from
+
+    def source(self, name: str) -> SourceSpec:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything that affects the output changes (spec, options, format)."""
+        doc = {"format_version": FORMAT_VERSION, "spec": _canonical(asdict(self) | {"path": ""})}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, list | tuple):
+        return [_canonical(v) for v in obj]
+    return obj
+
+
+class _Fields:
+    """Typed access to one mapping of the YAML, with errors that say where."""
+
+    def __init__(self, data: Any, where: str, file: str):
+        if not isinstance(data, Mapping):
+            raise SpecError(f"{file}: {where} must be a mapping, got {type(data).__name__}")
+        self.data, self.where, self.file = data, where, file
+        self.used: set[str] = set()
+
+    def err(self, key: str, msg: str) -> SpecError:
+        return SpecError(f"{self.file}: {self.where}.{key}: {msg}")
+
+    def get(
+        self, key: str, types: type | tuple[type, ...], default: Any = None, *, required: bool = False
+    ) -> Any:
+        self.used.add(key)
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise SpecError(f"{self.file}: {self.where}: missing required field '{key}'")
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+            raise self.err(key, f"expected {_type_names(types)}, got a boolean")
+        if not isinstance(value, types):
+            raise self.err(key, f"expected {_type_names(types)}, got {type(value).__name__} ({value!r:.60})")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(map(str, self.data)) - self.used)
+        if unknown:
+            raise SpecError(f"{self.file}: {self.where}: unknown field(s) {', '.join(unknown)}")
+
+
+def _type_names(types: type | tuple[type, ...]) -> str:
+    ts = types if isinstance(types, tuple) else (types,)
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "text",
+        bool: "true/false",
+        list: "a list",
+        dict: "a mapping",
+    }
+    return " or ".join(names.get(t, t.__name__) for t in ts)
+
+
+def _resolve(base_dir: str, value: str) -> str:
+    if storage.is_url(value) or os.path.isabs(value):
+        return value
+    return os.path.normpath(os.path.join(base_dir, value))
+
+
+def _proportions(f: _Fields, key: str) -> tuple[tuple[str, float], ...] | None:
+    raw = f.get(key, dict)
+    if raw is None:
+        return None
+    out = []
+    for name, value in raw.items():
+        if not isinstance(name, str) or not SPLIT_NAME_RE.match(name):
+            raise f.err(key, f"split name {name!r} must be lowercase letters, digits, '-' or '_'")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise f.err(key, f"proportion of '{name}' must be a non-negative number")
+        out.append((name, float(value)))
+    total = sum(v for _, v in out)
+    if not out or abs(total - 1.0) > 1e-6:
+        raise f.err(key, f"proportions must sum to 1, they sum to {total:g}")
+    return tuple(out)
+
+
+def _split_name(f: _Fields, key: str, value: str) -> str:
+    if not SPLIT_NAME_RE.match(value):
+        raise f.err(key, f"split name {value!r} must be lowercase letters, digits, '-' or '_'")
+    return value
+
+
+def _parse_sample_options(f: _Fields) -> SampleOptions:
+    d = SampleOptions()
+    kw: dict[str, Any] = {}
+    for fld in fields(SampleOptions):
+        default = getattr(d, fld.name)
+        types: tuple[type, ...] = (int, float) if isinstance(default, float) else (type(default),)
+        value = f.get(fld.name, types, default)
+        if isinstance(default, int | float) and not isinstance(default, bool) and value < 0:
+            raise f.err(fld.name, "must not be negative")
+        kw[fld.name] = type(default)(value) if isinstance(default, float) else value
+    return SampleOptions(**kw)
+
+
+def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
+    base_dir = os.path.dirname(os.path.abspath(file)) if not storage.is_url(file) else os.getcwd()
+    top = _Fields(data, "spec", file)
+    corpus = top.get("corpus", str, required=True)
+    if not NAME_RE.match(corpus):
+        raise top.err("corpus", "must be lowercase letters, digits, '-' or '_' (at most 40)")
+
+    opt = _Fields(top.get("options", dict, {}), "options", file)
+    shard_size = opt.get("shard_size", int, 512)
+    if shard_size < 1:
+        raise opt.err("shard_size", "must be at least 1")
+    formats = opt.get("formats", list, list(FORMATS))
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise opt.err("formats", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if not formats:
+        raise opt.err("formats", "name at least one output format")
+    proportions = _proportions(opt, "split_proportions") or CorpusOptions().split_proportions
+    k2c = opt.get("k2c", dict)
+    sample = _parse_sample_options(opt)
+    opt.done()
+    options = CorpusOptions(
+        shard_size=shard_size,
+        formats=tuple(f for f in FORMATS if f in formats),
+        split_proportions=proportions,
+        sample=sample,
+        k2c=k2c,
+    )
+
+    raw_sources = top.get("sources", list, required=True)
+    top.done()
+    if not raw_sources:
+        raise SpecError(f"{file}: spec.sources: name at least one source")
+    sources = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_sources):
+        sources.append(_parse_source(raw, f"sources[{i}]", file, base_dir))
+        if sources[-1].name in seen:
+            raise SpecError(f"{file}: sources[{i}].name: duplicate source name '{sources[-1].name}'")
+        seen.add(sources[-1].name)
+    return CorpusSpec(corpus=corpus, sources=tuple(sources), options=options, path=file)
+
+
+def _parse_source(raw: Any, where: str, file: str, base_dir: str) -> SourceSpec:
+    f = _Fields(raw, where, file)
+    name = f.get("name", str, required=True)
+    if not NAME_RE.match(name):
+        raise f.err("name", "must be lowercase letters, digits, '-' or '_' (at most 40)")
+    adapter = f.get("adapter", str, required=True)
+    if adapter not in ADAPTERS:
+        raise f.err("adapter", f"unknown adapter '{adapter}' (known: {', '.join(sorted(ADAPTERS))})")
+    manifest = f.get("manifest", str)
+    if manifest is None and needs_manifest(adapter):
+        raise SpecError(f"{file}: {where}: adapter '{adapter}' needs a 'manifest' field")
+    if manifest is not None:
+        manifest = _resolve(base_dir, manifest)
+        if not storage.is_url(manifest) and not os.path.exists(manifest):
+            raise f.err("manifest", f"file not found: {manifest}")
+    audio_root = _resolve(base_dir, f.get("audio_root", str, required=True))
+    split = f.get("split", str)
+    if split is not None:
+        _split_name(f, "split", split)
+    split_map = f.get("split_map", dict, {})
+    for native, target in split_map.items():
+        if not isinstance(target, str):
+            raise f.err("split_map", f"target of '{native}' must be a split name")
+        _split_name(f, "split_map", target)
+    proportions = _proportions(f, "split_proportions")
+    options = f.get("options", dict, {})
+    expected = f.get("expected_count", int)
+    license_ = f.get("license", str)
+    schemes = f.get("allowed_schemes", list, [])
+    f.done()
+    return SourceSpec(
+        name=name,
+        adapter=adapter,
+        audio_root=audio_root,
+        manifest=manifest,
+        split=split,
+        split_map={str(k): v for k, v in split_map.items()},
+        split_proportions=proportions,
+        options=options,
+        license=license_,
+        expected_count=expected,
+        allowed_schemes=tuple(str(s).lower() for s in schemes),
+    )
+
+
+def load_spec(path: str) -> CorpusSpec:
+    try:
+        if storage.is_url(path):
+            text = storage.read_text(path)
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the spec: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    return parse_spec(data, path)

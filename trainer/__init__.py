@@ -1,0 +1,1 @@
+"""The bundled CLAP trainer that reads the pipeline's shards."""

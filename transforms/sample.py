@@ -1,0 +1,136 @@
+"""One record plus its audio bytes in, one finished sample (or a rejection) out.
+
+This is the whole per-sample chain — decode, quantise, views, FLAC, JSON — as a pure function, so
+it is tested without Beam and the shard writer stays a thin loop around it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from manifests.records import Record
+from transforms.audio import SAMPLE_RATE, int16_to_float, quantize_int16
+from transforms.decode import DecodedAudio, DecodeError, decode_audio
+from transforms.flac import encode_flac
+from transforms.views import ViewPlan, compute_views, plan_views
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """Per-sample limits and switches (the spec's ``options`` section)."""
+
+    max_duration_s: float = 300.0  # decoding stops here; the sample is flagged `truncated`
+    min_duration_s: float = 0.0  # shorter clips are rejected
+    max_file_bytes: int = 256 * 1024 * 1024  # larger files are rejected without being read
+    decode_time_limit_s: float = 60.0  # a file that stalls the decoder longer is rejected
+    max_channels: int = 32
+    store_mel: bool = True  # write `<key>.mel.npy` (float16 [4, 1001, 64])
+
+
+class SampleError(Exception):
+    """This record cannot become a sample; carries the failing stage and a readable reason."""
+
+    def __init__(self, stage: str, code: str, reason: str):
+        super().__init__(reason)
+        self.stage, self.code, self.reason = stage, code, reason
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A finished sample: what goes into the tar and the Parquet row."""
+
+    key: str
+    flac: bytes
+    meta: dict[str, Any]  # the `<key>.json` document
+    mel: np.ndarray | None  # float16 [4, 1001, 64]
+    duration_s: float
+
+    def json_bytes(self) -> bytes:
+        return dumps_json(self.meta)
+
+    def mel_bytes(self) -> bytes:
+        assert self.mel is not None
+        buf = io.BytesIO()
+        np.save(buf, self.mel, allow_pickle=False)
+        return buf.getvalue()
+
+
+def dumps_json(doc: Any) -> bytes:
+    """The one JSON encoding of the project: sorted keys, UTF-8, no NaN — byte-stable."""
+    return json.dumps(
+        doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode()
+
+
+def sample_meta(record: Record, decoded: DecodedAudio, plan: ViewPlan) -> dict[str, Any]:
+    """The `<key>.json` document: LAION's fields (`text`, `tag`, `original_data`) plus ours."""
+    meta: dict[str, Any] = {
+        "text": list(record.text),
+        "tag": list(record.tags),
+        "original_data": dict(record.original),
+        "key": record.key,
+        "source": record.source,
+        "source_id": record.source_id,
+        "split": record.split,
+        "labels": list(record.labels),
+        "keywords": list(record.keywords),
+        "caption_kind": record.caption_kind,
+        "license": record.license,
+        "attribution": record.attribution,
+        "origin_ids": list(record.origin_ids),
+        "duration": round(decoded.duration_s, 6),
+        "sample_rate": SAMPLE_RATE,
+        "original_sample_rate": decoded.source_rate,
+        "original_channels": decoded.source_channels,
+        "original_codec": decoded.codec,
+        "truncated": decoded.truncated,
+        "longer": plan.longer,
+        "view_plan": plan.to_json(),
+    }
+    if record.k2c_caption is not None:
+        meta["text_augment_t5"] = record.k2c_caption
+        meta["text_augment_all"] = list(dict.fromkeys([*record.captions, *record.text, record.k2c_caption]))
+    return meta
+
+
+def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sample:
+    """Decode ``data`` and build the sample for ``record``; raise :class:`SampleError` if it can't."""
+    try:
+        decoded = decode_audio(
+            data,
+            max_duration_s=options.max_duration_s,
+            time_limit_s=options.decode_time_limit_s or None,
+            max_channels=options.max_channels,
+        )
+    except DecodeError as e:
+        raise SampleError("decode", e.code, e.reason) from None
+    if decoded.duration_s < options.min_duration_s:
+        raise SampleError(
+            "decode",
+            "too_short",
+            f"clip is {decoded.duration_s:.3f} s, under the {options.min_duration_s} s minimum",
+        )
+    pcm = quantize_int16(decoded.samples)
+    plan = plan_views(len(pcm), record.key)
+    mel = None
+    if options.store_mel:
+        try:
+            mel = compute_views(int16_to_float(pcm), plan).astype(np.float16)
+        except (ValueError, RuntimeError) as e:
+            raise SampleError("views", "views_failed", f"could not compute the mel views: {e}") from None
+    try:
+        flac = encode_flac(pcm, SAMPLE_RATE)
+    except Exception as e:  # an encoder failure must reject this sample, not the shard
+        raise SampleError("encode", "flac_failed", f"FLAC encoding failed: {e}") from None
+    return Sample(
+        key=record.key,
+        flac=flac,
+        meta=sample_meta(record, decoded, plan),
+        mel=mel,
+        duration_s=decoded.duration_s,
+    )

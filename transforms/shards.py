@@ -1,0 +1,258 @@
+"""Writing one shard: a WebDataset tar and a Parquet file, their rejects, and stats last.
+
+Every file goes to a temporary name and is renamed into place when complete; the stats file is
+written after everything else, so a shard is finished exactly when its stats file exists (the
+img2dataset rule). Members are written in key order with fixed metadata, so the same samples always
+give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tarfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests.records import Reject
+from transforms import storage
+from transforms.audio import SAMPLE_RATE
+from transforms.layout import FLAC, JSON, MEL, Layout, member_name
+from transforms.sample import Sample, dumps_json
+
+TAR_MTIME = 0  # fixed member mtime: archives must not depend on when they were written
+PARQUET_ROWS_PER_GROUP = 64  # bounds memory: a row group holds the FLAC bytes of this many samples
+
+PARQUET_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("text", pa.list_(pa.string())),
+        ("tag", pa.list_(pa.string())),
+        ("labels", pa.list_(pa.string())),
+        ("keywords", pa.list_(pa.string())),
+        ("caption_kind", pa.string()),
+        ("text_augment_t5", pa.string()),
+        ("source", pa.string()),
+        ("source_id", pa.string()),
+        ("split", pa.string()),
+        ("license", pa.string()),
+        ("attribution", pa.string()),
+        ("origin_ids", pa.list_(pa.string())),
+        ("duration", pa.float64()),
+        ("truncated", pa.bool_()),
+        ("original_sample_rate", pa.int32()),
+        ("original_channels", pa.int32()),
+        ("original_codec", pa.string()),
+        ("longer", pa.bool_()),
+        ("view_plan", pa.string()),  # ViewPlan.to_json() as JSON text
+        ("original_data", pa.string()),  # JSON text: free-form, differs per source
+    ]
+)
+
+
+def _hf_features() -> dict[str, Any]:
+    """Hugging Face `datasets` features, so `load_dataset("parquet")` gives Audio at 48 kHz, no cast."""
+    string = {"dtype": "string", "_type": "Value"}
+    strings = {"feature": string, "_type": "List"}
+    types = {
+        pa.string(): string,
+        pa.float64(): {"dtype": "float64", "_type": "Value"},
+        pa.bool_(): {"dtype": "bool", "_type": "Value"},
+        pa.int32(): {"dtype": "int32", "_type": "Value"},
+        pa.list_(pa.string()): strings,
+    }
+    feats: dict[str, Any] = {}
+    for f in PARQUET_SCHEMA:
+        feats[f.name] = (
+            {"_type": "Audio", "sampling_rate": SAMPLE_RATE} if f.name == "audio" else types[f.type]
+        )
+    return feats
+
+
+PARQUET_METADATA = {
+    b"huggingface": json.dumps({"info": {"features": _hf_features()}}, sort_keys=True).encode()
+}
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    """What a finished shard holds; its file marks the shard as done."""
+
+    split: str
+    shard: str
+    fingerprint: str  # of the spec, the code format and the shard's records: a mismatch means redo
+    samples: int
+    rejects: int
+    samples_by_source: Mapping[str, int] = field(default_factory=dict)
+    rejects_by_source: Mapping[str, int] = field(default_factory=dict)
+    rejects_by_code: Mapping[str, int] = field(default_factory=dict)
+    audio_seconds_by_source: Mapping[str, float] = field(default_factory=dict)
+    truncated: int = 0
+    k2c_captions: int = 0
+    tar_bytes: int = 0
+    parquet_bytes: int = 0
+    seconds: float = 0.0  # wall time spent building the shard
+    reused: bool = False  # set in memory when a finished shard from an earlier run was kept (never on disk)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ShardStats:
+        return cls(**d)
+
+
+class _CountingWriter(io.RawIOBase):
+    """Counts bytes on their way to the real stream (tarfile's stream mode can't tell the size)."""
+
+    def __init__(self, inner: BinaryIO):
+        self.inner, self.count = inner, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        n = len(b)
+        self.inner.write(bytes(b))
+        self.count += n
+        return n
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, TAR_MTIME, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+class ShardWriter:
+    """Streams samples into the shard's files; nothing is visible under the final names until close."""
+
+    def __init__(self, layout: Layout, split: str, shard: str, formats: tuple[str, ...]):
+        self.layout, self.split, self.shard = layout, split, shard
+        self._open: list[tuple[str, str, BinaryIO]] = []  # (temp, final, stream)
+        self._tar: tarfile.TarFile | None = None
+        self._tar_count: _CountingWriter | None = None
+        self._pq: pq.ParquetWriter | None = None
+        self._pq_stream: BinaryIO | None = None
+        self._rows: list[dict[str, Any]] = []
+        if "webdataset" in formats:
+            raw = self._create(layout.tar_path(split, shard))
+            self._tar_count = _CountingWriter(raw)
+            # Lives across add() calls, closed in close()/abort(): no context manager possible.
+            self._tar = tarfile.open(fileobj=self._tar_count, mode="w|", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+        if "parquet" in formats:
+            self._pq_stream = self._create(layout.parquet_path(split, shard))
+            schema = PARQUET_SCHEMA.with_metadata(PARQUET_METADATA)
+            self._pq = pq.ParquetWriter(
+                self._pq_stream,
+                schema,
+                compression="zstd",
+                use_dictionary=["source", "split", "license", "caption_kind", "original_codec"],
+            )
+
+    def _create(self, final: str) -> BinaryIO:
+        tmp = storage.temp_name(final)
+        stream = storage.create(tmp)
+        self._open.append((tmp, final, stream))
+        return stream
+
+    def add(self, sample: Sample) -> None:
+        if self._tar is not None:
+            members = [(FLAC, sample.flac), (JSON, sample.json_bytes())]
+            if sample.mel is not None:
+                members.append((MEL, sample.mel_bytes()))
+            for suffix, data in members:
+                self._tar.addfile(_tar_info(member_name(sample.key, suffix), len(data)), io.BytesIO(data))
+        if self._pq is not None:
+            self._rows.append(parquet_row(sample))
+            if len(self._rows) >= PARQUET_ROWS_PER_GROUP:
+                self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        if self._rows and self._pq is not None:
+            self._pq.write_table(
+                pa.Table.from_pylist(self._rows, schema=PARQUET_SCHEMA.with_metadata(PARQUET_METADATA))
+            )
+            self._rows = []
+
+    def close(self) -> tuple[int, int]:
+        """Finish every file and rename it into place; returns (tar bytes, parquet bytes)."""
+        tar_bytes = parquet_bytes = 0
+        if self._tar is not None and self._tar_count is not None:
+            self._tar.close()
+            tar_bytes = self._tar_count.count
+        if self._pq is not None:
+            self._flush_rows()
+            self._pq.close()
+        for _, _, stream in self._open:
+            if stream is self._pq_stream:
+                parquet_bytes = stream.tell() if hasattr(stream, "tell") else 0
+            stream.close()
+        for tmp, final, _ in self._open:
+            storage.rename(tmp, final)
+        self._open = []
+        return tar_bytes, parquet_bytes
+
+    def abort(self) -> None:
+        """Drop every temporary file (the shard will be redone by the next attempt)."""
+        for tmp, _, stream in self._open:
+            with contextlib.suppress(Exception):  # best effort: the file is deleted next
+                stream.close()
+            with contextlib.suppress(Exception):
+                storage.delete([tmp])
+        self._open = []
+
+
+def parquet_row(sample: Sample) -> dict[str, Any]:
+    m = sample.meta
+    return {
+        "key": sample.key,
+        "audio": {"bytes": sample.flac, "path": member_name(sample.key, FLAC)},
+        "text": m["text"],
+        "tag": m["tag"],
+        "labels": m["labels"],
+        "keywords": m["keywords"],
+        "caption_kind": m["caption_kind"],
+        "text_augment_t5": m.get("text_augment_t5"),
+        "source": m["source"],
+        "source_id": m["source_id"],
+        "split": m["split"],
+        "license": m["license"],
+        "attribution": m["attribution"],
+        "origin_ids": m["origin_ids"],
+        "duration": m["duration"],
+        "truncated": m["truncated"],
+        "original_sample_rate": m["original_sample_rate"],
+        "original_channels": m["original_channels"],
+        "original_codec": m["original_codec"],
+        "longer": m["longer"],
+        "view_plan": dumps_json(m["view_plan"]).decode(),
+        "original_data": dumps_json(m["original_data"]).decode(),
+    }
+
+
+def rejects_jsonl(rejects: list[Reject]) -> bytes:
+    return b"".join(dumps_json(r.to_json()) + b"\n" for r in rejects)
+
+
+def count_by(items: list[Any], attr: str) -> dict[str, int]:
+    return dict(sorted(Counter(getattr(x, attr) for x in items).items()))
+
+
+def read_stats(layout: Layout, split: str, shard: str) -> ShardStats | None:
+    path = layout.stats_path(split, shard)
+    if not storage.exists(path):
+        return None
+    try:
+        return ShardStats.from_json(json.loads(storage.read_text(path)))
+    except (ValueError, TypeError):
+        return None  # a stats file we cannot read means the shard is not known to be done

@@ -1,0 +1,119 @@
+"""File access through Beam's FileSystems, so local paths and gs:// / s3:// URLs work alike.
+
+This is the only module that touches storage; everything else passes paths around.
+Writes go to a temporary name first and are renamed into place only when complete, so a killed
+run never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import uuid
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+_PLAIN = CompressionTypes.UNCOMPRESSED
+TEMP_MARKER = ".inprogress-"
+
+
+class FileTooLarge(Exception):
+    """The file is over the configured size cap; it is not read."""
+
+
+def is_url(path: str) -> bool:
+    return "://" in path
+
+
+def scheme(path: str) -> str:
+    """'gs', 's3', ... for URLs; 'file' for local paths."""
+    return path.split("://", 1)[0].lower() if is_url(path) else "file"
+
+
+def join(base: str, *parts: str) -> str:
+    if is_url(base):
+        return posixpath.join(base, *parts)
+    return FileSystems.join(base, *parts)
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def size(path: str) -> int:
+    return FileSystems.get_filesystem(path).size(path)
+
+
+def open_read(path: str) -> BinaryIO:
+    # Explicitly uncompressed: Beam would otherwise gunzip anything named *.gz behind our back.
+    return FileSystems.open(path, compression_type=_PLAIN)
+
+
+def read_bytes(path: str, *, max_bytes: int | None = None) -> bytes:
+    """Whole file as bytes; refuses files over ``max_bytes`` before reading them."""
+    if max_bytes is not None:
+        n = size(path)
+        if n > max_bytes:
+            raise FileTooLarge(f"file is {n} bytes, over the {max_bytes}-byte cap")
+    with open_read(path) as f:
+        data = f.read(max_bytes + 1 if max_bytes is not None else -1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise FileTooLarge(f"file grew past the {max_bytes}-byte cap while reading")
+    return data
+
+
+def read_text(path: str) -> str:
+    with open_read(path) as f:
+        return f.read().decode("utf-8")
+
+
+def temp_name(final_path: str) -> str:
+    """A unique sibling name: two attempts at the same shard never write the same temp file."""
+    return f"{final_path}{TEMP_MARKER}{uuid.uuid4().hex[:12]}"
+
+
+def rename(src: str, dst: str) -> None:
+    if exists(dst):
+        FileSystems.delete([dst])
+    FileSystems.rename([src], [dst])
+
+
+def create(path: str) -> BinaryIO:
+    """A new file for writing (parent folders are made as needed on local disks)."""
+    return FileSystems.create(path, mime_type="application/octet-stream", compression_type=_PLAIN)
+
+
+@contextlib.contextmanager
+def atomic_create(final_path: str) -> Iterator[BinaryIO]:
+    """Write to a temporary name; rename to ``final_path`` only if the block completes."""
+    tmp = temp_name(final_path)
+    f = create(tmp)
+    try:
+        yield f
+        f.close()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            f.close()
+        with contextlib.suppress(Exception):
+            FileSystems.delete([tmp])
+        raise
+    rename(tmp, final_path)
+
+
+def write_bytes_atomic(final_path: str, data: bytes) -> None:
+    with atomic_create(final_path) as f:
+        f.write(data)
+
+
+def match(pattern: str) -> list[str]:
+    """Paths matching a glob pattern; [] when nothing matches."""
+    result = FileSystems.match([pattern])[0]
+    return sorted(m.path for m in result.metadata_list)
+
+
+def delete(paths: list[str]) -> None:
+    if paths:
+        FileSystems.delete(paths)
