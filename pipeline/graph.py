@@ -269,8 +269,13 @@ class BuildCorpus(beam.PTransform):
         captioned = records | "Captions" >> beam.ParDo(RenderCaptionsFn()).with_outputs(
             REJECTS, main="records"
         )
+        # Every stage between here and sharding may drop records; what it drops goes to this list
+        # (as Reject PCollections) so that the accounting still holds.
+        dropped = [read[REJECTS], captioned[REJECTS]]
         ready = captioned.records
+        # -- record stages before the split (keyword-to-caption plugs in here) --
         placed = ready | "Split" >> beam.Map(_with_split, spec)
+        # -- record stages after the split (the leakage guard plugs in here) --
         boundaries = (
             placed
             | "PlacementHash" >> beam.Map(lambda r: (r.split, placement_hash(r.key)))
@@ -282,7 +287,7 @@ class BuildCorpus(beam.PTransform):
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(WriteShardFn(spec, layout))
         )
-        early_rejects = (read[REJECTS], captioned[REJECTS]) | "EarlyRejects" >> beam.Flatten()
+        early_rejects = tuple(dropped) | "EarlyRejects" >> beam.Flatten()
         early_counts = (
             early_rejects
             | "RejectsBySource" >> beam.Map(lambda r: (r.source, r))

@@ -1,0 +1,41 @@
+"""`clapcorpus run` and `clapcorpus demo`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from pipeline.run import format_report, run_corpus
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="build a corpus from a spec (unknown options go to Beam)")
+    run.add_argument("--spec", required=True, help="corpus spec (YAML)")
+    run.add_argument("--output", required=True, help="output folder or URL (gs://...)")
+    run.set_defaults(func=_run, beam_args=True)
+
+    demo = sub.add_parser("demo", help="generate the embedded demo corpus and build it")
+    demo.add_argument("--output", default="demo-out", help="output folder (default: demo-out)")
+    demo.add_argument("--clips", type=int, default=24, help="number of good clips to generate")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo, beam_args=True)
+
+    for sp in (run, demo):
+        sp.add_argument("--log-level", default="INFO")
+
+
+def _finish(summary: dict) -> int:
+    print(format_report(summary))
+    return 0 if summary["accounting_ok"] else 1
+
+
+def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    return _finish(run_corpus(args.spec, args.output, beam_args))
+
+
+def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.demo import write_demo_corpus
+
+    spec_path = write_demo_corpus(os.path.join(args.output, "source"), n_clips=args.clips, seed=args.seed)
+    print(f"demo source written: {spec_path}")
+    return _finish(run_corpus(spec_path, os.path.join(args.output, "corpus"), beam_args))
