@@ -272,6 +272,9 @@ class BuildCorpus(beam.PTransform):
         # Every stage between here and sharding may drop records; what it drops goes to this list
         # (as Reject PCollections) so that the accounting still holds.
         dropped = [read[REJECTS], captioned[REJECTS]]
+        # Stages that have something to say in the run summary add PCollections of
+        # (stage name, JSON-able dict) here; summary.json gets them under "stages".
+        reports: list = []
         ready = captioned.records
         # -- record stages before the split (keyword-to-caption plugs in here) --
         placed = ready | "Split" >> beam.Map(_with_split, spec)
@@ -300,11 +303,24 @@ class BuildCorpus(beam.PTransform):
             | "InputSource" >> beam.Map(lambda x: x.source)
             | "CountInputs" >> beam.combiners.Count.PerElement()
         )
+        stage_reports = (
+            tuple(reports) | "StageReports" >> beam.Flatten()
+            if reports
+            else pbegin | "NoStageReports" >> beam.Create([])
+        )
         return (
             pbegin
             | "Once" >> beam.Create([None])
             | "Finalize"
-            >> beam.Map(finalize, spec, layout, AsList(stats), AsDict(inputs), AsList(early_counts))
+            >> beam.Map(
+                finalize,
+                spec,
+                layout,
+                AsList(stats),
+                AsDict(inputs),
+                AsList(early_counts),
+                AsList(stage_reports),
+            )
         )
 
 
@@ -315,8 +331,10 @@ def finalize(
     stats: list[ShardStats],
     inputs: dict[str, int],
     early: list[tuple[str, dict[str, int]]],
+    stage_reports: list[tuple[str, dict[str, Any]]],
 ) -> dict[str, Any]:
     """Runs once at the end: sizes.json per split, stale files removed, summary.json written last."""
     summary = summary_mod.build_summary(spec, layout, stats, inputs, dict(early))
+    summary["stages"] = {name: report for name, report in sorted(stage_reports, key=lambda kv: kv[0])}
     summary_mod.write_outputs(spec, layout, stats, summary)
     return summary
