@@ -1,0 +1,179 @@
+"""Synthetic sounds and real encoded files made from them.
+
+Used by the tests (a matrix of real files in every format the pipeline reads), the demo corpus and the
+trainer's synthetic corpus. Everything is deterministic: the signals are pure functions of their
+arguments (noise draws from a numpy Generator seeded by the caller), and the encoders run with
+FFmpeg's bitexact flags so the same samples give the same bytes on every run of the pinned PyAV.
+"""
+
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+
+FORMATS = ("mp3", "ogg", "opus", "m4a", "flac", "wav")
+
+# fmt -> (muxer, encoder, codec options). FFmpeg's native vorbis encoder is the only vorbis encoder in
+# PyAV's wheel (no libvorbis) and is flagged experimental, so it needs strict=experimental. "ipod" is
+# FFmpeg's muxer for .m4a (mp4 with the iTunes brand). AAC uses the "fast" coder: the default
+# "twoloop" one left glitches as large as the signal in a pure 0.5 sine at the default bitrate.
+_ENCODERS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "mp3": ("mp3", "libmp3lame", {}),
+    "ogg": ("ogg", "vorbis", {"strict": "experimental"}),
+    "opus": ("ogg", "libopus", {}),
+    "m4a": ("ipod", "aac", {"aac_coder": "fast"}),
+    "flac": ("flac", "flac", {}),
+    "wav": ("wav", "pcm_s16le", {}),
+}
+
+# Sample formats chosen explicitly where the encoder offers several: 16-bit for the lossless ones
+# (FFmpeg would otherwise be free to pick 32-bit storage for FLAC); libopus's float API for Opus, so
+# nothing is rounded to 16 bits before the lossy encoder.
+_SAMPLE_FORMATS = {"flac": "s16", "wav": "s16", "opus": "flt"}
+
+
+def _time(seconds: float, rate: int) -> np.ndarray:
+    n = round(seconds * rate)
+    # float64 for the phase: float32 time loses sub-sample precision after a few seconds
+    return np.arange(n, dtype=np.float64) / rate
+
+
+def tone(freq_hz: float, seconds: float, rate: int, *, amplitude: float = 0.5) -> np.ndarray:
+    """A sine at ``freq_hz``, ``seconds`` long, as float32 samples at ``rate``."""
+    t = _time(seconds, rate)
+    return (amplitude * np.sin(2.0 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def noise(colour: str, seconds: float, rate: int, *, seed: int, amplitude: float = 0.3) -> np.ndarray:
+    """White, pink (1/f power) or brown (1/f² power) noise, scaled so its peak is ``amplitude``."""
+    if colour not in ("white", "pink", "brown"):
+        raise ValueError(f"unknown noise colour {colour!r}: expected 'white', 'pink' or 'brown'")
+    n = round(seconds * rate)
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(n)
+    if colour == "white":
+        shaped = white
+    else:
+        # Shape the spectrum in one FFT instead of filtering sample by sample; cumulative-sum brown
+        # noise would also drift without bound, this version has no DC.
+        spectrum = np.fft.rfft(white)
+        freqs = np.fft.rfftfreq(n, d=1.0 / rate)
+        gain = np.zeros_like(freqs)
+        exponent = 0.5 if colour == "pink" else 1.0
+        gain[1:] = 1.0 / freqs[1:] ** exponent
+        shaped = np.fft.irfft(spectrum * gain, n=n)
+    peak = float(np.max(np.abs(shaped)))
+    if peak == 0.0:
+        return np.zeros(n, dtype=np.float32)
+    return (shaped * (amplitude / peak)).astype(np.float32)
+
+
+def chirp(f0: float, f1: float, seconds: float, rate: int, *, amplitude: float = 0.5) -> np.ndarray:
+    """A linear sweep from ``f0`` to ``f1`` Hz over ``seconds``."""
+    t = _time(seconds, rate)
+    duration = max(seconds, 1e-12)
+    phase = 2.0 * np.pi * (f0 * t + (f1 - f0) * t * t / (2.0 * duration))
+    return (amplitude * np.sin(phase)).astype(np.float32)
+
+
+def rhythm(
+    beats_per_second: float,
+    seconds: float,
+    rate: int,
+    *,
+    click_freq: float = 1000.0,
+    amplitude: float = 0.6,
+) -> np.ndarray:
+    """Clicks (short decaying bursts at ``click_freq``) at a steady ``beats_per_second``."""
+    if beats_per_second <= 0:
+        raise ValueError("beats_per_second must be positive")
+    n = round(seconds * rate)
+    out = np.zeros(n, dtype=np.float32)
+    click_len = min(int(0.03 * rate), n)
+    if click_len == 0:
+        return out
+    tc = np.arange(click_len, dtype=np.float64) / rate
+    click = (amplitude * np.sin(2.0 * np.pi * click_freq * tc) * np.exp(-tc / 0.006)).astype(np.float32)
+    period = rate / beats_per_second
+    for start in (np.arange(0.0, n, period)).astype(np.int64):
+        stop = min(start + click_len, n)
+        out[start:stop] += click[: stop - start]
+    return out
+
+
+def to_channels(mono: np.ndarray, channels: int) -> np.ndarray:
+    """(n,) -> (channels, n). Channel 0 is the input; the others are a little quieter and a few
+    samples late, so that a downmix is not a trivial copy and channel mix-ups are visible."""
+    mono = np.asarray(mono, dtype=np.float32)
+    if mono.ndim != 1:
+        raise ValueError(f"expected a 1-D signal, got shape {mono.shape}")
+    if channels < 1:
+        raise ValueError("channels must be at least 1")
+    out = np.empty((channels, mono.shape[0]), dtype=np.float32)
+    for c in range(channels):
+        gain = np.float32(1.0 - 0.1 * c / channels)
+        delay = min(c * 3, mono.shape[0])
+        out[c, :delay] = 0.0
+        out[c, delay:] = mono[: mono.shape[0] - delay] * gain
+    return out
+
+
+def _layout(channels: int) -> str:
+    # FFmpeg's default layout for N channels ("1c" -> mono, "2c" -> stereo, "6c" -> 5.1)
+    return f"{channels}c"
+
+
+def encode_audio(samples: np.ndarray, rate: int, fmt: str) -> bytes:
+    """Encode float32 ``samples`` ((n,) or (channels, n), values in [-1, 1]) as a ``fmt`` file.
+
+    Returns the whole file's bytes, made in memory. Where the encoder cannot take ``rate`` (Opus:
+    48/24/16/12/8 kHz; MP3 and AAC: their standard rates), the signal is resampled to 48 kHz first.
+    FFmpeg's vorbis encoder only writes stereo, so mono input becomes two identical channels in "ogg".
+    """
+    if fmt not in _ENCODERS:
+        raise ValueError(f"unknown format {fmt!r}: expected one of {FORMATS}")
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[np.newaxis, :]
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"samples must be (n,) or (channels, n), got shape {np.shape(samples)}")
+    if x.shape[1] == 0:
+        # some encoders (FFmpeg's vorbis) never finish flushing when they were given no audio
+        raise ValueError("cannot encode an empty signal")
+    if fmt == "ogg" and x.shape[0] == 1:
+        x = np.repeat(x, 2, axis=0)
+    channels = x.shape[0]
+    layout = _layout(channels)
+
+    muxer, encoder, codec_options = _ENCODERS[fmt]
+    codec = av.Codec(encoder, "w")
+    out_rate = rate
+    if codec.audio_rates and rate not in codec.audio_rates:
+        out_rate = 48_000 if 48_000 in codec.audio_rates else max(codec.audio_rates)
+
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x), format="fltp", layout=layout)
+    frame.sample_rate = rate
+    frame.pts = 0
+    frames = [frame]
+
+    buf = io.BytesIO()
+    # bitexact: no encoder version strings or dates in the file, so bytes depend only on the input
+    with av.open(buf, "w", format=muxer, container_options={"fflags": "+bitexact"}) as out:
+        stream = out.add_stream(
+            encoder, rate=out_rate, layout=layout, options={**codec_options, "flags": "+bitexact"}
+        )
+        if fmt in _SAMPLE_FORMATS:
+            stream.format = _SAMPLE_FORMATS[fmt]
+        if out_rate != rate:
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
+            frames = [*resampler.resample(frame), *resampler.resample(None)]
+        for f in frames:
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()

@@ -1,0 +1,472 @@
+"""Decode untrusted audio bytes in-process with PyAV (the FFmpeg bundled in its wheel).
+
+Output is always float32 mono at 48 kHz (``transforms.audio.SAMPLE_RATE``). Every failure becomes a
+:class:`DecodeError` with a stable ``code``; nothing from PyAV/FFmpeg escapes.
+
+Decisions, written down so callers can rely on them:
+
+- **Security.** The pipeline reads files from the open internet, so FFmpeg may only use the demuxers in
+  :data:`ALLOWED_DEMUXERS` (``format_whitelist``), and may open no protocol at all
+  (``protocol_whitelist`` names none that exists): the input is read from memory and nothing a file
+  says can make FFmpeg open another file. That shuts out HLS playlists and ffconcat lists (which
+  FFmpeg would otherwise follow to local files) by two independent locks.
+- **Downmix.** The plain average of all channels, done in numpy before resampling. FFmpeg's default
+  stereo-to-mono matrix sums both channels at -3 dB (0.707 each), which pushes a loud stereo file past
+  full scale; the average cannot clip, and it was also faster here than swresample's rematrixing.
+- **Resampling.** ``av.AudioResampler`` (swresample, default filter) to 48 kHz in blocks of about
+  half a second of input; a 48 kHz source is not resampled at all.
+- **Damaged files.** A packet the decoder rejects is skipped, as the ffmpeg CLI does. The file is
+  ``corrupt`` when more than ``max(2, 2 %)`` of its packets were rejected, when a rejected packet
+  left no audio at all, or when a container that looks like audio cannot be opened (an MP4 whose
+  index is missing). A file that is merely cut short returns the audio that decoded before the cut
+  (if at least ``min_samples``); compare ``duration_s`` with ``source_duration_s`` to spot it.
+- **Duration cap.** Decoding stops as soon as more than ``max_duration_s`` of output exists; the
+  result is cut to exactly ``round(max_duration_s * 48000)`` samples and ``truncated`` is set. Memory
+  holds at most the cap plus one block.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import av.logging
+import numpy as np
+
+from transforms.audio import SAMPLE_RATE
+
+# PyAV's default already drops FFmpeg's log lines; set it explicitly so that a library that turned
+# logging on does not flood worker logs with one line per damaged packet.
+av.logging.set_level(None)
+
+# Names as FFmpeg's demuxers report them; av_match_list matches any comma-separated part, so "mov"
+# admits "mov,mp4,m4a,3gp,3g2,mj2" and "matroska" admits "matroska,webm". "aac" is raw ADTS.
+ALLOWED_DEMUXERS: tuple[str, ...] = (
+    "mp3",
+    "ogg",
+    "mov",
+    "mp4",
+    "m4a",
+    "3gp",
+    "3g2",
+    "mj2",
+    "flac",
+    "wav",
+    "aiff",
+    "w64",
+    "caf",
+    "matroska",
+    "webm",
+    "aac",
+)
+_ALLOWED_SET = frozenset(ALLOWED_DEMUXERS)
+
+SAFE_INPUT_OPTIONS = {
+    "format_whitelist": ",".join(ALLOWED_DEMUXERS),
+    # No protocol is called "none": every nested open (playlist entry, concat item, mov reference)
+    # fails. The main input needs no protocol because PyAV reads it through our BytesIO.
+    "protocol_whitelist": "none",
+    # The WAV demuxer re-probes up to 32 packets of 16-bit PCM for hidden DTS/AC3, running every
+    # prober over a growing buffer: 15-27 ms per file, more than decoding 30 s of it. Four packets is
+    # what FFmpeg used to do and still catches a bitstream at the start of the data.
+    "max_probe_packets": "4",
+}
+
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+
+# Half a second of source audio per resampler call: large enough that per-call overhead vanishes,
+# small enough that the duration cap overshoots by little.
+_BLOCK_SECONDS = 0.5
+
+_BAD_PACKETS_ALLOWED = 2
+_BAD_PACKET_FRACTION = 0.02
+
+_DTYPES = {
+    "u8": np.uint8,
+    "s16": np.int16,
+    "s32": np.int32,
+    "s64": np.int64,
+    "flt": np.float32,
+    "dbl": np.float64,
+}
+
+# Divisors that map each integer sample format to [-1, 1).
+_INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
+
+# Leading bytes of the containers we accept: a file that starts like one but fails to open is
+# reported as corrupt rather than "not audio".
+_AUDIO_MAGIC = (
+    b"RIFF",
+    b"RF64",
+    b"BW64",
+    b"riff",
+    b"FORM",
+    b"fLaC",
+    b"OggS",
+    b"ID3",
+    b"caff",
+    b"\x1aE\xdf\xa3",
+)
+
+
+class DecodeError(Exception):
+    """Raised for input that cannot become a sample.
+
+    ``code`` is a stable snake_case identifier ('empty_file', 'not_audio', 'no_audio_stream',
+    'unsupported_codec', 'corrupt', 'too_many_channels', 'bad_sample_rate', 'non_finite', 'too_short',
+    'time_limit', 'too_large'); ``reason`` is a short readable sentence.
+    """
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle through self.args, which holds the formatted message only; Beam pickles
+        # exceptions that go to a dead-letter output.
+        return (type(self), (self.code, self.reason))
+
+
+# eq=False: the generated __eq__ would compare numpy arrays inside a tuple and raise.
+@dataclass(frozen=True, eq=False)
+class DecodedAudio:
+    samples: np.ndarray  # float32, mono, 48 kHz, shape (n,), C-contiguous
+    source_rate: int
+    source_channels: int
+    codec: str
+    container: str
+    truncated: bool
+    source_duration_s: float | None
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+def _looks_like_playlist(data: bytes) -> bool:
+    head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"#extm3u", b"ffconcat", b"[playlist]", b"<?xml", b"<mpd"))
+
+
+def _looks_like_audio(data: bytes) -> bool:
+    if data.startswith(_AUDIO_MAGIC) or data[4:8] == b"ftyp":
+        return True
+    # MPEG audio / ADTS frame sync
+    return len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0
+
+
+def _open_failure(data: bytes, exc: BaseException) -> DecodeError:
+    if _looks_like_playlist(data):
+        return DecodeError("not_audio", "a playlist or file list; the files it names are never read")
+    if _looks_like_audio(data):
+        return DecodeError("corrupt", f"the audio container could not be read ({_describe(exc)})")
+    return DecodeError("not_audio", f"not an audio file in an accepted format ({_describe(exc)})")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, av.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
+    return type(exc).__name__
+
+
+def _to_mono(raw: np.ndarray, fmt: str, planar: bool, channels: int) -> np.ndarray:
+    """Decoded samples -> float32 mono in [-1, 1].
+
+    ``raw`` is (channels, n) for a planar sample format and (1, n * channels) interleaved for a
+    packed one, in the decoder's own dtype.
+    """
+    base = fmt[:-1] if planar else fmt
+    if base in ("flt", "dbl"):
+        x = raw
+        scale = 1.0
+    elif base in _INT_SCALE:
+        x = raw.astype(np.float32)
+        scale = 1.0 / _INT_SCALE[base]
+    else:
+        raise DecodeError("unsupported_codec", f"the decoder produced sample format {fmt!r}")
+    if channels == 1:
+        mono = x.reshape(-1)
+        if scale != 1.0:
+            mono = mono * np.float32(scale)
+    else:
+        # Average (and scale) with one matrix-vector product: numpy's mean over the short channel
+        # axis of packed samples is ~40x slower than BLAS here.
+        weights = np.full(channels, scale / channels, dtype=x.dtype)
+        mono = weights @ x if planar else x.reshape(-1, channels) @ weights
+    mono = mono.astype(np.float32, copy=False)
+    if base == "u8":
+        mono -= np.float32(1.0)  # unsigned 8-bit is centred on 128
+    return mono
+
+
+class _Accumulator:
+    """Collects decoded frames, converts them to mono in blocks, resamples to 48 kHz."""
+
+    def __init__(self) -> None:
+        self.out: list[np.ndarray] = []
+        self.total = 0  # samples in self.out
+        # One list of arrays per plane: planar formats have a plane per channel, packed ones one.
+        self._pending: list[list[np.ndarray]] = []
+        self._pending_n = 0
+        self._key: tuple[str, int, int] | None = None  # (sample format, channels, rate)
+        self._planar = False
+        self._dtype: np.dtype = np.dtype(np.float32)
+        self._resampler: av.AudioResampler | None = None
+        self._pts = 0
+
+    def add(self, frame: av.AudioFrame) -> None:
+        fmt = frame.format
+        key = (fmt.name, frame.layout.nb_channels, frame.sample_rate)
+        if key != self._key:
+            # Chained Ogg streams and MP3s can change rate or channels mid-file.
+            self._convert_pending()
+            planar = fmt.is_planar
+            base = fmt.name[:-1] if planar else fmt.name
+            if base not in _DTYPES:
+                raise DecodeError("unsupported_codec", f"the decoder produced sample format {fmt.name!r}")
+            if self._key is None or key[2] != self._key[2]:
+                self._drain_resampler()
+                self._resampler = (
+                    None if key[2] == SAMPLE_RATE else av.AudioResampler("flt", "mono", SAMPLE_RATE)
+                )
+                self._pts = 0
+            self._key = key
+            self._planar = planar
+            self._dtype = np.dtype(_DTYPES[base])
+            self._pending = [[] for _ in range(key[1] if planar else 1)]
+        n = frame.samples
+        count = n if self._planar else n * key[1]
+        # Views on the frame's own buffers (they keep the frame alive): to_ndarray would copy and
+        # stack every frame, which costs more than everything else we do per frame.
+        for plane, chunks in zip(frame.planes, self._pending, strict=True):
+            chunks.append(np.frombuffer(plane, dtype=self._dtype, count=count))
+        self._pending_n += n
+        if self._pending_n >= key[2] * _BLOCK_SECONDS:
+            self._convert_pending()
+
+    def finish(self) -> None:
+        self._convert_pending()
+        self._drain_resampler()
+
+    def _convert_pending(self) -> None:
+        if not self._pending_n:
+            return
+        assert self._key is not None
+        fmt, channels, rate = self._key
+        n = self._pending_n
+        raw = np.empty((len(self._pending), n * (1 if self._planar else channels)), dtype=self._dtype)
+        for row, chunks in zip(raw, self._pending, strict=True):
+            np.concatenate(chunks, out=row)
+            chunks.clear()
+        self._pending_n = 0
+        mono = _to_mono(raw, fmt, self._planar, channels)
+        if self._resampler is None:
+            self._emit(mono)
+            return
+        frame = av.AudioFrame.from_ndarray(mono[np.newaxis, :], format="flt", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = self._pts
+        self._pts += n
+        for out in self._resampler.resample(frame):
+            self._emit(out.to_ndarray()[0])
+
+    def _drain_resampler(self) -> None:
+        if self._resampler is not None:
+            for out in self._resampler.resample(None):
+                self._emit(out.to_ndarray()[0])
+            self._resampler = None
+
+    def _emit(self, mono: np.ndarray) -> None:
+        if mono.size:
+            self.out.append(mono)
+            self.total += mono.size
+
+
+def _check_format(rate: int, channels: int, max_channels: int) -> None:
+    if channels > max_channels:
+        raise DecodeError("too_many_channels", f"{channels} channels, more than the {max_channels} allowed")
+    if rate and not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise DecodeError(
+            "bad_sample_rate", f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+
+
+def _source_duration(container: Any, stream: Any) -> float | None:
+    seconds: float | None = None
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / av.time_base
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def decode_audio(
+    data: bytes,
+    *,
+    max_duration_s: float = 300.0,
+    time_limit_s: float | None = 60.0,
+    max_channels: int = 32,
+    min_samples: int = 1,
+    max_input_bytes: int | None = None,
+) -> DecodedAudio:
+    """Decode an encoded audio file held in memory to float32 mono at 48 kHz.
+
+    ``max_duration_s`` caps the output (longer input is cut, ``truncated=True``); ``time_limit_s``
+    bounds wall time (None: unbounded); ``max_input_bytes`` (None: unbounded) rejects oversized input
+    before any parsing. Raises :class:`DecodeError` for anything that cannot become a sample.
+    """
+    started = time.monotonic()
+    if not isinstance(data, bytes | bytearray):
+        data = bytes(data)  # memoryview and friends: the sniffing below needs startswith
+    if not max_duration_s > 0:
+        raise ValueError("max_duration_s must be positive")
+    if len(data) == 0:
+        raise DecodeError("empty_file", "the file is empty (0 bytes)")
+    if max_input_bytes is not None and len(data) > max_input_bytes:
+        raise DecodeError("too_large", f"{len(data)} bytes, more than the {max_input_bytes} allowed")
+    deadline = None if time_limit_s is None else started + time_limit_s
+    try:
+        return _decode(data, max_duration_s, deadline, time_limit_s, max_channels, min_samples)
+    except DecodeError:
+        raise
+    except MemoryError:
+        raise DecodeError("too_large", "decoding ran out of memory") from None
+    except Exception as exc:
+        # Includes av.error.ExitError from the interrupt callback when the deadline passes inside
+        # FFmpeg, and anything else PyAV raises on hostile input.
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DecodeError("time_limit", f"decoding took longer than {time_limit_s} s") from None
+        raise DecodeError("corrupt", f"decoding failed ({_describe(exc)})") from None
+
+
+def _decode(
+    data: bytes,
+    max_duration_s: float,
+    deadline: float | None,
+    time_limit_s: float | None,
+    max_channels: int,
+    min_samples: int,
+) -> DecodedAudio:
+    def check_time() -> None:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DecodeError("time_limit", f"decoding took longer than {time_limit_s} s")
+
+    try:
+        container = av.open(
+            io.BytesIO(data),
+            mode="r",
+            container_options=SAFE_INPUT_OPTIONS,
+            metadata_errors="replace",
+            # interrupts FFmpeg itself if opening (probing, stream analysis) or one read stalls
+            timeout=time_limit_s,
+        )
+    except Exception as exc:
+        check_time()
+        raise _open_failure(data, exc) from None
+
+    with container:
+        check_time()
+        container_name = container.format.name
+        # Belt and braces: the whitelist already enforced this inside FFmpeg.
+        if not _ALLOWED_SET.intersection(container_name.split(",")):
+            raise DecodeError("not_audio", f"container format {container_name!r} is not accepted")
+        stream = container.streams.best("audio")
+        if stream is None:
+            raise DecodeError("no_audio_stream", f"the {container_name} file has no audio stream")
+        ctx = stream.codec_context
+        if ctx is None or ctx.codec is None:
+            raise DecodeError("unsupported_codec", "no decoder for the audio stream's codec")
+        codec = ctx.codec.canonical_name
+        source_rate = int(ctx.sample_rate or 0)
+        source_channels = int(ctx.channels or 0)
+        _check_format(source_rate, source_channels, max_channels)
+
+        cap = round(max_duration_s * SAMPLE_RATE)
+        acc = _Accumulator()
+        packets = 0
+        bad_packets = 0
+        cut_short = False
+        over_cap = False
+
+        def take(frames: list[av.AudioFrame]) -> None:
+            nonlocal source_rate, source_channels
+            for frame in frames:
+                if frame.samples == 0:
+                    continue
+                rate = frame.sample_rate
+                channels = frame.layout.nb_channels
+                _check_format(rate, channels, max_channels)
+                if not source_rate:
+                    source_rate = rate
+                if not source_channels:
+                    source_channels = channels
+                acc.add(frame)
+
+        demux = container.demux(stream)
+        while acc.total <= cap:
+            check_time()
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except av.FFmpegError:
+                # The container broke off part-way (typically a download cut short): keep what decoded.
+                cut_short = True
+                break
+            packets += 1
+            try:
+                frames = packet.decode()
+            except (av.FFmpegError, ValueError):
+                bad_packets += 1
+                if bad_packets > 100 and bad_packets * 2 > packets:
+                    raise DecodeError("corrupt", "most packets fail to decode") from None
+                continue
+            take(frames)
+
+        over_cap = acc.total > cap
+        if not over_cap:
+            if cut_short:
+                try:
+                    take(ctx.decode(None))
+                except (av.FFmpegError, ValueError):
+                    bad_packets += 1
+            check_time()
+            acc.finish()
+            over_cap = acc.total > cap
+        check_time()
+        source_duration_s = _source_duration(container, stream)
+
+    if bad_packets > max(_BAD_PACKETS_ALLOWED, _BAD_PACKET_FRACTION * packets) or (
+        bad_packets and acc.total == 0
+    ):
+        raise DecodeError("corrupt", f"{bad_packets} of {packets} audio packets failed to decode")
+    if cut_short and acc.total == 0:
+        raise DecodeError("corrupt", "the file ends before any audio could be decoded")
+
+    samples = np.zeros(0, dtype=np.float32) if not acc.out else np.concatenate(acc.out)
+    if over_cap:
+        samples = samples[:cap]
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    if not np.isfinite(samples).all():
+        raise DecodeError("non_finite", "the audio contains NaN or infinite sample values")
+    if len(samples) < min_samples:
+        raise DecodeError(
+            "too_short", f"{len(samples)} samples decoded, fewer than the {min_samples} required"
+        )
+    return DecodedAudio(
+        samples=samples,
+        source_rate=source_rate,
+        source_channels=source_channels,
+        codec=codec,
+        container=container_name,
+        truncated=over_cap,
+        source_duration_s=source_duration_s,
+    )
