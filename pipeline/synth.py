@@ -9,6 +9,7 @@ FFmpeg's bitexact flags so the same samples give the same bytes on every run of 
 from __future__ import annotations
 
 import io
+import struct
 
 import av
 import numpy as np
@@ -177,3 +178,19 @@ def encode_audio(samples: np.ndarray, rate: int, fmt: str) -> bytes:
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+def wav_with_header(
+    payload: bytes, *, channels: int, rate: int, bits: int, format_tag: int = 1, data_size: int | None = None
+) -> bytes:
+    """A WAV file with a hand-written header, for hostile-input tests.
+
+    ``format_tag`` 1 is integer PCM, 3 IEEE float; ``data_size`` lets the header claim more (or
+    less) data than ``payload`` holds.
+    """
+    block_align = channels * bits // 8
+    byte_rate = min(rate * block_align, 2**32 - 1)
+    fmt = struct.pack("<HHIIHH", format_tag, channels, rate, byte_rate, block_align, bits)
+    claimed = len(payload) if data_size is None else data_size
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", claimed)
+    return b"RIFF" + struct.pack("<I", min(len(body) + claimed, 2**32 - 1)) + body + payload

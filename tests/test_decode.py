@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import struct
 import tracemalloc
 from pathlib import Path
 
@@ -36,15 +35,6 @@ CONTAINERS = {
     "flac": "flac",
     "wav": "wav",
 }
-
-
-def wav_header_file(payload: bytes, *, channels: int, rate: int, bits: int, format_tag: int = 1) -> bytes:
-    """A WAV file with a hand-written header (format_tag 1 = integer PCM, 3 = IEEE float)."""
-    block_align = channels * bits // 8
-    byte_rate = min(rate * block_align, 2**32 - 1)
-    fmt = struct.pack("<HHIIHH", format_tag, channels, rate, byte_rate, block_align, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload))
-    return b"RIFF" + struct.pack("<I", len(body) + len(payload)) + body + payload
 
 
 def peak_frequency(samples: np.ndarray, rate: int) -> float:
@@ -127,9 +117,9 @@ def test_resampled_length_is_exact_for_lossless_input(encoded_matrix: dict[str, 
 
 
 def test_integer_and_float_sample_formats_are_scaled_to_unit_range() -> None:
-    u8 = wav_header_file(bytes([192]) * 4800, channels=1, rate=48_000, bits=8)
-    s24 = wav_header_file(b"\x00\x00\x40" * 4800, channels=1, rate=48_000, bits=24)
-    f64 = wav_header_file(np.full(4800, 0.25).tobytes(), channels=1, rate=48_000, bits=64, format_tag=3)
+    u8 = synth.wav_with_header(bytes([192]) * 4800, channels=1, rate=48_000, bits=8)
+    s24 = synth.wav_with_header(b"\x00\x00\x40" * 4800, channels=1, rate=48_000, bits=24)
+    f64 = synth.wav_with_header(np.full(4800, 0.25).tobytes(), channels=1, rate=48_000, bits=64, format_tag=3)
     np.testing.assert_array_equal(decode_audio(u8).samples, np.full(4800, 0.5, np.float32))
     np.testing.assert_array_equal(decode_audio(s24).samples, np.full(4800, 0.5, np.float32))
     np.testing.assert_array_equal(decode_audio(f64).samples, np.full(4800, 0.25, np.float32))
@@ -216,13 +206,13 @@ def test_m4a_without_its_index_is_corrupt(encoded_matrix: dict[str, Path]) -> No
 def test_non_finite_float_samples(bad: float) -> None:
     samples = synth.tone(440.0, 0.1, SAMPLE_RATE)
     samples[1000] = bad
-    data = wav_header_file(samples.tobytes(), channels=1, rate=SAMPLE_RATE, bits=32, format_tag=3)
+    data = synth.wav_with_header(samples.tobytes(), channels=1, rate=SAMPLE_RATE, bits=32, format_tag=3)
     expect_error("non_finite", data)
 
 
 def test_forty_channel_header() -> None:
     payload = np.random.default_rng(0).integers(-1000, 1000, 40 * 4800, dtype=np.int16).tobytes()
-    data = wav_header_file(payload, channels=40, rate=48_000, bits=16)
+    data = synth.wav_with_header(payload, channels=40, rate=48_000, bits=16)
     expect_error("too_many_channels", data)
     out = decode_audio(data, max_channels=64)
     assert out.source_channels == 40
@@ -232,7 +222,7 @@ def test_forty_channel_header() -> None:
 
 @pytest.mark.parametrize("rate", [500, 2_000_000])
 def test_absurd_sample_rate_header(rate: int) -> None:
-    data = wav_header_file(np.zeros(4800, np.int16).tobytes(), channels=1, rate=rate, bits=16)
+    data = synth.wav_with_header(np.zeros(4800, np.int16).tobytes(), channels=1, rate=rate, bits=16)
     expect_error("bad_sample_rate", data)
 
 
@@ -251,7 +241,7 @@ def test_file_without_an_audio_stream() -> None:
 
 
 def test_unknown_codec_in_a_wav() -> None:
-    data = wav_header_file(bytes(9600), channels=1, rate=8_000, bits=16, format_tag=0x9999)
+    data = synth.wav_with_header(bytes(9600), channels=1, rate=8_000, bits=16, format_tag=0x9999)
     expect_error("unsupported_codec", data)
 
 
