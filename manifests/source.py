@@ -65,6 +65,8 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
     if "\x00" in value:
         raise PathRejected("bad_path", "the audio path contains a NUL byte")
     root = source.audio_root
+    if storage.is_url(value) and storage.scheme(value) == "file":
+        value = value[len("file://") :]  # a local path in URL clothing gets the local rules
     if storage.is_url(value):
         allowed = {storage.scheme(root), *source.allowed_schemes}
         if storage.scheme(value) not in allowed:
@@ -92,6 +94,15 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
     if not _inside(real, real_root):
         raise PathRejected("outside_root", f"path '{value}' resolves (through a link) outside the audio root")
     return full
+
+
+def check_still_inside(source: SourceSpec, path: str) -> None:
+    """Re-check a local path right before it is read: a link swapped in after the manifest was
+    read must not lead outside the root either. URLs were fully checked when resolved."""
+    if storage.is_url(path) or storage.is_url(source.audio_root):
+        return
+    if not _inside(os.path.realpath(path), os.path.realpath(source.audio_root)):
+        raise PathRejected("outside_root", "the audio path resolves (through a link) outside the audio root")
 
 
 def _inside(path: str, root: str) -> bool:

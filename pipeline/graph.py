@@ -26,7 +26,7 @@ from apache_beam.pvalue import AsDict, AsList, TaggedOutput
 
 from manifests.records import Record, Reject
 from manifests.registry import get_adapter
-from manifests.source import SourceSpec
+from manifests.source import PathRejected, SourceSpec, check_still_inside
 from pipeline import summary as summary_mod
 from pipeline.spec import CorpusSpec
 from transforms import storage
@@ -153,10 +153,14 @@ class WriteShardFn(beam.DoFn):
                     continue
                 previous_key = record.key
                 try:
+                    check_still_inside(self.spec.source(record.source), record.audio_path)
                     data = storage.read_bytes(record.audio_path, max_bytes=opts.max_file_bytes)
                     sample = process_sample(record, data, opts)
                 except SampleError as e:
                     rejects.append(Reject.for_record(record, e.stage, e.code, e.reason))
+                    continue
+                except PathRejected as e:
+                    rejects.append(Reject.for_record(record, "read", e.code, e.reason))
                     continue
                 except storage.FileTooLarge as e:
                     rejects.append(Reject.for_record(record, "read", "too_large", str(e)))
