@@ -153,7 +153,9 @@ def remove_stale_files(
         name = path.replace("\\", "/").split("/")[-1][: -len(".jsonl")]
         if name not in sources:
             stale.append(path)
-    for path in storage.match(storage.join(layout.root, "**", f"*{storage.TEMP_MARKER}*")):
-        stale.append(path)
+    temp = f"*{storage.TEMP_MARKER}*"
+    # '**' does not match files directly under the root, hence two patterns
+    for pattern in (storage.join(layout.root, "**", temp), storage.join(layout.root, temp)):
+        stale.extend(storage.match(pattern))
     storage.delete(sorted(set(stale)))
     return stale
