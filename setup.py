@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "pandas>=2.2",
     "pyyaml>=6.0",
     "webdataset>=1.0,<2",
+    "matplotlib>=3.8,<4",  # run report plots (Agg backend, no display needed)
 ]
 
 TEST_REQUIRES = [
@@ -25,6 +26,7 @@ TEST_REQUIRES = [
     "hypothesis>=6.100",
     "ruff>=0.6",
     "scipy>=1.13",
+    "soundfile>=0.12",  # LAION-CLAP reads the FLAC members with soundfile; the interop tests do too
 ]
 
 setup(
