@@ -30,7 +30,7 @@ def _finish(summary: dict) -> int:
 
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
-    return _finish(run_corpus(args.spec, args.output, beam_args))
+    return _finish(run_corpus(args.spec, args.output, beam_args, progress=True))
 
 
 def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -38,4 +38,4 @@ def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     spec_path = write_demo_corpus(os.path.join(args.output, "source"), n_clips=args.clips, seed=args.seed)
     print(f"demo source written: {spec_path}")
-    return _finish(run_corpus(spec_path, os.path.join(args.output, "corpus"), beam_args))
+    return _finish(run_corpus(spec_path, os.path.join(args.output, "corpus"), beam_args, progress=True))

@@ -28,13 +28,22 @@ from manifests.records import Record, Reject
 from manifests.registry import get_adapter
 from manifests.source import PathRejected, SourceSpec, check_still_inside
 from pipeline import summary as summary_mod
+from pipeline.progress import write_plan
+from pipeline.report import aggregate_distributions
 from pipeline.spec import CorpusSpec
 from transforms import storage
 from transforms.captions import render_captions
 from transforms.layout import Layout, shard_name
 from transforms.sample import SampleError, dumps_json, process_sample
 from transforms.sharding import placement_hash, shard_boundaries, shard_index, split_of
-from transforms.shards import ShardStats, ShardWriter, count_by, read_stats, rejects_jsonl
+from transforms.shards import (
+    ShardStats,
+    ShardWriter,
+    count_by,
+    distribution_fields,
+    read_stats,
+    rejects_jsonl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +209,7 @@ class WriteShardFn(beam.DoFn):
             tar_bytes=tar_bytes,
             parquet_bytes=parquet_bytes,
             seconds=round(time.monotonic() - t0, 3),
+            **distribution_fields((r, s) for r, s, _ in kept),
         )
         # Written last: the shard counts as done only once this file exists.
         storage.write_bytes_atomic(self.layout.stats_path(split, shard), dumps_json(stats.to_json()))
@@ -288,6 +298,14 @@ class BuildCorpus(beam.PTransform):
             | "PlacementHash" >> beam.Map(lambda r: (r.split, placement_hash(r.key)))
             | "ShardBoundaries" >> beam.CombinePerKey(ShardBoundariesFn(spec.options.shard_size))
         )
+        # plan.json (records per split) lets the launcher show progress and an ETA.
+        _ = (
+            placed
+            | "PlanSplits" >> beam.Map(lambda r: r.split)
+            | "CountPlanned" >> beam.combiners.Count.PerElement()
+            | "PlanTable" >> beam.combiners.ToDict()
+            | "WritePlan" >> beam.Map(write_plan, spec.fingerprint(), spec.options.shard_size, layout)
+        )
         stats = (
             placed
             | "AssignShard" >> beam.Map(_shard_key, AsDict(boundaries))
@@ -340,5 +358,6 @@ def finalize(
     """Runs once at the end: sizes.json per split, stale files removed, summary.json written last."""
     summary = summary_mod.build_summary(spec, layout, stats, inputs, dict(early))
     summary["stages"] = {name: report for name, report in sorted(stage_reports, key=lambda kv: kv[0])}
+    summary["distributions"] = aggregate_distributions(stats)
     summary_mod.write_outputs(spec, layout, stats, summary)
     return summary

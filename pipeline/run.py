@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,6 +14,8 @@ import apache_beam as beam
 
 from pipeline.graph import BuildCorpus
 from pipeline.options import pipeline_options
+from pipeline.progress import ProgressMonitor
+from pipeline.report import write_run_report
 from pipeline.spec import CorpusSpec, load_spec
 from transforms import storage
 from transforms.layout import Layout
@@ -20,17 +23,26 @@ from transforms.layout import Layout
 log = logging.getLogger(__name__)
 
 
-def run_corpus(spec: CorpusSpec | str, output: str, beam_args: Sequence[str] = ()) -> dict[str, Any]:
-    """Build the corpus into ``output`` and return the run summary (also in ``<output>/summary.json``)."""
+def run_corpus(
+    spec: CorpusSpec | str, output: str, beam_args: Sequence[str] = (), *, progress: bool = False
+) -> dict[str, Any]:
+    """Build the corpus into ``output`` and return the run summary (also in ``<output>/summary.json``).
+
+    Also writes the run report (``<output>/report/``) and the dataset card (``<output>/README.md``);
+    ``progress`` shows a live progress line on stderr while the pipeline runs.
+    """
     if isinstance(spec, str):
         spec = load_spec(spec)
     if not storage.is_url(output):
         output = os.path.abspath(output)
     t0 = time.monotonic()
-    with beam.Pipeline(options=pipeline_options(list(beam_args))) as p:
+    layout = Layout(output, spec.corpus)
+    monitor = ProgressMonitor(layout, spec.fingerprint()) if progress else contextlib.nullcontext()
+    with monitor, beam.Pipeline(options=pipeline_options(list(beam_args))) as p:
         _ = p | "BuildCorpus" >> BuildCorpus(spec, output)
-    summary = json.loads(storage.read_text(Layout(output, spec.corpus).summary_path()))
+    summary = json.loads(storage.read_text(layout.summary_path()))
     summary["wall_seconds"] = round(time.monotonic() - t0, 2)
+    write_run_report(summary)
     return summary
 
 
@@ -61,6 +73,9 @@ def format_report(summary: dict[str, Any]) -> str:
             lines.append(f"  {kind:<11} {split:<8} {path}")
     lines.append(f"  rejects     {outs['rejects']}")
     lines.append(f"  summary     {outs['summary']}")
+    layout = Layout(summary["output"], summary["corpus"])
+    lines.append(f"  report      {layout.report_path('index.html')}")
+    lines.append(f"  card        {layout.card_path()}")
     return "\n".join(lines)
 
 

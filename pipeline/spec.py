@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -132,6 +133,9 @@ def _type_names(types: type | tuple[type, ...]) -> str:
 def _resolve(base_dir: str, value: str) -> str:
     if storage.is_url(value) or os.path.isabs(value):
         return value
+    if storage.is_url(base_dir):  # a spec read from gs://...: its relative paths are URLs too
+        scheme, rest = base_dir.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, value))}"
     return os.path.normpath(os.path.join(base_dir, value))
 
 
@@ -172,7 +176,7 @@ def _parse_sample_options(f: _Fields) -> SampleOptions:
 
 
 def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
-    base_dir = os.path.dirname(os.path.abspath(file)) if not storage.is_url(file) else os.getcwd()
+    base_dir = os.path.dirname(os.path.abspath(file)) if not storage.is_url(file) else file.rsplit("/", 1)[0]
     top = _Fields(data, "spec", file)
     corpus = top.get("corpus", str, required=True)
     if not NAME_RE.match(corpus):

@@ -9,6 +9,9 @@ Writer, summary, readers, trainer and tests all go through here.
     <out>/rejects/manifest/<source>.jsonl             inputs that failed before sharding
     <out>/stats/<split>/<shard>.json                  written last: the shard is done once it exists
     <out>/summary.json                                run summary and accounting
+    <out>/plan.json                                   records per split, written once shards are cut
+    <out>/report/index.html, report.json, *.png       run report
+    <out>/README.md                                   dataset card (Hugging Face style)
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ MEMBER_SUFFIXES = (FLAC, JSON, MEL)
 
 SIZES_FILE = "sizes.json"
 SUMMARY_FILE = "summary.json"
+PLAN_FILE = "plan.json"
+REPORT_DIR = "report"
+CARD_FILE = "README.md"
 SHARD_NAME_RE = re.compile(r"^\d{6}$")
 
 
@@ -70,6 +76,15 @@ class Layout:
 
     def summary_path(self) -> str:
         return join(self.root, SUMMARY_FILE)
+
+    def plan_path(self) -> str:
+        return join(self.root, PLAN_FILE)
+
+    def report_path(self, name: str) -> str:
+        return join(self.root, REPORT_DIR, name)
+
+    def card_path(self) -> str:
+        return join(self.root, CARD_FILE)
 
     def shard_files(self, split: str, shard: str) -> list[str]:
         """Every file a shard owns, stats last (the order they must be written in)."""

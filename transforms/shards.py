@@ -12,15 +12,16 @@ import contextlib
 import io
 import json
 import tarfile
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.records import Reject
+from manifests.records import Record, Reject
 from transforms import storage
 from transforms.audio import SAMPLE_RATE
 from transforms.layout import FLAC, JSON, MEL, Layout, member_name
@@ -81,6 +82,35 @@ PARQUET_METADATA = {
 }
 
 
+# Histogram bins: bin i holds values in [edges[i], edges[i+1]); the last bin is open-ended.
+DURATION_EDGES_S = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 30, 45, 60, 90, 120, 180, 300)
+CAPTION_WORD_EDGES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100)
+UNKNOWN_LICENSE = "unknown"
+
+
+def histogram(values: Iterable[float], edges: tuple[float, ...]) -> list[int]:
+    counts = [0] * len(edges)
+    for v in values:
+        counts[max(0, bisect_right(edges, v) - 1)] += 1
+    return counts
+
+
+def distribution_fields(kept: Iterable[tuple[Record, float]]) -> dict[str, Any]:
+    """The histogram and counter fields of :class:`ShardStats` for a shard's (record, seconds) pairs."""
+    kept = list(kept)
+    licenses: dict[str, Counter[str]] = {}
+    for r, _ in kept:
+        licenses.setdefault(r.source, Counter())[r.license or UNKNOWN_LICENSE] += 1
+    return {
+        "duration_hist": histogram((s for _, s in kept), DURATION_EDGES_S),
+        "caption_words_hist": histogram(
+            (len(t.split()) for r, _ in kept for t in r.text), CAPTION_WORD_EDGES
+        ),
+        "caption_kinds": dict(sorted(Counter(r.caption_kind or "none" for r, _ in kept).items())),
+        "licenses_by_source": {k: dict(sorted(v.items())) for k, v in sorted(licenses.items())},
+    }
+
+
 @dataclass(frozen=True)
 class ShardStats:
     """What a finished shard holds; its file marks the shard as done."""
@@ -100,6 +130,12 @@ class ShardStats:
     parquet_bytes: int = 0
     seconds: float = 0.0  # wall time spent building the shard
     reused: bool = False  # set in memory when a finished shard from an earlier run was kept (never on disk)
+    # Fixed-bin histograms (edges below) and small counters, so the run report can be built from
+    # the stats alone, whatever the corpus size.
+    duration_hist: list[int] = field(default_factory=list)  # samples per DURATION_EDGES_S bin
+    caption_words_hist: list[int] = field(default_factory=list)  # captions per CAPTION_WORD_EDGES bin
+    caption_kinds: Mapping[str, int] = field(default_factory=dict)
+    licenses_by_source: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,487 @@
+"""The run report: ``<out>/report/`` with report.json, index.html and PNG plots.
+
+Built from ``summary.json`` alone (the shard stats are aggregated into it by the graph's finalize
+step, see :func:`aggregate_distributions`), so a report costs a few milliseconds even for millions of
+samples, and ``clapcorpus report --output DIR`` can redraw it for a finished run (a Dataflow job
+whose launcher was not kept waiting, for instance). Plots use matplotlib's Agg canvas directly:
+no display, no pyplot global state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import itertools
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from transforms import storage
+from transforms.layout import Layout
+from transforms.sample import dumps_json
+from transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S, ShardStats
+
+log = logging.getLogger(__name__)
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "index.html"
+
+
+def aggregate_distributions(stats: Iterable[ShardStats]) -> dict[str, Any]:
+    """Sum the shards' histograms and counters (summary.json's ``distributions``)."""
+    durations = [0] * len(DURATION_EDGES_S)
+    words = [0] * len(CAPTION_WORD_EDGES)
+    kinds: Counter[str] = Counter()
+    licenses: dict[str, Counter[str]] = {}
+    built = reused = 0
+    shard_seconds = 0.0
+    tar_bytes = parquet_bytes = 0
+    for s in stats:
+        # A stats file written before the histograms existed has none: it just adds nothing.
+        for acc, hist in ((durations, s.duration_hist), (words, s.caption_words_hist)):
+            for i, n in enumerate(hist[: len(acc)]):
+                acc[i] += n
+        kinds.update(s.caption_kinds)
+        for source, counts in s.licenses_by_source.items():
+            licenses.setdefault(source, Counter()).update(counts)
+        if s.reused:
+            reused += 1
+        else:
+            built += 1
+            shard_seconds += s.seconds
+        tar_bytes += s.tar_bytes
+        parquet_bytes += s.parquet_bytes
+    return {
+        "duration_s": {"edges": list(DURATION_EDGES_S), "counts": durations},
+        "caption_words": {"edges": list(CAPTION_WORD_EDGES), "counts": words},
+        "caption_kinds": dict(sorted(kinds.items())),
+        "licenses_by_source": {k: dict(sorted(v.items())) for k, v in sorted(licenses.items())},
+        "shards_built": built,
+        "shards_reused": reused,
+        "shard_seconds": round(shard_seconds, 3),
+        "tar_bytes": tar_bytes,
+        "parquet_bytes": parquet_bytes,
+    }
+
+
+def _empty_distributions() -> dict[str, Any]:
+    return aggregate_distributions([])
+
+
+def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """report.json: everything the page shows, as data."""
+    dist = summary.get("distributions") or _empty_distributions()
+    samples = int(summary.get("samples", 0))
+    hours = float(summary.get("hours", 0.0))
+    wall = summary.get("wall_seconds")
+    stages = dict(summary.get("stages") or {})
+    licenses = dist.get("licenses_by_source", {})
+    sources = {
+        name: {
+            "inputs": s["inputs"],
+            "samples": s["samples"],
+            "rejects": s["rejects"],
+            "hours": s["hours"],
+            "expected": s.get("expected"),
+            "licenses": licenses.get(name, {}),
+        }
+        for name, s in summary.get("sources", {}).items()
+    }
+    k2c = int(summary.get("k2c_captions", 0))
+    throughput: dict[str, Any] = {
+        "wall_seconds": wall,
+        "shards_built": dist.get("shards_built", 0),
+        "shards_reused": dist.get("shards_reused", 0),
+        "shard_seconds": dist.get("shard_seconds", 0.0),
+    }
+    if wall:
+        throughput["samples_per_second"] = round(samples / wall, 3)
+        throughput["audio_hours_per_wall_hour"] = round(hours / (wall / 3600.0), 3)
+    if dist.get("shard_seconds"):
+        # Per worker-second spent inside shard writers (decode, views, FLAC, writing): the number
+        # that says how many cores a corpus of a given size needs, whatever the runner.
+        throughput["samples_per_shard_second"] = round(samples / dist["shard_seconds"], 3)
+    return {
+        "corpus": summary.get("corpus"),
+        "output": summary.get("output"),
+        "spec": summary.get("spec"),
+        "spec_fingerprint": summary.get("spec_fingerprint"),
+        "totals": {
+            "inputs": summary.get("inputs", 0),
+            "samples": samples,
+            "rejects": summary.get("rejects", 0),
+            "hours": hours,
+            "truncated": summary.get("truncated", 0),
+            "accounting_ok": summary.get("accounting_ok"),
+            "tar_bytes": dist.get("tar_bytes", 0),
+            "parquet_bytes": dist.get("parquet_bytes", 0),
+        },
+        "sources": sources,
+        "splits": summary.get("splits", {}),
+        "duration_histogram": {"unit": "seconds", **dist["duration_s"]},
+        "caption_length_histogram": {"unit": "words per caption", **dist["caption_words"]},
+        "caption_kinds": dist.get("caption_kinds", {}),
+        "k2c": {
+            "captions": k2c,
+            "share_of_samples": round(k2c / samples, 6) if samples else 0.0,
+            "stage": stages.get("k2c"),
+        },
+        "rejects_by_code": summary.get("rejects_by_code", {}),
+        # Stages that drop records (duplicates, leakage guard) say how many under "removed".
+        "removals": {
+            name: doc["removed"]
+            for name, doc in stages.items()
+            if isinstance(doc, Mapping) and isinstance(doc.get("removed"), int)
+        },
+        "stages": stages,
+        "throughput": throughput,
+    }
+
+
+# -- plots -------------------------------------------------------------------------------------
+
+
+def bin_labels(edges: list[float], *, counts_of_integers: bool = False) -> list[str]:
+    """'a-b' for the bin [a, b); a bin that holds a single integer is named by it."""
+    out = [
+        f"{a:g}" if counts_of_integers and b - a == 1 else f"{a:g}-{b:g}"
+        for a, b in itertools.pairwise(edges)
+    ]
+    return [*out, f"{edges[-1]:g}+"]
+
+
+def _figure(width: float, height: float, *, left_in: float = 0.7, bottom_in: float = 0.55):
+    """A figure with fixed margins in inches: layout engines cost more than drawing these plots."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    fig.subplots_adjust(
+        left=left_in / width, right=1 - 0.25 / width, bottom=bottom_in / height, top=1 - 0.4 / height
+    )
+    return fig
+
+
+def _label_inches(labels: Iterable[str], fontsize: float = 8) -> float:
+    """Room for tick labels: about 0.6 em per character."""
+    return 0.2 + max((len(s) for s in labels), default=1) * 0.6 * fontsize / 72
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    # No "Software" stamp: the same data always gives the same bytes.
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _histogram_png(
+    hist: Mapping[str, Any], title: str, xlabel: str, ylabel: str, *, integers: bool = False
+) -> bytes:
+    counts = list(hist["counts"])
+    labels = bin_labels(list(hist["edges"]), counts_of_integers=integers)
+    # Trailing empty bins say nothing; keep at least up to the last non-empty one.
+    last = max((i for i, c in enumerate(counts) if c), default=len(counts) - 1)
+    counts, labels = counts[: last + 1], labels[: last + 1]
+    fig = _figure(max(6.0, 0.42 * len(counts) + 1.5), 3.8, bottom_in=0.45 + 0.7 * _label_inches(labels))
+    ax = fig.subplots()
+    bars = ax.bar(range(len(counts)), counts, color="#4472c4")
+    ax.bar_label(bars, labels=[compact(c) if c else "" for c in counts], fontsize=7)
+    ax.set_xticks(range(len(counts)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    _plain_ticks(ax.yaxis, integer=True)
+    ax.margins(y=0.12)
+    return _png(fig)
+
+
+def _barh_png(values: Mapping[str, float], title: str, xlabel: str, fmt: str = "{:g}") -> bytes:
+    names = list(values)
+    fig = _figure(7.0, max(1.8, 0.3 * len(names) + 1.2), left_in=_label_inches(names), bottom_in=0.5)
+    ax = fig.subplots()
+    bars = ax.barh(range(len(names)), [values[n] for n in names], color="#4472c4")
+    ax.bar_label(bars, labels=[fmt.format(values[n]) for n in names], fontsize=8, padding=2)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    _plain_ticks(ax.xaxis)
+    ax.margins(x=0.15)
+    return _png(fig)
+
+
+def _captions_png(kinds: Mapping[str, int], k2c: int, samples: int) -> bytes:
+    """Caption kinds per sample, and the share of samples with a keyword-to-caption (K2C) caption."""
+    names = list(kinds)
+    fig = _figure(9.0, max(1.8, 0.3 * max(len(names), 2) + 1.2), left_in=_label_inches(names), bottom_in=0.5)
+    left, right = fig.subplots(1, 2, gridspec_kw={"wspace": 0.6})
+    bars = left.barh(range(len(names)), [kinds[n] for n in names], color="#4472c4")
+    left.bar_label(bars, labels=[f"{kinds[n]:,}" for n in names], fontsize=8, padding=2)
+    left.set_yticks(range(len(names)), names, fontsize=8)
+    left.invert_yaxis()
+    left.set_title("caption kind per sample")
+    left.set_xlabel("samples")
+    left.margins(x=0.2)
+    share = [k2c, max(0, samples - k2c)]
+    bars = right.barh([0, 1], share, color=["#ed7d31", "#a5a5a5"])
+    right.bar_label(
+        bars, labels=[f"{n:,} ({100 * n / samples:.0f}%)" if samples else "0" for n in share], fontsize=8
+    )
+    right.set_yticks([0, 1], ["K2C caption", "no K2C caption"], fontsize=8)
+    right.invert_yaxis()
+    right.set_title("keyword-to-caption (K2C) share")
+    right.set_xlabel("samples")
+    right.margins(x=0.35)
+    return _png(fig)
+
+
+def compact(x: float) -> str:
+    """1234567 -> '1.23M', 900000 -> '900k', 12 -> '12', 0.03 -> '0.03'."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _plain_ticks(axis, *, integer: bool = False) -> None:
+    """Short tick labels (1.5M, 800k): no '1e6' offset text, no labels running into each other."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(nbins=5, integer=integer))
+    axis.set_major_formatter(FuncFormatter(lambda x, _: compact(x)))
+
+
+def _sources_png(sources: Mapping[str, Mapping[str, Any]]) -> bytes:
+    names = list(sources)
+    fig = _figure(9.0, max(1.8, 0.3 * len(names) + 1.2), left_in=_label_inches(names), bottom_in=0.35)
+    left, right = fig.subplots(1, 2, sharey=True)
+    for ax, key, title, fmt in (
+        (left, "samples", "samples per source", "{:,}"),
+        (right, "hours", "audio hours per source", "{:,.2f}"),
+    ):
+        vals = [sources[n][key] for n in names]
+        bars = ax.barh(range(len(names)), vals, color="#4472c4")
+        ax.bar_label(bars, labels=[fmt.format(v) for v in vals], fontsize=8, padding=2)
+        ax.set_title(title)
+        ax.margins(x=0.2)
+        _plain_ticks(ax.xaxis)
+    left.set_yticks(range(len(names)), names, fontsize=8)
+    left.invert_yaxis()
+    return _png(fig)
+
+
+def render_plots(report: Mapping[str, Any]) -> dict[str, bytes]:
+    """File name -> PNG bytes; a plot with nothing to show is left out."""
+    plots: dict[str, bytes] = {}
+    if report["sources"]:
+        plots["sources.png"] = _sources_png(report["sources"])
+    if any(report["duration_histogram"]["counts"]):
+        plots["durations.png"] = _histogram_png(
+            report["duration_histogram"], "clip durations", "seconds", "samples"
+        )
+    if any(report["caption_length_histogram"]["counts"]):
+        plots["caption_lengths.png"] = _histogram_png(
+            report["caption_length_histogram"],
+            "caption lengths",
+            "words per caption",
+            "captions",
+            integers=True,
+        )
+    if report["caption_kinds"]:
+        plots["caption_kinds.png"] = _captions_png(
+            report["caption_kinds"], report["k2c"]["captions"], report["totals"]["samples"]
+        )
+    if report["rejects_by_code"]:
+        plots["rejects.png"] = _barh_png(report["rejects_by_code"], "rejects by reason", "inputs")
+    return plots
+
+
+# -- HTML --------------------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _table(rows: list[list[Any]], header: list[str] | None = None) -> str:
+    out = ["<table>"]
+    if header:
+        out.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>")
+    for row in rows:
+        cells = "".join(
+            f'<td class="{"n" if isinstance(c, int | float) else "t"}">{_fmt(c)}</td>' for c in row
+        )
+        out.append(f"<tr>{cells}</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.1f}"
+    return _e(value)
+
+
+def flatten(doc: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts as dotted keys; lists longer than a few items summarised by their length."""
+    if isinstance(doc, Mapping):
+        out: list[tuple[str, Any]] = []
+        for k, v in doc.items():
+            out.extend(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(doc, list) and (len(doc) > 8 or any(isinstance(x, dict | list) for x in doc)):
+        return [(prefix, f"[{len(doc)} items]")]
+    if isinstance(doc, list):
+        return [(prefix, ", ".join(map(str, doc)))]
+    return [(prefix, doc)]
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: .5em 0; font-size: .9em; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; } th { background: #f3f3f3; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; display: block; margin: .5em 0; }
+.bad { color: #b00; font-weight: bold; } .ok { color: #070; }
+"""
+
+
+def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
+    plots = set(plots)
+    t = report["totals"]
+    acc = '<span class="ok">holds</span>' if t["accounting_ok"] else '<span class="bad">DOES NOT HOLD</span>'
+
+    def img(name: str, alt: str) -> str:
+        return f'<img src="{_e(name)}" alt="{_e(alt)}">' if name in plots else ""
+
+    parts = [
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>",
+        f"<title>{_e(report['corpus'])}: run report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Corpus <code>{_e(report['corpus'])}</code>: run report</h1>",
+        f"<p>Output: <code>{_e(report['output'])}</code><br>Spec: <code>{_e(report['spec'])}</code> "
+        f"(fingerprint <code>{_e(str(report['spec_fingerprint'])[:12])}</code>)</p>",
+        "<h2>Totals</h2>",
+        _table(
+            [
+                ["inputs", t["inputs"]],
+                ["samples", t["samples"]],
+                ["rejects", t["rejects"]],
+                ["audio hours", t["hours"]],
+                ["truncated samples", t["truncated"]],
+                ["WebDataset bytes", t["tar_bytes"]],
+                ["Parquet bytes", t["parquet_bytes"]],
+            ]
+        ),
+        f"<p>Accounting (inputs = samples + rejects): {acc}</p>",
+        "<h2>Sources</h2>",
+        _table(
+            [
+                [
+                    name,
+                    s["inputs"],
+                    s["samples"],
+                    s["rejects"],
+                    s["hours"],
+                    s["expected"],
+                    "; ".join(f"{lic} ({n:,})" for lic, n in s["licenses"].items()),
+                ]
+                for name, s in report["sources"].items()
+            ],
+            ["source", "inputs", "samples", "rejects", "hours", "expected", "licenses (samples)"],
+        ),
+        img("sources.png", "samples and hours per source"),
+        "<h2>Splits</h2>",
+        _table(
+            [[k, v["shards"], v["samples"], v["rejects"]] for k, v in report["splits"].items()],
+            ["split", "shards", "samples", "rejects"],
+        ),
+        "<h2>Durations</h2>",
+        img("durations.png", "duration histogram"),
+        "<h2>Captions</h2>",
+        img("caption_lengths.png", "caption length histogram"),
+        _table([[k, v] for k, v in report["caption_kinds"].items()], ["caption kind", "samples"]),
+        f"<p>Keyword-to-caption (K2C): {report['k2c']['captions']:,} samples carry a generated caption "
+        f"({100 * report['k2c']['share_of_samples']:.1f}% of samples).</p>",
+        img("caption_kinds.png", "caption kinds"),
+        "<h2>Rejects by reason</h2>",
+        _table([[k, v] for k, v in report["rejects_by_code"].items()], ["code", "inputs"])
+        if report["rejects_by_code"]
+        else "<p>No rejects.</p>",
+        img("rejects.png", "rejects by reason"),
+        "<h2>Removals</h2>",
+        _table([[k, v] for k, v in report["removals"].items()], ["stage", "samples removed"])
+        if report["removals"]
+        else "<p>No stage removed samples.</p>",
+        "<h2>Stages</h2>",
+    ]
+    if report["stages"]:
+        parts.append(
+            "<p>What the record stages (keyword-to-caption, duplicates, leakage guard ...) reported.</p>"
+        )
+        for name, doc in report["stages"].items():
+            parts.append(f"<h3>{_e(name)}</h3>")
+            parts.append(_table([[k, v] for k, v in flatten(doc)]))
+    else:
+        parts.append("<p>No record stage reported anything in this run.</p>")
+    parts.append("<h2>Throughput</h2>")
+    parts.append(_table([[k, v] for k, v in report["throughput"].items()]))
+    parts.append("<p>Data: <a href='report.json'>report.json</a>.</p></body></html>")
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def write_report(summary: Mapping[str, Any]) -> str:
+    """Write ``<out>/report/`` (plots first, the page and report.json last); return the page's path."""
+    layout = Layout(summary["output"], summary["corpus"])
+    report = build_report(summary)
+    plots = render_plots(report)
+    for name, data in plots.items():
+        storage.write_bytes_atomic(layout.report_path(name), data)
+    report["plots"] = sorted(plots)
+    storage.write_bytes_atomic(layout.report_path(REPORT_HTML), render_html(report, plots).encode())
+    storage.write_bytes_atomic(layout.report_path(REPORT_JSON), dumps_json(report) + b"\n")
+    return layout.report_path(REPORT_HTML)
+
+
+def write_run_report(summary: Mapping[str, Any]) -> None:
+    """Report and dataset card after a run; a failure here is logged, never fails the build."""
+    from pipeline.card import write_card
+
+    for what, fn in (("run report", write_report), ("dataset card", write_card)):
+        try:
+            fn(summary)
+        except Exception:
+            log.exception("could not write the %s", what)
+
+
+# -- `clapcorpus report` -----------------------------------------------------------------------
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="(re)write the run report and dataset card of a built corpus")
+    p.add_argument("--output", required=True, help="the corpus output folder or URL (has summary.json)")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=_report_command)
+
+
+def _report_command(args: argparse.Namespace, _extra: list[str]) -> int:
+    from pipeline.card import write_card
+    from transforms.layout import SUMMARY_FILE
+
+    path = storage.join(args.output, SUMMARY_FILE)
+    if not storage.exists(path):
+        print(f"clapcorpus report: no {SUMMARY_FILE} in {args.output} (has the run finished?)")
+        return 2
+    summary = json.loads(storage.read_text(path))
+    print(f"report: {write_report(summary)}")
+    print(f"dataset card: {write_card(summary)}")
+    return 0
