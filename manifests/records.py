@@ -51,6 +51,7 @@ class Record:
     license: str | None = None
     attribution: str | None = None
     origin_ids: tuple[str, ...] = ()  # cross-source identities, e.g. "youtube:abc", "freesound:123"
+    expected_duration_s: float | None = None  # from the metadata, when it says; `clapcorpus plan` uses it
     original: Mapping[str, Any] = field(default_factory=dict)  # free-form source metadata (JSON-able)
     # Filled by later stages:
     text: tuple[str, ...] = ()  # the captions the sample ships with (JSON `text`)

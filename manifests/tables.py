@@ -56,12 +56,21 @@ def table_format(path: str, declared: str | None = None) -> str:
 
 
 def read_rows(
-    path: str, fmt: str | None = None, *, comment: str | None = None
+    path: str,
+    fmt: str | None = None,
+    *,
+    comment: str | None = None,
+    encoding: str = "utf-8-sig",
+    fieldnames: list[str] | None = None,
 ) -> Iterator[tuple[int, Mapping[str, Any]] | RowError]:
-    """Yield ``(row_number, row)`` for each data row (1-based, header excluded), or RowError."""
+    """Yield ``(row_number, row)`` for each data row (1-based, header excluded), or RowError.
+
+    ``encoding`` applies to CSV/TSV (Clotho's metadata files are ISO-8859-1); ``fieldnames`` is
+    for CSV files without a header line (FSD50K's vocabulary.csv): every line is then data.
+    """
     fmt = table_format(path, fmt)
     if fmt in ("csv", "tsv"):
-        yield from _read_csv(path, "\t" if fmt == "tsv" else ",", comment)
+        yield from _read_csv(path, "\t" if fmt == "tsv" else ",", comment, encoding, fieldnames)
     elif fmt == "jsonl":
         yield from _read_jsonl(path)
     else:
@@ -69,14 +78,18 @@ def read_rows(
 
 
 def _read_csv(
-    path: str, delimiter: str, comment: str | None
+    path: str,
+    delimiter: str,
+    comment: str | None,
+    encoding: str = "utf-8-sig",
+    fieldnames: list[str] | None = None,
 ) -> Iterator[tuple[int, Mapping[str, Any]] | RowError]:
     with storage.open_read(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
         lines = (line for line in text if not (comment and line.startswith(comment)))
         reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
         try:
-            header = next(reader)
+            header = list(fieldnames) if fieldnames is not None else next(reader)
         except StopIteration:
             return
         header = [h.strip() for h in header]

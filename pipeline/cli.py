@@ -17,6 +17,7 @@ from pipeline.spec import SpecError
 
 COMMAND_MODULES = (
     "pipeline.commands",  # run, demo
+    "pipeline.plan_command",  # plan
     "pipeline.report",  # report
 )
 

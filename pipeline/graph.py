@@ -28,6 +28,7 @@ from manifests.records import Record, Reject
 from manifests.registry import get_adapter
 from manifests.source import PathRejected, SourceSpec, check_still_inside
 from pipeline import summary as summary_mod
+from pipeline.duplicates import after_shards, after_split, without_hashes
 from pipeline.progress import write_plan
 from pipeline.report import aggregate_distributions
 from pipeline.spec import CorpusSpec
@@ -147,6 +148,7 @@ class WriteShardFn(beam.DoFn):
         writer = ShardWriter(self.layout, split, shard, self.spec.options.formats)
         rejects: list[Reject] = []
         kept: list[tuple[Record, float, bool]] = []
+        hashes: list[tuple[str, str, str]] = []  # (key, source, audio digest): duplicates report
         previous_key = None
         try:
             for record in records:
@@ -185,6 +187,7 @@ class WriteShardFn(beam.DoFn):
                     )
                     continue
                 writer.add(sample)
+                hashes.append((record.key, record.source, sample.audio_hash))
                 kept.append((record, sample.duration_s, bool(sample.meta["truncated"])))
             tar_bytes, parquet_bytes = writer.close()
         except BaseException:
@@ -209,6 +212,7 @@ class WriteShardFn(beam.DoFn):
             tar_bytes=tar_bytes,
             parquet_bytes=parquet_bytes,
             seconds=round(time.monotonic() - t0, 3),
+            audio_hashes=tuple(sorted(hashes)),
             **distribution_fields((r, s) for r, s, _ in kept),
         )
         # Written last: the shard counts as done only once this file exists.
@@ -293,6 +297,7 @@ class BuildCorpus(beam.PTransform):
         # -- record stages before the split (keyword-to-caption plugs in here) --
         placed = ready | "Split" >> beam.Map(_with_split, spec)
         # -- record stages after the split (the leakage guard plugs in here) --
+        placed = after_split(spec, layout, placed, dropped, reports)  # leakage guard, duplicate removal
         boundaries = (
             placed
             | "PlacementHash" >> beam.Map(lambda r: (r.split, placement_hash(r.key)))
@@ -312,6 +317,7 @@ class BuildCorpus(beam.PTransform):
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(WriteShardFn(spec, layout))
         )
+        after_shards(spec, layout, stats, reports)  # duplicates report (report mode)
         early_rejects = tuple(dropped) | "EarlyRejects" >> beam.Flatten()
         early_counts = (
             early_rejects
@@ -338,7 +344,7 @@ class BuildCorpus(beam.PTransform):
                 finalize,
                 spec,
                 layout,
-                AsList(stats),
+                AsList(stats | "StatsForSummary" >> beam.Map(without_hashes)),
                 AsDict(inputs),
                 AsList(early_counts),
                 AsList(stage_reports),

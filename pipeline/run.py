@@ -49,11 +49,15 @@ def run_corpus(
 def format_report(summary: dict[str, Any]) -> str:
     """A short human report: per source counts, per split shards, accounting, where things are."""
     lines = [f"corpus '{summary['corpus']}' -> {summary['output']}"]
-    lines.append(f"  {'source':<24}{'inputs':>9}{'samples':>9}{'rejects':>9}{'hours':>9}{'expected':>10}")
+    lines.append(
+        f"  {'source':<24}{'inputs':>9}{'samples':>9}{'rejects':>9}{'hours':>9}{'expected':>10}{'delta':>9}"
+    )
     for name, s in summary["sources"].items():
         expected = "" if s["expected"] is None else str(s["expected"])
+        delta = "" if s.get("expected_delta") is None else f"{s['expected_delta']:+d}"
         lines.append(
             f"  {name:<24}{s['inputs']:>9}{s['samples']:>9}{s['rejects']:>9}{s['hours']:>9.3f}{expected:>10}"
+            f"{delta:>9}"
         )
     for split, s in summary["splits"].items():
         lines.append(f"  split {split:<18}{s['shards']:>5} shards {s['samples']:>9} samples")
@@ -65,6 +69,18 @@ def format_report(summary: dict[str, Any]) -> str:
     if summary["rejects_by_code"]:
         codes = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_code"].items())
         lines.append(f"  rejects by reason: {codes}")
+    stages = summary.get("stages", {})
+    if "leakage" in stages:
+        leak = stages["leakage"]
+        pairs = ", ".join(f"{k} {v}" for k, v in leak["removed_by_overlap"].items())
+        detail = f" ({pairs})" if pairs else ""
+        lines.append(f"  leakage guard: {leak['removed']} train samples removed{detail}")
+    if "duplicates" in stages:
+        dup = stages["duplicates"]
+        lines.append(
+            f"  duplicates ({dup['mode']}): {dup['groups']} groups, {dup['samples_in_groups']} samples, "
+            f"{dup['removed']} removed -> {dup['file']}"
+        )
     if "wall_seconds" in summary:
         lines.append(f"  wall time: {summary['wall_seconds']:.1f} s")
     outs = summary["outputs"]

@@ -31,7 +31,8 @@ from typing import Any
 
 import yaml
 
-from manifests.registry import ADAPTERS, needs_manifest
+from manifests.options import OptionError, check_options
+from manifests.registry import ADAPTER_OPTIONS, ADAPTERS, needs_manifest
 from manifests.source import SPLIT_NAME_RE, SourceSpec
 from transforms import storage
 from transforms.sample import SampleOptions
@@ -41,6 +42,7 @@ from transforms.sample import SampleOptions
 FORMAT_VERSION = "1"
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+DUPLICATE_MODES = ("report", "keep_first", "drop_all")
 FORMATS = ("webdataset", "parquet")
 
 
@@ -55,6 +57,9 @@ class CorpusOptions:
     split_proportions: tuple[tuple[str, float], ...] = (("train", 0.9), ("valid", 0.05), ("test", 0.05))
     sample: SampleOptions = field(default_factory=SampleOptions)
     k2c: Mapping[str, Any] | None = None  # validated by the k2c package
+    duplicates: str = "report"  # report | keep_first | drop_all (pipeline/duplicates.py)
+    leakage_guard: bool = True  # pipeline/leakage.py
+    train_splits: tuple[str, ...] = ("train", "balanced_train", "unbalanced_train")
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,15 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
     proportions = _proportions(opt, "split_proportions") or CorpusOptions().split_proportions
     k2c = opt.get("k2c", dict)
     sample = _parse_sample_options(opt)
+    duplicates = opt.get("duplicates", str, "report")
+    if duplicates not in DUPLICATE_MODES:
+        raise opt.err("duplicates", f"must be one of {', '.join(DUPLICATE_MODES)}, got {duplicates!r}")
+    leakage_guard = opt.get("leakage_guard", bool, True)
+    train_splits = opt.get("train_splits", list, list(CorpusOptions().train_splits))
+    for name in train_splits:
+        if not isinstance(name, str):
+            raise opt.err("train_splits", f"split names must be text, got {name!r}")
+        _split_name(opt, "train_splits", name)
     opt.done()
     options = CorpusOptions(
         shard_size=shard_size,
@@ -202,6 +216,9 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
         split_proportions=proportions,
         sample=sample,
         k2c=k2c,
+        duplicates=duplicates,
+        leakage_guard=leakage_guard,
+        train_splits=tuple(train_splits),
     )
 
     raw_sources = top.get("sources", list, required=True)
@@ -244,6 +261,11 @@ def _parse_source(raw: Any, where: str, file: str, base_dir: str) -> SourceSpec:
         _split_name(f, "split_map", target)
     proportions = _proportions(f, "split_proportions")
     options = f.get("options", dict, {})
+    if adapter in ADAPTER_OPTIONS:
+        try:
+            options = check_options(ADAPTER_OPTIONS[adapter], options, lambda p: _resolve(base_dir, p))
+        except OptionError as e:
+            raise f.err(f"options.{e.field}", e.message) from None
     expected = f.get("expected_count", int)
     license_ = f.get("license", str)
     schemes = f.get("allowed_schemes", list, [])
@@ -276,4 +298,35 @@ def load_spec(path: str) -> CorpusSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
-    return parse_spec(data, path)
+    return parse_spec(expand_env(data, path), path)
+
+
+# ${VAR} or ${VAR:-default} (the default may itself hold one ${OTHER}): shipped specs point at the
+# user's copies through variables, e.g. ${AUDIOSET_DIR:-${CLAP_DATA}/audioset}.
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^{}]|\{[^{}]*\})*))?\}")
+
+
+def expand_env(data: Any, file: str = "<spec>", where: str = "spec") -> Any:
+    """Expand environment variables in every string of a loaded spec; an unset variable without a
+    default is a SpecError naming the field. As in the shell, ``:-`` also replaces an empty value."""
+    if isinstance(data, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            value = os.environ.get(name)
+            if value:
+                return value
+            if default is None:
+                raise SpecError(
+                    f"{file}: {where}: environment variable {name} is not set "
+                    f"(export it, or write ${{{name}:-default}})"
+                )
+            return expand_env(default, file, where)
+
+        return _ENV_RE.sub(sub, data)
+    if isinstance(data, Mapping):
+        prefix = "" if where == "spec" else f"{where}."
+        return {k: expand_env(v, file, f"{prefix}{k}") for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_env(v, file, f"{where}[{i}]") for i, v in enumerate(data)]
+    return data

@@ -55,6 +55,8 @@ def build_summary(
             "rejects_in_shards": shard_rejects[name],
             "hours": round(seconds[name] / 3600.0, 4),
             "expected": src.expected_count,
+            # produced minus expected: negative when the copy at hand is smaller than the reference
+            "expected_delta": None if src.expected_count is None else samples[name] - src.expected_count,
             "accounting_ok": n_inputs == samples[name] + n_rejects,
         }
     splits: dict[str, dict[str, Any]] = {}

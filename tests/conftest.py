@@ -33,3 +33,11 @@ def encoded_matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 path.write_bytes(synth.encode_audio(samples, rate, fmt))
                 files[name] = path
     return files
+
+
+@pytest.fixture(scope="session")
+def clap_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small copies of every source of the shipped specs, as downloaded (tests/fixtures_sources.py)."""
+    from fixtures_sources import build_clap_data
+
+    return build_clap_data(tmp_path_factory.mktemp("clap_data"))

@@ -30,3 +30,8 @@ def rng_for(text: str, *, salt: str = "") -> np.random.Generator:
 def short_digest(text: str, length: int = 10) -> str:
     """A short lowercase hex digest, for names that must be unique and stable."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()[:length]
+
+
+def audio_digest(pcm: np.ndarray) -> str:
+    """Digest of decoded int16 PCM: equal exactly when two clips decode to the same samples."""
+    return hashlib.blake2b(np.ascontiguousarray(pcm, dtype="<i2").tobytes(), digest_size=16).hexdigest()

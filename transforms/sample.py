@@ -17,6 +17,7 @@ from manifests.records import Record
 from transforms.audio import SAMPLE_RATE, int16_to_float, quantize_int16
 from transforms.decode import DecodedAudio, DecodeError, decode_audio
 from transforms.flac import encode_flac
+from transforms.hashing import audio_digest
 from transforms.views import ViewPlan, compute_views, plan_views
 
 
@@ -49,6 +50,7 @@ class Sample:
     meta: dict[str, Any]  # the `<key>.json` document
     mel: np.ndarray | None  # float16 [4, 1001, 64]
     duration_s: float
+    audio_hash: str = ""  # transforms.hashing.audio_digest of the int16 PCM (duplicate detection)
 
     def json_bytes(self) -> bytes:
         return dumps_json(self.meta)
@@ -133,4 +135,5 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
         meta=sample_meta(record, decoded, plan),
         mel=mel,
         duration_s=decoded.duration_s,
+        audio_hash=audio_digest(pcm),
     )

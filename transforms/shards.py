@@ -129,6 +129,8 @@ class ShardStats:
     tar_bytes: int = 0
     parquet_bytes: int = 0
     seconds: float = 0.0  # wall time spent building the shard
+    # (key, source, audio digest) per sample, for the duplicates report; dropped before the summary
+    audio_hashes: tuple[tuple[str, str, str], ...] = ()
     reused: bool = False  # set in memory when a finished shard from an earlier run was kept (never on disk)
     # Fixed-bin histograms (edges below) and small counters, so the run report can be built from
     # the stats alone, whatever the corpus size.

@@ -1,0 +1,120 @@
+"""What duplicate removal costs: the keep_first / drop_all hashing pass against the shard writer's work.
+
+Run: ``.venv/bin/python bench/bench_duplicates.py [--clips 24] [--pipeline]``.
+
+``duplicates: report`` is free (the shard writer hashes the PCM it already decoded, ~1 ms per 10 s).
+``keep_first`` / ``drop_all`` must know the hashes before the shards are cut, so every clip is read
+and decoded once more before sharding. On the demo corpus (``pipeline/demo.py``: mp3/ogg/opus/m4a/
+flac/wav, 1-60 s, 16-48 kHz, mono/stereo), this prints, in CPU seconds of one core (the primary
+figure on a shared machine):
+
+- per sample, no Beam, bytes already in memory: ``process_sample`` (decode, views, FLAC, JSON: what the
+  writer does per clip)
+  next to ``decoded_digest`` (decode + hash: the extra pass; it also reads every file once more);
+- with ``--pipeline``: ``run_corpus`` on the local runner with ``report`` and with ``keep_first``, CPU
+  time of each run's process tree (each in its own child process, waited for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+from manifests.generic import read_generic
+from manifests.records import Record
+from pipeline.demo import write_demo_corpus
+from pipeline.duplicates import decoded_digest
+from pipeline.spec import load_spec
+from transforms import storage
+from transforms.captions import render_captions
+from transforms.sample import SampleError, process_sample
+
+RUN = """
+import json, sys
+from pipeline.run import run_corpus
+s = run_corpus(sys.argv[1], sys.argv[2], ["--runner=FnApiRunner"])
+print(json.dumps({"samples": s["samples"], "stages": s.get("stages", {}).get("duplicates")}))
+"""
+
+
+def per_sample(spec_path: str, repeats: int) -> tuple[float, float, int, float]:
+    spec = load_spec(spec_path)
+    opts = spec.options.sample
+    items = []
+    for item in read_generic(spec.sources[0]):
+        if isinstance(item, Record):
+            out = render_captions(item)
+            if isinstance(out, Record) and storage.exists(out.audio_path):
+                items.append((out, storage.read_bytes(out.audio_path)))
+    sample_cpu = digest_cpu = seconds = 0.0
+    n = 0
+    for record, data in items:
+        try:
+            process_sample(record, data, opts)  # warm-up, and skip what the writer would reject
+        except SampleError:
+            continue
+        n += 1
+        for _ in range(repeats):
+            t0 = time.process_time()
+            s = process_sample(record, data, opts)
+            t1 = time.process_time()
+            decoded_digest(data, opts)
+            t2 = time.process_time()
+            sample_cpu += t1 - t0
+            digest_cpu += t2 - t1
+        seconds += s.duration_s
+    return sample_cpu / repeats, digest_cpu / repeats, n, seconds
+
+
+def pipeline_cpu(spec_path: str, out: str) -> tuple[float, float, dict]:
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        [sys.executable, "-c", RUN, spec_path, out], cwd=repo, check=True, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall, json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--pipeline", action="store_true", help="also time whole runs (report vs keep_first)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = write_demo_corpus(os.path.join(tmp, "demo"), n_clips=args.clips, k2c_model=None)
+        sample_cpu, digest_cpu, n, audio_s = per_sample(spec_path, args.repeats)
+        print(f"demo corpus: {n} decodable clips, {audio_s:.0f} s of audio (one core, CPU seconds)")
+        print(f"  {'per-sample work':<46}{'CPU s':>8}{'x realtime':>12}")
+        print(f"  {'shard writer: process_sample':<46}{sample_cpu:>8.2f}{audio_s / sample_cpu:>12.0f}")
+        print(
+            f"  {'keep_first pass: decode + hash':<46}{digest_cpu:>8.2f}{audio_s / digest_cpu:>12.0f}"
+        )
+        print(f"  keep_first/drop_all add {100 * digest_cpu / sample_cpu:.0f}% to the per-sample work")
+        if args.pipeline:
+            with open(spec_path) as f:
+                doc = yaml.safe_load(f)
+            doc["options"]["duplicates"] = "keep_first"
+            keep_spec = os.path.join(tmp, "demo", "spec_keep_first.yaml")
+            with open(keep_spec, "w") as f:
+                yaml.safe_dump(doc, f)
+            print(f"  {'whole run, FnApiRunner (one process tree)':<46}{'CPU s':>8}{'wall s':>9}")
+            for name, path in (("duplicates: report", spec_path), ("duplicates: keep_first", keep_spec)):
+                cpu, wall, s = pipeline_cpu(path, os.path.join(tmp, name.split()[-1]))
+                print(f"  {name:<46}{cpu:>8.1f}{wall:>9.1f}   ({s['samples']} samples)")
+
+
+if __name__ == "__main__":
+    main()

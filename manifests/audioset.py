@@ -1,0 +1,164 @@
+"""AudioSet: the segment lists (``balanced_train_segments.csv``, ``unbalanced_train_segments.csv``,
+``eval_segments.csv``) plus the class index (``class_labels_indices.csv``).
+
+The segment lists as Google ships them, three comment lines, the header inside the third, fields
+separated by ", " and the label ids of a clip quoted as one comma-separated field::
+
+    # Segments csv created Sun Mar  5 10:54:31 2017
+    # num_ytids=22160, num_segs=22160, num_unique_labels=527, num_positive_labels=52882
+    # YTID, start_seconds, end_seconds, positive_labels
+    --PJHxphWEs, 30.000, 40.000, "/m/09x0r,/t/dd00088"
+
+Each line is parsed on its own, so a broken quote costs that row only instead of swallowing the rows
+after it. The clips are label-only: ``labels`` are the display names of the class index (they get
+the template caption and are the keywords K2C writes from). Audio files are the 10 s segments,
+named by YouTube id with or without the leading "Y" and with or without a ``_<start>_<end>`` suffix
+(``Y--PJHxphWEs.wav``, ``--PJHxphWEs_30.000_40.000.flac``); ``options.file_pattern`` (fields
+``{ytid}``, ``{start}``, ``{end}``: "30.000") names them without listing the folder.
+
+Without ``split``/``split_map`` in the spec, the split is the file's: ``balanced_train``,
+``unbalanced_train`` or ``eval``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+
+from manifests.common import AudioFinder, corpus_split, native_split_from_file, parse_float, reject
+from manifests.options import COMMON, Opt, file_pattern
+from manifests.records import Record, Reject, make_key
+from manifests.source import PathRejected, SourceSpec
+from manifests.tables import RowError, read_rows, text_value
+from transforms import storage
+
+OPTIONS = {
+    **COMMON,
+    "class_index": Opt("path", required=True, doc="class_labels_indices.csv (index, mid, display_name)"),
+    "file_pattern": file_pattern("ytid", "start", "end"),
+}
+DEFAULT_DURATION_S = 10.0  # AudioSet segments are 10 s (shorter only where the video ends)
+SPLITS_BY_FILE = {
+    "balanced_train_segments": "balanced_train",
+    "unbalanced_train_segments": "unbalanced_train",
+    "eval_segments": "eval",
+}
+YTID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
+# A YouTube id is 11 characters; downloaders add a "Y" in front and/or "_<start>_<end>" behind.
+_STEM_RE = re.compile(r"^Y?([A-Za-z0-9_-]{11})(?:_\d+(?:\.\d+)?(?:_\d+(?:\.\d+)?)?)?$")
+
+
+def youtube_id_of_stem(stem: str) -> str | None:
+    """The YouTube id a downloaded file's stem names, or None."""
+    m = _STEM_RE.match(stem)
+    return m.group(1) if m else None
+
+
+class SourceError(ValueError):
+    """A metadata file the whole source depends on is unusable."""
+
+
+def load_class_index(path: str) -> dict[str, str]:
+    """mid -> display name, from class_labels_indices.csv."""
+    names: dict[str, str] = {}
+    for item in read_rows(path, "csv"):
+        if isinstance(item, RowError):
+            continue  # a label whose line is broken is unknown: rows using it are rejected by name
+        _, row = item
+        mid, name = text_value(row.get("mid")), text_value(row.get("display_name"))
+        if mid and name:
+            names[mid] = name
+    if not names:
+        raise SourceError(f"{path}: no (mid, display_name) rows: not an AudioSet class index")
+    return names
+
+
+def segment_lines(path: str) -> Iterator[tuple[int, str]]:
+    """(data row number, line) for every non-comment, non-blank line."""
+    row = 0
+    with storage.open_read(path) as raw:
+        for line in io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace"):
+            if line.startswith("#") or not line.strip():
+                continue
+            row += 1
+            yield row, line.rstrip("\r\n")
+
+
+def read_audioset(source: SourceSpec) -> Iterator[Record | Reject]:
+    assert source.manifest is not None
+    try:
+        names = load_class_index(source.option("class_index"))
+    except (SourceError, OSError) as e:
+        # Every row would be rejected for it: one reject says why, and the run goes on.
+        yield reject(source, None, "unreadable_metadata", str(e), path=source.option("class_index"))
+        return
+    finder = AudioFinder(source, youtube_id_of_stem)
+    native = native_split_from_file(source.manifest, SPLITS_BY_FILE)
+    for row_no, line in segment_lines(source.manifest):
+        yield _record(source, names, finder, native, row_no, line)
+
+
+def _record(
+    source: SourceSpec, names: dict[str, str], finder: AudioFinder, native: str | None, row_no: int, line: str
+) -> Record | Reject:
+    try:
+        fields = next(csv.reader([line], skipinitialspace=True, strict=True))
+    except csv.Error as e:
+        return reject(source, row_no, "broken_quoting", f"unparseable line (quoting): {e}")
+    if len(fields) != 4:
+        return reject(
+            source,
+            row_no,
+            "malformed_row",
+            f"row has {len(fields)} fields, expected 4 (YTID, start_seconds, end_seconds, quoted labels)",
+        )
+    ytid, start_s, end_s, label_field = (f.strip() for f in fields)
+    if not ytid:
+        return reject(source, row_no, "missing_id", "the row has no YouTube id")
+    if not YTID_RE.match(ytid):
+        return reject(
+            source, row_no, "bad_id", f"'{ytid[:40]}' is not an 11-character YouTube id", source_id=ytid
+        )
+    start, end = parse_float(start_s), parse_float(end_s)
+    if start is None or end is None or start < 0 or end <= start:
+        return reject(
+            source,
+            row_no,
+            "bad_timestamps",
+            f"start {start_s!r}, end {end_s!r}: not 0 <= start < end",
+            source_id=ytid,
+        )
+    mids = [m.strip() for m in label_field.split(",") if m.strip()]
+    if not mids:
+        return reject(source, row_no, "no_labels", "the row has no label id", source_id=ytid)
+    unknown = [m for m in mids if m not in names]
+    if unknown:
+        return reject(
+            source,
+            row_no,
+            "unknown_label",
+            f"label id(s) {', '.join(unknown[:5])} not in the class index",
+            source_id=ytid,
+        )
+    try:
+        split = corpus_split(source, native)
+        audio = finder.find(ytid, {"ytid": ytid, "start": f"{start:.3f}", "end": f"{end:.3f}"})
+    except PathRejected as e:
+        return reject(source, row_no, e.code, e.reason, source_id=ytid)
+    except ValueError as e:
+        return reject(source, row_no, "bad_split", str(e), source_id=ytid)
+    return Record(
+        key=make_key(source.name, ytid),
+        source=source.name,
+        source_id=ytid,
+        audio_path=audio,
+        row=row_no,
+        split=split,
+        labels=tuple(dict.fromkeys(names[m] for m in mids)),
+        license=source.license,
+        origin_ids=(f"youtube:{ytid}",),
+        expected_duration_s=round(end - start, 3),
+        original={"ytid": ytid, "start_seconds": start, "end_seconds": end, "positive_labels": mids},
+    )

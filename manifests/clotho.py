@@ -1,0 +1,117 @@
+"""Clotho (v2.1): ``clotho_captions_<split>.csv`` plus, optionally, ``clotho_metadata_<split>.csv``::
+
+    file_name,caption_1,caption_2,caption_3,caption_4,caption_5
+    file_name,keywords,sound_id,sound_link,start_end_samples,manufacturer,license
+
+One sample per row with all its captions. The metadata adds keywords (separated by ';'), the
+Freesound id (origin ``freesound:<id>``, unless the file says "Not found"), the license and the
+uploader (``manufacturer``) for attribution. The metadata files of v2/v2.1 are ISO-8859-1, not
+UTF-8 (``options.metadata_encoding``). Audio: ``<audio_root>/<file_name>``; the official archives
+unpack to ``development/``, ``validation/``, ``evaluation/``.
+
+Splits kept straight (LAION's script swapped the last two): development -> train,
+validation -> valid, evaluation -> test, from the captions file's name unless the spec says.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from manifests.common import audio_path, corpus_split, native_split_from_file, reject
+from manifests.options import COMMON, Opt
+from manifests.records import Record, Reject, make_key
+from manifests.source import PathRejected, SourceSpec
+from manifests.tables import RowError, read_rows, text_value
+
+log = logging.getLogger(__name__)
+
+OPTIONS = {
+    **COMMON,
+    "metadata": Opt("path", doc="clotho_metadata_<split>.csv (keywords, sound_id, license, manufacturer)"),
+    "metadata_encoding": Opt("str", doc="encoding of the metadata file (default iso-8859-1, as v2.1 ships)"),
+}
+DEFAULT_DURATION_S = 22.5  # Clotho clips are 15 to 30 s long (Drossos et al., 2020); the midpoint
+SPLITS_BY_FILE = {
+    "clotho_captions_development": "development",
+    "clotho_captions_validation": "validation",
+    "clotho_captions_evaluation": "evaluation",
+}
+DEFAULT_SPLITS = {"development": "train", "validation": "valid", "evaluation": "test"}
+_CAPTION_RE = re.compile(r"^caption_(\d+)$")
+_DIGITS_RE = re.compile(r"^\d+$")
+
+
+def load_metadata(path: str, encoding: str) -> dict[str, dict[str, Any]]:
+    """file_name -> metadata row (rows that cannot be parsed add nothing)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in read_rows(path, "csv", encoding=encoding):
+        if isinstance(item, RowError):
+            # The clip still has its captions; it only loses keywords, license and attribution.
+            log.warning("%s: metadata row %d skipped: %s", path, item.row, item.reason)
+            continue
+        _, row = item
+        name = text_value(row.get("file_name"))
+        if name and name not in out:
+            out[name] = dict(row)
+    return out
+
+
+def read_clotho(source: SourceSpec) -> Iterator[Record | Reject]:
+    assert source.manifest is not None
+    meta_path = source.option("metadata")
+    metadata = load_metadata(meta_path, source.option("metadata_encoding", "iso-8859-1")) if meta_path else {}
+    native = native_split_from_file(source.manifest, SPLITS_BY_FILE)
+    for item in read_rows(source.manifest, "csv"):
+        if isinstance(item, RowError):
+            yield reject(source, item.row, "malformed_row", item.reason)
+            continue
+        row_no, row = item
+        name = text_value(row.get("file_name"))
+        if name is None:
+            yield reject(source, row_no, "missing_path", "column 'file_name' is empty")
+            continue
+        caption_cols = sorted((int(m.group(1)), k) for k in row if (m := _CAPTION_RE.match(k)))
+        captions = tuple(dict.fromkeys(c for _, k in caption_cols if (c := text_value(row[k]))))
+        try:
+            split = corpus_split(source, native, DEFAULT_SPLITS)
+            audio = audio_path(source, name)
+        except PathRejected as e:
+            yield reject(source, row_no, e.code, e.reason, source_id=name)
+            continue
+        except ValueError as e:
+            yield reject(source, row_no, "bad_split", str(e), source_id=name)
+            continue
+        meta = metadata.get(name, {})
+        sound_id = text_value(meta.get("sound_id"))
+        user, link = text_value(meta.get("manufacturer")), text_value(meta.get("sound_link"))
+        keywords = tuple(
+            dict.fromkeys(
+                k for k in (" ".join(x.split()) for x in str(meta.get("keywords") or "").split(";")) if k
+            )
+        )
+        yield Record(
+            key=make_key(source.name, name),
+            source=source.name,
+            source_id=name,
+            audio_path=audio,
+            row=row_no,
+            split=split,
+            captions=captions,
+            keywords=keywords,
+            license=text_value(meta.get("license")) or source.license,
+            attribution=_attribution(name, user, link),
+            origin_ids=(f"freesound:{sound_id}",) if sound_id and _DIGITS_RE.match(sound_id) else (),
+            original={
+                "file_name": name,
+                **{k: text_value(v) for k, v in sorted(meta.items()) if k not in ("file_name", "keywords")},
+            },
+        )
+
+
+def _attribution(name: str, user: str | None, link: str | None) -> str | None:
+    if not user:
+        return None
+    return f"{name} by {user}" + (f" ({link})" if link else "")

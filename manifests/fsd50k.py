@@ -1,0 +1,140 @@
+"""FSD50K: the ground truth (``FSD50K.ground_truth/dev.csv``, ``eval.csv``), the vocabulary, and
+optionally the clips' Freesound metadata (``FSD50K.metadata/<dev|eval>_clips_info_FSD50K.json``)::
+
+    dev.csv:        fname,labels,mids,split
+                    64760,"Electric_guitar,Guitar,Plucked_string_instrument",/m/02sgy,/m/0342h,...,train
+    eval.csv:       fname,labels,mids
+    vocabulary.csv: 0,Accelerating_and_revving_and_vroom,/m/07q2z82      (no header)
+    clips_info:     {"64760": {"title": .., "description": .., "tags": [..], "license": .., "uploader": ..}}
+
+Label-only clips: ``labels`` are the class names with underscores as spaces (the template caption
+and K2C use them); the clip's Freesound tags become keywords. ``fname`` is the Freesound id (origin
+``freesound:<fname>``). Audio: ``<audio_root>/<fname>.wav`` (``FSD50K.dev_audio/``,
+``FSD50K.eval_audio/``), or ``options.file_pattern`` with ``{fname}``.
+
+Splits: dev.csv's own column (train -> train, val -> valid); eval.csv -> test. ``options.include_splits``
+keeps only rows of the listed native splits (``[train]``: the 36 796 clips LAION trained on); rows of
+other splits are not inputs of this source at all (put them in another source to keep them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from manifests.common import audio_path, corpus_split, native_split_from_file, reject
+from manifests.options import COMMON, Opt, file_pattern
+from manifests.records import Record, Reject, make_key
+from manifests.source import PathRejected, SourceSpec
+from manifests.tables import RowError, read_rows, text_list, text_value
+from transforms import storage
+
+OPTIONS = {
+    **COMMON,
+    "vocabulary": Opt("path", doc="FSD50K.ground_truth/vocabulary.csv: unknown label ids are rejected"),
+    "clips_info": Opt("path", doc="FSD50K.metadata/<dev|eval>_clips_info_FSD50K.json"),
+    "include_splits": Opt("list", doc="native splits to read (train, val, eval); default all"),
+    "file_pattern": file_pattern("fname"),
+}
+DEFAULT_DURATION_S = 7.6  # FSD50K: 51 197 clips, 108.3 h (Fonseca et al., 2022) -> 7.6 s on average
+SPLITS_BY_FILE = {"dev": "dev", "eval": "eval"}
+DEFAULT_SPLITS = {"val": "valid", "eval": "test"}
+_DIGITS_RE = re.compile(r"^\d+$")
+
+
+def load_vocabulary(path: str) -> dict[str, str]:
+    """mid -> class name (underscores as spaces)."""
+    out: dict[str, str] = {}
+    for item in read_rows(path, "csv", fieldnames=["index", "label", "mid"]):
+        if isinstance(item, RowError):
+            continue
+        _, row = item
+        mid, label = text_value(row.get("mid")), text_value(row.get("label"))
+        if mid and label:
+            out[mid] = label.replace("_", " ")
+    return out
+
+
+def load_clips_info(path: str) -> dict[str, dict[str, Any]]:
+    doc = json.loads(storage.read_text(path))
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a JSON object keyed by fname")
+    return {str(k): v for k, v in doc.items() if isinstance(v, dict)}
+
+
+def read_fsd50k(source: SourceSpec) -> Iterator[Record | Reject]:
+    assert source.manifest is not None
+    try:
+        vocab = load_vocabulary(source.option("vocabulary")) if source.option("vocabulary") else None
+        info = load_clips_info(source.option("clips_info")) if source.option("clips_info") else {}
+    except (ValueError, OSError) as e:
+        yield reject(source, None, "unreadable_metadata", str(e)[:300])
+        return
+    include = {str(s) for s in source.option("include_splits") or []}
+    file_split = native_split_from_file(source.manifest, SPLITS_BY_FILE)
+    pattern = source.option("file_pattern") or "{fname}.wav"
+    for item in read_rows(source.manifest, "csv"):
+        if isinstance(item, RowError):
+            yield reject(source, item.row, "malformed_row", item.reason)
+            continue
+        row_no, row = item
+        native = text_value(row.get("split")) or ("eval" if file_split == "eval" else None)
+        if include and native not in include:
+            continue
+        fname = text_value(row.get("fname"))
+        if fname is None:
+            yield reject(source, row_no, "missing_id", "column 'fname' is empty")
+            continue
+        mids = text_list(row.get("mids"), separator=",", strict=False)
+        names = text_list(row.get("labels"), separator=",", strict=False)
+        if vocab is not None:
+            unknown = [m for m in mids if m not in vocab]
+            if unknown:
+                yield reject(
+                    source,
+                    row_no,
+                    "unknown_label",
+                    f"label id(s) {', '.join(unknown[:5])} not in the vocabulary",
+                    source_id=fname,
+                )
+                continue
+            labels = tuple(vocab[m] for m in mids)
+        else:
+            labels = tuple(n.replace("_", " ") for n in names)
+        if not labels:
+            yield reject(source, row_no, "no_labels", "the row has no label", source_id=fname)
+            continue
+        try:
+            split = corpus_split(source, native, DEFAULT_SPLITS)
+            audio = audio_path(source, pattern.format(fname=fname))
+        except PathRejected as e:
+            yield reject(source, row_no, e.code, e.reason, source_id=fname)
+            continue
+        except ValueError as e:
+            yield reject(source, row_no, "bad_split", str(e), source_id=fname)
+            continue
+        clip = info.get(fname, {})
+        title, uploader = text_value(clip.get("title")), text_value(clip.get("uploader"))
+        yield Record(
+            key=make_key(source.name, fname),
+            source=source.name,
+            source_id=fname,
+            audio_path=audio,
+            row=row_no,
+            split=split,
+            labels=tuple(dict.fromkeys(labels)),
+            keywords=text_list(clip.get("tags"), separator=",", strict=False),
+            license=text_value(clip.get("license")) or source.license,
+            attribution=(
+                f"{title or fname} by {uploader} (https://freesound.org/s/{fname}/)" if uploader else None
+            ),
+            origin_ids=(f"freesound:{fname}",) if _DIGITS_RE.match(fname) else (),
+            original={
+                "fname": fname,
+                "mids": list(mids),
+                "split": native,
+                **{k: clip[k] for k in ("title", "description") if clip.get(k) is not None},
+            },
+        )

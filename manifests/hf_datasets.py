@@ -1,0 +1,325 @@
+"""A Hugging Face ``datasets`` dataset with an Audio column, read from local files.
+
+``audio_root`` is the dataset: a folder written by ``Dataset.save_to_disk`` (``state.json`` + Arrow
+files) or ``DatasetDict.save_to_disk`` (``dataset_dict.json`` + one folder per split), or a folder of
+Parquet / Arrow files as the Hub stores them (``data/train-00000-of-00002.parquet``; the split comes
+from the ``<split>-NNNNN-of-NNNNN`` name). ``options.files`` lists the files explicitly instead.
+
+Columns come from the features that ``datasets`` writes into every file's schema (metadata key
+``huggingface``): the Audio column is the one typed ``Audio`` (or ``options.audio_column``);
+ClassLabel ids become their names. Other roles are found by name or set in options:
+captions (caption, captions, text, sentence, description), labels (label, labels), keywords (tags,
+keywords), id, split, license, attribution (attribution, author, username, uploader), duration.
+
+Audio is either embedded bytes or a path. Embedded audio is not copied anywhere: the record's
+audio path is a reference ``<file>::<column>::<row>`` that :func:`transforms.storage.read_bytes`
+resolves when the shard is written. Reading the metadata never touches the audio bytes (Arrow files
+are memory-mapped and only the bytes column's validity is looked at; Parquet files are read without
+that column). A row whose audio is only a path reads that file, relative to ``audio_root`` and
+under the same path rules as every other source. Random access costs: Arrow (``save_to_disk``)
+files are memory-mapped and cost nothing extra; a Parquet row is read with its whole row group
+(``datasets`` writes 100-row groups for audio), so prefer ``save_to_disk`` folders for large sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from manifests.common import audio_path, corpus_split, parse_float, reject
+from manifests.options import COMMON, Opt
+from manifests.records import Record, Reject, make_key
+from manifests.source import PathRejected, SourceSpec, resolve_audio_path
+from manifests.tables import NotText, jsonable, text_list, text_value
+from transforms import storage
+
+OPTIONS = {
+    **COMMON,
+    "files": Opt("paths", doc="Parquet/Arrow files of the dataset (default: found under audio_root)"),
+    "audio_column": Opt("str"),
+    "caption_columns": Opt("list"),
+    "label_column": Opt("str"),
+    "keyword_columns": Opt("list"),
+    "id_column": Opt("str"),
+    "split_column": Opt("str"),
+    "license_column": Opt("str"),
+    "attribution_column": Opt("str"),
+    "duration_column": Opt("str"),
+    "origin": Opt("str", doc="origin id prefix for the id column's values, e.g. 'freesound'"),
+}
+DEFAULT_DURATION_S = 10.0  # no general figure for an arbitrary dataset: an assumption, set mean_duration_s
+BATCH_ROWS = 1024
+ROLES: dict[str, tuple[str, ...]] = {
+    "captions": ("caption", "captions", "text", "sentence", "description"),
+    "label": ("label", "labels"),
+    "keywords": ("tags", "keywords"),
+    "id": ("id", "audio_id", "file_id", "fname", "filename"),
+    "split": ("split",),
+    "license": ("license",),
+    "attribution": ("attribution", "author", "username", "uploader"),
+    "duration": ("duration", "length"),
+}
+_HUB_NAME_RE = re.compile(r"^([a-z][a-z0-9_]*?)-\d{5}-of-\d{5}$")
+
+
+def dataset_files(root: str) -> list[tuple[str | None, str]]:
+    """(native split or None, file) for every data file of the dataset under ``root``, in order."""
+    root = root.rstrip("/")
+    dd = storage.join(root, "dataset_dict.json")
+    if storage.exists(dd):
+        splits = json.loads(storage.read_text(dd)).get("splits", [])
+        return [(s, f) for s in splits for _, f in _saved_files(storage.join(root, s), s)]
+    if storage.exists(storage.join(root, "state.json")):
+        return _saved_files(root, None)
+    pattern_hits = storage.match(storage.join(root, "**"))
+    files = sorted(p for p in pattern_hits if p.endswith((".parquet", ".arrow")))
+    return [(_split_of_file(f), f) for f in files]
+
+
+def _saved_files(folder: str, split: str | None) -> list[tuple[str | None, str]]:
+    state = json.loads(storage.read_text(storage.join(folder, "state.json")))
+    names = [d["filename"] for d in state.get("_data_files", [])]
+    return [(split or state.get("_split"), storage.join(folder, n)) for n in names]
+
+
+def _split_of_file(path: str) -> str | None:
+    stem = posixpath.basename(path.replace("\\", "/")).rsplit(".", 1)[0]
+    m = _HUB_NAME_RE.match(stem)
+    return m.group(1) if m else None
+
+
+def features_of(schema: Any) -> dict[str, Any]:
+    meta = schema.metadata or {}
+    raw = meta.get(b"huggingface")
+    if not raw:
+        return {}
+    try:
+        return dict(json.loads(raw).get("info", {}).get("features", {}))
+    except (ValueError, AttributeError):
+        return {}
+
+
+def audio_column_of(schema: Any, features: Mapping[str, Any]) -> str | None:
+    for name, feat in features.items():
+        if isinstance(feat, dict) and feat.get("_type") == "Audio":
+            return name
+    import pyarrow as pa
+
+    for f in schema:
+        if pa.types.is_struct(f.type) and {c.name for c in f.type} >= {"bytes", "path"}:
+            return f.name
+    return None
+
+
+def read_hf_dataset(source: SourceSpec) -> Iterator[Record | Reject]:
+    files = [(_split_of_file(f), f) for f in source.option("files")] if source.option("files") else None
+    try:
+        files = files if files is not None else dataset_files(source.audio_root)
+    except (OSError, ValueError, KeyError) as e:
+        yield reject(source, None, "unreadable_metadata", f"cannot read the dataset folder: {str(e)[:300]}")
+        return
+    if not files:
+        yield reject(source, None, "unreadable_metadata", "no .arrow or .parquet file under the audio root")
+        return
+    rows_before = [0]  # rows are numbered across the dataset's files, 1-based
+    for native, path in files:
+        yield from _file_rows(source, native, path, rows_before)
+
+
+def _file_rows(
+    source: SourceSpec, native: str | None, path: str, rows_before: list[int]
+) -> Iterator[Record | Reject]:
+    try:
+        resolve_audio_path(source, path)
+    except PathRejected as e:
+        yield reject(source, None, e.code, f"dataset file {path}: {e.reason}", path=path)
+        return
+    try:
+        batches = _batches(source, path)
+        schema, audio_col, features = next(batches)
+    except Exception as e:  # a broken file is one reject, not a failed run
+        yield reject(source, None, "unreadable_metadata", f"cannot read {path}: {str(e)[:300]}", path=path)
+        return
+    if audio_col is None:
+        yield reject(source, None, "no_audio_column", "no Audio column in the dataset", path=path)
+        return
+    opt = source.option
+    names = [f.name for f in schema if f.name != audio_col]
+    cols = {
+        role: opt(f"{role}_column") or next((c for c in cands if c in names), None)
+        for role, cands in ROLES.items()
+    }
+    caption_cols = opt("caption_columns") or ([cols["captions"]] if cols["captions"] else [])
+    keyword_cols = opt("keyword_columns") or ([cols["keywords"]] if cols["keywords"] else [])
+    label_names = (features.get(cols["label"]) or {}).get("names") if cols["label"] else None
+    rel = os.path.relpath(path, source.audio_root).replace(os.sep, "/") if not storage.is_url(path) else path
+    index = 0
+    for rows, paths, has_bytes in batches:
+        for values, apath, embedded in zip(rows, paths, has_bytes, strict=True):
+            rows_before[0] += 1
+            yield _record(
+                source,
+                native,
+                path,
+                rel,
+                audio_col,
+                (rows_before[0], index),
+                values,
+                apath,
+                embedded,
+                cols,
+                caption_cols,
+                keyword_cols,
+                label_names,
+            )
+            index += 1
+
+
+def _record(
+    source: SourceSpec,
+    native: str | None,
+    path: str,
+    rel: str,
+    audio_col: str,
+    position: tuple[int, int],  # (row across the dataset, 1-based; index inside this file)
+    values: Mapping[str, Any],
+    apath: str | None,
+    embedded: bool,
+    cols: Mapping[str, str | None],
+    caption_cols: list[str],
+    keyword_cols: list[str],
+    label_names: list[str] | None,
+) -> Record | Reject:
+    row, index = position
+    sid = text_value(values.get(cols["id"])) if cols["id"] else None
+    source_id = sid or f"{rel}:{index}"
+    try:
+        if embedded:
+            audio = storage.cell_ref(path, audio_col, index)
+        elif apath:
+            audio = audio_path(source, apath)
+        else:
+            return reject(
+                source,
+                row,
+                "missing_audio",
+                "the row's audio has neither bytes nor a path",
+                path=path,
+                source_id=source_id,
+            )
+        split = corpus_split(source, text_value(values.get(cols["split"])) if cols["split"] else native)
+    except PathRejected as e:
+        return reject(source, row, e.code, e.reason, path=path, source_id=source_id)
+    except ValueError as e:
+        return reject(source, row, "bad_split", str(e), path=path, source_id=source_id)
+    try:
+        captions = tuple(c for col in caption_cols for c in text_list(values.get(col), separator=None))
+        keywords = tuple(
+            k for col in keyword_cols for k in text_list(values.get(col), separator=",", strict=False)
+        )
+    except NotText as e:
+        return reject(source, row, "caption_not_text", str(e), path=path, source_id=source_id)
+    labels: tuple[str, ...] = ()
+    if cols["label"]:
+        raw = values.get(cols["label"])
+        ids = raw if isinstance(raw, list) else [raw]
+        labels = tuple(
+            label_names[i] if label_names and isinstance(i, int) and 0 <= i < len(label_names) else str(i)
+            for i in ids
+            if i is not None and i != -1  # -1: ClassLabel's "no label"
+        )
+    used = {c for c in cols.values() if c} | set(caption_cols) | set(keyword_cols)
+    origin = source.option("origin")
+    return Record(
+        key=make_key(source.name, source_id),
+        source=source.name,
+        source_id=source_id,
+        audio_path=audio,
+        row=row,
+        split=split,
+        captions=captions,
+        labels=labels,
+        keywords=keywords,
+        license=(text_value(values.get(cols["license"])) if cols["license"] else None) or source.license,
+        attribution=text_value(values.get(cols["attribution"])) if cols["attribution"] else None,
+        origin_ids=(f"{origin}:{sid}",) if origin and sid else (),
+        expected_duration_s=parse_float(values.get(cols["duration"])) if cols["duration"] else None,
+        original={
+            "dataset_file": rel,
+            "dataset_row": index,
+            **({"audio_path": apath} if apath else {}),
+            **{k: jsonable(v) for k, v in sorted(values.items()) if k not in used},
+        },
+    )
+
+
+def _batches(source: SourceSpec, path: str) -> Iterator[Any]:
+    """First (schema, audio column, features); then (rows without audio, audio paths, has-bytes flags)."""
+    if path.endswith(".parquet"):
+        yield from _parquet_batches(source, path)
+    else:
+        yield from _arrow_batches(source, path)
+
+
+def _parquet_batches(source: SourceSpec, path: str) -> Iterator[Any]:
+    import pyarrow.parquet as pq
+
+    with storage.open_read(path) as f:
+        pf = pq.ParquetFile(f)
+        schema = pf.schema_arrow
+        features = features_of(schema)
+        audio = source.option("audio_column") or audio_column_of(schema, features)
+        yield schema, audio, features
+        if audio is None:
+            return
+        others = [n for n in schema.names if n != audio]
+        leaf = {pf.schema.column(i).path: i for i in range(len(pf.schema))}
+        for g in range(pf.num_row_groups):
+            rg = pf.metadata.row_group(g)
+            stats = rg.column(leaf[f"{audio}.bytes"]).statistics if f"{audio}.bytes" in leaf else None
+            if stats is not None and stats.has_null_count and stats.null_count in (0, rg.num_rows):
+                flags: list[bool] | None = [stats.null_count == 0] * rg.num_rows
+            else:  # mixed or unknown: read the validity (this reads the bytes of this row group once)
+                t = pf.read_row_group(g, columns=[f"{audio}.bytes"])
+                flags = t.column(audio).combine_chunks().field("bytes").is_valid().to_pylist()
+            start = 0
+            for batch in pf.iter_batches(
+                batch_size=BATCH_ROWS, row_groups=[g], columns=[*others, f"{audio}.path"]
+            ):
+                n = batch.num_rows
+                paths = batch.column(audio).field("path").to_pylist()
+                rows = batch.drop_columns([audio]).to_pylist()
+                yield rows, paths, flags[start : start + n]
+                start += n
+
+
+def _arrow_batches(source: SourceSpec, path: str) -> Iterator[Any]:
+    import pyarrow as pa
+
+    stream = pa.memory_map(path) if not storage.is_url(path) else storage.open_read(path)
+    try:
+        try:
+            reader: Any = pa.ipc.open_stream(stream)
+            batches = iter(reader)
+        except pa.ArrowInvalid:
+            stream.seek(0)
+            reader = pa.ipc.open_file(stream)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        schema = reader.schema
+        features = features_of(schema)
+        audio = source.option("audio_column") or audio_column_of(schema, features)
+        yield schema, audio, features
+        if audio is None:
+            return
+        for batch in batches:
+            col = batch.column(audio)
+            # Only the validity bitmap of the bytes child is read: the audio pages stay on disk.
+            flags = col.field("bytes").is_valid().to_pylist()
+            paths = col.field("path").to_pylist()
+            yield batch.drop_columns([audio]).to_pylist(), paths, flags
+    finally:
+        stream.close()

@@ -1,0 +1,249 @@
+"""Exact duplicates: clips whose decoded audio is identical (the same int16 PCM, 48 kHz mono).
+
+The spec's ``options.duplicates`` picks what happens to them:
+
+- ``report`` (default): nothing is removed. The shard writer decodes every clip anyway; it hashes the
+  PCM (``transforms.hashing.audio_digest``, about 1 ms for a 10 s clip) and keeps (key, source,
+  digest) in each shard's stats. After the shards, a GroupByKey on the digest lists every group of
+  two or more samples in ``<output>/duplicates.jsonl`` and in summary.json (``stages.duplicates``).
+- ``keep_first``: one copy of each group stays. That must be known before the shards are cut, so a
+  hashing pass reads and decodes every clip once more before sharding (its cost is measured by
+  ``bench/bench_duplicates.py``). The copy kept is, in this order of preference: one in a held-out
+  split (an evaluation set stays whole and the training copy goes), one of the source listed first
+  in the spec, the smallest key. Every other copy becomes a reject (stage ``duplicate``, code
+  ``duplicate_audio``) that names the kept sample.
+- ``drop_all``: every member of a group is removed (a clip that occurs twice is suspect).
+
+A clip the hashing pass cannot read or decode is rejected there, with the same stage and code the
+shard writer would have given it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
+
+from manifests.records import Record, Reject
+from manifests.source import PathRejected, check_still_inside
+from pipeline.spec import CorpusSpec
+from transforms import storage
+from transforms.audio import quantize_int16
+from transforms.decode import DecodeError, decode_audio
+from transforms.hashing import audio_digest
+from transforms.layout import Layout
+from transforms.sample import SampleError, SampleOptions, dumps_json
+from transforms.shards import ShardStats
+
+STAGE = "duplicates"
+FILE_NAME = "duplicates.jsonl"
+REJECTS = "rejects"
+GROUPS = "groups"
+
+Member = tuple[str, str, str]  # (key, source, split)
+
+
+def duplicates_path(layout: Layout) -> str:
+    return storage.join(layout.root, FILE_NAME)
+
+
+def decoded_digest(data: bytes, options: SampleOptions) -> str:
+    """The digest the shard writer will record for these bytes (same decode, same quantisation)."""
+    try:
+        decoded = decode_audio(
+            data,
+            max_duration_s=options.max_duration_s,
+            time_limit_s=options.decode_time_limit_s or None,
+            max_channels=options.max_channels,
+        )
+    except DecodeError as e:
+        raise SampleError("decode", e.code, e.reason) from None
+    return audio_digest(quantize_int16(decoded.samples))
+
+
+def preference(member: Member, source_order: Mapping[str, int], train_splits: Iterable[str]) -> tuple:
+    """Sort key: held-out splits first, then spec source order, then key."""
+    key, source, split = member
+    return (split in set(train_splits), source_order.get(source, len(source_order)), key)
+
+
+def group_doc(digest: str, members: list[Member], kept: set[str]) -> dict[str, Any]:
+    """One line of duplicates.jsonl: members in preference order, which stayed, and whether the
+    group spans training and held-out splits."""
+    return {
+        "digest": digest,
+        "samples": [{"key": k, "source": s, "split": sp, "kept": k in kept} for k, s, sp in members],
+        "splits": sorted({sp for _, _, sp in members}),
+    }
+
+
+def write_duplicates(
+    groups: list[dict[str, Any]], layout: Layout, mode: str, train_splits: tuple[str, ...]
+) -> tuple[str, dict[str, Any]]:
+    """Write duplicates.jsonl (always, so a rerun never leaves an old list) and return the report."""
+    ordered = sorted(groups, key=lambda g: (g["samples"][0]["key"], g["digest"]))
+    path = duplicates_path(layout)
+    storage.write_bytes_atomic(path, b"".join(dumps_json(g) + b"\n" for g in ordered))
+    train = set(train_splits)
+    return STAGE, {
+        "mode": mode,
+        "groups": len(ordered),
+        "samples_in_groups": sum(len(g["samples"]) for g in ordered),
+        "removed": sum(1 for g in ordered for m in g["samples"] if not m["kept"]) if mode != "report" else 0,
+        "groups_across_train_and_heldout": sum(
+            1 for g in ordered if {*g["splits"]} & train and {*g["splits"]} - train
+        ),
+        "file": path,
+    }
+
+
+def stats_hashes(stats: ShardStats) -> list[tuple[str, Member]]:
+    return [(digest, (key, source, stats.split)) for key, source, digest in stats.audio_hashes]
+
+
+def _report_groups(element: tuple[str, Iterable[Member]], source_order: dict[str, int], ts: tuple[str, ...]):
+    digest, members = element
+    members = sorted(members, key=lambda m: preference(m, source_order, ts))
+    if len(members) > 1:
+        yield group_doc(digest, members, kept={k for k, _, _ in members})
+
+
+class DuplicateReport(beam.PTransform):
+    """Report mode: shard stats in, one ("duplicates", report) element out."""
+
+    def __init__(self, spec: CorpusSpec, layout: Layout):
+        super().__init__()
+        self.spec, self.layout = spec, layout
+
+    def expand(self, stats):
+        order = {s.name: i for i, s in enumerate(self.spec.sources)}
+        ts = self.spec.options.train_splits
+        return (
+            stats
+            | "AudioHashes" >> beam.FlatMap(stats_hashes)
+            | "GroupByAudio" >> beam.GroupByKey()
+            | "DuplicateGroups" >> beam.FlatMap(_report_groups, order, ts)
+            | "AllGroups" >> beam.combiners.ToList()
+            | "WriteDuplicates" >> beam.Map(write_duplicates, self.layout, "report", ts)
+        )
+
+
+class _HashAudioFn(beam.DoFn):
+    def __init__(self, spec: CorpusSpec):
+        self.spec = spec
+
+    def process(self, record: Record):
+        opts = self.spec.options.sample
+        try:
+            check_still_inside(self.spec.source(record.source), record.audio_path)
+            data = storage.read_bytes(record.audio_path, max_bytes=opts.max_file_bytes)
+            digest = decoded_digest(data, opts)
+        except SampleError as e:
+            yield TaggedOutput(REJECTS, Reject.for_record(record, e.stage, e.code, e.reason))
+            return
+        except PathRejected as e:
+            yield TaggedOutput(REJECTS, Reject.for_record(record, "read", e.code, e.reason))
+            return
+        except storage.FileTooLarge as e:
+            yield TaggedOutput(REJECTS, Reject.for_record(record, "read", "too_large", str(e)))
+            return
+        except Exception as e:  # one input must never take the stage down
+            from pipeline.graph import _read_failure  # the shard writer's classification, not a copy
+
+            code, reason = _read_failure(record, e)
+            stage = "read" if code != "internal_error" else "process"
+            yield TaggedOutput(REJECTS, Reject.for_record(record, stage, code, reason))
+            return
+        yield digest, record
+
+
+class _DecideFn(beam.DoFn):
+    def __init__(self, mode: str, source_order: dict[str, int], train_splits: tuple[str, ...]):
+        self.mode, self.order, self.ts = mode, source_order, train_splits
+
+    def process(self, element: tuple[str, Iterable[Record]]):
+        digest, records = element
+        ranked = sorted(
+            records, key=lambda r: preference((r.key, r.source, str(r.split)), self.order, self.ts)
+        )
+        if len(ranked) == 1:
+            yield ranked[0]
+            return
+        keep = ranked[:1] if self.mode == "keep_first" else []
+        for r in keep:
+            yield r
+        first = ranked[0]
+        for r in ranked[len(keep) :]:
+            if keep:
+                reason = (
+                    f"same decoded audio as {first.key} (source '{first.source}', split '{first.split}'), "
+                    "which is kept"
+                )
+            else:
+                others = [o.key for o in ranked if o is not r]
+                reason = f"same decoded audio as {len(others)} other sample(s): {', '.join(others[:5])}"
+            yield TaggedOutput(REJECTS, Reject.for_record(r, "duplicate", "duplicate_audio", reason))
+        members = [(r.key, r.source, str(r.split)) for r in ranked]
+        yield TaggedOutput(GROUPS, group_doc(digest, members, kept={r.key for r in keep}))
+
+
+class DropDuplicates(beam.PTransform):
+    """keep_first / drop_all: records in; ``{"records", "rejects", "report"}`` out."""
+
+    def __init__(self, spec: CorpusSpec, layout: Layout):
+        super().__init__()
+        self.spec, self.layout = spec, layout
+
+    def expand(self, records):
+        spec = self.spec
+        order = {s.name: i for i, s in enumerate(spec.sources)}
+        ts = spec.options.train_splits
+        hashed = records | "HashAudio" >> beam.ParDo(_HashAudioFn(spec)).with_outputs(REJECTS, main="hashed")
+        decided = (
+            hashed.hashed
+            | "GroupByAudio" >> beam.GroupByKey()
+            | "KeepOrDrop"
+            >> beam.ParDo(_DecideFn(spec.options.duplicates, order, ts)).with_outputs(
+                REJECTS, GROUPS, main="records"
+            )
+        )
+        rejects = (hashed[REJECTS], decided[REJECTS]) | "DuplicateRejects" >> beam.Flatten()
+        report = (
+            decided[GROUPS]
+            | "AllGroups" >> beam.combiners.ToList()
+            | "WriteDuplicates" >> beam.Map(write_duplicates, self.layout, spec.options.duplicates, ts)
+        )
+        return {"records": decided.records, "rejects": rejects, "report": report}
+
+
+def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, reports: list):
+    """The record stages between the split and the shards: leakage guard, then duplicate removal.
+    Appends their rejects to ``dropped`` and their reports to ``reports``; returns the records."""
+    from pipeline.leakage import LeakageGuard
+
+    if spec.options.leakage_guard:
+        guarded = records | "LeakageGuard" >> LeakageGuard(spec.options.train_splits)
+        records = guarded["records"]
+        dropped.append(guarded["rejects"])
+        reports.append(guarded["report"])
+    if spec.options.duplicates != "report":
+        deduped = records | "DropDuplicates" >> DropDuplicates(spec, layout)
+        records = deduped["records"]
+        dropped.append(deduped["rejects"])
+        reports.append(deduped["report"])
+    return records
+
+
+def after_shards(spec: CorpusSpec, layout: Layout, stats, reports: list) -> None:
+    """Report mode: the duplicates report from the hashes the shard writer recorded."""
+    if spec.options.duplicates == "report":
+        reports.append(stats | "DuplicateReport" >> DuplicateReport(spec, layout))
+
+
+def without_hashes(stats: ShardStats) -> ShardStats:
+    """Stats as the summary needs them: the per-sample hashes would only weigh on the final step."""
+    from dataclasses import replace
+
+    return replace(stats, audio_hashes=())

@@ -1,0 +1,139 @@
+"""The leakage guard: a clip held out for evaluation is never also trained on.
+
+AudioCaps clips are AudioSet clips (YouTube ids); Clotho and FSD50K clips are Freesound clips. A
+record in a train split (``options.train_splits``: train, balanced_train, unbalanced_train by
+default) is removed when any of its origin ids also belongs to a record of any other split, of any
+source. Each removal becomes a Reject (stage ``leakage``, code ``eval_overlap``) whose reason names
+the held-out source, split and key, so it is listed with the other rejects of its source.
+
+The held-out origin ids travel as a side input: evaluation splits are small (AudioSet eval, the
+valid/test parts of AudioCaps, Clotho and FSD50K: about 40 000 ids, a few MB), so the two million
+train records stream past a dict instead of being shuffled for a join.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.pvalue import AsDict, AsSingleton, TaggedOutput
+
+from manifests.records import Record, Reject
+
+REJECTS = "rejects"
+PAIRS = "pairs"
+STAGE = "leakage"
+CODE = "eval_overlap"
+
+Holder = tuple[str, str, str]  # (source, split, key) of the held-out record that owns an origin id
+
+
+def heldout_origins(record: Record, train_splits: Iterable[str]) -> list[tuple[str, Holder]]:
+    """(origin id, holder) for each origin id of a record outside the train splits."""
+    if record.split in set(train_splits):
+        return []
+    return [(oid, (record.source, str(record.split), record.key)) for oid in record.origin_ids]
+
+
+def find_overlap(
+    record: Record, heldout: Mapping[str, Holder], train_splits: Iterable[str]
+) -> tuple[str, Holder] | None:
+    """(origin id, held-out holder) if the record is trained on and shares an origin with a held-out clip."""
+    if record.split not in set(train_splits):
+        return None
+    for oid in record.origin_ids:
+        holder = heldout.get(oid)
+        if holder is not None:
+            return oid, holder
+    return None
+
+
+def removal(record: Record, oid: str, holder: Holder) -> Reject:
+    source, split, key = holder
+    return Reject.for_record(
+        record,
+        STAGE,
+        CODE,
+        f"{oid} is also in split '{split}' of source '{source}' (sample {key}); "
+        f"removed from split '{record.split}'",
+    )
+
+
+def guard(record: Record, heldout: Mapping[str, Holder], train_splits: Iterable[str]) -> Record | Reject:
+    """The record, or its removal (a Reject naming the held-out source, split and sample)."""
+    hit = find_overlap(record, heldout, train_splits)
+    return record if hit is None else removal(record, *hit)
+
+
+class _GuardFn(beam.DoFn):
+    def __init__(self, train_splits: tuple[str, ...]):
+        self.train_splits = train_splits
+
+    def process(self, record: Record, heldout: Mapping[str, Holder]):
+        hit = find_overlap(record, heldout, self.train_splits)
+        if hit is None:
+            yield record
+            return
+        oid, (source, split, _) = hit
+        yield TaggedOutput(REJECTS, removal(record, oid, hit[1]))
+        yield TaggedOutput(PAIRS, (record.source, f"{source}/{split}"))
+
+
+class _CountRemovals(beam.CombineFn):
+    """Removals per train source and per (train source <- held-out source/split)."""
+
+    def create_accumulator(self) -> Counter[tuple[str, str]]:
+        return Counter()
+
+    def add_input(self, acc: Counter[tuple[str, str]], pair: tuple[str, str]) -> Counter[tuple[str, str]]:
+        acc[tuple(pair)] += 1
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[Counter[tuple[str, str]]]) -> Counter[tuple[str, str]]:
+        out: Counter[tuple[str, str]] = Counter()
+        for a in accs:
+            out.update(a)
+        return out
+
+    def extract_output(self, acc: Counter[tuple[str, str]]) -> dict[str, Any]:
+        by_source: Counter[str] = Counter()
+        for (train_source, _), n in acc.items():
+            by_source[train_source] += n
+        return {
+            "removed": sum(acc.values()),
+            "removed_by_source": dict(sorted(by_source.items())),
+            "removed_by_overlap": {f"{a} <- {b}": n for (a, b), n in sorted(acc.items())},
+        }
+
+
+def _report(counts: dict[str, Any], heldout_ids: int, train_splits: tuple[str, ...]) -> tuple[str, dict]:
+    return STAGE, {"train_splits": list(train_splits), "heldout_origin_ids": heldout_ids, **counts}
+
+
+class LeakageGuard(beam.PTransform):
+    """Records in; ``{"records", "rejects", "report"}`` out (report: one ("leakage", {...}) element)."""
+
+    def __init__(self, train_splits: tuple[str, ...]):
+        super().__init__()
+        self.train_splits = tuple(train_splits)
+
+    def expand(self, records):
+        ts = self.train_splits
+        heldout = (
+            records
+            | "HeldOutOrigins" >> beam.FlatMap(heldout_origins, ts)
+            # Several held-out clips may share an origin: name the smallest holder, deterministically.
+            | "OneHolderPerOrigin" >> beam.CombinePerKey(min)
+        )
+        checked = records | "Guard" >> beam.ParDo(_GuardFn(ts), AsDict(heldout)).with_outputs(
+            REJECTS, PAIRS, main="records"
+        )
+        n_heldout = heldout | "CountHeldOut" >> beam.combiners.Count.Globally()
+        report = (
+            checked[PAIRS]
+            | "CountRemovals" >> beam.CombineGlobally(_CountRemovals())
+            | "LeakageReport" >> beam.Map(_report, AsSingleton(n_heldout), ts)
+        )
+        return {"records": checked.records, "rejects": checked[REJECTS], "report": report}

@@ -1,0 +1,109 @@
+"""The leakage guard: pure rules, and the Beam transform on records (no audio needed)."""
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from manifests.records import Record, Reject
+from pipeline.duplicates import preference
+from pipeline.leakage import LeakageGuard, find_overlap, guard, heldout_origins
+
+TRAIN = ("train", "balanced_train", "unbalanced_train")
+
+
+def _r(source, key, split, *origins):
+    return Record(
+        key=key,
+        source=source,
+        source_id=key,
+        audio_path=f"/a/{key}.wav",
+        row=1,
+        split=split,
+        origin_ids=origins,
+    )
+
+
+def test_held_out_origins_and_guard_rules():
+    test_clip = _r("audiocaps_test", "ac1", "test", "youtube:AAA")
+    assert heldout_origins(test_clip, TRAIN) == [("youtube:AAA", ("audiocaps_test", "test", "ac1"))]
+    assert heldout_origins(_r("as", "k", "unbalanced_train", "youtube:AAA"), TRAIN) == []
+    heldout = dict(heldout_origins(test_clip, TRAIN))
+    leaked = _r("audioset", "as1", "unbalanced_train", "youtube:BBB", "youtube:AAA")
+    out = guard(leaked, heldout, TRAIN)
+    assert isinstance(out, Reject) and (out.stage, out.code, out.key, out.row) == (
+        "leakage",
+        "eval_overlap",
+        "as1",
+        1,
+    )
+    assert out.reason == (
+        "youtube:AAA is also in split 'test' of source 'audiocaps_test' (sample ac1); "
+        "removed from split 'unbalanced_train'"
+    )
+    # held-out records themselves, records without origins and other ids pass
+    assert guard(test_clip, heldout, TRAIN) is test_clip
+    assert guard(_r("x", "k", "train"), heldout, TRAIN).key == "k"
+    assert find_overlap(_r("x", "k", "train", "youtube:CCC"), heldout, TRAIN) is None
+    # a split the spec does not call train-like is held out, not guarded
+    assert guard(_r("x", "k", "dev", "youtube:AAA"), heldout, TRAIN).key == "k"
+
+
+def test_duplicate_preference_keeps_held_out_copies():
+    order = {"a": 0, "b": 1}
+    members = [("k9", "a", "train"), ("k1", "b", "train"), ("k5", "b", "valid"), ("k2", "a", "train")]
+    assert sorted(members, key=lambda m: preference(m, order, TRAIN)) == [
+        ("k5", "b", "valid"),
+        ("k2", "a", "train"),
+        ("k9", "a", "train"),
+        ("k1", "b", "train"),
+    ]
+
+
+def test_leakage_guard_transform():
+    records = [
+        _r("audiocaps_test", "ac1", "test", "youtube:AAA"),
+        _r("audiocaps_val", "ac2", "valid", "youtube:AAA"),  # the same clip held out twice
+        _r("clotho_eval", "cl1", "test", "freesound:7"),
+        _r("audioset", "as1", "unbalanced_train", "youtube:AAA"),
+        _r("audioset", "as2", "unbalanced_train", "youtube:ZZZ"),
+        _r("freesound", "fs1", "train", "freesound:7"),
+        _r("freesound", "fs2", "train", "freesound:8"),
+    ]
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create(records) | LeakageGuard(TRAIN)
+        assert_that(
+            out["records"] | "Keys" >> beam.Map(lambda r: r.key),
+            equal_to(["ac1", "ac2", "cl1", "as2", "fs2"]),
+            label="kept",
+        )
+        assert_that(
+            out["rejects"] | "Why" >> beam.Map(lambda r: (r.key, r.reason.split(" (sample")[0])),
+            equal_to(
+                [
+                    # two holders of youtube:AAA: the smallest (source, split, key) is named
+                    ("as1", "youtube:AAA is also in split 'test' of source 'audiocaps_test'"),
+                    ("fs1", "freesound:7 is also in split 'test' of source 'clotho_eval'"),
+                ]
+            ),
+            label="removed",
+        )
+        assert_that(
+            out["report"],
+            equal_to(
+                [
+                    (
+                        "leakage",
+                        {
+                            "train_splits": list(TRAIN),
+                            "heldout_origin_ids": 2,
+                            "removed": 2,
+                            "removed_by_source": {"audioset": 1, "freesound": 1},
+                            "removed_by_overlap": {
+                                "audioset <- audiocaps_test/test": 1,
+                                "freesound <- clotho_eval/test": 1,
+                            },
+                        },
+                    )
+                ]
+            ),
+            label="report",
+        )
