@@ -46,6 +46,9 @@ print(json.dumps({"samples": s["samples"], "stages": s.get("stages", {}).get("du
 
 
 def per_sample(spec_path: str, repeats: int) -> tuple[float, float, int, float]:
+    import torch
+
+    torch.set_num_threads(1)  # as the shard writer runs it: one worker process per core
     spec = load_spec(spec_path)
     opts = spec.options.sample
     items = []
