@@ -38,15 +38,10 @@ from transforms.sample import SampleError, SampleOptions, dumps_json
 from transforms.shards import ShardStats
 
 STAGE = "duplicates"
-FILE_NAME = "duplicates.jsonl"
 REJECTS = "rejects"
 GROUPS = "groups"
 
 Member = tuple[str, str, str]  # (key, source, split)
-
-
-def duplicates_path(layout: Layout) -> str:
-    return storage.join(layout.root, FILE_NAME)
 
 
 def decoded_digest(data: bytes, options: SampleOptions) -> str:
@@ -84,7 +79,7 @@ def write_duplicates(
 ) -> tuple[str, dict[str, Any]]:
     """Write duplicates.jsonl (always, so a rerun never leaves an old list) and return the report."""
     ordered = sorted(groups, key=lambda g: (g["samples"][0]["key"], g["digest"]))
-    path = duplicates_path(layout)
+    path = layout.duplicates_path()
     storage.write_bytes_atomic(path, b"".join(dumps_json(g) + b"\n" for g in ordered))
     train = set(train_splits)
     return STAGE, {

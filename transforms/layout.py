@@ -12,6 +12,7 @@ Writer, summary, readers, trainer and tests all go through here.
     <out>/plan.json                                   records per split, written once shards are cut
     <out>/report/index.html, report.json, *.png       run report
     <out>/README.md                                   dataset card (Hugging Face style)
+    <out>/duplicates.jsonl                            groups of samples with identical decoded audio
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ SUMMARY_FILE = "summary.json"
 PLAN_FILE = "plan.json"
 REPORT_DIR = "report"
 CARD_FILE = "README.md"
+DUPLICATES_FILE = "duplicates.jsonl"
 SHARD_NAME_RE = re.compile(r"^\d{6}$")
 
 
@@ -85,6 +87,9 @@ class Layout:
 
     def card_path(self) -> str:
         return join(self.root, CARD_FILE)
+
+    def duplicates_path(self) -> str:
+        return join(self.root, DUPLICATES_FILE)
 
     def shard_files(self, split: str, shard: str) -> list[str]:
         """Every file a shard owns, stats last (the order they must be written in)."""
