@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "pipeline.commands",  # run, demo
     "pipeline.plan_command",  # plan
     "pipeline.report",  # report
+    "trainer.cli",  # train, eval
 )
 
 

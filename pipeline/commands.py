@@ -18,6 +18,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--output", default="demo-out", help="output folder (default: demo-out)")
     demo.add_argument("--clips", type=int, default=24, help="number of good clips to generate")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--annotation",
+        choices=("mixed", "captions", "described"),
+        default="mixed",
+        help="described: five captions per clip naming kind and loudness (for `clapcorpus train`)",
+    )
     demo.set_defaults(func=_demo, beam_args=True)
 
     for sp in (run, demo):
@@ -36,6 +42,8 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.demo import write_demo_corpus
 
-    spec_path = write_demo_corpus(os.path.join(args.output, "source"), n_clips=args.clips, seed=args.seed)
+    spec_path = write_demo_corpus(
+        os.path.join(args.output, "source"), n_clips=args.clips, seed=args.seed, annotation=args.annotation
+    )
     print(f"demo source written: {spec_path}")
     return _finish(run_corpus(spec_path, os.path.join(args.output, "corpus"), beam_args, progress=True))

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from pipeline import synth
+from transforms.captions import template_caption
 
 RATES = (16000, 22050, 32000, 44100, 48000)
 OPUS_RATES = (16000, 24000, 48000)
@@ -94,6 +95,23 @@ SOUND_KINDS: tuple[SoundKind, ...] = (
 )
 
 
+# annotation="described": each kind at two levels (gain on the signal), so that captions can name
+# something a model must hear (kind x level = 16 distinct descriptions, not 8).
+LOUDNESS: tuple[tuple[str, float], ...] = (("loud", 1.0), ("quiet", 0.1))
+
+
+def described_captions(kind: SoundKind, loudness: str) -> list[str]:
+    """Five captions of one clip (as Clotho and AudioCaps clips carry five), all naming kind and level."""
+    what = kind.caption[0].lower() + kind.caption[1:]
+    return [
+        f"A {loudness} recording of {what}.",
+        f"{kind.caption}, {loudness}.",
+        f"{template_caption(kind.labels)[:-1]}, {loudness}.",
+        f"{loudness.capitalize()} {', '.join(kind.keywords)}.",
+        f"Something {loudness}: {what}.",
+    ]
+
+
 @dataclass(frozen=True)
 class DemoClip:
     file: str
@@ -145,7 +163,9 @@ def write_demo_corpus(
     """Write ``<root>/raw/`` (audio + manifest.jsonl) and ``<root>/spec.yaml``; return the spec path.
 
     ``annotation``: "mixed" gives a third of the clips captions, a third labels only and a third
-    keywords only (what real sources look like); "captions" gives every clip its caption.
+    keywords only (what real sources look like); "captions" gives every clip its caption;
+    "described" plays every other run of kinds quietly and gives each clip five captions naming its
+    kind and level (:func:`described_captions`), plus its labels and keywords.
     """
     raw = os.path.join(root, "raw")
     os.makedirs(raw, exist_ok=True)
@@ -153,6 +173,9 @@ def write_demo_corpus(
     clips = plan_clips(n_clips, seed=seed, min_seconds=min_seconds, max_seconds=max_seconds)
     for i, clip in enumerate(clips):
         mono = clip.kind.make(clip.seconds, clip.rate, seed * 100_003 + i)
+        loudness, gain = LOUDNESS[(i // len(SOUND_KINDS)) % len(LOUDNESS)]
+        if annotation == "described":
+            mono = mono * np.float32(gain)
         data = synth.encode_audio(synth.to_channels(mono, clip.channels), clip.rate, clip.fmt)
         with open(os.path.join(raw, clip.file), "wb") as f:
             f.write(data)
@@ -163,7 +186,12 @@ def write_demo_corpus(
             "kind": clip.kind.name,
         }
         style = i % 3 if annotation == "mixed" else 0
-        if style == 0:
+        if annotation == "described":
+            row["captions"] = described_captions(clip.kind, loudness)
+            row["labels"] = list(clip.kind.labels)
+            row["keywords"] = list(clip.kind.keywords)
+            row["loudness"] = loudness
+        elif style == 0:
             row["captions"] = [clip.kind.caption]
             row["keywords"] = list(clip.kind.keywords)
         elif style == 1:

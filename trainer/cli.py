@@ -1,0 +1,218 @@
+"""`clapcorpus train` and `clapcorpus eval`.
+
+Heavy imports (torch, transformers) happen inside the commands, so the other commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from trainer.config import (
+    CAPTION_SOURCES,
+    FORMATS,
+    MEL_MODES,
+    AudioConfig,
+    ModelConfig,
+    TextConfig,
+    TrainConfig,
+)
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train CLAP on a built corpus (torchrun for several GPUs)")
+    train.add_argument(
+        "--data", required=True, help="a built corpus: the folder `clapcorpus run --output` wrote"
+    )
+    train.add_argument(
+        "--output", default="clap-run", help="run folder: checkpoints, logs (default: clap-run)"
+    )
+    _data_args(train)
+    train.add_argument("--train-split", default="train")
+    train.add_argument(
+        "--eval-split", default="valid", help="split evaluated after each epoch; 'none' for none"
+    )
+    train.add_argument(
+        "--captions",
+        choices=CAPTION_SOURCES,
+        default="text",
+        help="text: one of `text` per epoch; k2c: the K2C caption where there is one",
+    )
+    model = train.add_argument_group("model")
+    model.add_argument("--audio-encoder", choices=("htsat", "cnn"), default="htsat")
+    model.add_argument(
+        "--audio-size",
+        default=None,
+        help="htsat: tiny (default), base, mini, micro; cnn: small (default), micro",
+    )
+    model.add_argument(
+        "--no-fusion", action="store_true", help="global view only (no attentional feature fusion)"
+    )
+    model.add_argument(
+        "--text-model",
+        default="roberta-base",
+        help="Hugging Face id or folder, or 'tiny' (built from the corpus captions)",
+    )
+    model.add_argument("--text-max-length", type=int, default=77)
+    model.add_argument("--joint-dim", type=int, default=512)
+    opt = train.add_argument_group("optimisation")
+    opt.add_argument("--batch-size", type=int, default=64, help="per process")
+    opt.add_argument("--grad-accum", type=int, default=1)
+    opt.add_argument("--epochs", type=int, default=1)
+    opt.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
+    opt.add_argument("--lr", type=float, default=1e-4)
+    opt.add_argument("--weight-decay", type=float, default=0.1)
+    opt.add_argument("--warmup-steps", type=int, default=100)
+    opt.add_argument("--min-lr", type=float, default=0.0)
+    opt.add_argument("--grad-clip", type=float, default=None)
+    opt.add_argument(
+        "--shuffle-buffer", type=int, default=500, help="samples per worker (~0.5 MB each with stored mel)"
+    )
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 autocast on CUDA"
+    )
+    run = train.add_argument_group("run")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice); on a busy or small CPU, 1 is often fastest",
+    )
+    run.add_argument("--log-every", type=int, default=10)
+    run.add_argument(
+        "--save-every",
+        type=int,
+        default=None,
+        help="steps between checkpoints (the last step is always saved)",
+    )
+    run.add_argument("--keep-checkpoints", type=int, default=2)
+    run.add_argument("--eval-every-epochs", type=int, default=1)
+    run.add_argument(
+        "--resume", default=None, help="checkpoint or run folder, or 'auto' (newest under --output)"
+    )
+    run.add_argument(
+        "--stop-at-step",
+        type=int,
+        default=None,
+        help="stop and save there; the schedule still spans the whole run",
+    )
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="retrieval and zero-shot metrics of a checkpoint on a corpus split")
+    ev.add_argument(
+        "--checkpoint", required=True, help="checkpoint folder, or a run folder (its newest checkpoint)"
+    )
+    ev.add_argument("--data", required=True, help="a built corpus")
+    ev.add_argument("--split", default="valid")
+    ev.add_argument("--json", default=None, help="also write the report here as JSON")
+    ev.add_argument("--batch-size", type=int, default=64)
+    _data_args(ev)
+    ev.set_defaults(func=_eval)
+
+    for sp in (train, ev):
+        sp.add_argument("--log-level", default="INFO")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", default=None, help="corpus name (default: from summary.json)")
+    p.add_argument("--format", choices=FORMATS, default="webdataset")
+    p.add_argument(
+        "--mel",
+        choices=MEL_MODES,
+        default="auto",
+        help="auto: stored views, else computed on the device from the FLAC",
+    )
+    p.add_argument("--workers", type=int, default=2, help="data-loader processes (0: in the main process)")
+    p.add_argument("--device", default="auto")
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, ModelConfig]:
+    size = args.audio_size or ("tiny" if args.audio_encoder == "htsat" else "small")
+    mcfg = ModelConfig(
+        audio=AudioConfig(encoder=args.audio_encoder, size=size, fusion=not args.no_fusion),
+        text=TextConfig(model=args.text_model, max_length=args.text_max_length),
+        joint_dim=args.joint_dim,
+    )
+    tcfg = TrainConfig(
+        data=args.data,
+        output=args.output,
+        corpus=args.corpus,
+        format=args.format,
+        train_split=args.train_split,
+        eval_split=None if args.eval_split.lower() == "none" else args.eval_split,
+        caption_source=args.captions,
+        mel=args.mel,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        min_lr=args.min_lr,
+        grad_clip=args.grad_clip,
+        workers=args.workers,
+        shuffle_buffer=args.shuffle_buffer,
+        seed=args.seed,
+        precision=args.precision,
+        device=args.device,
+        threads=args.threads,
+        log_every=args.log_every,
+        save_every=args.save_every,
+        eval_every_epochs=args.eval_every_epochs,
+        keep_checkpoints=args.keep_checkpoints,
+    )
+    return tcfg, mcfg
+
+
+def _train(args: argparse.Namespace, extra: list[str]) -> int:
+    from trainer.checkpoint import CheckpointError
+    from trainer.data import DataError
+    from trainer.text import TextModelError
+    from trainer.train import train
+
+    try:
+        tcfg, mcfg = configs_from_args(args)
+        result = train(tcfg, mcfg, resume=args.resume, stop_at_step=args.stop_at_step, echo=print)
+    except (CheckpointError, DataError, TextModelError, ValueError, FileNotFoundError) as e:
+        print(f"clapcorpus train: {e}", file=sys.stderr)
+        return 2
+    if result.checkpoint:
+        print(f"checkpoint: {result.checkpoint}")
+    print(f"trained {result.state.step} steps, {result.samples_per_second:.1f} samples/s over the run")
+    return 0
+
+
+def _eval(args: argparse.Namespace, extra: list[str]) -> int:
+    from trainer.checkpoint import CheckpointError
+    from trainer.data import DataError, list_shards, resolve_layout
+    from trainer.evaluate import evaluate, format_report
+    from trainer.text import TextModelError
+    from trainer.train import autocast_for, load_for_eval, pick_device, setup_distributed
+
+    try:
+        device = pick_device(args.device, setup_distributed())
+        model, tokenizer, mcfg = load_for_eval(args.checkpoint, device)
+        shards = list_shards(resolve_layout(args.data, args.corpus), args.split, args.format)
+        report = evaluate(
+            model,
+            tokenizer,
+            shards,
+            device,
+            split=args.split,
+            max_length=mcfg.text.max_length,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            mel_mode=args.mel,
+            autocast=autocast_for("auto", device),
+        )
+    except (CheckpointError, DataError, TextModelError, FileNotFoundError) as e:
+        print(f"clapcorpus eval: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report.to_json(), f, indent=1, sort_keys=True)
+    return 0

@@ -1,0 +1,194 @@
+"""The trainer's configuration: what defines a model (checked on load) and what drives a run.
+
+:class:`ModelConfig` is the architecture: a checkpoint can only be loaded into a model built from an
+equal one, and :func:`config_diff` says which fields differ when it is not. :class:`TrainConfig` is
+how a run reads data and optimises; changing it between a save and a resume is allowed, but the
+fields in :data:`RESUME_SENSITIVE` change the batches or the schedule, so the resume is no longer
+exact (a warning says which).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+# Audio encoder sizes. "htsat-tiny" and "htsat-base" are HTS-AT's published sizes (embed 96 / 128,
+# depths 2-2-6-2 / 2-2-12-2, heads 4-8-16-32); the smaller ones exist for CPU runs and tests.
+HTSAT_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (4, 8, 16, 32)},
+    "base": {"embed_dim": 128, "depths": (2, 2, 12, 2), "num_heads": (4, 8, 16, 32)},
+    "mini": {"embed_dim": 32, "depths": (1, 1, 2, 1), "num_heads": (1, 2, 4, 8)},
+    "micro": {"embed_dim": 16, "depths": (1, 1), "num_heads": (1, 2)},
+}
+CNN_SIZES: dict[str, dict[str, Any]] = {
+    "small": {"channels": (16, 32, 64, 128)},
+    "micro": {"channels": (8, 16, 32)},
+}
+
+CAPTION_SOURCES = ("text", "k2c")
+MEL_MODES = ("auto", "stored", "compute")
+FORMATS = ("webdataset", "parquet")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    encoder: str = "htsat"  # "htsat" (Swin transformer) or "cnn" (small, for CPU runs)
+    size: str = "tiny"  # a key of HTSAT_SIZES / CNN_SIZES
+    fusion: bool = True  # attentional feature fusion of the three local views for `longer` clips
+    window_size: int = 8  # Swin window (tokens per side)
+    spec_size: int = 256  # HTS-AT's square input: 1024 frames x 64 bins folded into 256 x 256
+    patch_size: int = 4
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        sizes = HTSAT_SIZES if self.encoder == "htsat" else CNN_SIZES if self.encoder == "cnn" else None
+        if sizes is None:
+            raise ValueError(f"unknown audio encoder {self.encoder!r} (known: htsat, cnn)")
+        if self.size not in sizes:
+            raise ValueError(f"unknown {self.encoder} size {self.size!r} (known: {', '.join(sizes)})")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    model: str = "roberta-base"  # a Hugging Face id, a local folder, or "tiny" (built from the corpus)
+    max_length: int = 77  # LAION-CLAP's text length
+    pooling: str = "auto"  # "pooler" | "cls" | "mean"; auto: the model's pooler when it has one
+    # Size of the tiny encoder built when model == "tiny":
+    tiny_hidden: int = 128
+    tiny_layers: int = 2
+    tiny_heads: int = 2
+    tiny_vocab: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("auto", "pooler", "cls", "mean"):
+            raise ValueError(f"unknown pooling {self.pooling!r} (known: auto, pooler, cls, mean)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    joint_dim: int = 512  # the shared embedding space
+    init_temperature: float = 0.07
+    max_logit_scale: float = 100.0  # the learnable 1/temperature is clamped to [1, 100] (LAION)
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModelConfig:
+        audio = _build(AudioConfig, d.get("audio", {}))
+        text = _build(TextConfig, d.get("text", {}))
+        rest = {k: v for k, v in d.items() if k not in ("audio", "text")}
+        return _build(cls, {**rest, "audio": audio, "text": text})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = ""  # a built corpus (the folder `clapcorpus run --output` wrote)
+    output: str = "clap-run"
+    corpus: str | None = None  # the corpus name under webdataset/; None: the only one there
+    format: str = "webdataset"  # or "parquet"
+    train_split: str = "train"
+    eval_split: str | None = "valid"  # None: no evaluation
+    caption_source: str = "text"  # "text": one of `text` per epoch; "k2c": `text_augment_t5` first
+    mel: str = "auto"  # auto: stored views when present, else computed on the device from the FLAC
+    batch_size: int = 64  # per process
+    grad_accum: int = 1  # micro-batches per optimizer step (negatives come from each micro-batch)
+    epochs: int = 1
+    max_steps: int | None = None  # optimizer steps; overrides epochs when set
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    min_lr: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    grad_clip: float | None = None
+    workers: int = 2
+    shuffle_buffer: int = 1000
+    seed: int = 0
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
+    device: str = "auto"
+    threads: int | None = None  # torch CPU threads for this run (None: torch's default)
+    log_every: int = 10
+    save_every: int | None = None  # steps between checkpoints; the last step is always saved
+    eval_every_epochs: int = 1
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r} (known: {', '.join(FORMATS)})")
+        if self.caption_source not in CAPTION_SOURCES:
+            raise ValueError(f"caption_source must be one of {CAPTION_SOURCES}, got {self.caption_source!r}")
+        if self.mel not in MEL_MODES:
+            raise ValueError(f"mel must be one of {MEL_MODES}, got {self.mel!r}")
+        if self.format == "parquet" and self.mel == "stored":
+            raise ValueError("Parquet shards carry no stored mel: use --mel auto or compute with them")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("batch_size and grad_accum must be at least 1")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return _build(cls, d)
+
+    def with_(self, **kw: Any) -> TrainConfig:
+        return replace(self, **kw)
+
+
+# Fields whose change between save and resume alters the batches or the schedule.
+RESUME_SENSITIVE = (
+    "data",
+    "corpus",
+    "format",
+    "train_split",
+    "caption_source",
+    "batch_size",
+    "grad_accum",
+    "epochs",
+    "max_steps",
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "min_lr",
+    "betas",
+    "workers",
+    "shuffle_buffer",
+    "seed",
+    "threads",  # CPU kernels may sum in another order with another thread count
+)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _build(cls: type, d: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+    return cls(**d)
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Readable differences between two JSON configs: ``["audio.size: 'tiny' != 'mini'", ...]``."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.extend(config_diff(va, vb, f"{prefix}{k}."))
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} != {vb!r}")
+    return out

@@ -1,0 +1,583 @@
+"""Streaming the pipeline's shards into training batches, deterministically and resumably.
+
+The on-disk format is read through :mod:`transforms.layout` (paths, member names, ``sizes.json``),
+:mod:`transforms.views` (view plans, on-device mel) and :mod:`transforms.flac`.
+
+How an epoch is cut (the webdataset "fixed epoch" scheme, which DDP needs: every rank must take the
+same number of steps):
+
+- ``steps`` = the split's sample count (``sizes.json`` / Parquet footers) // (batch x world size);
+- the shard list is permuted by ``(seed, epoch)`` and dealt to ``world x streams`` slots; a stream is
+  one data-loader worker (or the main process when there are none) and yields the batches whose
+  index ``i`` has ``i % streams == stream``, so the loader's round-robin gives batches in index order;
+- a stream reads its shards through a shuffle buffer seeded by ``(seed, epoch, rank, stream)`` and
+  starts over on them (reshuffled) if they run out before its share of the epoch.
+
+Resuming at batch ``k`` of an epoch: worker ``p`` runs stream ``(p + k) % streams`` and fast-forwards
+past the batches that were already consumed without decoding them, so batch ``k`` comes first and
+the sequence is the one the uninterrupted run would have seen.
+
+A truncated shard or a sample missing a member is skipped and counted (:class:`SkipCounts`), never a
+crash; the counts travel with the batches back to the training loop. Captions are drawn per sample
+per epoch from a generator seeded by ``(seed, epoch, key)``, so they do not depend on read order.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from transforms import storage
+from transforms.audio import SAMPLE_RATE
+from transforms.decode import DecodeError
+from transforms.flac import decode_flac
+from transforms.hashing import stable_hash64
+from transforms.layout import FLAC, JSON, MEL, SIZES_FILE, Layout
+from transforms.views import CHUNK_FRAMES, MEL_BINS, NUM_VIEWS, ViewPlan, compute_views_torch
+
+log = logging.getLogger(__name__)
+
+MEL_SHAPE = (NUM_VIEWS, CHUNK_FRAMES, MEL_BINS)
+EVAL_CAPTIONS = 5  # Clotho / AudioCaps evaluation: five captions per clip
+
+# Skip codes, each counted: a shard that could not be opened or ended early, or a sample that is
+# incomplete or unreadable.
+UNREADABLE_SHARD = "unreadable_shard"
+TRUNCATED_SHARD = "truncated_shard"
+MISSING_MEMBER = "missing_member"
+BAD_JSON = "bad_json"
+NO_CAPTION = "no_caption"
+BAD_MEL = "bad_mel"
+BAD_AUDIO = "bad_audio"
+
+
+class DataError(Exception):
+    """The data cannot be trained on at all (no shards, nothing readable): a clear stop."""
+
+
+class SkipCounts(Counter):
+    """Skipped shards and samples by code."""
+
+    def merge(self, other: dict[str, int]) -> None:
+        for k, v in other.items():
+            self[k] += v
+
+    def samples(self) -> int:
+        return sum(v for k, v in self.items() if k not in (UNREADABLE_SHARD, TRUNCATED_SHARD))
+
+
+# ------------------------------------------------------------------------------------------------
+# Where the shards are
+
+
+@dataclass(frozen=True)
+class Shard:
+    url: str
+    samples: int  # as listed by sizes.json / the Parquet footer
+
+
+def resolve_layout(root: str, corpus: str | None = None) -> Layout:
+    """The layout of the corpus built into ``root``; the corpus name from summary.json or the folder."""
+    if corpus is None:
+        summary = Layout(root, "").summary_path()
+        if storage.exists(summary):
+            corpus = json.loads(storage.read_text(summary)).get("corpus")
+    if corpus is None:
+        names = sorted(
+            {p.split("/")[-3] for p in storage.match(storage.join(root, "webdataset", "*", "*", SIZES_FILE))}
+        )
+        if len(names) != 1:
+            raise DataError(f"{root}: cannot tell the corpus name (found {names or 'none'}); pass --corpus")
+        corpus = names[0]
+    return Layout(root, corpus)
+
+
+def list_shards(layout: Layout, split: str, fmt: str = "webdataset") -> list[Shard]:
+    """The shards of a split, in name order, with their sample counts."""
+    if fmt == "webdataset":
+        sizes_path = layout.sizes_path(split)
+        if not storage.exists(sizes_path):
+            raise DataError(f"no {SIZES_FILE} at {sizes_path}: is '{split}' a split of this corpus?")
+        sizes = json.loads(storage.read_text(sizes_path))
+        folder = layout.webdataset_dir(split)
+        return [Shard(storage.join(folder, name), int(n)) for name, n in sorted(sizes.items()) if int(n) > 0]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        urls = storage.match(storage.join(layout.parquet_dir(split), "*.parquet"))
+        if not urls:
+            raise DataError(f"no Parquet shards under {layout.parquet_dir(split)}")
+        shards = []
+        for url in urls:
+            try:
+                with storage.open_read(url) as f:
+                    n = pq.ParquetFile(f).metadata.num_rows
+            except Exception as e:  # a broken footer: listed with 0 rows, counted when read
+                log.warning("cannot read the Parquet footer of %s: %s", url, e)
+                n = 0
+            shards.append(Shard(url, n))
+        return shards
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading samples (raw: bytes and parsed metadata, nothing decoded)
+
+
+@dataclass
+class RawSample:
+    key: str
+    meta: dict[str, Any]
+    plan: ViewPlan
+    flac: bytes | None
+    mel: bytes | None
+
+
+def _split_member(name: str) -> tuple[str, str]:
+    # The webdataset rule: the key ends at the first dot of the base name.
+    base = name.rsplit("/", 1)[-1]
+    prefix = name[: len(name) - len(base)]
+    key, _, suffix = base.partition(".")
+    return prefix + key, suffix
+
+
+def _make_raw(key: str, members: dict[str, bytes], counts: SkipCounts, mel_mode: str) -> RawSample | None:
+    has_audio = (FLAC in members and mel_mode != "stored") or (MEL in members and mel_mode != "compute")
+    if JSON not in members or not has_audio:
+        counts[MISSING_MEMBER] += 1
+        return None
+    try:
+        meta = json.loads(members[JSON])
+        if not isinstance(meta, dict):
+            raise ValueError("not an object")
+        plan = ViewPlan.from_json(meta["view_plan"])
+    except (ValueError, KeyError, TypeError):
+        counts[BAD_JSON] += 1
+        return None
+    if not any(isinstance(t, str) and t.strip() for t in meta.get("text") or []):
+        counts[NO_CAPTION] += 1
+        return None
+    mel = members.get(MEL) if mel_mode != "compute" else None
+    flac = members.get(FLAC) if mel is None else None
+    return RawSample(key.rsplit("/", 1)[-1], meta, plan, flac, mel)
+
+
+def iter_tar(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterator[RawSample]:
+    """The samples of one WebDataset tar, in file order; problems counted in ``counts``."""
+    try:
+        f = storage.open_read(shard.url)
+    except Exception as e:
+        log.warning("skipping unreadable shard %s: %s", shard.url, e)
+        counts[UNREADABLE_SHARD] += 1
+        return
+    groups = 0  # samples seen, usable or not
+    with f:
+        key, members = None, {}
+        try:
+            with tarfile.open(fileobj=f, mode="r|") as tar:
+                for info in tar:
+                    if not info.isfile():
+                        continue
+                    k, suffix = _split_member(info.name)
+                    if k != key and key is not None:
+                        groups += 1
+                        raw = _make_raw(key, members, counts, mel_mode)
+                        if raw is not None:
+                            yield raw
+                        members = {}
+                    key = k
+                    data = tar.extractfile(info)
+                    members[suffix] = data.read() if data is not None else b""
+        except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+            # The sample being read when the file ran out is lost with the rest of the shard.
+            log.warning("shard %s is truncated or corrupt after %d samples: %s", shard.url, groups, e)
+            counts[TRUNCATED_SHARD] += 1
+            return
+    if key is not None:
+        groups += 1
+        raw = _make_raw(key, members, counts, mel_mode)
+        if raw is not None:
+            yield raw
+    if groups < shard.samples:
+        # Cut exactly between two members: tarfile sees a clean end, sizes.json knows better.
+        log.warning("shard %s holds %d samples, %s lists %d", shard.url, groups, SIZES_FILE, shard.samples)
+        counts[TRUNCATED_SHARD] += 1
+
+
+def iter_parquet(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterator[RawSample]:
+    """The rows of one Parquet shard as samples (FLAC only: views are computed on the device)."""
+    import pyarrow.parquet as pq
+
+    columns = [
+        "key",
+        "audio",
+        "text",
+        "tag",
+        "labels",
+        "keywords",
+        "text_augment_t5",
+        "longer",
+        "view_plan",
+        "split",
+    ]
+    n = 0
+    try:
+        f = storage.open_read(shard.url)
+    except Exception as e:
+        log.warning("skipping unreadable shard %s: %s", shard.url, e)
+        counts[UNREADABLE_SHARD] += 1
+        return
+    with f:
+        try:
+            pf = pq.ParquetFile(f)
+            for i in range(pf.num_row_groups):
+                for row in pf.read_row_group(i, columns=columns).to_pylist():
+                    audio = row.pop("audio") or {}
+                    members: dict[str, bytes] = {}
+                    if audio.get("bytes"):
+                        members[FLAC] = audio["bytes"]
+                    try:
+                        row["view_plan"] = json.loads(row["view_plan"])
+                        members[JSON] = json.dumps(row).encode()
+                    except (TypeError, ValueError):
+                        counts[BAD_JSON] += 1
+                        continue
+                    raw = _make_raw(str(row.get("key")), members, counts, "compute")
+                    if raw is not None:
+                        n += 1
+                        yield raw
+        except Exception as e:  # pyarrow raises its own error types for cut files
+            log.warning("Parquet shard %s is truncated or corrupt after %d samples: %s", shard.url, n, e)
+            counts[TRUNCATED_SHARD] += 1
+
+
+def iter_shard(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterator[RawSample]:
+    if shard.url.endswith(".parquet"):
+        return iter_parquet(shard, counts, mel_mode)
+    return iter_tar(shard, counts, mel_mode)
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding (after the shuffle buffer, only for batches that are used)
+
+
+@dataclass
+class Decoded:
+    key: str
+    mel: torch.Tensor | None  # float16 [4, 1001, 64], or None when computed on the device
+    wave: torch.Tensor | None  # int16 [n] when the views are computed on the device
+    plan: ViewPlan
+    captions: list[str]
+    labels: list[str]
+
+
+class SkipSample(Exception):
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+def decode_mel(data: bytes) -> torch.Tensor:
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise SkipSample(BAD_MEL) from e
+    if arr.shape != MEL_SHAPE or arr.dtype not in (np.float16, np.float32):
+        raise SkipSample(BAD_MEL)
+    return torch.from_numpy(arr.astype(np.float16, copy=False))
+
+
+def decode_wave(data: bytes, plan: ViewPlan) -> torch.Tensor:
+    try:
+        pcm, rate = decode_flac(data)
+    except DecodeError as e:
+        raise SkipSample(BAD_AUDIO) from e
+    if rate != SAMPLE_RATE or pcm.ndim != 1 or pcm.shape[0] != plan.num_samples:
+        raise SkipSample(BAD_AUDIO)
+    return torch.from_numpy(pcm)
+
+
+def caption_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    return np.random.default_rng(stable_hash64(f"{seed}:{epoch}:{key}", salt="caption"))
+
+
+def sample_captions(meta: dict[str, Any]) -> list[str]:
+    return [t for t in meta.get("text") or [] if isinstance(t, str) and t.strip()]
+
+
+def draw_caption(meta: dict[str, Any], key: str, *, seed: int, epoch: int, source: str = "text") -> str:
+    """One caption for this sample in this epoch: from `text`, or the K2C caption when asked for."""
+    if source == "k2c":
+        k2c = meta.get("text_augment_t5")
+        if isinstance(k2c, str) and k2c.strip():
+            return k2c
+    texts = sample_captions(meta)
+    return texts[int(caption_rng(seed, epoch, key).integers(len(texts)))]
+
+
+def decode_sample(raw: RawSample, captions: list[str]) -> Decoded:
+    mel = decode_mel(raw.mel) if raw.mel is not None else None
+    wave = decode_wave(raw.flac, raw.plan) if mel is None and raw.flac is not None else None
+    if mel is None and wave is None:
+        raise SkipSample(MISSING_MEMBER)
+    labels = [x for x in raw.meta.get("labels") or [] if isinstance(x, str)]
+    return Decoded(raw.key, mel, wave, raw.plan, captions, labels)
+
+
+@dataclass
+class Batch:
+    """A batch on the host; :meth:`views` turns it into the model's input on a device."""
+
+    keys: list[str]
+    mel: torch.Tensor  # float16 [B, 4, 1001, 64]; rows listed in `compute` are filled by views()
+    longer: torch.Tensor  # bool [B]
+    compute: list[int]  # rows whose views come from `waves` + `plans`
+    waves: list[torch.Tensor]
+    plans: list[ViewPlan]
+    captions: list[list[str]]  # one caption per sample in training, all of them in evaluation
+    labels: list[list[str]]
+    index: int = -1  # batch index in the epoch (training)
+    skipped: dict[str, int] = field(default_factory=dict)  # skips since the stream's previous batch
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def pin_memory(self) -> Batch:
+        self.mel = self.mel.pin_memory()
+        return self
+
+    def views(self, device: torch.device) -> torch.Tensor:
+        """float32 [B, 4, 1001, 64] on ``device``; missing views computed there from the FLAC.
+
+        Computed views are rounded through float16 as the stored ones were, so a model sees the same
+        numbers whichever way a sample arrives (bit-identical on CPU).
+        """
+        mel = self.mel.to(device, non_blocking=True).float()
+        if self.compute:
+            waves = [(w.to(device, non_blocking=True).float() / 32767.0) for w in self.waves]
+            views = compute_views_torch(waves, self.plans, device=device)
+            mel[self.compute] = views.half().float()
+        return mel
+
+
+def collate(items: list[Decoded], index: int = -1, skipped: dict[str, int] | None = None) -> Batch:
+    mel = torch.zeros((len(items), *MEL_SHAPE), dtype=torch.float16)
+    compute, waves, plans = [], [], []
+    for i, d in enumerate(items):
+        if d.mel is not None:
+            mel[i] = d.mel
+        else:
+            compute.append(i)
+            waves.append(d.wave)
+            plans.append(d.plan)
+    return Batch(
+        keys=[d.key for d in items],
+        mel=mel,
+        longer=torch.tensor([d.plan.longer for d in items], dtype=torch.bool),
+        compute=compute,
+        waves=waves,
+        plans=plans,
+        captions=[d.captions for d in items],
+        labels=[d.labels for d in items],
+        index=index,
+        skipped=dict(skipped or {}),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The training stream
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    batch_size: int
+    workers: int  # data-loader worker processes; 0 reads in the main process
+    shuffle_buffer: int
+    seed: int
+    caption_source: str = "text"
+    mel_mode: str = "auto"
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def streams(self) -> int:
+        return max(1, self.workers)
+
+
+def steps_per_epoch(shards: list[Shard], batch_size: int, world: int) -> int:
+    return sum(s.samples for s in shards) // (batch_size * world)
+
+
+def stream_shards(shards: list[Shard], epoch: int, cfg: StreamConfig, stream: int) -> list[Shard]:
+    """This (rank, stream)'s shards for ``epoch``: a seeded permutation dealt to world x streams slots."""
+    if not shards:
+        return []
+    order = np.random.default_rng([cfg.seed, epoch, 0x5A4D]).permutation(len(shards))
+    slots = cfg.world * cfg.streams
+    slot = cfg.rank * cfg.streams + stream
+    mine = [shards[i] for i in order[slot::slots]]
+    # More slots than shards: streams share shards (their shuffle buffers still differ).
+    return mine or [shards[order[slot % len(shards)]]]
+
+
+def shuffle_buffer(items: Iterable[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    """Yield ``items`` through a buffer of ``size``: each output is a uniform draw from the buffer."""
+    buf: list[Any] = []
+    for x in items:
+        if len(buf) < size:
+            buf.append(x)
+            continue
+        j = int(rng.integers(len(buf)))
+        out, buf[j] = buf[j], x
+        yield out
+    order = rng.permutation(len(buf))
+    for j in order:
+        yield buf[j]
+
+
+class TrainStream(IterableDataset):
+    """One epoch of training batches for one rank (see the module docstring)."""
+
+    def __init__(self, shards: list[Shard], cfg: StreamConfig, epoch: int, steps: int, start: int = 0):
+        super().__init__()
+        self.shards, self.cfg, self.epoch, self.steps, self.start = shards, cfg, epoch, steps, start
+
+    def _items(self, stream: int, counts: SkipCounts) -> Iterator[RawSample]:
+        """The stream's samples, pass after pass over its shards, each pass through the buffer.
+
+        The buffer drains at the end of a pass, so a pass never mixes with the next: within one
+        pass every sample comes once (a stream whose shards run short starts a second pass).
+        """
+        cfg = self.cfg
+        mine = stream_shards(self.shards, self.epoch, cfg, stream)
+        size = max(1, min(cfg.shuffle_buffer, sum(s.samples for s in mine)))
+        rng = np.random.default_rng([cfg.seed, self.epoch, cfg.rank, stream, 0x5342])
+        order = list(range(len(mine)))
+        while True:
+            got = 0
+
+            def one_pass(order: list[int] = order) -> Iterator[RawSample]:
+                nonlocal got
+                for i in order:
+                    for raw in iter_shard(mine[i], counts, cfg.mel_mode):
+                        got += 1
+                        yield raw
+
+            yield from shuffle_buffer(one_pass(), size, rng)
+            if got == 0:
+                raise DataError(f"no readable samples in {', '.join(s.url for s in mine)}")
+            order = list(rng.permutation(len(mine)))  # another pass, in another order
+
+    def _stream_batches(self, stream: int) -> Iterator[Batch]:
+        cfg = self.cfg
+        counts = SkipCounts()
+        items = self._items(stream, counts)
+        for index in range(stream, self.steps, cfg.streams):
+            group = [next(items) for _ in range(cfg.batch_size)]
+            if index < self.start:
+                counts.clear()  # counted before the checkpoint this run resumes from
+                continue
+            decoded = []
+            for raw in group:
+                caption = draw_caption(
+                    raw.meta, raw.key, seed=cfg.seed, epoch=self.epoch, source=cfg.caption_source
+                )
+                try:
+                    decoded.append(decode_sample(raw, [caption]))
+                except SkipSample as e:
+                    counts[e.code] += 1
+            batch = collate(decoded, index=index, skipped=dict(counts))
+            counts.clear()
+            yield batch
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        if info is None:
+            if self.cfg.streams != 1:
+                raise ValueError(f"{self.cfg.streams} streams need as many data-loader workers")
+            yield from self._stream_batches(0)
+            return
+        if info.num_workers != self.cfg.streams:
+            raise ValueError(f"{info.num_workers} data-loader workers for {self.cfg.streams} streams")
+        # Worker p takes the stream whose next batch is p-th in line: the loader's round-robin then
+        # delivers batch `start` first (see the module docstring).
+        yield from self._stream_batches((info.id + self.start) % self.cfg.streams)
+
+
+def _worker_init(_: int) -> None:
+    # One thread per worker: the workers are the parallelism; oversubscribed BLAS threads only fight.
+    torch.set_num_threads(1)
+
+
+def train_loader(
+    shards: list[Shard], cfg: StreamConfig, epoch: int, steps: int, start: int = 0, pin_memory: bool = False
+) -> DataLoader:
+    workers = cfg.workers
+    return DataLoader(
+        TrainStream(shards, cfg, epoch, steps, start),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if workers else None,
+        # The loader draws worker base seeds from this, not from the global RNG (exact resume).
+        generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch),
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+        multiprocessing_context=_mp_context() if workers else None,
+    )
+
+
+def _mp_context() -> str | None:
+    # fork starts workers fastest; they never touch CUDA, so a parent's CUDA context is no obstacle.
+    import multiprocessing as mp
+
+    return "fork" if "fork" in mp.get_all_start_methods() else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation: one pass, every sample once, all captions
+
+
+class EvalStream(IterableDataset):
+    def __init__(self, shards: list[Shard], batch_size: int, mel_mode: str = "auto"):
+        super().__init__()
+        self.shards, self.batch_size, self.mel_mode = shards, batch_size, mel_mode
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        counts = SkipCounts()
+        group: list[Decoded] = []
+        for shard in self.shards[wid::nw]:
+            for raw in iter_shard(shard, counts, self.mel_mode):
+                try:
+                    group.append(decode_sample(raw, sample_captions(raw.meta)))
+                except SkipSample as e:
+                    counts[e.code] += 1
+                if len(group) == self.batch_size:
+                    yield collate(group, skipped=dict(counts))
+                    group, counts = [], SkipCounts()
+        if group or counts:
+            yield collate(group, skipped=dict(counts))
+
+
+def eval_loader(shards: list[Shard], batch_size: int, workers: int, mel_mode: str = "auto") -> DataLoader:
+    workers = min(workers, len(shards))
+    return DataLoader(
+        EvalStream(shards, batch_size, mel_mode),
+        batch_size=None,
+        num_workers=workers,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=2 if workers else None,
+        multiprocessing_context=_mp_context() if workers else None,
+    )
