@@ -231,13 +231,15 @@ def _weights(run: str) -> dict[str, torch.Tensor]:
 
 
 def test_exact_resume_on_cpu(corpus, tmp_path):
-    """5 steps in one go == 3 steps, save, resume, 2 steps (mid-epoch, then into the next epoch)."""
+    """5 steps in one go == 3 steps, save, resume, 2 steps (mid-epoch, then into the next epoch),
+    with gradient accumulation over two micro-batches of 16."""
     mcfg = _micro_model()
-    whole = train(_train_cfg(corpus, str(tmp_path / "whole")), mcfg)
-    assert whole.state.step == 5 and whole.state.epoch == 1  # 4 steps per epoch
-    first = train(_train_cfg(corpus, str(tmp_path / "split")), mcfg, stop_at_step=3)
-    assert first.state.step == 3 and first.state.batch == 3
-    second = train(_train_cfg(corpus, str(tmp_path / "split")), mcfg, resume="auto")
+    cfg = {"batch_size": 16, "grad_accum": 2}
+    whole = train(_train_cfg(corpus, str(tmp_path / "whole"), **cfg), mcfg)
+    assert whole.state.step == 5 and whole.state.epoch == 1  # 4 steps (8 micro-batches) per epoch
+    first = train(_train_cfg(corpus, str(tmp_path / "split"), **cfg), mcfg, stop_at_step=3)
+    assert first.state.step == 3 and first.state.batch == 6
+    second = train(_train_cfg(corpus, str(tmp_path / "split"), **cfg), mcfg, resume="auto")
     assert second.state.step == 5
     a, b = _weights(str(tmp_path / "whole")), _weights(str(tmp_path / "split"))
     assert a.keys() == b.keys()

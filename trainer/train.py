@@ -199,9 +199,11 @@ class _Logger:
         if self.path:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, sort_keys=True) + "\n")
-        log.info(text)
+        # One place on the console: the CLI prints, library callers get the log record.
         if self.echo:
             self.echo(text)
+        else:
+            log.info(text)
 
 
 def train(
