@@ -41,6 +41,6 @@ setup(
     },
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "bench": ["psutil>=5.9", "ffmpeg-python>=0.2"]},  # bench/ only
     entry_points={"console_scripts": ["clapcorpus=pipeline.cli:main"]},
 )

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "pipeline.plan_command",  # plan
     "pipeline.report",  # report
     "trainer.cli",  # train, eval
+    "pipeline.bench_command",  # bench
 )
 
 

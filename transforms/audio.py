@@ -18,7 +18,8 @@ def quantize_int16(samples: np.ndarray) -> np.ndarray:
     bit-for-bit the signal the mel views were computed from.
     """
     clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    return (clipped * np.float32(INT16_SCALE)).astype(np.int16)
+    clipped *= np.float32(INT16_SCALE)  # in place: np.clip returned a fresh array, one temporary less
+    return clipped.astype(np.int16)
 
 
 def int16_to_float(samples: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,7 +18,9 @@ from transforms.audio import SAMPLE_RATE, int16_to_float, quantize_int16
 from transforms.decode import DecodedAudio, DecodeError, decode_audio
 from transforms.flac import encode_flac
 from transforms.hashing import audio_digest
-from transforms.views import ViewPlan, compute_views, plan_views
+
+if TYPE_CHECKING:
+    from transforms.views import ViewPlan
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,10 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
             "too_short",
             f"clip is {decoded.duration_s:.3f} s, under the {options.min_duration_s} s minimum",
         )
+    # transforms.views imports torch (~2 s of CPU and ~600 MB per process): only processes that build
+    # samples pay for it, not the launcher that merely builds the graph.
+    from transforms.views import compute_views, plan_views
+
     pcm = quantize_int16(decoded.samples)
     plan = plan_views(len(pcm), record.key)
     mel = None

@@ -1,0 +1,153 @@
+"""The fixed bench corpus: real encoded files in every format the pipeline reads.
+
+mp3, ogg (Vorbis), opus, m4a (AAC), flac and wav; source rates from 22.05 to 48 kHz; mono and stereo;
+half the clips up to 10 s, half 10-60 s (LAION's two view modes). The clip plan is a pure function of
+(n_clips, seed): every format gets short and long clips, mono and stereo, and the sound kinds of the
+demo corpus (tones, noises, sweeps, clicks), so no codec benchmarks on silence only.
+
+The files are made once by :mod:`pipeline.synth` and cached under ``<root>/corpus-<n>-<seed>/``
+(a ``done.json`` written last marks a complete cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import yaml
+
+from pipeline import synth
+from pipeline.demo import SOUND_KINDS
+
+# Source rates per format, all in 22.05-48 kHz. Opus only takes 48/24/16/12/8 kHz.
+RATES = {
+    "mp3": (22050, 32000, 44100, 48000),
+    "ogg": (22050, 32000, 44100, 48000),
+    "opus": (24000, 48000),
+    "m4a": (22050, 32000, 44100, 48000),
+    "flac": (22050, 32000, 44100, 48000),
+    "wav": (22050, 32000, 44100, 48000),
+}
+CORPUS_VERSION = 1  # bump when the plan or the signals change: invalidates cached corpora
+
+
+@dataclass(frozen=True)
+class BenchClip:
+    file: str
+    fmt: str
+    rate: int
+    channels: int
+    seconds: float
+    kind: str
+
+
+def plan_bench(n_clips: int, seed: int = 0) -> list[BenchClip]:
+    """Clip i: format cycles every 2 clips, length alternates short/long, channels flip every 12."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i in range(n_clips):
+        fmt = synth.FORMATS[(i // 2) % len(synth.FORMATS)]
+        channels = 1 + (i // (2 * len(synth.FORMATS))) % 2
+        rate = int(rng.choice(RATES[fmt]))
+        if i % 2 == 0:
+            seconds = float(np.round(rng.uniform(1.0, 10.0), 2))
+        else:
+            seconds = float(np.round(rng.uniform(10.5, 60.0), 2))
+        kind = SOUND_KINDS[i % len(SOUND_KINDS)].name
+        clips.append(BenchClip(f"{i:05d}_{kind}.{fmt}", fmt, rate, channels, seconds, kind))
+    return clips
+
+
+def build_bench_corpus(root: str, n_clips: int, seed: int = 0) -> str:
+    """Write the corpus (audio + ``raw/manifest.jsonl``) under ``root`` unless cached; return its folder.
+
+    :func:`write_spec` writes specs for it, over all its clips or over the first ``clips`` of them
+    (the plan of a smaller corpus is a prefix of the plan of a larger one).
+    """
+    folder = os.path.join(root, f"corpus-{n_clips}-{seed}")
+    marker = os.path.join(folder, "done.json")
+    plan = plan_bench(n_clips, seed)
+    want = {"version": CORPUS_VERSION, "clips": [asdict(c) for c in plan]}
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            if json.load(f) == want:
+                return folder
+    raw = os.path.join(folder, "raw")
+    os.makedirs(raw, exist_ok=True)
+    kinds = {k.name: k for k in SOUND_KINDS}
+    rows = []
+    for i, clip in enumerate(plan):
+        mono = kinds[clip.kind].make(clip.seconds, clip.rate, seed * 100_003 + i)
+        data = synth.encode_audio(synth.to_channels(mono, clip.channels), clip.rate, clip.fmt)
+        with open(os.path.join(raw, clip.file), "wb") as f:
+            f.write(data)
+        kind = kinds[clip.kind]
+        rows.append(
+            {
+                "audio": clip.file,
+                "id": clip.file.rsplit(".", 1)[0],
+                "captions": [kind.caption],
+                "labels": list(kind.labels),
+                "keywords": list(kind.keywords),
+                "license": "CC0-1.0",
+            }
+        )
+    with open(os.path.join(raw, "manifest.jsonl"), "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+    with open(marker, "w", encoding="utf-8") as f:
+        json.dump(want, f)
+    return folder
+
+
+def manifest_path(folder: str, clips: int | None = None) -> str:
+    """The manifest of the first ``clips`` clips of the corpus (all of them for None), written on demand."""
+    full = os.path.join(folder, "raw", "manifest.jsonl")
+    if clips is None:
+        return full
+    path = os.path.join(folder, "raw", f"manifest-{clips}.jsonl")
+    with open(full, encoding="utf-8") as f:
+        lines = f.readlines()
+    if clips > len(lines):
+        raise ValueError(f"the corpus in {folder} has {len(lines)} clips, not {clips}")
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(lines[:clips])
+    return path
+
+
+def write_spec(
+    folder: str, name: str, *, clips: int | None = None, shard_size: int = 512, **options: object
+) -> str:
+    """A spec over the first ``clips`` clips of the corpus in ``folder``, with extra ``options``
+    (e.g. ``store_mel=False``)."""
+    manifest = os.path.relpath(manifest_path(folder, clips), folder)
+    spec = {
+        "corpus": "bench",
+        "options": {"shard_size": shard_size, **options},
+        "sources": [
+            {
+                "name": "bench",
+                "adapter": "generic",
+                "manifest": manifest,
+                "audio_root": "raw",
+                "license": "CC0-1.0",
+            }
+        ],
+    }
+    path = os.path.join(folder, name)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(spec, f, sort_keys=False)
+    return path
+
+
+def corpus_files(manifest: str) -> list[tuple[str, dict]]:
+    """(audio path, manifest row) of every clip of a manifest, in manifest order."""
+    raw = os.path.dirname(manifest)
+    out = []
+    with open(manifest, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            out.append((os.path.join(raw, row["audio"]), row))
+    return out
