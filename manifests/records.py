@@ -57,6 +57,9 @@ class Record:
     text: tuple[str, ...] = ()  # the captions the sample ships with (JSON `text`)
     caption_kind: str = ""  # "source" | "template" | "k2c" | "mixed"
     k2c_caption: str | None = None  # keyword-to-caption output (JSON `text_augment_t5`)
+    # The K2C caption holds only for clips at least this long; the shard writer checks it against the
+    # decoded duration (k2c/apply.py says why there).
+    k2c_min_seconds: float = 0.0
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -159,6 +159,7 @@ def write_demo_corpus(
     annotation: str = "mixed",
     corpus: str = "demo",
     extra_options: dict | None = None,
+    k2c_model: str | None = "tiny",
 ) -> str:
     """Write ``<root>/raw/`` (audio + manifest.jsonl) and ``<root>/spec.yaml``; return the spec path.
 
@@ -208,7 +209,13 @@ def write_demo_corpus(
             f.write(json.dumps(row, sort_keys=True) + "\n")
     spec = {
         "corpus": corpus,
-        "options": {"shard_size": shard_size, "max_duration_s": 300.0, **(extra_options or {})},
+        "options": {
+            "shard_size": shard_size,
+            "max_duration_s": 300.0,
+            # keyword-to-caption with the embedded demo model (None: off); extra_options may override
+            **({"k2c": {"model": k2c_model}} if k2c_model else {}),
+            **(extra_options or {}),
+        },
         "sources": [
             {
                 "name": "synthetic",

@@ -24,6 +24,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, AsList, TaggedOutput
 
+from k2c.apply import for_duration as k2c_for_duration
 from manifests.records import Record, Reject
 from manifests.registry import get_adapter
 from manifests.source import PathRejected, SourceSpec, check_still_inside
@@ -188,6 +189,8 @@ class WriteShardFn(beam.DoFn):
                     continue
                 writer.add(sample)
                 hashes.append((record.key, record.source, sample.audio_hash))
+                # as it ships: a clip under the K2C minimum has lost its K2C caption (k2c/apply.py)
+                record = k2c_for_duration(record, sample.duration_s)
                 kept.append((record, sample.duration_s, bool(sample.meta["truncated"])))
             tar_bytes, parquet_bytes = writer.close()
         except BaseException:
@@ -209,6 +212,7 @@ class WriteShardFn(beam.DoFn):
             audio_seconds_by_source={k: round(v, 3) for k, v in sorted(seconds_by_source.items())},
             truncated=sum(1 for _, _, t in kept if t),
             k2c_captions=sum(1 for r, _, _ in kept if r.k2c_caption is not None),
+            k2c_skipped_short=sum(1 for r, _, _ in kept if r.k2c_caption is None and r.k2c_min_seconds > 0),
             tar_bytes=tar_bytes,
             parquet_bytes=parquet_bytes,
             seconds=round(time.monotonic() - t0, 3),
@@ -295,6 +299,13 @@ class BuildCorpus(beam.PTransform):
         reports: list = []
         ready = captioned.records
         # -- record stages before the split (keyword-to-caption plugs in here) --
+        if spec.options.k2c is not None:
+            # Imported here: k2c.stage pulls in Beam's RunInference (and torch, scipy), ~0.5 s of CPU
+            # in every process that unpickles this module's DoFns, K2C or not.
+            from k2c.stage import K2CStage
+
+            ready, k2c_report = ready | "K2C" >> K2CStage(spec.options.k2c, spec.path)
+            reports.append(k2c_report)  # it drops nothing: a failed caption keeps the template one
         placed = ready | "Split" >> beam.Map(_with_split, spec)
         # -- record stages after the split (the leakage guard plugs in here) --
         placed = after_split(spec, layout, placed, dropped, reports)  # leakage guard, duplicate removal

@@ -81,6 +81,15 @@ def format_report(summary: dict[str, Any]) -> str:
             f"  duplicates ({dup['mode']}): {dup['groups']} groups, {dup['samples_in_groups']} samples, "
             f"{dup['removed']} removed -> {dup['file']}"
         )
+    if "k2c" in stages:
+        k2c = stages["k2c"]
+        falls = ", ".join(f"{k} {v}" for k, v in k2c["fallbacks"].items()) or "none"
+        shipped, short = summary.get("k2c_captions", 0), summary.get("k2c_skipped_short", 0)
+        lines.append(
+            f"  keyword-to-caption ({k2c['model']}): {shipped} samples ship a caption, "
+            f"{k2c['model_inputs']} model inputs for {k2c['through_model']} records; fallbacks: {falls}; "
+            f"dropped from {short} clips under {k2c['min_clip_seconds']:g} s"
+        )
     if "wall_seconds" in summary:
         lines.append(f"  wall time: {summary['wall_seconds']:.1f} s")
     outs = summary["outputs"]

@@ -26,11 +26,12 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import yaml
 
+from k2c.config import K2CConfig, K2CConfigError, parse_k2c
 from manifests.options import OptionError, check_options
 from manifests.registry import ADAPTER_OPTIONS, ADAPTERS, needs_manifest
 from manifests.source import SPLIT_NAME_RE, SourceSpec
@@ -56,7 +57,7 @@ class CorpusOptions:
     formats: tuple[str, ...] = FORMATS
     split_proportions: tuple[tuple[str, float], ...] = (("train", 0.9), ("valid", 0.05), ("test", 0.05))
     sample: SampleOptions = field(default_factory=SampleOptions)
-    k2c: Mapping[str, Any] | None = None  # validated by the k2c package
+    k2c: K2CConfig | None = None  # options.k2c, validated by k2c/config.py; None: K2C off
     duplicates: str = "report"  # report | keep_first | drop_all (pipeline/duplicates.py)
     leakage_guard: bool = True  # pipeline/leakage.py
     train_splits: tuple[str, ...] = ("train", "balanced_train", "unbalanced_train")
@@ -232,6 +233,11 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
         if sources[-1].name in seen:
             raise SpecError(f"{file}: sources[{i}].name: duplicate source name '{sources[-1].name}'")
         seen.add(sources[-1].name)
+    if k2c is not None:  # validated last: it may name sources
+        try:
+            options = replace(options, k2c=parse_k2c(k2c, sources=seen, base_dir=base_dir))
+        except K2CConfigError as e:
+            raise SpecError(f"{file}: {e}") from None
     return CorpusSpec(corpus=corpus, sources=tuple(sources), options=options, path=file)
 
 

@@ -80,6 +80,7 @@ def build_summary(
         and all(v["accounting_ok"] for v in sources.values()),
         "hours": round(sum(seconds.values()) / 3600.0, 4),
         "k2c_captions": k2c,
+        "k2c_skipped_short": sum(s.k2c_skipped_short for s in stats),  # K2C caption dropped: clip too short
         "truncated": truncated,
         "rejects_by_code": dict(sorted(reject_codes.items())),
         "sources": sources,

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from k2c.apply import for_duration as k2c_for_duration
+from k2c.apply import text_augment_all
 from manifests.records import Record
 from transforms.audio import SAMPLE_RATE, int16_to_float, quantize_int16
 from transforms.decode import DecodedAudio, DecodeError, decode_audio
@@ -98,7 +100,7 @@ def sample_meta(record: Record, decoded: DecodedAudio, plan: ViewPlan) -> dict[s
     }
     if record.k2c_caption is not None:
         meta["text_augment_t5"] = record.k2c_caption
-        meta["text_augment_all"] = list(dict.fromkeys([*record.captions, *record.text, record.k2c_caption]))
+        meta["text_augment_all"] = text_augment_all(record)
     return meta
 
 
@@ -138,7 +140,7 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
     return Sample(
         key=record.key,
         flac=flac,
-        meta=sample_meta(record, decoded, plan),
+        meta=sample_meta(k2c_for_duration(record, decoded.duration_s), decoded, plan),
         mel=mel,
         duration_s=decoded.duration_s,
         audio_hash=audio_digest(pcm),

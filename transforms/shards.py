@@ -126,6 +126,7 @@ class ShardStats:
     audio_seconds_by_source: Mapping[str, float] = field(default_factory=dict)
     truncated: int = 0
     k2c_captions: int = 0
+    k2c_skipped_short: int = 0  # records whose K2C caption was dropped: clip under min_clip_seconds
     tar_bytes: int = 0
     parquet_bytes: int = 0
     seconds: float = 0.0  # wall time spent building the shard

@@ -1,0 +1,94 @@
+"""Putting a K2C caption on a record, and taking it off again for clips that turn out too short.
+
+Per-sample functions without Beam: the stage calls :func:`plan` and :func:`attach`; the shard writer
+(through :func:`transforms.sample.process_sample`) calls :func:`for_duration`, and the JSON writer
+:func:`text_augment_all`.
+
+Why the short-clip rule is applied in the shard writer: a clip's duration is only known for sure once
+it is decoded, and that happens per shard. Probing container headers in the K2C stage would open every
+file an extra time (1.9 M extra reads of AudioSet from a bucket) and can still be wrong (VBR MP3 without
+a Xing header, Ogg without granule positions, truncated files), and manifests rarely carry durations.
+So the stage captions every eligible record, and the writer drops the K2C caption of a clip shorter than
+``min_clip_seconds``, measured on the decoded audio that the JSON ``duration`` also reports. With dedup
+the extra model work is only for keyword sets that occur on short clips alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from k2c.config import K2CConfig
+from k2c.keywords import KeywordSet, keyword_set
+from manifests.records import Record
+from transforms.captions import render_captions
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the stage does with one record."""
+
+    record: Record
+    outcome: str  # "todo" | "not_template" | "mode_off" | a fallback reason from keywords
+    keywords: KeywordSet | None = None
+    group: str = ""  # the dedup key (keyword set) or, without dedup, the record key
+
+
+def plan(record: Record, config: K2CConfig) -> Plan:
+    if config.mode_for(record.source) == "off":
+        return Plan(record, "mode_off")
+    # Source captions win; only label-only and keyword-only clips (template captions) get K2C.
+    if record.caption_kind != "template":
+        return Plan(record, "not_template")
+    ks = keyword_set(
+        record.labels,
+        record.keywords,
+        max_keywords=config.max_keywords,
+        max_keyword_chars=config.max_keyword_chars,
+    )
+    if ks.problem is not None:
+        return Plan(record, ks.problem, ks)
+    return Plan(record, "todo", ks, ks.key if config.dedup else record.key)
+
+
+def template_texts(record: Record) -> tuple[str, ...]:
+    """The record's texts as the caption stage made them, before any K2C caption."""
+    base = render_captions(replace(record, text=(), caption_kind="", k2c_caption=None))
+    return base.text if isinstance(base, Record) else record.text
+
+
+def attach(record: Record, caption: str, mode: str, min_clip_seconds: float) -> Record | None:
+    """The record with ``caption``; None when the caption only repeats the template caption."""
+    if caption.casefold() in {t.casefold() for t in record.text}:
+        return None
+    if mode == "replace":
+        text, kind = (caption,), "k2c"
+    else:
+        text, kind = (*record.text, caption), "mixed"
+    return replace(
+        record, text=text, caption_kind=kind, k2c_caption=caption, k2c_min_seconds=min_clip_seconds
+    )
+
+
+def ships_k2c(record: Record, duration_s: float) -> bool:
+    """Whether the sample keeps its K2C caption at this decoded duration."""
+    return record.k2c_caption is not None and duration_s >= record.k2c_min_seconds
+
+
+def for_duration(record: Record, duration_s: float) -> Record:
+    """The record as it ships: without its K2C caption when the clip is under the minimum."""
+    if record.k2c_caption is None or ships_k2c(record, duration_s):
+        return record
+    # k2c_min_seconds stays: with no caption it marks a record that lost it here (the shard stats
+    # count these as k2c_skipped_short).
+    return replace(record, text=template_texts(record), caption_kind="template", k2c_caption=None)
+
+
+def text_augment_all(record: Record) -> list[str]:
+    """LAION's ``text_augment_all``: the original texts (source or template captions) plus the K2C one.
+
+    In replace mode ``text`` holds only the K2C caption, so the template caption is recomputed here
+    rather than lost.
+    """
+    originals = record.captions or template_texts(record)
+    extra = (record.k2c_caption,) if record.k2c_caption is not None else ()
+    return list(dict.fromkeys((*originals, *record.text, *extra)))

@@ -1,0 +1,203 @@
+"""The K2C stage of the Beam graph: plan -> distinct keyword sets -> RunInference -> fan out.
+
+    records ─► Plan ─┬─ passthrough (source captions, mode off, no usable keywords) ──────────┐
+                     └─ todo (group, (record, keywords)) ─┬──────────────────► Attach ─► records ─► out
+                                                          └─ Distinct ─► RunInference ─► Finish ┘(side input)
+
+Each distinct keyword set runs through the model once (with ``dedup: false``, each record does); the
+captions reach the records as a side input (a dict keyed by the set), so no record is shuffled and a
+popular set ("Music": hundreds of thousands of AudioSet clips) is no hot key. Nothing is dropped: a
+record whose caption fails a check keeps its template caption, with the reason counted in the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
+
+from k2c.apply import attach, plan
+from k2c.config import K2CConfig
+from k2c.handler import K2CModelHandler, load_captioner
+from k2c.postprocess import CaptionResult, finish
+from k2c.presets import PRESETS
+from manifests.records import Record
+
+STAGE = "k2c"
+TODO = "todo"
+OUTCOMES = "outcomes"
+
+
+class PlanFn(beam.DoFn):
+    def __init__(self, config: K2CConfig):
+        self.config = config
+
+    def process(self, record: Record):
+        p = plan(record, self.config)
+        if p.keywords is not None and p.keywords.truncated:
+            yield TaggedOutput(OUTCOMES, "truncated_keyword_list")
+        if p.keywords is not None and p.keywords.dropped_non_latin:
+            yield TaggedOutput(OUTCOMES, "dropped_non_latin_keywords")
+        if p.outcome == "todo":
+            assert p.keywords is not None
+            yield TaggedOutput(TODO, (p.group, (record, p.keywords.keywords)))
+            return
+        yield TaggedOutput(
+            OUTCOMES, p.outcome if p.outcome in ("not_template", "mode_off") else f"fallback:{p.outcome}"
+        )
+        yield record
+
+
+def model_input(element: tuple[str, tuple[str, ...]], preset: str) -> tuple[tuple[str, tuple[str, ...]], str]:
+    """(group, keywords) -> ((group, keywords), model input text): the key travels through the model."""
+    return element, PRESETS[preset].format(element[1])
+
+
+def finish_prediction(
+    element: tuple[tuple[str, tuple[str, ...]], PredictionResult], config: K2CConfig
+) -> tuple[str, CaptionResult]:
+    (group, keywords), prediction = element
+    result = finish(
+        prediction.inference, keywords, max_chars=config.max_caption_chars, use_debias=config.debias
+    )
+    return group, result
+
+
+class AttachFn(beam.DoFn):
+    def __init__(self, config: K2CConfig):
+        self.config = config
+        self.generated = Metrics.counter(STAGE, "generated")
+        self.fallbacks = Metrics.counter(STAGE, "fallbacks")
+
+    def process(
+        self, element: tuple[str, tuple[Record, tuple[str, ...]]], captions: dict[str, CaptionResult]
+    ):
+        group, (record, _) = element
+        result = captions.get(group) or CaptionResult(None, "generation_error")
+        out = None
+        reason = result.reason
+        if result.caption is not None:
+            out = attach(
+                record, result.caption, self.config.mode_for(record.source), self.config.min_clip_seconds
+            )
+            reason = "same_as_template" if out is None else None
+        if out is None:
+            self.fallbacks.inc()
+            yield TaggedOutput(OUTCOMES, f"fallback:{reason}")
+            yield record
+        else:
+            self.generated.inc()
+            yield TaggedOutput(OUTCOMES, "generated")
+            yield out
+
+
+def build_report(
+    _: None, config: K2CConfig, outcomes: list[tuple[str, int]], distinct_sets: int
+) -> tuple[str, dict[str, Any]]:
+    counts = dict(outcomes)
+    fallbacks = {k.split(":", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("fallback:")}
+    generated = counts.get("generated", 0)
+    input_fallbacks = sum(v for k, v in fallbacks.items() if k in ("no_keywords", "non_latin"))
+    through_model = generated + sum(fallbacks.values()) - input_fallbacks
+    return STAGE, {
+        "model": config.model,
+        "preset": config.preset,
+        "device": config.device,
+        "dedup": config.dedup,
+        "debias": config.debias,
+        "modes": {"default": config.mode, **dict(config.sources)},
+        "min_clip_seconds": config.min_clip_seconds,
+        "records": generated
+        + sum(fallbacks.values())
+        + counts.get("not_template", 0)
+        + counts.get("mode_off", 0),
+        "not_template": counts.get("not_template", 0),
+        "mode_off": counts.get("mode_off", 0),
+        "eligible": generated + sum(fallbacks.values()),
+        "through_model": through_model,
+        "model_inputs": distinct_sets,
+        "dedup_ratio": round(through_model / distinct_sets, 4) if distinct_sets else None,
+        "generated": generated,
+        "fallbacks": fallbacks,
+        "truncated_keyword_lists": counts.get("truncated_keyword_list", 0),
+        "records_with_non_latin_keywords_dropped": counts.get("dropped_non_latin_keywords", 0),
+        "note": (
+            "generated counts records given a K2C caption here; clips under min_clip_seconds lose it when "
+            "decoded (summary: k2c_skipped_short), and summary k2c_captions counts the samples that ship one"
+        ),
+    }
+
+
+class K2CStage(beam.PTransform):
+    """Records in; ``(records, report)`` out, the report being one ``("k2c", {...})`` element."""
+
+    def __init__(self, config: K2CConfig, spec_path: str = ""):
+        super().__init__()
+        self.config = config
+        self.spec_path = spec_path
+
+    def expand(self, records):
+        cfg = self.config
+        # In the launcher, before any worker starts: a model that cannot be loaded fails the run here,
+        # with a message saying how to provide it.
+        load_captioner(cfg, self.spec_path)
+        planned = records | "Plan" >> beam.ParDo(PlanFn(cfg)).with_outputs(TODO, OUTCOMES, main="passthrough")
+        todo = planned[TODO]
+        sets = (
+            todo | "KeywordSet" >> beam.Map(lambda kv: (kv[0], kv[1][1])) | "DistinctSets" >> beam.Distinct()
+        )
+        captions = (
+            sets
+            | "ModelInput" >> beam.Map(model_input, cfg.preset)
+            | "RunInference" >> RunInference(KeyedModelHandler(K2CModelHandler(cfg)))
+            | "Finish" >> beam.Map(finish_prediction, cfg)
+        )
+        attached = todo | "Attach" >> beam.ParDo(AttachFn(cfg), AsDict(captions)).with_outputs(
+            OUTCOMES, main="records"
+        )
+        out = (planned.passthrough, attached.records) | "Records" >> beam.Flatten()
+        outcomes = (
+            (planned[OUTCOMES], attached[OUTCOMES])
+            | "Outcomes" >> beam.Flatten()
+            | "CountOutcomes" >> beam.combiners.Count.PerElement()
+        )
+        n_sets = sets | "CountSets" >> beam.combiners.Count.Globally()
+        report = (
+            records.pipeline
+            | "ReportOnce" >> beam.Create([None])
+            | "Report" >> beam.Map(build_report, cfg, AsList(outcomes), AsSingleton(n_sets))
+        )
+        return out, report
+
+
+def run_local(records: Iterable[Record], config: K2CConfig) -> list[Record]:
+    """The stage's per-record result without Beam (same functions, one model in this process)."""
+    from k2c.postprocess import finish as finish_one
+
+    captioner = load_captioner(config)
+    plans = [plan(r, config) for r in records]
+    groups: dict[str, tuple[str, ...]] = {}
+    for p in plans:
+        if p.outcome == "todo" and p.keywords is not None:
+            groups.setdefault(p.group, p.keywords.keywords)
+    keys = sorted(groups)
+    preset = PRESETS[config.preset]
+    raw = captioner.generate([preset.format(groups[k]) for k in keys]) if keys else []
+    results = {
+        k: finish_one(t, groups[k], max_chars=config.max_caption_chars, use_debias=config.debias)
+        for k, t in zip(keys, raw, strict=True)
+    }
+    out = []
+    for p in plans:
+        res = results.get(p.group) if p.outcome == "todo" else None
+        attached = (
+            attach(p.record, res.caption, config.mode_for(p.record.source), config.min_clip_seconds)
+            if res is not None and res.caption is not None
+            else None
+        )
+        out.append(attached or p.record)
+    return out
