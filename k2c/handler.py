@@ -45,7 +45,11 @@ class Captioner:
     def __init__(self, config: K2CConfig):
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        # The weight-loading progress bar is one line per worker process in the job's logs; the
+        # log line below says the same once.
+        hf_logging.disable_progress_bar()
         self.device = pick_device(config.device)
         local_only = config.is_local or not config.download
         self.tokenizer = AutoTokenizer.from_pretrained(config.model_path, local_files_only=local_only)

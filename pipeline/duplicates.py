@@ -31,10 +31,9 @@ from manifests.source import PathRejected, check_still_inside
 from pipeline.spec import CorpusSpec
 from transforms import storage
 from transforms.audio import quantize_int16
-from transforms.decode import DecodeError, decode_audio
 from transforms.hashing import audio_digest
 from transforms.layout import Layout
-from transforms.sample import SampleError, SampleOptions, dumps_json
+from transforms.sample import SampleError, SampleOptions, decode_with_options, dumps_json
 from transforms.shards import ShardStats
 
 STAGE = "duplicates"
@@ -46,16 +45,7 @@ Member = tuple[str, str, str]  # (key, source, split)
 
 def decoded_digest(data: bytes, options: SampleOptions) -> str:
     """The digest the shard writer will record for these bytes (same decode, same quantisation)."""
-    try:
-        decoded = decode_audio(
-            data,
-            max_duration_s=options.max_duration_s,
-            time_limit_s=options.decode_time_limit_s or None,
-            max_channels=options.max_channels,
-        )
-    except DecodeError as e:
-        raise SampleError("decode", e.code, e.reason) from None
-    return audio_digest(quantize_int16(decoded.samples))
+    return audio_digest(quantize_int16(decode_with_options(data, options).samples))
 
 
 def preference(member: Member, source_order: Mapping[str, int], train_splits: Iterable[str]) -> tuple:

@@ -104,10 +104,13 @@ def sample_meta(record: Record, decoded: DecodedAudio, plan: ViewPlan) -> dict[s
     return meta
 
 
-def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sample:
-    """Decode ``data`` and build the sample for ``record``; raise :class:`SampleError` if it can't."""
+def decode_with_options(data: bytes, options: SampleOptions) -> DecodedAudio:
+    """Decode under the spec's limits; a decoder failure becomes a ``decode`` :class:`SampleError`.
+
+    The duplicate pass hashes what this returns, so it must stay the one decode call the shard
+    writer makes too: the same bytes then give the same digest in both places."""
     try:
-        decoded = decode_audio(
+        return decode_audio(
             data,
             max_duration_s=options.max_duration_s,
             time_limit_s=options.decode_time_limit_s or None,
@@ -115,6 +118,11 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
         )
     except DecodeError as e:
         raise SampleError("decode", e.code, e.reason) from None
+
+
+def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sample:
+    """Decode ``data`` and build the sample for ``record``; raise :class:`SampleError` if it can't."""
+    decoded = decode_with_options(data, options)
     if decoded.duration_s < options.min_duration_s:
         raise SampleError(
             "decode",
