@@ -127,6 +127,11 @@ def _names(ts: Iterable[type]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in ts)
 
 
+def _yaml_off(mode: Any) -> Any:
+    """YAML 1.1 reads a bare ``off`` as false; that is what the user wrote."""
+    return "off" if mode is False else mode
+
+
 def resolve_model(model: str, base_dir: str) -> tuple[str, bool]:
     """(what from_pretrained gets, whether it is a local folder).
 
@@ -170,12 +175,13 @@ def parse_k2c(
         preset = guessed
     elif preset not in PRESETS:
         raise f.err("preset", f"unknown preset {preset!r} (known: auto, {', '.join(PRESETS)})")
-    mode = f.get("mode", str, "join")
+    mode = _yaml_off(f.get("mode", (str, bool), "join"))
     if mode not in MODES:
         raise f.err("mode", f"unknown mode {mode!r} (known: {', '.join(MODES)})")
     known_sources = set(sources)
     overrides = []
     for name, m in f.get("sources", dict, {}).items():
+        m = _yaml_off(m)
         if name not in known_sources:
             raise f.err("sources", f"no source named {name!r} in the spec")
         if m not in MODES:

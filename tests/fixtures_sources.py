@@ -143,7 +143,7 @@ def _audioset(d: Path, audio: _Audio) -> None:
     train = d / "audio" / "unbalanced_train"
     # downloaders name files with or without the "Y", with or without the segment times
     audio.write(train / "Y--PJHxphWEs.wav")
-    audio.write(train / "-0RWZT-miFs_420.000_430.000.flac")
+    audio.write(train / "-0RWZT-miFs_420.000_430.000.flac", seconds=3.0)  # long enough for K2C (2 s)
     audio.write(train / "0FMdORf5iGs.mp3")
     audio.write(train / "YYb0RFKhbpFJ.wav")  # an id that itself starts with "Y"
     for y in LEAK:

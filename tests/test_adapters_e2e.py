@@ -32,6 +32,7 @@ def built(clap_data, tmp_path_factory):
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLAP_DATA", str(clap_data))
+        mp.setenv("K2C_MODEL", "tiny")  # the spec's K2C step, with the embedded model
         with contextlib.redirect_stdout(printed):
             rc = main(["run", "--spec", SPEC, "--output", str(out), "--runner=FnApiRunner"])
         plan = plan_spec(load_spec(SPEC), check_audio=True)
@@ -107,10 +108,22 @@ def test_one_sample_per_audiocaps_clip_and_clotho_splits_straight(built):
     assert split_of["Church bells.wav"] == "test" and split_of["Rain on a tin roof.wav"] == "valid"
     assert split_of["Distorted AM Radio noise.wav"] == "train"
     audioset = next(d for d in docs if d["source_id"] == "-0RWZT-miFs")
-    assert (
-        audioset["text"] == ["The sounds of animal, dog and bark."] and audioset["caption_kind"] == "template"
-    )
     assert audioset["split"] == "unbalanced_train" and audioset["tag"] == ["Animal", "Dog", "Bark"]
+
+
+def test_audioset_training_clips_get_only_the_k2c_caption(built):
+    out, *_ = built
+    docs = {d["source_id"]: d for d in _samples(out).values() if d["source"].startswith("audioset")}
+    # 3 s: K2C replaces the template caption, as LAION did for AudioSet; the template stays in
+    # text_augment_all.
+    k2c = docs["-0RWZT-miFs"]
+    assert k2c["caption_kind"] == "k2c" and k2c["text"] == [k2c["text_augment_t5"]]
+    assert k2c["text_augment_all"] == ["The sounds of animal, dog and bark.", k2c["text_augment_t5"]]
+    assert "dog" in k2c["text_augment_t5"].lower()
+    # 1 s: under K2C's 2 s minimum, the template caption ships; the eval split is never K2C'd.
+    short = docs["--PJHxphWEs"]
+    assert short["caption_kind"] == "template" and "text_augment_t5" not in short
+    assert all(d["caption_kind"] == "template" for d in docs.values() if d["source"] == "audioset_eval")
 
 
 def test_license_and_attribution_pass_through_to_json_and_parquet(built):
@@ -173,6 +186,7 @@ def test_rerun_is_byte_identical(built, clap_data, tmp_path):
     out, *_ = built
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()):
         mp.setenv("CLAP_DATA", str(clap_data))
+        mp.setenv("K2C_MODEL", "tiny")
         assert main(["run", "--spec", SPEC, "--output", str(tmp_path), "--runner=FnApiRunner"]) == 0
 
     def files(root):

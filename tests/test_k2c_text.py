@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import yaml
 
 from k2c.apply import attach, for_duration, plan, ships_k2c, template_texts, text_augment_all
 from k2c.config import K2CConfig
@@ -222,6 +223,14 @@ def test_spec_k2c_section_validated():
     assert hub.preset == "k2t" and not hub.is_local
     local = parse_spec(_spec({"model": "./models/cg", "preset": "common_gen"}), "/x/spec.yaml").options.k2c
     assert local.is_local and local.model_path == "/x/models/cg"
+
+
+def test_spec_k2c_bare_yaml_off_means_off():
+    # YAML 1.1 reads `mode: off` as false; the user meant the mode.
+    k2c = yaml.safe_load("model: tiny\nmode: off\nsources: {audioset: off}")
+    assert k2c["mode"] is False
+    cfg = parse_spec(_spec(k2c), "s.yaml").options.k2c
+    assert cfg.mode == "off" and cfg.mode_for("audioset") == "off"
 
 
 @pytest.mark.parametrize(
