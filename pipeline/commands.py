@@ -32,7 +32,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 def _finish(summary: dict) -> int:
     print(format_report(summary))
-    return 0 if summary["accounting_ok"] else 1
+    return 0 if summary.get("not_run") or summary["accounting_ok"] else 1
 
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, TestOptions
 
 from pipeline.graph import BuildCorpus
 from pipeline.options import pipeline_options
@@ -29,7 +30,8 @@ def run_corpus(
     """Build the corpus into ``output`` and return the run summary (also in ``<output>/summary.json``).
 
     Also writes the run report (``<output>/report/``) and the dataset card (``<output>/README.md``);
-    ``progress`` shows a live progress line on stderr while the pipeline runs.
+    ``progress`` shows a live progress line on stderr while the pipeline runs. Options that build the
+    job without running it (``--template_location``, ``--dry_run``) return ``{"not_run": why, ...}``.
     """
     if isinstance(spec, str):
         spec = load_spec(spec)
@@ -37,17 +39,38 @@ def run_corpus(
         output = os.path.abspath(output)
     t0 = time.monotonic()
     layout = Layout(output, spec.corpus)
-    monitor = ProgressMonitor(layout, spec.fingerprint()) if progress else contextlib.nullcontext()
-    with monitor, beam.Pipeline(options=pipeline_options(list(beam_args))) as p:
+    options = pipeline_options(list(beam_args))
+    not_run = not_executed(options)
+    monitor = (
+        ProgressMonitor(layout, spec.fingerprint()) if progress and not not_run else contextlib.nullcontext()
+    )
+    with monitor, beam.Pipeline(options=options) as p:
         _ = p | "BuildCorpus" >> BuildCorpus(spec, output)
+    if not_run:
+        return {"not_run": not_run, "corpus": spec.corpus, "output": output}
     summary = json.loads(storage.read_text(layout.summary_path()))
     summary["wall_seconds"] = round(time.monotonic() - t0, 2)
     write_run_report(summary)
     return summary
 
 
+def not_executed(options: PipelineOptions) -> str:
+    """Why these options build the graph without running it ("" when they run it).
+
+    With ``--template_location`` DataflowRunner writes a template and submits nothing, and with
+    ``--dry_run`` it stops before the service: no summary will exist to report."""
+    template = options.view_as(GoogleCloudOptions).template_location
+    if template:
+        return f"Dataflow template written to {template}; nothing ran"
+    if options.view_as(TestOptions).dry_run:
+        return "dry run: the graph was translated for the runner; nothing ran"
+    return ""
+
+
 def format_report(summary: dict[str, Any]) -> str:
     """A short human report: per source counts, per split shards, accounting, where things are."""
+    if "not_run" in summary:
+        return f"corpus '{summary['corpus']}' -> {summary['output']}: {summary['not_run']}"
     lines = [f"corpus '{summary['corpus']}' -> {summary['output']}"]
     lines.append(
         f"  {'source':<24}{'inputs':>9}{'samples':>9}{'rejects':>9}{'hours':>9}{'expected':>10}{'delta':>9}"

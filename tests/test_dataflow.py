@@ -345,6 +345,26 @@ def test_custom_container_with_gpu_options(tmp_path):
     assert docker_envs and set(docker_envs) == {image}
 
 
+def test_clapcorpus_run_writes_a_template_and_reports_that_nothing_ran(tmp_path, capsys):
+    """`clapcorpus run ... --template_location` builds the job and submits nothing: there is no summary
+    to read, and the command says so instead of failing."""
+    from pipeline.cli import main
+    from pipeline.demo import write_demo_corpus
+
+    spec = write_demo_corpus(str(tmp_path / "src"), n_clips=2, seed=0, k2c_model=None)
+    (tmp_path / "staging").mkdir()
+    (tmp_path / "temp").mkdir()
+    template = tmp_path / "template.json"
+    args = [
+        "run", "--spec", spec, "--output", "gs://my-bucket/out", *README_ARGS,
+        f"--staging_location={tmp_path / 'staging'}", f"--temp_location={tmp_path / 'temp'}",
+        f"--template_location={template}", "--dataflow_endpoint=http://localhost:1", "--no_auth",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert f"Dataflow template written to {template}; nothing ran" in capsys.readouterr().out
+    assert json.loads(template.read_text())["environment"]["workerPools"]
+
+
 def test_readme_flags_are_all_understood():
     """A typo in a documented flag would be dropped silently by Beam's parser: not here."""
     opts = PipelineOptions([*README_ARGS, *GPU_ARGS, "--temp_location=gs://b/tmp", "--setup_file=./setup.py"])
