@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="tiny")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per way, alternated; the best is kept")
     args = p.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -130,11 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     timed = records_for(clips[: args.timed_clips])
     threads = torch.get_num_threads()
     print(f"timed: first {len(timed):,} clips via K2CStage (FnApiRunner, 1 process, {threads} torch threads)")
-    rows = []
-    for name, c in (("without dedup", replace(cfg, dedup=False)), ("with dedup", cfg)):
-        seconds, report = timed_stage(timed, c)
-        rows.append((name, seconds, report))
-    print(f"  {'':<15}{'model inputs':>14}{'captioned':>11}{'seconds':>10}{'captions/s':>12}")
+    timed_stage(records_for(clips[-20:]), replace(cfg, dedup=False))  # warm-up: imports, first model load
+    ways = (("without dedup", replace(cfg, dedup=False)), ("with dedup", cfg))
+    best: dict[str, tuple[float, dict]] = {}
+    # Alternated and repeated, best time kept: this machine is shared, and a burst of someone
+    # else's work during one run would otherwise decide the comparison.
+    for _ in range(args.repeats):
+        for name, c in ways:
+            seconds, report = timed_stage(timed, c)
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, report)
+    rows = [(name, *best[name]) for name, _ in ways]
+    head = f"{'model inputs':>14}{'captioned':>11}{'seconds':>10}{'captions/s':>12}"
+    print(f"  {'':<15}{head}  (best of {args.repeats})")
     for name, seconds, report in rows:
         n = report["through_model"]
         print(f"  {name:<15}{report['model_inputs']:>14,}{n:>11,}{seconds:>10.1f}{n / seconds:>12.2f}")

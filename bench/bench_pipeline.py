@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         "--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ", ".join(CONFIGS)
     )
     p.add_argument(
-        "--k2c-clips", type=int, default=64, help="clips captioned by the K2C bench, each way (0: skip K2C)"
+        "--k2c-clips", type=int, default=500, help="clips captioned by the K2C bench, each way (0: skip K2C)"
     )
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     p.add_argument(

@@ -14,8 +14,11 @@ The estimate divides audio hours by a throughput in "x realtime per worker core"
 :data:`THROUGHPUT_X_REALTIME`, comes from the one-core measurements in REFERENCE.md §7, not from a
 run of this pipeline: in-process decode + resample ~470-720x (500 taken), mel spectrogram ~1000x,
 16-bit FLAC encode ~500-1100x (700 taken) combine to 1 / (1/500 + 1/1000 + 1/700) = 226x, rounded
-down to 200x for file reads and shard writes. Pass ``--throughput`` with a rate measured on your
-workers (bench/) for a better figure.
+down to 200x for file reads and shard writes. ``clapcorpus bench`` later measured the whole pipeline
+(views, tar and Parquet) at 243x per CPU-second in steady state on its bench corpus (README,
+Performance); 200x stays the default because that corpus is synthetic tones and noise, which decode
+and compress faster than recorded audio. Pass ``--throughput`` with a rate measured on your workers
+for a better figure.
 """
 
 from __future__ import annotations
