@@ -102,9 +102,7 @@ def main() -> None:
         print(f"demo corpus: {n} decodable clips, {audio_s:.0f} s of audio (one core, CPU seconds)")
         print(f"  {'per-sample work':<46}{'CPU s':>8}{'x realtime':>12}")
         print(f"  {'shard writer: process_sample':<46}{sample_cpu:>8.2f}{audio_s / sample_cpu:>12.0f}")
-        print(
-            f"  {'keep_first pass: decode + hash':<46}{digest_cpu:>8.2f}{audio_s / digest_cpu:>12.0f}"
-        )
+        print(f"  {'keep_first pass: decode + hash':<46}{digest_cpu:>8.2f}{audio_s / digest_cpu:>12.0f}")
         print(f"  keep_first/drop_all add {100 * digest_cpu / sample_cpu:.0f}% to the per-sample work")
         if args.pipeline:
             with open(spec_path) as f:

@@ -405,7 +405,7 @@ def _epidemic(d: Path, audio: _Audio) -> None:
         ",url,caption1,caption2,caption_t5,epidemic_id\n"
         '0,https://cdn.epidemicsound.com/sfx/1001.mp3,Door Knock,"the sounds of door, knock, and wood.",'
         "A person knocks on a wooden door.,1001\n"
-        '1,https://cdn.epidemicsound.com/sfx/1002.mp3,Thunder Rumble,'
+        "1,https://cdn.epidemicsound.com/sfx/1002.mp3,Thunder Rumble,"
         '"the sounds of thunder, and storm.",,1002\n',
     )
     audio.write(d / "audio" / "1001.mp3")
