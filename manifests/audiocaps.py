@@ -21,7 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from manifests.audioset import YTID_RE, youtube_id_of_stem
-from manifests.common import AudioFinder, corpus_split, native_split_from_file, parse_float, reject
+from manifests.common import (
+    AudioFinder,
+    corpus_split,
+    native_split_from_file,
+    parse_float,
+    placement_reject,
+    reject,
+)
 from manifests.options import COMMON, file_pattern
 from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
@@ -95,11 +102,8 @@ def read_audiocaps(source: SourceSpec) -> Iterator[Record | Reject]:
         try:
             split = corpus_split(source, native, DEFAULT_SPLITS)
             audio = finder.find(ytid, fields)
-        except PathRejected as e:
-            yield reject(source, clip.row, e.code, e.reason, source_id=ytid)
-            continue
-        except ValueError as e:
-            yield reject(source, clip.row, "bad_split", str(e), source_id=ytid)
+        except (PathRejected, ValueError) as e:
+            yield placement_reject(source, clip.row, e, source_id=ytid)
             continue
         yield Record(
             key=make_key(source.name, ytid),

@@ -27,7 +27,14 @@ import io
 import re
 from collections.abc import Iterator
 
-from manifests.common import AudioFinder, corpus_split, native_split_from_file, parse_float, reject
+from manifests.common import (
+    AudioFinder,
+    corpus_split,
+    native_split_from_file,
+    parse_float,
+    placement_reject,
+    reject,
+)
 from manifests.options import COMMON, Opt, file_pattern
 from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
@@ -145,10 +152,8 @@ def _record(
     try:
         split = corpus_split(source, native)
         audio = finder.find(ytid, {"ytid": ytid, "start": f"{start:.3f}", "end": f"{end:.3f}"})
-    except PathRejected as e:
-        return reject(source, row_no, e.code, e.reason, source_id=ytid)
-    except ValueError as e:
-        return reject(source, row_no, "bad_split", str(e), source_id=ytid)
+    except (PathRejected, ValueError) as e:
+        return placement_reject(source, row_no, e, source_id=ytid)
     return Record(
         key=make_key(source.name, ytid),
         source=source.name,

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from manifests.common import audio_path, corpus_split, parse_float, reject
+from manifests.common import audio_path, corpus_split, parse_float, placement_reject, reject
 from manifests.options import COMMON, Opt
 from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
@@ -94,11 +94,8 @@ def read_captionfiles(source: SourceSpec) -> Iterator[Record | Reject]:
         try:
             audio = audio_path(source, name)
             split = corpus_split(source, sound.split)
-        except PathRejected as e:
-            yield reject(source, sound.row, e.code, e.reason, source_id=name)
-            continue
-        except ValueError as e:
-            yield reject(source, sound.row, "bad_split", str(e), source_id=name)
+        except (PathRejected, ValueError) as e:
+            yield placement_reject(source, sound.row, e, source_id=name)
             continue
         yield Record(
             key=make_key(source.name, name),

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from manifests.common import audio_path, corpus_split, native_split_from_file, reject
+from manifests.common import audio_path, corpus_split, native_split_from_file, placement_reject, reject
 from manifests.options import COMMON, Opt
 from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
@@ -78,11 +78,8 @@ def read_clotho(source: SourceSpec) -> Iterator[Record | Reject]:
         try:
             split = corpus_split(source, native, DEFAULT_SPLITS)
             audio = audio_path(source, name)
-        except PathRejected as e:
-            yield reject(source, row_no, e.code, e.reason, source_id=name)
-            continue
-        except ValueError as e:
-            yield reject(source, row_no, "bad_split", str(e), source_id=name)
+        except (PathRejected, ValueError) as e:
+            yield placement_reject(source, row_no, e, source_id=name)
             continue
         meta = metadata.get(name, {})
         sound_id = text_value(meta.get("sound_id"))

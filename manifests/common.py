@@ -51,6 +51,16 @@ def reject(
     )
 
 
+def placement_reject(
+    source: SourceSpec, row: int | None, error: ValueError, *, path: str = "", source_id: str | None = None
+) -> Reject:
+    """The reject for a clip that could not be placed: its audio path was refused (the path's own
+    code) or its split name cannot be a folder (:func:`corpus_split`'s ValueError: ``bad_split``)."""
+    if isinstance(error, PathRejected):
+        return reject(source, row, error.code, error.reason, path=path, source_id=source_id)
+    return reject(source, row, "bad_split", str(error), path=path, source_id=source_id)
+
+
 def corpus_split(
     source: SourceSpec, native: str | None, defaults: Mapping[str, str] | None = None
 ) -> str | None:

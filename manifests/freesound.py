@@ -43,6 +43,7 @@ from manifests.common import (
     corpus_split,
     first_sentence,
     parse_float,
+    placement_reject,
     reject,
 )
 from manifests.options import COMMON, Opt, file_pattern
@@ -153,10 +154,8 @@ def _record(
     try:
         audio = audio_path(source, file_cell) if file_cell else finder.find(source_id, {"id": source_id})
         split = corpus_split(source, text_value(_get(row, cols["split"])))
-    except PathRejected as e:
-        return reject(source, row_no, e.code, e.reason, source_id=source_id)
-    except ValueError as e:
-        return reject(source, row_no, "bad_split", str(e), source_id=source_id)
+    except (PathRejected, ValueError) as e:
+        return placement_reject(source, row_no, e, source_id=source_id)
     caption_cols = sorted(
         (int(m.group(1) or 0), k) for k in row if (m := _CAPTION_RE.match(str(k))) and k != "caption_t5"
     )

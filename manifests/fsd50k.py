@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from manifests.common import audio_path, corpus_split, native_split_from_file, reject
+from manifests.common import audio_path, corpus_split, native_split_from_file, placement_reject, reject
 from manifests.options import COMMON, Opt, file_pattern
 from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
@@ -109,11 +109,8 @@ def read_fsd50k(source: SourceSpec) -> Iterator[Record | Reject]:
         try:
             split = corpus_split(source, native, DEFAULT_SPLITS)
             audio = audio_path(source, pattern.format(fname=fname))
-        except PathRejected as e:
-            yield reject(source, row_no, e.code, e.reason, source_id=fname)
-            continue
-        except ValueError as e:
-            yield reject(source, row_no, "bad_split", str(e), source_id=fname)
+        except (PathRejected, ValueError) as e:
+            yield placement_reject(source, row_no, e, source_id=fname)
             continue
         clip = info.get(fname, {})
         title, uploader = text_value(clip.get("title")), text_value(clip.get("uploader"))

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from manifests.common import audio_path, corpus_split, parse_float, reject
+from manifests.common import audio_path, corpus_split, parse_float, placement_reject, reject
 from manifests.options import COMMON, Opt
 from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec, resolve_audio_path
@@ -212,10 +212,8 @@ def _record(
                 source_id=source_id,
             )
         split = corpus_split(source, text_value(values.get(cols["split"])) if cols["split"] else native)
-    except PathRejected as e:
-        return reject(source, row, e.code, e.reason, path=path, source_id=source_id)
-    except ValueError as e:
-        return reject(source, row, "bad_split", str(e), path=path, source_id=source_id)
+    except (PathRejected, ValueError) as e:
+        return placement_reject(source, row, e, path=path, source_id=source_id)
     try:
         captions = tuple(c for col in caption_cols for c in text_list(values.get(col), separator=None))
         keywords = tuple(
