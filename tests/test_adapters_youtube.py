@@ -80,6 +80,18 @@ def test_audioset_eval_file_gives_eval_split_and_spec_split_wins(clap_data):
     assert {r.split for r in _split(read_audioset(src))[0]} == {"test"}
 
 
+def test_a_refused_split_name_or_audio_path_is_a_reject_with_its_own_code(clap_data):
+    eval_src = _audioset(clap_data, "eval_segments.csv", "eval")
+    _, rejects = _split(read_audioset(replace(eval_src, split_map={"eval": "../up"})))
+    assert [r.code for r in rejects] == ["bad_split", "bad_split"]
+    assert "split 'eval'" in rejects[0].reason and rejects[0].source_id
+    # a file pattern that climbs out of the audio root: the path rule's code, not bad_split
+    _, rejects = _split(
+        read_audioset(_audioset(clap_data, "eval_segments.csv", "eval", file_pattern="../{ytid}.flac"))
+    )
+    assert [r.code for r in rejects] == ["outside_root", "outside_root"]
+
+
 def test_file_pattern_builds_paths_without_listing(clap_data):
     src = _audioset(clap_data, file_pattern="Y{ytid}_{start}_{end}.wav")
     records, rejects = _split(read_audioset(src))
