@@ -41,9 +41,12 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.corpus import build_bench_corpus, manifest_path, plan_bench, write_spec
+
+if TYPE_CHECKING:
+    from bench.bench_views import ViewsTiming  # imports torch: only where the views are timed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("laion", "pipeline-lfl", "floor-lfl", "pipeline-all", "floor-all")
@@ -300,23 +303,6 @@ def run_config(config: str, corpus: str, workdir: str, clips: int, workers: int)
 # The other columns
 
 
-def views_speed(repeats: int) -> list[tuple[float, str, float]]:
-    """(clip seconds, mode, x realtime on one core) of compute_views, as bench/bench_views.py measures."""
-    import torch
-
-    from bench.bench_views import _clip, _median_seconds
-    from transforms.views import compute_views, plan_views
-
-    torch.set_num_threads(1)
-    out = []
-    for seconds in (10.0, 30.0):
-        wave = _clip(seconds, seed=int(seconds))
-        plan = plan_views(len(wave), f"bench-{seconds}")
-        t = _median_seconds(lambda wave=wave, plan=plan: compute_views(wave, plan), repeats)
-        out.append((seconds, plan.mode, seconds / t))
-    return out
-
-
 def k2c_section(timed_clips: int) -> list[str]:
     """K2C captions/s with and without keyword-set dedup: bench/bench_k2c.py (the K2C bench) in a child
     process, its report passed through, plus the CPU time it took."""
@@ -506,7 +492,7 @@ def _spread(values: Sequence[float], fmt: str) -> str:
 def verdicts(
     res: dict[str, dict[int, Measurement]],
     per_repeat: dict[str, list[Fit]],
-    views: list[tuple[float, str, float]],
+    views: list[ViewsTiming],
     big: int,
 ) -> list[str]:
     """The targets, each from ratios paired within a repeat (same minutes, same load), median first."""
@@ -543,7 +529,7 @@ def verdicts(
             f"{big}-clip run; target <= +25 %",
         )
     if views:
-        worst = min(v for _, _, v in views)
+        worst = min(v.ours_x for v in views)
         line(worst >= 1500, f"views alone: {worst:.0f}x realtime per core at worst; target >= 1500x")
     return out
 
@@ -676,7 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     res = {c: {n: _median(ms) for n, ms in by_n.items()} for c, by_n in runs.items()}
     per_repeat = {c: repeat_fits(by_n, sizes) for c, by_n in runs.items()}
     fits = {c: median_fit(fs) for c, fs in per_repeat.items()}
-    views = views_speed(30)
+    from bench.bench_views import measure
+
+    views = measure(30)
     k2c_lines = k2c_section(args.k2c_clips) if args.k2c_clips > 0 else ["  K2C: skipped (--k2c-clips 0)"]
 
     print(f"\nmachine: {machine()}; load average at end: {load()}")
@@ -688,9 +676,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(throughput_table(res, fits, sizes)))
     print("\npeak memory (RSS; a worker is a Beam SDK worker process, an ffmpeg process, or the bare loop)")
     print("\n".join(memory_table(res, sizes)))
-    print("\nviews alone (compute_views, one thread):")
-    for seconds, mode, speed in views:
-        print(f"  {seconds:.0f} s clip ({mode}): {speed:.0f}x realtime per core")
+    print("\nviews alone (compute_views, one thread; bench/bench_views.py), torchaudio's mel + dB beside it:")
+    for v in views:
+        print(
+            f"  {v.seconds:.0f} s clip ({v.mode}): {v.ours_x:.0f}x realtime per core "
+            f"(torchaudio {v.torchaudio_x:.0f}x)"
+        )
     print("\nkeyword-to-caption:")
     print("\n".join(k2c_lines))
     if "pipeline-all" in fits:

@@ -12,6 +12,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,12 +41,24 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=50)
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class ViewsTiming:
+    seconds: float  # clip length
+    mode: str  # the view plan's mode
+    ours_s: float  # median seconds of compute_views
+    torchaudio_s: float  # median seconds of torchaudio's MelSpectrogram + AmplitudeToDB
 
-    # Per-core figures: the pipeline runs one worker process per core.
+    @property
+    def ours_x(self) -> float:
+        return self.seconds / self.ours_s
+
+    @property
+    def torchaudio_x(self) -> float:
+        return self.seconds / self.torchaudio_s
+
+
+def measure(repeats: int) -> list[ViewsTiming]:
+    """Both columns for a 10 s and a 30 s clip, on one thread (the pipeline runs a worker per core)."""
     torch.set_num_threads(1)
     mel_tf = torchaudio.transforms.MelSpectrogram(
         sample_rate=48000,
@@ -61,22 +74,32 @@ def main() -> None:
         f_max=14000,
     )
     to_db = torchaudio.transforms.AmplitudeToDB(top_db=None)
-
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, median of {args.repeats}")
-    print(f"{'clip':>6} {'mode':>10} {'compute_views':>22} {'torchaudio mel+dB':>22} {'speed-up':>9}")
+    out = []
     for seconds in (10.0, 30.0):
         wave = _clip(seconds, seed=int(seconds))
         plan = plan_views(len(wave), f"bench-{seconds}")
         wave_t = torch.from_numpy(wave)
-
-        ours = _median_seconds(lambda wave=wave, plan=plan: compute_views(wave, plan), args.repeats)
+        ours = _median_seconds(lambda wave=wave, plan=plan: compute_views(wave, plan), repeats)
         with torch.no_grad():
-            theirs = _median_seconds(lambda w=wave_t: to_db(mel_tf(w)), args.repeats)
+            theirs = _median_seconds(lambda w=wave_t: to_db(mel_tf(w)), repeats)
+        out.append(ViewsTiming(seconds, plan.mode, ours, theirs))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+
+    timings = measure(args.repeats)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, median of {args.repeats}")
+    print(f"{'clip':>6} {'mode':>10} {'compute_views':>22} {'torchaudio mel+dB':>22} {'speed-up':>9}")
+    for t in timings:
         print(
-            f"{seconds:>5.0f}s {plan.mode:>10} "
-            f"{seconds / ours:>9.0f}x ({ours * 1e3:6.2f} ms) "
-            f"{seconds / theirs:>9.0f}x ({theirs * 1e3:6.2f} ms) "
-            f"{theirs / ours:>8.2f}x"
+            f"{t.seconds:>5.0f}s {t.mode:>10} "
+            f"{t.ours_x:>9.0f}x ({t.ours_s * 1e3:6.2f} ms) "
+            f"{t.torchaudio_x:>9.0f}x ({t.torchaudio_s * 1e3:6.2f} ms) "
+            f"{t.torchaudio_s / t.ours_s:>8.2f}x"
         )
 
 
