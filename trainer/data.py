@@ -31,7 +31,7 @@ import tarfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -172,13 +172,20 @@ def _make_raw(key: str, members: dict[str, bytes], counts: SkipCounts, mel_mode:
     return RawSample(key.rsplit("/", 1)[-1], meta, plan, flac, mel)
 
 
-def iter_tar(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterator[RawSample]:
-    """The samples of one WebDataset tar, in file order; problems counted in ``counts``."""
+def _open_shard(shard: Shard, counts: SkipCounts) -> BinaryIO | None:
+    """The shard's file, or None (counted, logged) when it cannot be opened: the run goes on."""
     try:
-        f = storage.open_read(shard.url)
+        return storage.open_read(shard.url)
     except Exception as e:
         log.warning("skipping unreadable shard %s: %s", shard.url, e)
         counts[UNREADABLE_SHARD] += 1
+        return None
+
+
+def iter_tar(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterator[RawSample]:
+    """The samples of one WebDataset tar, in file order; problems counted in ``counts``."""
+    f = _open_shard(shard, counts)
+    if f is None:
         return
     groups = 0  # samples seen, usable or not
     with f:
@@ -231,11 +238,8 @@ def iter_parquet(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> It
         "split",
     ]
     n = 0
-    try:
-        f = storage.open_read(shard.url)
-    except Exception as e:
-        log.warning("skipping unreadable shard %s: %s", shard.url, e)
-        counts[UNREADABLE_SHARD] += 1
+    f = _open_shard(shard, counts)
+    if f is None:
         return
     with f:
         try:
