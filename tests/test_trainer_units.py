@@ -17,15 +17,18 @@ import torch
 from trainer.checkpoint import CheckpointError, check_compatible, load_state, load_weights, read_checkpoint
 from trainer.checkpoint import save_checkpoint as write_checkpoint
 from trainer.config import AudioConfig, ModelConfig, TextConfig, TrainConfig, config_diff
-from trainer.data import Shard as DataShard
 from trainer.data import (
+    UNREADABLE_SHARD,
     SkipCounts,
     StreamConfig,
     _split_member,
     draw_caption,
+    iter_parquet,
+    iter_tar,
     shuffle_buffer,
     stream_shards,
 )
+from trainer.data import Shard as DataShard
 from trainer.evaluate import (
     chance_levels,
     ranks_of,
@@ -468,3 +471,10 @@ def test_skip_counts_merge():
     c.merge({"missing_member": 2, "truncated_shard": 1})
     c.merge({"missing_member": 1})
     assert c["missing_member"] == 3 and c.samples() == 3
+
+
+@pytest.mark.parametrize("reader", [iter_tar, iter_parquet])
+def test_an_unreadable_shard_is_skipped_and_counted(reader, tmp_path):
+    counts = SkipCounts()
+    assert list(reader(DataShard(str(tmp_path / "gone" / "000000.tar"), 5), counts)) == []
+    assert counts == {UNREADABLE_SHARD: 1}
