@@ -27,13 +27,13 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from manifests.records import Record, Reject
-from manifests.source import PathRejected, check_still_inside
+from pipeline.audio_input import failure_reject, read_audio
 from pipeline.spec import CorpusSpec
 from transforms import storage
 from transforms.audio import quantize_int16
 from transforms.hashing import audio_digest
 from transforms.layout import Layout
-from transforms.sample import SampleError, SampleOptions, decode_with_options, dumps_json
+from transforms.sample import SampleOptions, decode_with_options, dumps_json
 from transforms.shards import ShardStats
 
 STAGE = "duplicates"
@@ -120,26 +120,10 @@ class _HashAudioFn(beam.DoFn):
         self.spec = spec
 
     def process(self, record: Record):
-        opts = self.spec.options.sample
         try:
-            check_still_inside(self.spec.source(record.source), record.audio_path)
-            data = storage.read_bytes(record.audio_path, max_bytes=opts.max_file_bytes)
-            digest = decoded_digest(data, opts)
-        except SampleError as e:
-            yield TaggedOutput(REJECTS, Reject.for_record(record, e.stage, e.code, e.reason))
-            return
-        except PathRejected as e:
-            yield TaggedOutput(REJECTS, Reject.for_record(record, "read", e.code, e.reason))
-            return
-        except storage.FileTooLarge as e:
-            yield TaggedOutput(REJECTS, Reject.for_record(record, "read", "too_large", str(e)))
-            return
+            digest = decoded_digest(read_audio(self.spec, record), self.spec.options.sample)
         except Exception as e:  # one input must never take the stage down
-            from pipeline.graph import _read_failure  # the shard writer's classification, not a copy
-
-            code, reason = _read_failure(record, e)
-            stage = "read" if code != "internal_error" else "process"
-            yield TaggedOutput(REJECTS, Reject.for_record(record, stage, code, reason))
+            yield TaggedOutput(REJECTS, failure_reject(record, e))
             return
         yield digest, record
 

@@ -27,8 +27,9 @@ from apache_beam.pvalue import AsDict, AsList, TaggedOutput
 from k2c.apply import for_duration as k2c_for_duration
 from manifests.records import Record, Reject
 from manifests.registry import get_adapter
-from manifests.source import PathRejected, SourceSpec, check_still_inside
+from manifests.source import SourceSpec
 from pipeline import summary as summary_mod
+from pipeline.audio_input import failure_reject, read_audio
 from pipeline.duplicates import after_shards, after_split, without_hashes
 from pipeline.progress import write_plan
 from pipeline.report import aggregate_distributions
@@ -36,7 +37,7 @@ from pipeline.spec import CorpusSpec
 from transforms import storage
 from transforms.captions import render_captions
 from transforms.layout import Layout, shard_name
-from transforms.sample import SampleError, dumps_json, process_sample
+from transforms.sample import dumps_json, process_sample
 from transforms.sharding import placement_hash, shard_boundaries, shard_index, split_of
 from transforms.shards import (
     ShardStats,
@@ -165,27 +166,9 @@ class WriteShardFn(beam.DoFn):
                     continue
                 previous_key = record.key
                 try:
-                    check_still_inside(self.spec.source(record.source), record.audio_path)
-                    data = storage.read_bytes(record.audio_path, max_bytes=opts.max_file_bytes)
-                    sample = process_sample(record, data, opts)
-                except SampleError as e:
-                    rejects.append(Reject.for_record(record, e.stage, e.code, e.reason))
-                    continue
-                except PathRejected as e:
-                    rejects.append(Reject.for_record(record, "read", e.code, e.reason))
-                    continue
-                except storage.FileTooLarge as e:
-                    rejects.append(Reject.for_record(record, "read", "too_large", str(e)))
-                    continue
+                    sample = process_sample(record, read_audio(self.spec, record), opts)
                 except Exception as e:  # one input must never take its shard down
-                    code, reason = _read_failure(record, e)
-                    if code == "internal_error":
-                        log.exception("sample %s failed unexpectedly", record.key)
-                    rejects.append(
-                        Reject.for_record(
-                            record, "read" if code != "internal_error" else "process", code, reason
-                        )
-                    )
+                    rejects.append(failure_reject(record, e))
                     continue
                 writer.add(sample)
                 hashes.append((record.key, record.source, sample.audio_hash))
@@ -236,15 +219,6 @@ class WriteShardFn(beam.DoFn):
             rate,
         )
         return stats
-
-
-def _read_failure(record: Record, e: Exception) -> tuple[str, str]:
-    text = str(e)
-    if isinstance(e, FileNotFoundError) or "No such file" in text or "not found" in text.lower():
-        return "missing_file", f"audio file not found: {record.audio_path}"
-    if isinstance(e, OSError) or type(e).__name__ == "BeamIOError":
-        return "read_error", f"could not read the audio file: {text[:300]}"
-    return "internal_error", f"unexpected {type(e).__name__}: {text[:300]}"
 
 
 class WriteEarlyRejectsFn(beam.DoFn):
