@@ -1,0 +1,74 @@
+"""Reading a record's audio in a worker: the shard writer and the duplicate pass reject a bad file
+with the same stage and code (pipeline/audio_input.py)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from manifests.records import Record
+from pipeline import synth
+from pipeline.audio_input import failure_reject, read_audio
+from pipeline.duplicates import REJECTS, _HashAudioFn
+from pipeline.spec import parse_spec
+from transforms.sample import SampleError
+
+
+def _spec(root, max_file_bytes=1_000_000):
+    doc = {
+        "corpus": "c",
+        "options": {"max_file_bytes": max_file_bytes},
+        "sources": [{"name": "s", "adapter": "generic", "manifest": __file__, "audio_root": str(root)}],
+    }
+    return parse_spec(doc, str(root / "spec.yaml"))
+
+
+def _record(path, key="k1"):
+    return Record(key=key, source="s", source_id=key, split="train", audio_path=str(path), row=3)
+
+
+@pytest.fixture
+def files(tmp_path):
+    root = tmp_path / "audio"
+    root.mkdir()
+    tone = synth.tone(440.0, 1.0, 16_000)
+    (root / "good.flac").write_bytes(synth.encode_audio(tone, 16_000, "flac"))
+    (root / "text.wav").write_bytes(b"this is not audio at all\n" * 40)
+    (root / "big.wav").write_bytes(synth.encode_audio(np.tile(tone, 20), 16_000, "wav"))
+    outside = tmp_path / "secret.wav"
+    outside.write_bytes(synth.encode_audio(tone, 16_000, "wav"))
+    os.symlink(outside, root / "link.wav")
+    return root
+
+
+CASES = [
+    ("missing.wav", "read", "missing_file"),
+    ("text.wav", "decode", "not_audio"),
+    ("big.wav", "read", "too_large"),
+    ("link.wav", "read", "outside_root"),
+]
+
+
+@pytest.mark.parametrize(("name", "stage", "code"), CASES)
+def test_a_bad_file_gets_the_same_reject_in_the_duplicate_pass(files, name, stage, code):
+    spec = _spec(files, max_file_bytes=200_000)
+    out = list(_HashAudioFn(spec).process(_record(files / name)))
+    assert len(out) == 1 and out[0].tag == REJECTS
+    rej = out[0].value
+    assert (rej.stage, rej.code, rej.key, rej.row) == (stage, code, "k1", 3), rej
+
+
+def test_a_good_file_gives_its_digest(files):
+    ((digest, record),) = _HashAudioFn(_spec(files)).process(_record(files / "good.flac"))
+    assert len(digest) == 32 and record.key == "k1"
+    assert read_audio(_spec(files), _record(files / "good.flac")).startswith(b"fLaC")
+
+
+def test_failure_classification():
+    rec = _record("/a/b.wav")
+    assert failure_reject(rec, SampleError("views", "views_failed", "x")).stage == "views"
+    assert failure_reject(rec, FileNotFoundError("gone")).code == "missing_file"
+    assert failure_reject(rec, PermissionError("denied")).code == "read_error"
+    unexpected = failure_reject(rec, KeyError("bug"))
+    assert (unexpected.stage, unexpected.code) == ("process", "internal_error")
+    assert "KeyError" in unexpected.reason
