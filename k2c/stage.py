@@ -77,22 +77,27 @@ class AttachFn(beam.DoFn):
         self, element: tuple[str, tuple[Record, tuple[str, ...]]], captions: dict[str, CaptionResult]
     ):
         group, (record, _) = element
-        result = captions.get(group) or CaptionResult(None, "generation_error")
-        out = None
-        reason = result.reason
-        if result.caption is not None:
-            out = attach(
-                record, result.caption, self.config.mode_for(record.source), self.config.min_clip_seconds
-            )
-            reason = "same_as_template" if out is None else None
-        if out is None:
+        out, reason = apply_result(record, captions.get(group), self.config)
+        if reason is not None:
             self.fallbacks.inc()
             yield TaggedOutput(OUTCOMES, f"fallback:{reason}")
-            yield record
         else:
             self.generated.inc()
             yield TaggedOutput(OUTCOMES, "generated")
-            yield out
+        yield out
+
+
+def apply_result(
+    record: Record, result: CaptionResult | None, config: K2CConfig
+) -> tuple[Record, str | None]:
+    """(the record as it leaves the stage, the fallback reason or None when it got the caption).
+
+    ``result`` is None when the model produced nothing for the record's keyword set."""
+    result = result or CaptionResult(None, "generation_error")
+    if result.caption is None:
+        return record, result.reason
+    out = attach(record, result.caption, config.mode_for(record.source), config.min_clip_seconds)
+    return (record, "same_as_template") if out is None else (out, None)
 
 
 def build_report(
@@ -176,8 +181,6 @@ class K2CStage(beam.PTransform):
 
 def run_local(records: Iterable[Record], config: K2CConfig) -> list[Record]:
     """The stage's per-record result without Beam (same functions, one model in this process)."""
-    from k2c.postprocess import finish as finish_one
-
     captioner = load_captioner(config)
     plans = [plan(r, config) for r in records]
     groups: dict[str, tuple[str, ...]] = {}
@@ -188,16 +191,10 @@ def run_local(records: Iterable[Record], config: K2CConfig) -> list[Record]:
     preset = PRESETS[config.preset]
     raw = captioner.generate([preset.format(groups[k]) for k in keys]) if keys else []
     results = {
-        k: finish_one(t, groups[k], max_chars=config.max_caption_chars, use_debias=config.debias)
+        k: finish(t, groups[k], max_chars=config.max_caption_chars, use_debias=config.debias)
         for k, t in zip(keys, raw, strict=True)
     }
-    out = []
-    for p in plans:
-        res = results.get(p.group) if p.outcome == "todo" else None
-        attached = (
-            attach(p.record, res.caption, config.mode_for(p.record.source), config.min_clip_seconds)
-            if res is not None and res.caption is not None
-            else None
-        )
-        out.append(attached or p.record)
-    return out
+    return [
+        apply_result(p.record, results.get(p.group), config)[0] if p.outcome == "todo" else p.record
+        for p in plans
+    ]

@@ -80,6 +80,7 @@ def _hf_features() -> dict[str, Any]:
 PARQUET_METADATA = {
     b"huggingface": json.dumps({"info": {"features": _hf_features()}}, sort_keys=True).encode()
 }
+_WRITTEN_SCHEMA = PARQUET_SCHEMA.with_metadata(PARQUET_METADATA)  # what every shard's Parquet file carries
 
 
 # Histogram bins: bin i holds values in [edges[i], edges[i+1]); the last bin is open-ended.
@@ -190,10 +191,9 @@ class ShardWriter:
             self._tar = tarfile.open(fileobj=self._tar_count, mode="w|", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         if "parquet" in formats:
             self._pq_stream = self._create(layout.parquet_path(split, shard))
-            schema = PARQUET_SCHEMA.with_metadata(PARQUET_METADATA)
             self._pq = pq.ParquetWriter(
                 self._pq_stream,
-                schema,
+                _WRITTEN_SCHEMA,
                 compression="zstd",
                 use_dictionary=["source", "split", "license", "caption_kind", "original_codec"],
             )
@@ -218,9 +218,7 @@ class ShardWriter:
 
     def _flush_rows(self) -> None:
         if self._rows and self._pq is not None:
-            self._pq.write_table(
-                pa.Table.from_pylist(self._rows, schema=PARQUET_SCHEMA.with_metadata(PARQUET_METADATA))
-            )
+            self._pq.write_table(pa.Table.from_pylist(self._rows, schema=_WRITTEN_SCHEMA))
             self._rows = []
 
     def close(self) -> tuple[int, int]:
