@@ -126,7 +126,7 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
     import torch
 
     from manifests.records import Record
-    from manifests.registry import get_adapter
+    from manifests.registry import read_source
     from pipeline.spec import load_spec
     from transforms import storage
     from transforms.captions import render_captions
@@ -140,7 +140,7 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
     layout = Layout(os.path.abspath(out), spec.corpus)
     by_split: dict[str, list[Record]] = {}
     for source in spec.sources:
-        for item in get_adapter(source.adapter)(source):
+        for item in read_source(source):
             if not isinstance(item, Record):
                 continue
             rec = render_captions(item)

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from manifests.records import Reject
-from manifests.source import SPLIT_NAME_RE, PathRejected, SourceSpec, resolve_audio_path
+from manifests.source import PathRejected, SourceSpec, resolve_audio_path
 from transforms import storage
+from transforms.layout import UnsafeName, check_name
 
 AUDIO_EXTENSIONS = frozenset(
     {
@@ -73,9 +74,13 @@ def corpus_split(
         return None
     native = str(native).strip()
     out = source.split_map.get(native, (defaults or {}).get(native, native))
-    if not SPLIT_NAME_RE.match(out):
-        raise ValueError(f"split {native!r} is not a usable split name (map it with split_map)")
-    return out
+    try:
+        return check_name("split", out)
+    except UnsafeName:
+        mapped = f" (mapped to {out!r})" if out != native else ""
+        raise ValueError(
+            f"split {native!r}{mapped} is not a usable split name (map it with split_map)"
+        ) from None
 
 
 def native_split_from_file(path: str | None, names: Mapping[str, str]) -> str | None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import partial
 
+from manifests.common import corpus_split, placement_reject
 from manifests.records import Record, Reject, make_key
-from manifests.source import PathRejected, SourceSpec, resolve_audio_path
+from manifests.source import SourceSpec, resolve_audio_path
 from manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 
 DEFAULT_COLUMNS = {
@@ -60,8 +61,9 @@ def read_generic(source: SourceSpec) -> Iterator[Record | Reject]:
             continue
         try:
             audio_path = resolve_audio_path(source, raw_path)
-        except PathRejected as e:
-            yield reject(e.code, e.reason)
+            split = corpus_split(source, text_value(row.get(cols["split"])))
+        except ValueError as e:
+            yield placement_reject(source, row_no, e, path=raw_path, source_id=source_id or None)
             continue
         try:
             captions = text_list(row.get(cols["captions"]), separator=sep, strict=True)
@@ -74,14 +76,13 @@ def read_generic(source: SourceSpec) -> Iterator[Record | Reject]:
         except NotText as e:
             yield reject("tag_not_text", str(e))
             continue
-        native_split = text_value(row.get(cols["split"]))
         yield Record(
             key=make_key(source.name, source_id),
             source=source.name,
             source_id=source_id,
             audio_path=audio_path,
             row=row_no,
-            split=source.map_split(native_split),
+            split=split,
             captions=captions,
             labels=labels,
             keywords=keywords,

@@ -34,7 +34,7 @@ import numpy as np
 
 from manifests.common import PLAN_NO_SCAN
 from manifests.records import Reject
-from manifests.registry import DEFAULT_DURATIONS_S, get_adapter
+from manifests.registry import DEFAULT_DURATIONS_S, read_source
 from transforms.hashing import stable_hash64
 from transforms.sharding import split_of
 
@@ -129,7 +129,7 @@ def plan_spec(
             source if check_audio else replace(source, options={**source.options, PLAN_NO_SCAN: True})
         )
         proportions = source.split_proportions or spec.options.split_proportions
-        for item in get_adapter(source.adapter)(run_source):
+        for item in read_source(run_source):
             sp.rows += 1
             if isinstance(item, Reject):
                 sp.rejects[item.code] += 1

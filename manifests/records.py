@@ -14,10 +14,8 @@ from typing import Any
 
 from transforms.hashing import short_digest
 
-# Keys become tar member names (`<key>.flac`) and the webdataset library splits a member name at
-# its first dot, so keys are lowercase ASCII letters, digits, '-' and '_' only, and short enough
-# that `<key>.mel.npy` stays far below the 100-byte USTAR name limit.
-KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
+# Keys become tar member names (`<key>.flac`): make_key builds them within the "key" rule of
+# transforms.layout.NAME_RULES (no dots, at most 80 characters).
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
 

@@ -1,18 +1,23 @@
-"""Adapter registry: the spec names an adapter, this finds the function that reads it.
+"""Adapter registry: the spec names an adapter, :func:`read_source` reads a source with it.
 
 An adapter is ``read(source: SourceSpec) -> Iterator[Record | Reject]``: metadata in, normalized
-records out, one Reject per row that cannot become a record. It never reads audio.
+records out, one Reject per row that cannot become a record. It never reads audio. Adapters are
+only ever run through :func:`read_source`, which holds every record to the output-path rules, so an
+adapter that forgets them (or a manifest value that slips past one) yields a reject, never a file
+outside the output folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from manifests import audiocaps, audioset, captionfiles, clotho, filenames, freesound, fsd50k, hf_datasets
 from manifests.generic import read_generic
 from manifests.options import Opt
 from manifests.records import Record, Reject
 from manifests.source import SourceSpec
+from transforms.layout import UnsafeName, check_name
 
 Adapter = Callable[[SourceSpec], Iterator[Record | Reject]]
 
@@ -56,11 +61,44 @@ DEFAULT_DURATIONS_S: dict[str, float] = {
 }
 
 
-def get_adapter(name: str) -> Adapter:
+def read_source(source: SourceSpec) -> Iterator[Record | Reject]:
+    """Every record and reject of ``source``, each held to the rules of the output layout."""
     try:
-        return ADAPTERS[name][0]
+        read = ADAPTERS[source.adapter][0]
     except KeyError:
-        raise KeyError(f"unknown adapter '{name}' (known: {', '.join(sorted(ADAPTERS))})") from None
+        raise KeyError(f"unknown adapter '{source.adapter}' (known: {', '.join(sorted(ADAPTERS))})") from None
+    for item in read(source):
+        if isinstance(item, Reject):
+            # Rejects are filed by source name: a stray name must not pick the rejects file.
+            yield item if item.source == source.name else replace(item, source=source.name)
+        else:
+            yield _checked(source, item)
+
+
+def _checked(source: SourceSpec, record: Record) -> Record | Reject:
+    def refuse(code: str, reason: str) -> Reject:
+        return Reject(
+            source.name,
+            "manifest",
+            code,
+            reason,
+            path=record.audio_path,
+            row=record.row,
+            source_id=record.source_id,
+        )
+
+    if record.source != source.name:
+        return refuse(
+            "bad_source", f"the adapter named source {record.source!r} for a record of {source.name!r}"
+        )
+    for kind, value, code in (("key", record.key, "bad_key"), ("split", record.split, "bad_split")):
+        if value is None and kind == "split":
+            continue  # placed by hash later, among the spec's own (checked) split names
+        try:
+            check_name(kind, value)
+        except UnsafeName as e:
+            return refuse(code, str(e))
+    return record
 
 
 def needs_manifest(name: str) -> bool:

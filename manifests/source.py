@@ -5,14 +5,11 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from transforms import storage
-
-SPLIT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
 @dataclass(frozen=True)
@@ -33,15 +30,6 @@ class SourceSpec:
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
-
-    def map_split(self, native: str | None) -> str | None:
-        """The corpus split for a clip whose row says ``native`` (None: hash split)."""
-        if self.split is not None:
-            return self.split
-        if native is None or str(native).strip() == "":
-            return None
-        native = str(native).strip()
-        return self.split_map.get(native, native)
 
 
 class PathRejected(ValueError):

@@ -26,7 +26,7 @@ from apache_beam.pvalue import AsDict, AsList, TaggedOutput
 
 from k2c.apply import for_duration as k2c_for_duration
 from manifests.records import Record, Reject
-from manifests.registry import get_adapter
+from manifests.registry import read_source
 from manifests.source import SourceSpec
 from pipeline import summary as summary_mod
 from pipeline.audio_input import failure_reject, read_audio
@@ -58,9 +58,8 @@ class ReadSourceFn(beam.DoFn):
     """One source spec in; its normalized records out, and one reject per bad row."""
 
     def process(self, source: SourceSpec):
-        adapter = get_adapter(source.adapter)
         n = 0
-        for item in adapter(source):
+        for item in read_source(source):
             n += 1
             if isinstance(item, Reject):
                 yield TaggedOutput(REJECTS, item)

@@ -34,15 +34,15 @@ import yaml
 from k2c.config import K2CConfig, K2CConfigError, parse_k2c
 from manifests.options import OptionError, check_options
 from manifests.registry import ADAPTER_OPTIONS, ADAPTERS, needs_manifest
-from manifests.source import SPLIT_NAME_RE, SourceSpec
+from manifests.source import SourceSpec
 from transforms import storage
+from transforms.layout import NAME_RULE_TEXT, UnsafeName, check_name
 from transforms.sample import SampleOptions
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
 # run never reuses shards written by an incompatible version.
 FORMAT_VERSION = "1"
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 DUPLICATE_MODES = ("report", "keep_first", "drop_all")
 FORMATS = ("webdataset", "parquet")
 
@@ -151,8 +151,7 @@ def _proportions(f: _Fields, key: str) -> tuple[tuple[str, float], ...] | None:
         return None
     out = []
     for name, value in raw.items():
-        if not isinstance(name, str) or not SPLIT_NAME_RE.match(name):
-            raise f.err(key, f"split name {name!r} must be lowercase letters, digits, '-' or '_'")
+        _split_name(f, key, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise f.err(key, f"proportion of '{name}' must be a non-negative number")
         out.append((name, float(value)))
@@ -162,10 +161,15 @@ def _proportions(f: _Fields, key: str) -> tuple[tuple[str, float], ...] | None:
     return tuple(out)
 
 
-def _split_name(f: _Fields, key: str, value: str) -> str:
-    if not SPLIT_NAME_RE.match(value):
-        raise f.err(key, f"split name {value!r} must be lowercase letters, digits, '-' or '_'")
-    return value
+def _name(f: _Fields, key: str, kind: str, value: Any) -> str:
+    try:
+        return check_name(kind, value)
+    except UnsafeName:
+        raise f.err(key, f"{kind} name {value!r} must be {NAME_RULE_TEXT[kind]}") from None
+
+
+def _split_name(f: _Fields, key: str, value: Any) -> str:
+    return _name(f, key, "split", value)
 
 
 def _parse_sample_options(f: _Fields) -> SampleOptions:
@@ -184,9 +188,7 @@ def _parse_sample_options(f: _Fields) -> SampleOptions:
 def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
     base_dir = os.path.dirname(os.path.abspath(file)) if not storage.is_url(file) else file.rsplit("/", 1)[0]
     top = _Fields(data, "spec", file)
-    corpus = top.get("corpus", str, required=True)
-    if not NAME_RE.match(corpus):
-        raise top.err("corpus", "must be lowercase letters, digits, '-' or '_' (at most 40)")
+    corpus = _name(top, "corpus", "corpus", top.get("corpus", str, required=True))
 
     opt = _Fields(top.get("options", dict, {}), "options", file)
     shard_size = opt.get("shard_size", int, 512)
@@ -243,9 +245,7 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
 
 def _parse_source(raw: Any, where: str, file: str, base_dir: str) -> SourceSpec:
     f = _Fields(raw, where, file)
-    name = f.get("name", str, required=True)
-    if not NAME_RE.match(name):
-        raise f.err("name", "must be lowercase letters, digits, '-' or '_' (at most 40)")
+    name = _name(f, "name", "source", f.get("name", str, required=True))
     adapter = f.get("adapter", str, required=True)
     if adapter not in ADAPTERS:
         raise f.err("adapter", f"unknown adapter '{adapter}' (known: {', '.join(sorted(ADAPTERS))})")

@@ -6,8 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests.generic import read_generic
-from manifests.records import KEY_PATTERN, Record, Reject, make_key
+from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec, resolve_audio_path
+from transforms.layout import NAME_RULES
 
 
 def _source(tmp_path, manifest, **kw) -> SourceSpec:
@@ -50,7 +51,7 @@ def test_jsonl_rows_become_records(tmp_path, audio_dir):
     assert a.captions == ("A dog barks",) and a.labels == ("Dog",) and a.original == {"extra": {"x": 1}}
     assert a.license == "CC0" and c.license == "CC-BY-4.0"
     assert c.keywords == ("wind", "rain") and c.split is None and c.source_id == "sub/c.flac"
-    assert KEY_PATTERN.match(a.key) and a.key != c.key
+    assert NAME_RULES["key"].match(a.key) and a.key != c.key
 
 
 def test_csv_with_json_lists_bom_and_renamed_columns(tmp_path, audio_dir):
@@ -119,4 +120,4 @@ def test_keys_are_safe_and_unique():
         make_key("src", sid) for sid in ("a.b/c", "a-b-c", "A B C", "../../etc/passwd", "x" * 500, "日本語")
     }
     assert len(keys) == 6
-    assert all(KEY_PATTERN.match(k) and "." not in k and len(k) <= 80 for k in keys)
+    assert all(NAME_RULES["key"].match(k) and "." not in k and len(k) <= 80 for k in keys)

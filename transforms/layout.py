@@ -27,13 +27,53 @@ JSON = "json"
 MEL = "mel.npy"
 MEMBER_SUFFIXES = (FLAC, JSON, MEL)
 
+# Every value that becomes part of an output path or a tar member name - whether it came from the
+# spec, a manifest or an adapter - must match its rule here. No rule admits '.', '/', '\\' or NUL,
+# so no value can climb out of the output folder or hide a file. Keys also become tar member names
+# (`<key>.flac`), which the webdataset library splits at the first dot.
+NAME_RULES: dict[str, re.Pattern[str]] = {
+    # Mixed case so that a corpus can carry the dataset names LAION-CLAP's loader looks for
+    # (`Clotho`, `FSD50K`, `BBCSoundEffects`, `audiocaps`).
+    "corpus": re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"),
+    # Lowercase: `Train` and `train` would be one folder on a case-insensitive disk.
+    "source": re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$"),
+    "split": re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$"),
+    "shard": re.compile(r"^\d{6}$"),
+    # Short enough that `<key>.mel.npy` stays far below the 100-byte USTAR name limit.
+    "key": re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$"),
+}
+NAME_RULE_TEXT = {
+    "corpus": "letters, digits, '-' or '_', starting with a letter or digit, at most 40",
+    "source": "lowercase letters, digits, '-' or '_', starting with a letter or digit, at most 40",
+    "split": "lowercase letters, digits, '-' or '_', starting with a letter or digit, at most 40",
+    "shard": "six digits",
+    "key": "lowercase letters, digits, '-' or '_', starting with a letter or digit, at most 80",
+}
+
+
+class UnsafeName(ValueError):
+    """A value that may not become part of an output path."""
+
+    def __init__(self, kind: str, value: object):
+        super().__init__(f"{kind} name {value!r} is not usable ({NAME_RULE_TEXT[kind]})")
+        self.kind, self.value = kind, value
+
+
+def check_name(kind: str, value: object) -> str:
+    """``value`` if it is a safe ``kind`` name ('corpus', 'source', 'split', 'shard', 'key'); else
+    :class:`UnsafeName`."""
+    if not isinstance(value, str) or not NAME_RULES[kind].fullmatch(value):
+        raise UnsafeName(kind, value)
+    return value
+
+
 SIZES_FILE = "sizes.json"
 SUMMARY_FILE = "summary.json"
 PLAN_FILE = "plan.json"
 REPORT_DIR = "report"
 CARD_FILE = "README.md"
 DUPLICATES_FILE = "duplicates.jsonl"
-SHARD_NAME_RE = re.compile(r"^\d{6}$")
+SHARD_NAME_RE = NAME_RULES["shard"]
 
 
 def shard_name(index: int) -> str:
@@ -41,40 +81,48 @@ def shard_name(index: int) -> str:
 
 
 def member_name(key: str, suffix: str) -> str:
-    return f"{key}.{suffix}"
+    return f"{check_name('key', key)}.{suffix}"
 
 
 @dataclass(frozen=True)
 class Layout:
+    """Paths of one corpus under one output root. Every name it joins is checked (:func:`check_name`):
+    adapters' records were already checked, so a failure here is a bug, and it stops the write."""
+
     root: str
     corpus: str
 
+    def __post_init__(self) -> None:
+        check_name("corpus", self.corpus)
+
     def webdataset_dir(self, split: str) -> str:
-        return join(self.root, "webdataset", self.corpus, split)
+        return join(self.root, "webdataset", self.corpus, check_name("split", split))
 
     def tar_path(self, split: str, shard: str) -> str:
-        return join(self.webdataset_dir(split), f"{shard}.tar")
+        return join(self.webdataset_dir(split), f"{check_name('shard', shard)}.tar")
 
     def sizes_path(self, split: str) -> str:
         return join(self.webdataset_dir(split), SIZES_FILE)
 
     def parquet_dir(self, split: str) -> str:
-        return join(self.root, "parquet", split)
+        return join(self.root, "parquet", check_name("split", split))
 
     def parquet_path(self, split: str, shard: str) -> str:
-        return join(self.parquet_dir(split), f"{shard}.parquet")
+        return join(self.parquet_dir(split), f"{check_name('shard', shard)}.parquet")
 
     def stats_dir(self) -> str:
         return join(self.root, "stats")
 
     def stats_path(self, split: str, shard: str) -> str:
-        return join(self.stats_dir(), split, f"{shard}.json")
+        return join(self.stats_dir(), check_name("split", split), f"{check_name('shard', shard)}.json")
 
     def shard_rejects_path(self, split: str, shard: str) -> str:
-        return join(self.root, "rejects", "shards", split, f"{shard}.jsonl")
+        return join(
+            self.root, "rejects", "shards", check_name("split", split), f"{check_name('shard', shard)}.jsonl"
+        )
 
     def manifest_rejects_path(self, source: str) -> str:
-        return join(self.root, "rejects", "manifest", f"{source}.jsonl")
+        return join(self.root, "rejects", "manifest", f"{check_name('source', source)}.jsonl")
 
     def summary_path(self) -> str:
         return join(self.root, SUMMARY_FILE)
