@@ -59,7 +59,7 @@ LABELS = {
     "floor-all": "bare loop, everything on",
 }
 
-# Projection: LAION-CLAP's 2.5 M-pair training set (REFERENCE.md section 4), about 10 000 hours.
+# Projection: LAION-CLAP's 2.5 M-pair training set (the ICASSP 2023 table), about 10 000 hours.
 PROJECT_PAIRS = 2_541_614
 PROJECT_HOURS = 10_000.0
 # Dataflow batch list prices, us-central1, USD (cloud.google.com/dataflow/pricing). The stored copy of

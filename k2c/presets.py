@@ -1,6 +1,6 @@
 """Model presets: how a keyword list becomes the model's input text, and LAION's generation defaults.
 
-Two families are in use (REFERENCE.md §3):
+Two families are in use (the models LAION-CLAP's keyword-to-caption code names):
 
 - ``k2t`` (``gagan3012/k2t``, ``gagan3012/k2t-base``, and our embedded tiny model): keywords joined by
   ``"| "`` and followed by ``" </s>"``. The tokenizer appends its own end-of-sequence token as well;

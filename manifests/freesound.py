@@ -15,7 +15,7 @@ object keyed by id). Columns are found by name; the first present of each role w
     url          freesound_url, url, download_url, view_link
     duration     duration, length, secs
 
-Captions: the caption columns when a row has any; otherwise, as LAION made them (REFERENCE.md §3),
+Captions: the caption columns when a row has any; otherwise, as LAION made them (its Freesound scripts),
 the title (extension stripped, '_' as space) and the first sentence of the description (HTML
 removed). Tags become keywords. ``caption_t5`` (LAION's own K2C output) stays in original_data.
 License and attribution ("<title> by <username> (<url>)") pass through per sound.

@@ -28,7 +28,7 @@ def test_shipped_specs_load_against_a_copy(data_env):
     spec = load_spec(SPEC_2M5)
     assert len(spec.sources) == 21
     expected = {s.name: s.expected_count for s in spec.sources if s.expected_count is not None}
-    assert sum(expected.values()) == 2_541_614 and len(expected) == 14  # REFERENCE.md §4
+    assert sum(expected.values()) == 2_541_614 and len(expected) == 14  # LAION-CLAP's ICASSP 2023 table
     audioset = spec.source("audioset_unbalanced")
     assert audioset.manifest == str(data_env / "audioset" / "unbalanced_train_segments.csv")
     assert audioset.option("class_index") == str(data_env / "audioset" / "class_labels_indices.csv")

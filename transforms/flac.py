@@ -1,4 +1,5 @@
-"""16-bit FLAC in memory, the audio member of every corpus sample (REFERENCE.md section 1).
+"""16-bit FLAC in memory, the audio member of every corpus sample (48 kHz mono, 16-bit:
+FFmpeg would pick 24-bit for lossy sources unless told, twice the bytes for nothing).
 
 The bytes must depend only on the samples: shards are compared and deduplicated by content, and a
 rerun must write identical tars. FFmpeg's bitexact flags keep its version string and any date out

@@ -56,7 +56,7 @@ def build_tokenizer(texts: Sequence[str], vocab_size: int, seed: int, workdir: s
     """A SentencePiece unigram vocabulary from ``texts``, as a transformers T5Tokenizer.
 
     transformers 5's ``T5Tokenizer(vocab_file=...)`` silently builds a 4-token vocabulary from a
-    locally trained model (REFERENCE.md §6); building it from the (piece, score) list works.
+    locally trained model; building it from the (piece, score) list works.
     """
     import sentencepiece as spm
     from transformers import T5Tokenizer
