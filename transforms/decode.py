@@ -6,13 +6,16 @@ Output is always float32 mono at 48 kHz (``transforms.audio.SAMPLE_RATE``). Ever
 Decisions, written down so callers can rely on them:
 
 - **Security.** The pipeline reads files from the open internet, so FFmpeg may only use the demuxers in
-  :data:`ALLOWED_DEMUXERS` (``format_whitelist``), and may open no protocol at all
+  :data:`ALLOWED_DEMUXERS` (``format_whitelist``: audio file formats that name no other file; a
+  format FFmpeg recognises outside it is ``format_not_allowed``), and may open no protocol at all
   (``protocol_whitelist`` names none that exists): the input is read from memory and nothing a file
   says can make FFmpeg open another file. That shuts out HLS playlists and ffconcat lists (which
   FFmpeg would otherwise follow to local files) by two independent locks.
-- **Downmix.** The plain average of all channels, done in numpy before resampling. FFmpeg's default
-  stereo-to-mono matrix sums both channels at -3 dB (0.707 each), which pushes a loud stereo file past
-  full scale; the average cannot clip, and it was also faster here than swresample's rematrixing.
+- **Downmix.** Mono is kept, two channels are averaged (0.5/0.5, which is also FFmpeg's normalised
+  stereo matrix), and more channels in a known layout are mixed with FFmpeg's default matrix
+  (:func:`downmix_weights`: what ``ffmpeg -ac 1`` does, LFE left out), scaled so the weights sum
+  to at most 1: nothing clips. Channels in an unspecified order are averaged. Done in numpy, one
+  matrix-vector product per block before resampling, as cheap as the average.
 - **Resampling.** swresample (default filter, through the filter graph ``av.AudioResampler`` builds,
   on one thread) to 48 kHz in blocks of about half a second of input; a 48 kHz source is not
   resampled at all.
@@ -20,7 +23,10 @@ Decisions, written down so callers can rely on them:
   ``corrupt`` when more than ``max(2, 2 %)`` of its packets were rejected, when a rejected packet
   left no audio at all, or when a container that looks like audio cannot be opened (an MP4 whose
   index is missing). A file that is merely cut short returns the audio that decoded before the cut
-  (if at least ``min_samples``); compare ``duration_s`` with ``source_duration_s`` to spot it.
+  (if at least ``min_samples``); :meth:`DecodedAudio.incomplete` compares it with the length the
+  file declares.
+- **Chained Ogg.** Each chained stream (a new beginning-of-stream page after data pages) is decoded
+  on its own and the results are joined; FFmpeg's demuxer would stop at the first that differs.
 - **Duration cap.** Decoding stops as soon as more than ``max_duration_s`` of output exists; the
   result is cut to exactly ``round(max_duration_s * 48000)`` samples and ``truncated`` is set. Memory
   holds at most the cap plus one block.
@@ -130,7 +136,8 @@ def _looks_like_tracker_module(data: bytes) -> bool:
 class DecodeError(Exception):
     """Raised for input that cannot become a sample.
 
-    ``code`` is a stable snake_case identifier ('empty_file', 'not_audio', 'no_audio_stream',
+    ``code`` is a stable snake_case identifier ('empty_file', 'not_audio', 'format_not_allowed',
+    'tracker_module', 'no_audio_stream',
     'unsupported_codec', 'corrupt', 'too_many_channels', 'bad_sample_rate', 'non_finite', 'too_short',
     'time_limit', 'too_large'); ``reason`` is a short readable sentence.
     """
