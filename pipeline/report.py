@@ -307,12 +307,6 @@ def render_plots(report: Mapping[str, Any]) -> dict[str, bytes]:
             "captions",
             integers=True,
         )
-    for key, name, what in (
-        ("peak_level_histogram", "peak_levels.png", "peak level"),
-        ("rms_level_histogram", "rms_levels.png", "RMS level"),
-    ):
-        if any(report[key]["counts"]):
-            plots[name] = _histogram_png(report[key], f"clip {what}", "dBFS", "samples")
     if report["caption_kinds"]:
         plots["caption_kinds.png"] = _captions_png(
             report["caption_kinds"], report["k2c"]["captions"], report["totals"]["samples"]
@@ -379,6 +373,14 @@ img { max-width: 100%; display: block; margin: .5em 0; }
 """
 
 
+def _level_table(peak: Mapping[str, Any], rms: Mapping[str, Any]) -> str:
+    """Both level histograms in one table (a table, not a plot: two short columns of counts)."""
+    labels = bin_labels(list(peak["edges"]))
+    pairs = zip(labels, peak["counts"], rms["counts"], strict=True)
+    rows = [[label, p, r] for label, p, r in pairs if p or r]
+    return _table(rows, ["dBFS", "samples by peak", "samples by RMS"]) if rows else "<p>No samples.</p>"
+
+
 def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
     plots = set(plots)
     t = report["totals"]
@@ -434,9 +436,9 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
         "<h2>Durations</h2>",
         img("durations.png", "duration histogram"),
         "<h2>Levels</h2>",
-        "<p>Peak and RMS level of each sample, in dBFS (0 is int16 full scale; -120 is digital silence).</p>",
-        img("peak_levels.png", "peak level histogram"),
-        img("rms_levels.png", "RMS level histogram"),
+        f"<p>Samples by peak and RMS level, in dBFS (0 is 16-bit full scale, -120 digital silence); "
+        f"{t['silent']:,} silent clips were rejected, {t['incomplete']:,} incomplete ones kept.</p>",
+        _level_table(report["peak_level_histogram"], report["rms_level_histogram"]),
         "<h2>Captions</h2>",
         img("caption_lengths.png", "caption length histogram"),
         _table([[k, v] for k, v in report["caption_kinds"].items()], ["caption kind", "samples"]),
