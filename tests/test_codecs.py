@@ -338,3 +338,51 @@ def test_quiet_but_real_recordings_are_kept_and_levels_shipped() -> None:
     # a stricter spec rejects it
     with pytest.raises(SampleError):
         process_sample(record(), wav_bytes(quiet), SampleOptions(store_mel=False, min_peak_dbfs=-30.0))
+
+
+# --- the run: summary, report and Parquet -----------------------------------------------------
+
+
+def test_a_run_counts_silent_and_incomplete_clips(tmp_path) -> None:
+    import json
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from pipeline.run import run_corpus
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    flac = synth.encode_audio(synth.tone(440.0, 6.0, 44_100), 44_100, "flac")
+    files = {
+        "good.wma": encode(
+            synth.to_channels(synth.tone(440.0, 2.0, 44_100), 2), 44_100, "asf", "wmav2", bit_rate=128_000
+        ),
+        "cut.flac": flac[:20_000],
+        "zeros.wav": wav_bytes(np.zeros(3 * SAMPLE_RATE, np.float32)),
+        "song.xm": b"Extended Module: a song" + bytes(400),
+    }
+    for name, data in files.items():
+        (audio / name).write_bytes(data)
+    (audio / "m.jsonl").write_text(
+        "".join(json.dumps({"audio": n, "id": n, "captions": ["x"]}) + "\n" for n in files)
+    )
+    spec = tmp_path / "spec.yaml"
+    options = {"shard_size": 8, "store_mel": False, "split_proportions": {"train": 1.0}}
+    source = {"name": "s", "adapter": "generic", "manifest": "audio/m.jsonl", "audio_root": "audio"}
+    spec.write_text(yaml.safe_dump({"corpus": "levels", "options": options, "sources": [source]}))
+    out = tmp_path / "out"
+    summary = run_corpus(str(spec), str(out), ["--runner=FnApiRunner"])
+    assert summary["accounting_ok"] and summary["samples"] == 2
+    assert (summary["incomplete"], summary["silent"]) == (1, 1)
+    assert summary["rejects_by_code"] == {"silent": 1, "tracker_module": 1}
+    (table,) = [pq.read_table(p).to_pylist() for p in out.glob("parquet/*/*.parquet")]
+    rows = {r["source_id"]: r for r in table}
+    assert rows["cut.flac"]["incomplete"] and not rows["good.wma"]["incomplete"]
+    assert rows["good.wma"]["original_codec"] == "wmav2" and rows["good.wma"]["peak_dbfs"] > -10
+    peaks = summary["distributions"]["peak_dbfs"]["counts"]
+    assert sum(peaks) == sum(summary["distributions"]["rms_dbfs"]["counts"]) == 2
+    report = json.loads(Path(out, "report", "report.json").read_text())
+    assert report["totals"]["silent"] == 1 and report["totals"]["incomplete"] == 1
+    assert report["peak_level_histogram"]["counts"] == peaks
+    assert "samples by peak" in Path(out, "report", "index.html").read_text()
