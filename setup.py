@@ -27,6 +27,7 @@ TEST_REQUIRES = [
     "ruff>=0.6",
     "scipy>=1.13",
     "soundfile>=0.12",  # LAION-CLAP reads the FLAC members with soundfile; the interop tests do too
+    "imageio-ffmpeg>=0.5",  # the ffmpeg CLI, reference for the multichannel downmix (tests/test_codecs.py)
 ]
 
 setup(

@@ -24,6 +24,9 @@ AUDIO_EXTENSIONS = frozenset(
     {
         *("wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "mp4", "aac", "aif", "aiff", "aifc"),
         *("wma", "webm", "mka", "mkv", "w64", "caf", "wv", "ape", "amr", "spx"),
+        # what else transforms.decode.ALLOWED_DEMUXERS reads, under its usual extensions
+        *("ac3", "eac3", "ec3", "dts", "thd", "mp2", "mpa", "m2a", "tta", "tak", "shn", "mpc", "awb"),
+        *("au", "snd", "voc", "dsf", "wsd", "oma", "m4b", "weba", "3gp", "rf64", "bwf", "ra"),
     }
 )
 

@@ -44,6 +44,7 @@ from transforms.shards import (
     ShardWriter,
     count_by,
     distribution_fields,
+    level_fields,
     read_stats,
     rejects_jsonl,
 )
@@ -149,6 +150,8 @@ class WriteShardFn(beam.DoFn):
         writer = ShardWriter(self.layout, split, shard, self.spec.options.formats)
         rejects: list[Reject] = []
         kept: list[tuple[Record, float, bool]] = []
+        levels: list[tuple[float, float]] = []  # (peak, RMS) dBFS per sample
+        incomplete = 0
         hashes: list[tuple[str, str, str]] = []  # (key, source, audio digest): duplicates report
         previous_key = None
         try:
@@ -174,6 +177,8 @@ class WriteShardFn(beam.DoFn):
                 # as it ships: a clip under the K2C minimum has lost its K2C caption (k2c/apply.py)
                 record = k2c_for_duration(record, sample.duration_s)
                 kept.append((record, sample.duration_s, bool(sample.meta["truncated"])))
+                levels.append((sample.meta["peak_dbfs"], sample.meta["rms_dbfs"]))
+                incomplete += bool(sample.meta["incomplete"])
             tar_bytes, parquet_bytes = writer.close()
         except BaseException:
             writer.abort()
@@ -193,6 +198,8 @@ class WriteShardFn(beam.DoFn):
             rejects_by_code=count_by(rejects, "code"),
             audio_seconds_by_source={k: round(v, 3) for k, v in sorted(seconds_by_source.items())},
             truncated=sum(1 for _, _, t in kept if t),
+            incomplete=incomplete,
+            silent=sum(1 for r in rejects if r.code == "silent"),
             k2c_captions=sum(1 for r, _, _ in kept if r.k2c_caption is not None),
             k2c_skipped_short=sum(1 for r, _, _ in kept if r.k2c_caption is None and r.k2c_min_seconds > 0),
             tar_bytes=tar_bytes,
@@ -200,6 +207,7 @@ class WriteShardFn(beam.DoFn):
             seconds=round(time.monotonic() - t0, 3),
             audio_hashes=tuple(sorted(hashes)),
             **distribution_fields((r, s) for r, s, _ in kept),
+            **level_fields(levels),
         )
         # Written last: the shard counts as done only once this file exists.
         storage.write_bytes_atomic(self.layout.stats_path(split, shard), dumps_json(stats.to_json()))

@@ -22,7 +22,7 @@ from typing import Any
 from transforms import storage
 from transforms.layout import Layout
 from transforms.sample import dumps_json
-from transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S, ShardStats
+from transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S, LEVEL_EDGES_DBFS, ShardStats
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ def aggregate_distributions(stats: Iterable[ShardStats]) -> dict[str, Any]:
     """Sum the shards' histograms and counters (summary.json's ``distributions``)."""
     durations = [0] * len(DURATION_EDGES_S)
     words = [0] * len(CAPTION_WORD_EDGES)
+    peaks = [0] * len(LEVEL_EDGES_DBFS)
+    rmss = [0] * len(LEVEL_EDGES_DBFS)
     kinds: Counter[str] = Counter()
     licenses: dict[str, Counter[str]] = {}
     built = reused = 0
@@ -41,7 +43,12 @@ def aggregate_distributions(stats: Iterable[ShardStats]) -> dict[str, Any]:
     tar_bytes = parquet_bytes = 0
     for s in stats:
         # A stats file written before the histograms existed has none: it just adds nothing.
-        for acc, hist in ((durations, s.duration_hist), (words, s.caption_words_hist)):
+        for acc, hist in (
+            (durations, s.duration_hist),
+            (words, s.caption_words_hist),
+            (peaks, s.peak_dbfs_hist),
+            (rmss, s.rms_dbfs_hist),
+        ):
             for i, n in enumerate(hist[: len(acc)]):
                 acc[i] += n
         kinds.update(s.caption_kinds)
@@ -57,6 +64,8 @@ def aggregate_distributions(stats: Iterable[ShardStats]) -> dict[str, Any]:
     return {
         "duration_s": {"edges": list(DURATION_EDGES_S), "counts": durations},
         "caption_words": {"edges": list(CAPTION_WORD_EDGES), "counts": words},
+        "peak_dbfs": {"edges": list(LEVEL_EDGES_DBFS), "counts": peaks},
+        "rms_dbfs": {"edges": list(LEVEL_EDGES_DBFS), "counts": rmss},
         "caption_kinds": dict(sorted(kinds.items())),
         "licenses_by_source": {k: dict(sorted(v.items())) for k, v in sorted(licenses.items())},
         "shards_built": built,
@@ -69,6 +78,10 @@ def aggregate_distributions(stats: Iterable[ShardStats]) -> dict[str, Any]:
 
 def _empty_distributions() -> dict[str, Any]:
     return aggregate_distributions([])
+
+
+def _empty_level() -> dict[str, Any]:
+    return {"edges": list(LEVEL_EDGES_DBFS), "counts": [0] * len(LEVEL_EDGES_DBFS)}
 
 
 def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,6 +128,8 @@ def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
             "rejects": summary.get("rejects", 0),
             "hours": hours,
             "truncated": summary.get("truncated", 0),
+            "incomplete": summary.get("incomplete", 0),
+            "silent": summary.get("silent", 0),
             "accounting_ok": summary.get("accounting_ok"),
             "tar_bytes": dist.get("tar_bytes", 0),
             "parquet_bytes": dist.get("parquet_bytes", 0),
@@ -123,6 +138,9 @@ def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
         "splits": summary.get("splits", {}),
         "duration_histogram": {"unit": "seconds", **dist["duration_s"]},
         "caption_length_histogram": {"unit": "words per caption", **dist["caption_words"]},
+        # a summary from before the level histograms has none: empty ones then
+        "peak_level_histogram": {"unit": "dBFS", **(dist.get("peak_dbfs") or _empty_level())},
+        "rms_level_histogram": {"unit": "dBFS", **(dist.get("rms_dbfs") or _empty_level())},
         "caption_kinds": dist.get("caption_kinds", {}),
         "k2c": {
             "captions": k2c,
@@ -355,6 +373,14 @@ img { max-width: 100%; display: block; margin: .5em 0; }
 """
 
 
+def _level_table(peak: Mapping[str, Any], rms: Mapping[str, Any]) -> str:
+    """Both level histograms in one table (a table, not a plot: two short columns of counts)."""
+    labels = bin_labels(list(peak["edges"]))
+    pairs = zip(labels, peak["counts"], rms["counts"], strict=True)
+    rows = [[label, p, r] for label, p, r in pairs if p or r]
+    return _table(rows, ["dBFS", "samples by peak", "samples by RMS"]) if rows else "<p>No samples.</p>"
+
+
 def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
     plots = set(plots)
     t = report["totals"]
@@ -378,6 +404,8 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
                 ["rejects", t["rejects"]],
                 ["audio hours", t["hours"]],
                 ["truncated samples", t["truncated"]],
+                ["incomplete samples (kept)", t["incomplete"]],
+                ["silent clips (rejected)", t["silent"]],
                 ["WebDataset bytes", t["tar_bytes"]],
                 ["Parquet bytes", t["parquet_bytes"]],
             ]
@@ -407,6 +435,10 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
         ),
         "<h2>Durations</h2>",
         img("durations.png", "duration histogram"),
+        "<h2>Levels</h2>",
+        f"<p>Samples by peak and RMS level, in dBFS (0 is 16-bit full scale, -120 digital silence); "
+        f"{t['silent']:,} silent clips were rejected, {t['incomplete']:,} incomplete ones kept.</p>",
+        _level_table(report["peak_level_histogram"], report["rms_level_histogram"]),
         "<h2>Captions</h2>",
         img("caption_lengths.png", "caption length histogram"),
         _table([[k, v] for k, v in report["caption_kinds"].items()], ["caption kind", "samples"]),

@@ -37,11 +37,11 @@ from manifests.registry import ADAPTER_OPTIONS, ADAPTERS, needs_manifest
 from manifests.source import SourceSpec
 from transforms import storage
 from transforms.layout import NAME_RULE_TEXT, UnsafeName, check_name
-from transforms.sample import SampleOptions
+from transforms.sample import ON_INCOMPLETE, SampleOptions
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
 # run never reuses shards written by an incompatible version.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 DUPLICATE_MODES = ("report", "keep_first", "drop_all")
 FORMATS = ("webdataset", "parquet")
@@ -179,9 +179,18 @@ def _parse_sample_options(f: _Fields) -> SampleOptions:
         default = getattr(d, fld.name)
         types: tuple[type, ...] = (int, float) if isinstance(default, float) else (type(default),)
         value = f.get(fld.name, types, default)
-        if isinstance(default, int | float) and not isinstance(default, bool) and value < 0:
+        if fld.name.endswith("_dbfs"):
+            if value > 0:
+                raise f.err(fld.name, "a level in dBFS must not be above 0")
+        elif isinstance(default, int | float) and not isinstance(default, bool) and value < 0:
             raise f.err(fld.name, "must not be negative")
         kw[fld.name] = type(default)(value) if isinstance(default, float) else value
+    if kw["on_incomplete"] not in ON_INCOMPLETE:
+        raise f.err(
+            "on_incomplete", f"must be one of {', '.join(ON_INCOMPLETE)}, got {kw['on_incomplete']!r}"
+        )
+    if kw["min_complete_fraction"] > 1:
+        raise f.err("min_complete_fraction", "must be a share between 0 and 1")
     return SampleOptions(**kw)
 
 

@@ -30,7 +30,7 @@ def build_summary(
     shard_rejects: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
     reject_codes: Counter[str] = Counter()
-    k2c = truncated = 0
+    k2c = truncated = incomplete = silent = 0
     for s in stats:
         samples.update(s.samples_by_source)
         shard_rejects.update(s.rejects_by_source)
@@ -38,6 +38,8 @@ def build_summary(
         reject_codes.update(s.rejects_by_code)
         k2c += s.k2c_captions
         truncated += s.truncated
+        incomplete += s.incomplete
+        silent += s.silent
     for counts in early_rejects.values():
         reject_codes.update(counts)
     sources = {}
@@ -82,6 +84,8 @@ def build_summary(
         "k2c_captions": k2c,
         "k2c_skipped_short": sum(s.k2c_skipped_short for s in stats),  # K2C caption dropped: clip too short
         "truncated": truncated,
+        "incomplete": incomplete,  # samples kept with `incomplete: true` (rejected ones: rejects_by_code)
+        "silent": silent,  # inputs rejected as too quiet (code `silent`)
         "rejects_by_code": dict(sorted(reject_codes.items())),
         "sources": sources,
         "splits": splits,

@@ -29,8 +29,12 @@ def _write(audio: Path, name: str, data: bytes) -> None:
 
 
 def three_hour_flac(rate: int = 1_000) -> bytes:
-    """Three hours of near-silence in a few hundred KB: decodes to ~2 GB of float32 at 48 kHz."""
-    return encode_flac(np.zeros(rate * HOURS_3, dtype=np.int16), rate)
+    """Three hours of a faint square wave in ~800 KB: decodes to ~2 GB of float32 at 48 kHz.
+
+    -40 dBFS, not silence (a silent clip is rejected as such); its half-period is a multiple of the
+    encoder's 192-sample frames at 1 kHz, so every FLAC frame is constant and costs what a silent one does."""
+    n = rate * HOURS_3
+    return encode_flac(np.where((np.arange(n) // 1152) % 2 == 0, 327, -327).astype(np.int16), rate)
 
 
 def write_hostile_corpus(root: Path, *, extra_options: dict | None = None) -> tuple[str, dict[str, Expect]]:

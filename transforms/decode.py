@@ -6,13 +6,16 @@ Output is always float32 mono at 48 kHz (``transforms.audio.SAMPLE_RATE``). Ever
 Decisions, written down so callers can rely on them:
 
 - **Security.** The pipeline reads files from the open internet, so FFmpeg may only use the demuxers in
-  :data:`ALLOWED_DEMUXERS` (``format_whitelist``), and may open no protocol at all
+  :data:`ALLOWED_DEMUXERS` (``format_whitelist``: audio file formats that name no other file; a
+  format FFmpeg recognises outside it is ``format_not_allowed``), and may open no protocol at all
   (``protocol_whitelist`` names none that exists): the input is read from memory and nothing a file
   says can make FFmpeg open another file. That shuts out HLS playlists and ffconcat lists (which
   FFmpeg would otherwise follow to local files) by two independent locks.
-- **Downmix.** The plain average of all channels, done in numpy before resampling. FFmpeg's default
-  stereo-to-mono matrix sums both channels at -3 dB (0.707 each), which pushes a loud stereo file past
-  full scale; the average cannot clip, and it was also faster here than swresample's rematrixing.
+- **Downmix.** Mono is kept, two channels are averaged (0.5/0.5, which is also FFmpeg's normalised
+  stereo matrix), and more channels in a known layout are mixed with FFmpeg's default matrix
+  (:func:`downmix_weights`: what ``ffmpeg -ac 1`` does, LFE left out), scaled so the weights sum
+  to at most 1: nothing clips. Channels in an unspecified order are averaged. Done in numpy, one
+  matrix-vector product per block before resampling, as cheap as the average.
 - **Resampling.** swresample (default filter, through the filter graph ``av.AudioResampler`` builds,
   on one thread) to 48 kHz in blocks of about half a second of input; a 48 kHz source is not
   resampled at all.
@@ -20,7 +23,10 @@ Decisions, written down so callers can rely on them:
   ``corrupt`` when more than ``max(2, 2 %)`` of its packets were rejected, when a rejected packet
   left no audio at all, or when a container that looks like audio cannot be opened (an MP4 whose
   index is missing). A file that is merely cut short returns the audio that decoded before the cut
-  (if at least ``min_samples``); compare ``duration_s`` with ``source_duration_s`` to spot it.
+  (if at least ``min_samples``); :meth:`DecodedAudio.incomplete` compares it with the length the
+  file declares.
+- **Chained Ogg.** Each chained stream (a new beginning-of-stream page after data pages) is decoded
+  on its own and the results are joined; FFmpeg's demuxer would stop at the first that differs.
 - **Duration cap.** Decoding stops as soon as more than ``max_duration_s`` of output exists; the
   result is cut to exactly ``round(max_duration_s * 48000)`` samples and ``truncated`` is set. Memory
   holds at most the cap plus one block.
@@ -29,6 +35,7 @@ Decisions, written down so callers can rely on them:
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import math
 import time
@@ -46,26 +53,29 @@ from transforms.audio import SAMPLE_RATE
 av.logging.set_level(None)
 
 # Names as FFmpeg's demuxers report them; av_match_list matches any comma-separated part, so "mov"
-# admits "mov,mp4,m4a,3gp,3g2,mj2" and "matroska" admits "matroska,webm". "aac" is raw ADTS.
+# admits "mov,mp4,m4a,3gp,3g2,mj2" and "matroska" admits "matroska,webm". Every audio file format the
+# bundled FFmpeg (PyAV's wheel) reads and that names no other file: tests/test_codecs.py checks that
+# each exists there as a demuxer and decodes a real file of the common ones. Left out on purpose:
+# REFUSED_DEMUXERS, video-first containers (avi, flv, mpegts, ...), images, subtitles and text
+# formats that synthesize sound (sbg). Tracker modules (.it/.s3m/.xm/.mod) need libopenmpt, which
+# the wheel lacks: they are refused with their own code.
 ALLOWED_DEMUXERS: tuple[str, ...] = (
-    "mp3",
-    "ogg",
-    "mov",
-    "mp4",
-    "m4a",
-    "3gp",
-    "3g2",
-    "mj2",
-    "flac",
-    "wav",
-    "aiff",
-    "w64",
-    "caf",
-    "matroska",
-    "webm",
-    "aac",
+    # general containers and PCM files
+    *("ogg", "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "asf", "caf", "rm"),
+    *("wav", "w64", "aiff", "au", "voc", "ircam", "nistsphere", "sox", "avr", "epaf", "iff", "rso"),
+    # elementary streams: MPEG audio (mp1/mp2/mp3), ADTS/LOAS AAC, Dolby, DTS, AMR
+    *("mp3", "aac", "loas", "ac3", "eac3", "truehd", "mlp", "dts", "dtshd", "amr", "amrnb", "amrwb"),
+    # lossless and other audio codecs in their own file formats
+    *("flac", "wv", "tta", "ape", "tak", "shn", "mpc", "mpc8", "dsf", "wsd", "oma", "xwma", "qcp"),
+    *("spdif", "rka", "osq", "qoa", "bonk", "laf", "vqf", "daud", "mmf", "wavarc"),
 )
 _ALLOWED_SET = frozenset(ALLOWED_DEMUXERS)
+
+# Demuxers that read other files or open connections: never allowed, whatever a file claims to be.
+REFUSED_DEMUXERS: tuple[str, ...] = (
+    *("hls", "concat", "dash", "webm_dash_manifest", "image2", "lavfi", "vobsub"),
+    *("sdp", "rtp", "rtsp", "rtp_mpegts"),
+)
 
 SAFE_INPUT_OPTIONS = {
     "format_whitelist": ",".join(ALLOWED_DEMUXERS),
@@ -103,23 +113,31 @@ _INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 922337203
 # Leading bytes of the containers we accept: a file that starts like one but fails to open is
 # reported as corrupt rather than "not audio".
 _AUDIO_MAGIC = (
-    b"RIFF",
-    b"RF64",
-    b"BW64",
-    b"riff",
-    b"FORM",
-    b"fLaC",
-    b"OggS",
-    b"ID3",
-    b"caff",
-    b"\x1aE\xdf\xa3",
+    *(b"RIFF", b"RF64", b"BW64", b"riff", b"FORM", b"fLaC", b"OggS", b"ID3", b"caff", b"\x1aE\xdf\xa3"),
+    b"0&\xb2u\x8ef\xcf\x11",  # ASF header GUID (WMA)
+    *(b"wvpk", b"TTA1", b"MAC ", b"#!AMR", b".snd", b"Creative Voice File", b"DSD ", b"tBaK", b"ajkg"),
+    *(b"\x0bw", b"\x7f\xfe\x80\x01"),  # AC-3 / E-AC-3 and DTS frame sync
 )
+
+# Tracker modules: note sequences plus instrument samples, which FFmpeg only renders through
+# libopenmpt (absent from PyAV's wheel). (offset, signature); MOD's four-byte tag sits at 1080.
+_TRACKER_MAGIC = ((0, b"IMPM"), (0, b"Extended Module: "), (44, b"SCRM"))
+_MOD_TAGS = frozenset({b"M.K.", b"M!K!", b"M&K!", b"FLT4", b"FLT8", b"4CHN", b"6CHN", b"8CHN", b"CD81"})
+
+
+def _looks_like_tracker_module(data: bytes) -> bool:
+    if any(data[at : at + len(sig)] == sig for at, sig in _TRACKER_MAGIC):
+        return True
+    tag = data[1080:1084]
+    # "xxCH" / "xxCN": FastTracker's 10..32-channel MODs
+    return tag in _MOD_TAGS or (tag[:2].isdigit() and tag[2:] in (b"CH", b"CN"))
 
 
 class DecodeError(Exception):
     """Raised for input that cannot become a sample.
 
-    ``code`` is a stable snake_case identifier ('empty_file', 'not_audio', 'no_audio_stream',
+    ``code`` is a stable snake_case identifier ('empty_file', 'not_audio', 'format_not_allowed',
+    'tracker_module', 'no_audio_stream',
     'unsupported_codec', 'corrupt', 'too_many_channels', 'bad_sample_rate', 'non_finite', 'too_short',
     'time_limit', 'too_large'); ``reason`` is a short readable sentence.
     """
@@ -145,10 +163,25 @@ class DecodedAudio:
     container: str
     truncated: bool
     source_duration_s: float | None
+    # The length the file itself states (a FLAC STREAMINFO, a WAV data size, an MP3 Xing header, an
+    # Ogg's last granule ...); None where FFmpeg could only guess from the bitrate (raw AAC, AC-3,
+    # MP3 without a VBR header), whose guess shrinks with a cut file and says nothing.
+    declared_duration_s: float | None = None
+    chains_dropped: int = 0  # chained Ogg streams after the first that could not be decoded
 
     @property
     def duration_s(self) -> float:
         return len(self.samples) / SAMPLE_RATE
+
+    def incomplete(self, min_fraction: float = 0.9) -> bool:
+        """The decode ended well short of what the file declares: a partial download, a cut file.
+
+        A decode we cut ourselves (``truncated``) is never incomplete."""
+        if self.chains_dropped:
+            return True
+        if self.truncated or self.declared_duration_s is None:
+            return False
+        return self.duration_s < min_fraction * self.declared_duration_s
 
 
 def _looks_like_playlist(data: bytes) -> bool:
@@ -156,7 +189,19 @@ def _looks_like_playlist(data: bytes) -> bool:
     return head.startswith((b"#extm3u", b"ffconcat", b"[playlist]", b"<?xml", b"<mpd"))
 
 
+# RIFF and IFF also wrap video and images (AVI, WebP, ILBM): only their audio forms count.
+_RIFF_AUDIO = {
+    b"RIFF": (b"WAVE",),
+    b"RF64": (b"WAVE",),
+    b"BW64": (b"WAVE",),
+    b"FORM": (b"AIFF", b"AIFC", b"8SVX"),
+}
+
+
 def _looks_like_audio(data: bytes) -> bool:
+    forms = _RIFF_AUDIO.get(data[:4])
+    if forms is not None and len(data) >= 12:
+        return data[8:12] in forms
     if data.startswith(_AUDIO_MAGIC) or data[4:8] == b"ftyp":
         return True
     # MPEG audio / ADTS frame sync
@@ -166,8 +211,18 @@ def _looks_like_audio(data: bytes) -> bool:
 def _open_failure(data: bytes, exc: BaseException) -> DecodeError:
     if _looks_like_playlist(data):
         return DecodeError("not_audio", "a playlist or file list; the files it names are never read")
+    if _looks_like_tracker_module(data):
+        return DecodeError(
+            "tracker_module", "a tracker module (IT/S3M/XM/MOD): no renderer for it is built in"
+        )
     if _looks_like_audio(data):
         return DecodeError("corrupt", f"the audio container could not be read ({_describe(exc)})")
+    # FFmpeg recognised the format and the whitelist refused it: that is the only EINVAL opening
+    # returns with our fixed options (unrecognised bytes give AVERROR_INVALIDDATA).
+    if isinstance(exc, av.FFmpegError) and exc.errno == errno.EINVAL:
+        return DecodeError(
+            "format_not_allowed", "a format FFmpeg recognises but this pipeline does not accept"
+        )
     return DecodeError("not_audio", f"not an audio file in an accepted format ({_describe(exc)})")
 
 
@@ -177,11 +232,45 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _to_mono(raw: np.ndarray, fmt: str, planar: bool, channels: int) -> np.ndarray:
+@functools.lru_cache(maxsize=64)
+def downmix_weights(layout: str) -> tuple[float, ...] | None:
+    """Per-channel weights of FFmpeg's default downmix of ``layout`` (a layout name) to mono.
+
+    The matrix is swresample's own (what ``ffmpeg -ac 1`` and ``av.AudioResampler(layout="mono")``
+    use: centre 1, front pair -3 dB, surround pairs -6 dB, LFE 0 ...), read back by rematrixing one
+    impulse per channel, then scaled so the weights' absolute values sum to at most 1, as
+    swresample does for integer output: a full-scale input cannot clip. None for a layout whose
+    channel order is unspecified (FFmpeg would have to guess which channel is the LFE): those are
+    averaged.
+    """
+    info = av.AudioLayout(layout)
+    n = info.nb_channels
+    if any(c.name in ("NONE", "USR") or c.name.startswith("USR") for c in info.channels):
+        return None
+    # Packed input: PyAV's from_ndarray mishandles planar frames of 8 or more channels.
+    impulses = av.AudioFrame.from_ndarray(
+        np.eye(n, dtype=np.float64).reshape(1, -1), format="dbl", layout=layout
+    )
+    impulses.sample_rate = SAMPLE_RATE
+    impulses.pts = 0
+    resampler = av.AudioResampler(format="dbl", layout="mono", rate=SAMPLE_RATE)
+    out = [*resampler.resample(impulses), *resampler.resample(None)]
+    weights = np.concatenate([f.to_ndarray().reshape(-1) for f in out])
+    if weights.shape != (n,):
+        return None
+    total = float(np.abs(weights).sum())
+    if total > 1.0:
+        weights = weights / total
+    return tuple(float(w) for w in weights)
+
+
+def _to_mono(
+    raw: np.ndarray, fmt: str, planar: bool, channels: int, mix: tuple[float, ...] | None
+) -> np.ndarray:
     """Decoded samples -> float32 mono in [-1, 1].
 
     ``raw`` is (channels, n) for a planar sample format and (1, n * channels) interleaved for a
-    packed one, in the decoder's own dtype.
+    packed one, in the decoder's own dtype. ``mix`` holds the downmix weights; None: the average.
     """
     base = fmt[:-1] if planar else fmt
     if base in ("flt", "dbl"):
@@ -197,13 +286,18 @@ def _to_mono(raw: np.ndarray, fmt: str, planar: bool, channels: int) -> np.ndarr
         if scale != 1.0:
             mono = mono * np.float32(scale)
     else:
-        # Average (and scale) with one matrix-vector product: numpy's mean over the short channel
-        # axis of packed samples is ~40x slower than BLAS here.
-        weights = np.full(channels, scale / channels, dtype=x.dtype)
+        # Mix (and scale) with one matrix-vector product: numpy's mean over the short channel axis
+        # of packed samples is ~40x slower than BLAS here. Two channels stay the plain average
+        # (FFmpeg's normalised stereo matrix is 0.5/0.5 too), computed exactly as it always was.
+        if mix is None or channels == 2:
+            weights = np.full(channels, scale / channels, dtype=x.dtype)
+        else:
+            weights = (np.asarray(mix, dtype=np.float64) * scale).astype(x.dtype)
         mono = weights @ x if planar else x.reshape(-1, channels) @ weights
     mono = mono.astype(np.float32, copy=False)
     if base == "u8":
-        mono -= np.float32(1.0)  # unsigned 8-bit is centred on 128
+        # unsigned 8-bit is centred on 128: subtract what the weights made of 128
+        mono -= np.float32(1.0 if mix is None or channels <= 2 else sum(mix))
     return mono
 
 
@@ -263,6 +357,8 @@ class _Accumulator:
         self._pending: list[list[np.ndarray]] = []
         self._pending_n = 0
         self._key: tuple[str, int, int] | None = None  # (sample format, channels, rate)
+        self._layout = ""
+        self._mix: tuple[float, ...] | None = None
         self._planar = False
         self._dtype: np.dtype = np.dtype(np.float32)
         self._resampler: _Resampler | None = None
@@ -270,8 +366,11 @@ class _Accumulator:
 
     def add(self, frame: av.AudioFrame) -> None:
         fmt = frame.format
-        key = (fmt.name, frame.layout.nb_channels, frame.sample_rate)
-        if key != self._key:
+        layout = frame.layout
+        key = (fmt.name, layout.nb_channels, frame.sample_rate)
+        # Two layouts of the same width (5.1 and 6.0) mix differently; the name is only looked up
+        # for more than two channels, so mono and stereo pay nothing for it.
+        if key != self._key or (key[1] > 2 and layout.name != self._layout):
             # Chained Ogg streams and MP3s can change rate or channels mid-file.
             self._convert_pending()
             planar = fmt.is_planar
@@ -283,6 +382,8 @@ class _Accumulator:
                 self._resampler = None if key[2] == SAMPLE_RATE else _Resampler()
                 self._pts = 0
             self._key = key
+            self._layout = layout.name if key[1] > 2 else ""
+            self._mix = downmix_weights(self._layout) if key[1] > 2 else None
             self._planar = planar
             self._dtype = np.dtype(_DTYPES[base])
             self._pending = [[] for _ in range(key[1] if planar else 1)]
@@ -311,7 +412,7 @@ class _Accumulator:
             np.concatenate(chunks, out=row)
             chunks.clear()
         self._pending_n = 0
-        mono = _to_mono(raw, fmt, self._planar, channels)
+        mono = _to_mono(raw, fmt, self._planar, channels, self._mix)
         if self._resampler is None:
             self._emit(mono)
             return
@@ -352,6 +453,55 @@ def _source_duration(container: Any, stream: Any) -> float | None:
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return None
     return seconds
+
+
+# Elementary-stream demuxers: FFmpeg estimates their duration from the bitrate and the file size.
+_ESTIMATED_DURATION = frozenset(
+    {"aac", "loas", "ac3", "eac3", "dts", "dtshd", "truehd", "mlp", "amr", "amrnb", "amrwb", "spdif"}
+)
+
+
+def _mp3_has_length_header(data: bytes) -> bool:
+    """A Xing/Info (LAME) or VBRI header in the first frame: the file states its frame count."""
+    start = 0
+    if data.startswith(b"ID3") and len(data) >= 10:
+        size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
+        start = 10 + size + (10 if data[5] & 0x10 else 0)
+    head = data[start : start + 4096]
+    sync = next((i for i in range(len(head) - 1) if head[i] == 0xFF and head[i + 1] & 0xE0 == 0xE0), -1)
+    if sync < 0:
+        return False
+    frame = head[sync : sync + 200]
+    return b"Xing" in frame or b"Info" in frame or b"VBRI" in frame
+
+
+def _declared_duration(container_name: str, seconds: float | None, data: bytes) -> float | None:
+    names = set(container_name.split(","))
+    if seconds is None or names & _ESTIMATED_DURATION:
+        return None
+    if "mp3" in names and not _mp3_has_length_header(data):
+        return None
+    return seconds
+
+
+def _ogg_chain_starts(data: bytes) -> list[int]:
+    """Offsets where each chained stream of an Ogg file begins ([0] for an ordinary file).
+
+    A chain starts with beginning-of-stream pages (several, for a multiplexed one) after a page
+    that was not one. Walks the page headers only; stops at the first byte that is not a page."""
+    starts = [0]
+    pos, previous_bos = 0, True
+    while pos + 27 <= len(data) and data[pos : pos + 4] == b"OggS":
+        segments = data[pos + 26]
+        header = 27 + segments
+        if pos + header > len(data):
+            break
+        bos = bool(data[pos + 5] & 0x02)
+        if bos and not previous_bos:
+            starts.append(pos)
+        previous_bos = bos
+        pos += header + sum(data[pos + 27 : pos + header])
+    return starts
 
 
 def decode_audio(
@@ -401,6 +551,54 @@ def _decode(
     max_channels: int,
     min_samples: int,
 ) -> DecodedAudio:
+    starts = _ogg_chain_starts(data) if data.startswith(b"OggS") else [0]
+    if len(starts) == 1:
+        return _decode_one(data, max_duration_s, deadline, time_limit_s, max_channels, min_samples)
+    # FFmpeg's Ogg demuxer stops at a chain whose stream differs from the first (PATCHWELCOME), so
+    # each chain is decoded as the file it once was and the results are joined.
+    parts: list[DecodedAudio] = []
+    dropped = 0
+    remaining = max_duration_s
+    for begin, end in zip(starts, [*starts[1:], len(data)], strict=True):
+        try:
+            part = _decode_one(data[begin:end], remaining, deadline, time_limit_s, max_channels, 1)
+        except DecodeError as e:
+            if not parts or e.code in ("time_limit", "too_many_channels", "bad_sample_rate", "non_finite"):
+                raise
+            dropped += 1
+            continue
+        parts.append(part)
+        remaining -= part.duration_s
+        if part.truncated or remaining <= 0:
+            break
+    first = parts[0]
+    samples = np.concatenate([p.samples for p in parts])
+    if len(samples) < min_samples:
+        raise DecodeError(
+            "too_short", f"{len(samples)} samples decoded, fewer than the {min_samples} required"
+        )
+    declared = [p.declared_duration_s for p in parts]
+    return DecodedAudio(
+        samples=samples,
+        source_rate=first.source_rate,
+        source_channels=max(p.source_channels for p in parts),
+        codec=first.codec,
+        container=first.container,
+        truncated=any(p.truncated for p in parts),
+        source_duration_s=sum(p.source_duration_s or 0.0 for p in parts),
+        declared_duration_s=None if None in declared else sum(d or 0.0 for d in declared),
+        chains_dropped=dropped,
+    )
+
+
+def _decode_one(
+    data: bytes,
+    max_duration_s: float,
+    deadline: float | None,
+    time_limit_s: float | None,
+    max_channels: int,
+    min_samples: int,
+) -> DecodedAudio:
     def check_time() -> None:
         if deadline is not None and time.monotonic() >= deadline:
             raise DecodeError("time_limit", f"decoding took longer than {time_limit_s} s")
@@ -423,7 +621,7 @@ def _decode(
         container_name = container.format.name
         # Belt and braces: the whitelist already enforced this inside FFmpeg.
         if not _ALLOWED_SET.intersection(container_name.split(",")):
-            raise DecodeError("not_audio", f"container format {container_name!r} is not accepted")
+            raise DecodeError("format_not_allowed", f"container format {container_name!r} is not accepted")
         stream = container.streams.best("audio")
         if stream is None:
             raise DecodeError("no_audio_stream", f"the {container_name} file has no audio stream")
@@ -515,4 +713,5 @@ def _decode(
         container=container_name,
         truncated=over_cap,
         source_duration_s=source_duration_s,
+        declared_duration_s=_declared_duration(container_name, source_duration_s, data),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ import numpy as np
 from k2c.apply import for_duration as k2c_for_duration
 from k2c.apply import text_augment_all
 from manifests.records import Record
-from transforms.audio import SAMPLE_RATE, int16_to_float, quantize_int16
+from transforms.audio import INT16_SCALE, SAMPLE_RATE, int16_to_float, quantize_int16
 from transforms.decode import DecodedAudio, DecodeError, decode_audio
 from transforms.flac import encode_flac
 from transforms.hashing import audio_digest
@@ -35,6 +36,63 @@ class SampleOptions:
     decode_time_limit_s: float = 60.0  # a file that stalls the decoder longer is rejected
     max_channels: int = 32
     store_mel: bool = True  # write `<key>.mel.npy` (float16 [4, 1001, 64])
+    # A decode that ends before this share of the length the file declares is flagged `incomplete`
+    min_complete_fraction: float = 0.9
+    on_incomplete: str = "keep"  # keep | reject (code `incomplete`)
+    # Clips whose peak or RMS level is below these are rejected (`silent`); digital silence always is
+    min_peak_dbfs: float = -60.0
+    min_rms_dbfs: float = -70.0
+
+
+ON_INCOMPLETE = ("keep", "reject")
+
+# Level measurement: dB relative to int16 full scale (32767), in 20 ms frames (960 samples at 48 kHz);
+# a frame is silent when its RMS is under SILENT_FRAME_DBFS. Digital silence (all zeros) reads
+# DBFS_FLOOR, below anything int16 can hold (its smallest step is -90.3 dBFS).
+LEVEL_FRAME = SAMPLE_RATE // 50
+SILENT_FRAME_DBFS = -60.0
+DBFS_FLOOR = -120.0
+
+
+@dataclass(frozen=True)
+class Level:
+    peak_dbfs: float
+    rms_dbfs: float
+    silent_fraction: float  # share of LEVEL_FRAME frames under SILENT_FRAME_DBFS (a short last one counts)
+
+    @property
+    def digital_silence(self) -> bool:
+        return self.peak_dbfs <= DBFS_FLOOR
+
+
+def _dbfs(amplitude: float) -> float:
+    if amplitude <= 0.0:
+        return DBFS_FLOOR
+    return round(max(DBFS_FLOOR, 20.0 * math.log10(amplitude / INT16_SCALE)), 2)
+
+
+def measure_level(pcm: np.ndarray) -> Level:
+    """Peak and RMS level of int16 ``pcm`` (what the FLAC holds), and its share of silent frames."""
+    n = len(pcm)
+    if n == 0:
+        return Level(DBFS_FLOOR, DBFS_FLOOR, 1.0)
+    peak = max(int(pcm.max()), -int(pcm.min()))  # np.abs(int16 -32768) overflows
+    x = pcm.astype(np.float32)
+    frames = -(-n // LEVEL_FRAME)
+    padded = np.zeros(frames * LEVEL_FRAME, dtype=np.float32)
+    padded[:n] = x
+    blocks = padded.reshape(frames, LEVEL_FRAME)
+    energy = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64)
+    # per-frame RMS over the samples each frame really holds
+    sizes = np.full(frames, LEVEL_FRAME, dtype=np.float64)
+    sizes[-1] = n - (frames - 1) * LEVEL_FRAME
+    threshold = (INT16_SCALE * 10.0 ** (SILENT_FRAME_DBFS / 20.0)) ** 2
+    silent = int(np.count_nonzero(energy / sizes < threshold))
+    return Level(
+        peak_dbfs=_dbfs(float(peak)),
+        rms_dbfs=_dbfs(math.sqrt(float(energy.sum()) / n)),
+        silent_fraction=round(silent / frames, 4),
+    )
 
 
 class SampleError(Exception):
@@ -73,7 +131,9 @@ def dumps_json(doc: Any) -> bytes:
     ).encode()
 
 
-def sample_meta(record: Record, decoded: DecodedAudio, plan: ViewPlan) -> dict[str, Any]:
+def sample_meta(
+    record: Record, decoded: DecodedAudio, plan: ViewPlan, level: Level, incomplete: bool
+) -> dict[str, Any]:
     """The `<key>.json` document: LAION's fields (`text`, `tag`, `original_data`) plus ours."""
     meta: dict[str, Any] = {
         "text": list(record.text),
@@ -95,6 +155,13 @@ def sample_meta(record: Record, decoded: DecodedAudio, plan: ViewPlan) -> dict[s
         "original_channels": decoded.source_channels,
         "original_codec": decoded.codec,
         "truncated": decoded.truncated,
+        "incomplete": incomplete,
+        "declared_duration": None
+        if decoded.declared_duration_s is None
+        else round(decoded.declared_duration_s, 6),
+        "peak_dbfs": level.peak_dbfs,
+        "rms_dbfs": level.rms_dbfs,
+        "silent_fraction": level.silent_fraction,
         "longer": plan.longer,
         "view_plan": plan.to_json(),
     }
@@ -120,6 +187,26 @@ def decode_with_options(data: bytes, options: SampleOptions) -> DecodedAudio:
         raise SampleError("decode", e.code, e.reason) from None
 
 
+def _incomplete_reason(decoded: DecodedAudio) -> str:
+    if decoded.chains_dropped:
+        return f"{decoded.chains_dropped} chained stream(s) of the file could not be decoded"
+    return (
+        f"decoded {decoded.duration_s:.3f} s of the {decoded.declared_duration_s:.3f} s the file declares "
+        "(a partial download or a cut file)"
+    )
+
+
+def silence_reason(level: Level, options: SampleOptions) -> str | None:
+    """Why a clip of this level is too quiet to be a training pair, or None if it is not."""
+    if level.digital_silence:
+        return "the clip is digital silence (every sample is zero)"
+    if level.peak_dbfs < options.min_peak_dbfs:
+        return f"peak level {level.peak_dbfs:.1f} dBFS is under the {options.min_peak_dbfs:g} dBFS minimum"
+    if level.rms_dbfs < options.min_rms_dbfs:
+        return f"RMS level {level.rms_dbfs:.1f} dBFS is under the {options.min_rms_dbfs:g} dBFS minimum"
+    return None
+
+
 def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sample:
     """Decode ``data`` and build the sample for ``record``; raise :class:`SampleError` if it can't."""
     decoded = decode_with_options(data, options)
@@ -129,11 +216,18 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
             "too_short",
             f"clip is {decoded.duration_s:.3f} s, under the {options.min_duration_s} s minimum",
         )
+    incomplete = decoded.incomplete(options.min_complete_fraction)
+    if incomplete and options.on_incomplete == "reject":
+        raise SampleError("decode", "incomplete", _incomplete_reason(decoded))
     # transforms.views imports torch (~2 s of CPU and ~600 MB per process): only processes that build
     # samples pay for it, not the launcher that merely builds the graph.
     from transforms.views import compute_views, plan_views
 
     pcm = quantize_int16(decoded.samples)
+    level = measure_level(pcm)
+    silent = silence_reason(level, options)
+    if silent:
+        raise SampleError("level", "silent", silent)
     plan = plan_views(len(pcm), record.key)
     mel = None
     if options.store_mel:
@@ -148,7 +242,7 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
     return Sample(
         key=record.key,
         flac=flac,
-        meta=sample_meta(k2c_for_duration(record, decoded.duration_s), decoded, plan),
+        meta=sample_meta(k2c_for_duration(record, decoded.duration_s), decoded, plan, level, incomplete),
         mel=mel,
         duration_s=decoded.duration_s,
         audio_hash=audio_digest(pcm),

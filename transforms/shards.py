@@ -48,6 +48,11 @@ PARQUET_SCHEMA = pa.schema(
         ("origin_ids", pa.list_(pa.string())),
         ("duration", pa.float64()),
         ("truncated", pa.bool_()),
+        ("incomplete", pa.bool_()),
+        ("declared_duration", pa.float64()),
+        ("peak_dbfs", pa.float64()),
+        ("rms_dbfs", pa.float64()),
+        ("silent_fraction", pa.float64()),
         ("original_sample_rate", pa.int32()),
         ("original_channels", pa.int32()),
         ("original_codec", pa.string()),
@@ -86,6 +91,8 @@ _WRITTEN_SCHEMA = PARQUET_SCHEMA.with_metadata(PARQUET_METADATA)  # what every s
 # Histogram bins: bin i holds values in [edges[i], edges[i+1]); the last bin is open-ended.
 DURATION_EDGES_S = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 30, 45, 60, 90, 120, 180, 300)
 CAPTION_WORD_EDGES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100)
+# dBFS; the first bin (from -120, the digital-silence floor) collects everything under -90
+LEVEL_EDGES_DBFS = (-120, -90, -80, -70, -60, -50, -45, -40, -35, -30, -25, -20, -15, -10, -6, -3, -1)
 UNKNOWN_LICENSE = "unknown"
 
 
@@ -94,6 +101,15 @@ def histogram(values: Iterable[float], edges: tuple[float, ...]) -> list[int]:
     for v in values:
         counts[max(0, bisect_right(edges, v) - 1)] += 1
     return counts
+
+
+def level_fields(levels: Iterable[tuple[float, float]]) -> dict[str, Any]:
+    """The level histograms of :class:`ShardStats` for a shard's (peak dBFS, RMS dBFS) pairs."""
+    levels = list(levels)
+    return {
+        "peak_dbfs_hist": histogram((p for p, _ in levels), LEVEL_EDGES_DBFS),
+        "rms_dbfs_hist": histogram((r for _, r in levels), LEVEL_EDGES_DBFS),
+    }
 
 
 def distribution_fields(kept: Iterable[tuple[Record, float]]) -> dict[str, Any]:
@@ -126,6 +142,8 @@ class ShardStats:
     rejects_by_code: Mapping[str, int] = field(default_factory=dict)
     audio_seconds_by_source: Mapping[str, float] = field(default_factory=dict)
     truncated: int = 0
+    incomplete: int = 0  # samples flagged `incomplete` (kept: on_incomplete is keep)
+    silent: int = 0  # inputs rejected as `silent`
     k2c_captions: int = 0
     k2c_skipped_short: int = 0  # records whose K2C caption was dropped: clip under min_clip_seconds
     tar_bytes: int = 0
@@ -140,6 +158,8 @@ class ShardStats:
     caption_words_hist: list[int] = field(default_factory=list)  # captions per CAPTION_WORD_EDGES bin
     caption_kinds: Mapping[str, int] = field(default_factory=dict)
     licenses_by_source: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    peak_dbfs_hist: list[int] = field(default_factory=list)  # samples per LEVEL_EDGES_DBFS bin
+    rms_dbfs_hist: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -268,6 +288,11 @@ def parquet_row(sample: Sample) -> dict[str, Any]:
         "origin_ids": m["origin_ids"],
         "duration": m["duration"],
         "truncated": m["truncated"],
+        "incomplete": m["incomplete"],
+        "declared_duration": m["declared_duration"],
+        "peak_dbfs": m["peak_dbfs"],
+        "rms_dbfs": m["rms_dbfs"],
+        "silent_fraction": m["silent_fraction"],
         "original_sample_rate": m["original_sample_rate"],
         "original_channels": m["original_channels"],
         "original_codec": m["original_codec"],
