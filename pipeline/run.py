@@ -49,7 +49,8 @@ def run_corpus(
         spec, _ = load_checked_spec(spec, start_check=start_check)
     elif start_check:
         check_spec(spec)
-    log.info("start check done in %.1f s", time.monotonic() - t0)
+    if start_check:
+        log.info("start check passed in %.1f s", time.monotonic() - t0)
     if not storage.is_url(output):
         output = os.path.abspath(output)
     layout = Layout(output, spec.corpus)

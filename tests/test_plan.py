@@ -28,7 +28,7 @@ def test_shipped_specs_load_against_a_copy(data_env):
     spec = load_spec(SPEC_2M5)
     assert len(spec.sources) == 21
     expected = {s.name: s.expected_count for s in spec.sources if s.expected_count is not None}
-    assert sum(expected.values()) == 2_541_614 and len(expected) == 14  # REFERENCE.md §4
+    assert sum(expected.values()) == 2_541_614 and len(expected) == 14  # the ICASSP table
     audioset = spec.source("audioset_unbalanced")
     assert audioset.manifest == str(data_env / "audioset" / "unbalanced_train_segments.csv")
     assert audioset.option("class_index") == str(data_env / "audioset" / "class_labels_indices.csv")
@@ -229,6 +229,8 @@ def test_plan_command(data_env, capsys):
     out = capsys.readouterr().out
     assert "leakage guard will remove 4 train records (audioset_unbalanced 2, freesound 2)" in out
     assert "at 100x realtime per worker core" in out
+    # the start check ran as for `clapcorpus run`: one figure per source, found / sampled naming audio
+    assert "start check (audio found / sampled rows naming audio): audioset_unbalanced 6/7," in out
     line = next(x for x in out.splitlines() if x.split()[:1] == ["audioset_unbalanced"])
     assert line.split()[1:7] == ["audioset", "11", "4", "7", "1912024", "-1912017"]
     assert main(["plan", "--spec", SPEC_2M5, "--json", "--check-audio"]) == 0
