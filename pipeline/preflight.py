@@ -123,12 +123,13 @@ def sample_positions(items: Iterable[T], size: int, salt: str) -> Iterator[T]:
                 return
 
 
-def _exists(path: str) -> bool:
+def _lookup(path: str) -> str:
+    """Why ``path`` cannot be read ("missing", or the storage error), or "" when it exists."""
     ref = storage.parse_cell_ref(path)  # audio inside a datasets file: that file must exist
     try:
-        return storage.exists(ref[0] if ref else path)
-    except Exception:  # an unreachable bucket or a refused request: not found, said in the message
-        return False
+        return "" if storage.exists(ref[0] if ref else path) else "missing"
+    except Exception as e:  # an unreachable bucket or a refused request: the message says which
+        return f"unreadable ({type(e).__name__}: {e})"
 
 
 def check_source(source: SourceSpec, check: SourceCheck, size: int) -> SourceCheckResult:
@@ -151,15 +152,16 @@ def check_source(source: SourceSpec, check: SourceCheck, size: int) -> SourceChe
             records.append(item)
     result.rows_read = counted.n
     with ThreadPoolExecutor(EXISTS_THREADS) as pool:
-        exists = list(pool.map(_exists, [r.audio_path for r in records]))
-    for record, ok in zip(records, exists, strict=True):
-        if ok:
+        lookups = list(pool.map(_lookup, [r.audio_path for r in records]))
+    named_file = False  # a file that is not there names the problem better than a refused row
+    for record, why in zip(records, lookups, strict=True):
+        if not why:
             result.found += 1
-        else:
-            result.not_found += 1
-            # a missing file names itself better than a refused row does
-            if not result.example or not result.example.startswith("missing "):
-                result.example = f"missing {record.audio_path} (row {record.row})"
+            continue
+        result.not_found += 1
+        if not named_file:
+            result.example = f"{why} {record.audio_path} (row {record.row})"
+            named_file = True
     result.seconds = time.monotonic() - t0
     return result
 
