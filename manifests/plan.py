@@ -11,7 +11,7 @@ Then how many train records the leakage guard will remove, how many rows repeat 
 worker-hour estimate.
 
 The estimate divides audio hours by a throughput in "x realtime per worker core". The default,
-:data:`THROUGHPUT_X_REALTIME`, comes from the one-core measurements in REFERENCE.md §7, not from a
+:data:`THROUGHPUT_X_REALTIME`, comes from one-core measurements of each step, not from a
 run of this pipeline: in-process decode + resample ~470-720x (500 taken), mel spectrogram ~1000x,
 16-bit FLAC encode ~500-1100x (700 taken) combine to 1 / (1/500 + 1/1000 + 1/700) = 226x, rounded
 down to 200x for file reads and shard writes. ``clapcorpus bench`` later measured the whole pipeline
@@ -232,7 +232,7 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines.append(
         f"  total: {plan['records']} records, {plan['hours']:.1f} h of audio; at "
         f"{plan['throughput_x_realtime']:g}x realtime per worker core about {plan['worker_core_hours']:.1f} "
-        "worker-core-hours (REFERENCE.md §7 figures, not a measured run; --throughput to change)"
+        "worker-core-hours (one-core figures per step, not a measured run; --throughput to change)"
     )
     lines.append(f"  metadata read in {plan['seconds']:.1f} s")
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 Each command lives in its own module, which defines ``add_command(subparsers)``; the parser it adds
 sets ``func(args, extra_args) -> int`` and, if the command hands unknown options to Beam,
 ``beam_args=True``. Any option such a command does not know passes straight through to Beam
-(``--runner=DataflowRunner --project=... --region=...``).
+(``--runner=DataflowRunner --project=... --region=...``); with ``beam_options=True`` as well, an option
+Beam does not know either fails at start with the closest known name (Beam would only log it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import importlib
 import logging
 import sys
 
+from pipeline.options import UnknownOptionError, unknown_options
+from pipeline.preflight import StartCheckError
 from pipeline.spec import SpecError
 
 COMMAND_MODULES = (
@@ -47,12 +50,28 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "beam_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "beam_options", False):
+        command = _subparser(parser, args.command)
+        problems = unknown_options(extra, known=command._option_string_actions)
+        if problems:
+            command.error("; ".join(problems))
     setup_logging(getattr(args, "log_level", "INFO"))
     try:
         return int(args.func(args, extra))
+    except StartCheckError as e:
+        print(f"clapcorpus: start check failed:\n{e}", file=sys.stderr)
+        return 2
     except SpecError as e:
         print(f"clapcorpus: spec error: {e}", file=sys.stderr)
         return 2
+    except UnknownOptionError as e:
+        print(f"clapcorpus: {e}", file=sys.stderr)
+        return 2
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[command]
 
 
 if __name__ == "__main__":

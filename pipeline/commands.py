@@ -12,7 +12,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="build a corpus from a spec (unknown options go to Beam)")
     run.add_argument("--spec", required=True, help="corpus spec (YAML)")
     run.add_argument("--output", required=True, help="output folder or URL (gs://...)")
-    run.set_defaults(func=_run, beam_args=True)
+    run.add_argument(
+        "--skip-start-check",
+        action="store_true",
+        help="do not sample each source's rows for missing audio before starting",
+    )
+    run.set_defaults(func=_run, beam_args=True, beam_options=True)
 
     demo = sub.add_parser("demo", help="generate the embedded demo corpus and build it")
     demo.add_argument("--output", default="demo-out", help="output folder (default: demo-out)")
@@ -24,7 +29,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         default="mixed",
         help="described: five captions per clip naming kind and loudness (for `clapcorpus train`)",
     )
-    demo.set_defaults(func=_demo, beam_args=True)
+    demo.set_defaults(func=_demo, beam_args=True, beam_options=True)
 
     for sp in (run, demo):
         sp.add_argument("--log-level", default="INFO")
@@ -32,11 +37,15 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 def _finish(summary: dict) -> int:
     print(format_report(summary))
-    return 0 if summary.get("not_run") or summary["accounting_ok"] else 1
+    if summary.get("not_run"):
+        return 0
+    return 0 if summary["accounting_ok"] and not summary["empty_sources"] else 1
 
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
-    return _finish(run_corpus(args.spec, args.output, beam_args, progress=True))
+    return _finish(
+        run_corpus(args.spec, args.output, beam_args, progress=True, start_check=not args.skip_start_check)
+    )
 
 
 def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from manifests.plan import THROUGHPUT_X_REALTIME, format_plan, plan_spec
-from pipeline.spec import load_spec
+from pipeline.preflight import format_results, load_checked_spec
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         default=THROUGHPUT_X_REALTIME,
         help=f"processing speed in x realtime per worker core (default {THROUGHPUT_X_REALTIME:g})",
     )
+    p.add_argument(
+        "--skip-start-check",
+        action="store_true",
+        help="plan without checking that a sample of each source's audio files exists",
+    )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(func=_plan)
@@ -31,6 +36,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 def _plan(args: argparse.Namespace, _extra: list[str]) -> int:
     if args.throughput <= 0:
         raise SystemExit("clapcorpus plan: --throughput must be positive")
-    plan = plan_spec(load_spec(args.spec), check_audio=args.check_audio, throughput=args.throughput)
-    print(json.dumps(plan, indent=1, sort_keys=True) if args.json else format_plan(plan))
+    # the same start check as `clapcorpus run`: a spec that would build nothing fails here too
+    spec, checks = load_checked_spec(args.spec, start_check=not args.skip_start_check)
+    plan = plan_spec(spec, check_audio=args.check_audio, throughput=args.throughput)
+    plan["start_check"] = {name: r.to_json() for name, r in checks.items()}
+    if args.json:
+        print(json.dumps(plan, indent=1, sort_keys=True))
+    else:
+        print(format_plan(plan) + (f"\n  {format_results(checks)}" if checks else ""))
     return 0

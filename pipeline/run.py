@@ -15,9 +15,10 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from pipeline.graph import BuildCorpus
 from pipeline.options import pipeline_options
+from pipeline.preflight import check_spec, load_checked_spec
 from pipeline.progress import ProgressMonitor
 from pipeline.report import write_run_report
-from pipeline.spec import CorpusSpec, load_spec
+from pipeline.spec import CorpusSpec
 from transforms import storage
 from transforms.layout import Layout
 
@@ -25,21 +26,34 @@ log = logging.getLogger(__name__)
 
 
 def run_corpus(
-    spec: CorpusSpec | str, output: str, beam_args: Sequence[str] = (), *, progress: bool = False
+    spec: CorpusSpec | str,
+    output: str,
+    beam_args: Sequence[str] = (),
+    *,
+    progress: bool = False,
+    start_check: bool = True,
 ) -> dict[str, Any]:
     """Build the corpus into ``output`` and return the run summary (also in ``<output>/summary.json``).
 
     Also writes the run report (``<output>/report/``) and the dataset card (``<output>/README.md``);
     ``progress`` shows a live progress line on stderr while the pipeline runs. Options that build the
     job without running it (``--template_location``, ``--dry_run``) return ``{"not_run": why, ...}``.
+    Before anything runs, unknown Beam options raise :class:`~pipeline.options.UnknownOptionError` and
+    the start check (pipeline/preflight.py) raises :class:`~pipeline.preflight.StartCheckError` for
+    sources that do not find their audio. The summary's ``empty_sources`` names the sources that
+    ended with no sample although their spec does not allow it.
     """
+    options = pipeline_options(list(beam_args))
+    t0 = time.monotonic()
     if isinstance(spec, str):
-        spec = load_spec(spec)
+        spec, _ = load_checked_spec(spec, start_check=start_check)
+    elif start_check:
+        check_spec(spec)
+    if start_check:
+        log.info("start check passed in %.1f s", time.monotonic() - t0)
     if not storage.is_url(output):
         output = os.path.abspath(output)
-    t0 = time.monotonic()
     layout = Layout(output, spec.corpus)
-    options = pipeline_options(list(beam_args))
     not_run = not_executed(options)
     monitor = (
         ProgressMonitor(layout, spec.fingerprint()) if progress and not not_run else contextlib.nullcontext()
@@ -50,8 +64,18 @@ def run_corpus(
         return {"not_run": not_run, "corpus": spec.corpus, "output": output}
     summary = json.loads(storage.read_text(layout.summary_path()))
     summary["wall_seconds"] = round(time.monotonic() - t0, 2)
+    summary["empty_sources"] = empty_sources(spec, summary)
     write_run_report(summary)
     return summary
+
+
+def empty_sources(spec: CorpusSpec, summary: dict[str, Any]) -> list[str]:
+    """Sources that produced no sample and whose spec does not say ``allow_empty: true``."""
+    return [
+        name
+        for name, s in summary["sources"].items()
+        if s["samples"] == 0 and not spec.check(name).allow_empty
+    ]
 
 
 def not_executed(options: PipelineOptions) -> str:
@@ -89,6 +113,10 @@ def format_report(summary: dict[str, Any]) -> str:
         f"  accounting: inputs {summary['inputs']} = samples {summary['samples']} "
         f"+ rejects {summary['rejects']}: {ok}"
     )
+    for name in summary.get("empty_sources", []):
+        lines.append(
+            f"  EMPTY: source '{name}' produced no samples (see its rejects; allow_empty: true to accept)"
+        )
     if summary["rejects_by_code"]:
         codes = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_code"].items())
         lines.append(f"  rejects by reason: {codes}")

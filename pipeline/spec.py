@@ -48,7 +48,20 @@ FORMATS = ("webdataset", "parquet")
 
 
 class SpecError(ValueError):
-    """The spec is wrong; the message names the file and the field."""
+    """The spec is wrong; the message names the file and the field (one line per problem)."""
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """What the start check (pipeline/preflight.py) and the end of a run demand of one source."""
+
+    min_audio_found: float = 0.5  # fraction of the sampled rows whose audio file must exist
+    allow_empty: bool = False  # a run may end with zero samples from this source
+
+
+# Options that decide whether a run starts or fails, not what it writes: kept out of the fingerprint
+# so that changing them never invalidates finished shards.
+_CHECK_OPTIONS = ("start_check_rows", "min_audio_found", "source_checks")
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,9 @@ class CorpusOptions:
     duplicates: str = "report"  # report | keep_first | drop_all (pipeline/duplicates.py)
     leakage_guard: bool = True  # pipeline/leakage.py
     train_splits: tuple[str, ...] = ("train", "balanced_train", "unbalanced_train")
+    start_check_rows: int = 200  # rows sampled per source by the start check; 0: no start check
+    min_audio_found: float = SourceCheck.min_audio_found  # default of the sources' own field
+    source_checks: tuple[tuple[str, SourceCheck], ...] = ()  # per source name
 
 
 @dataclass(frozen=True)
@@ -76,9 +92,15 @@ class CorpusSpec:
                 return s
         raise KeyError(name)
 
+    def check(self, name: str) -> SourceCheck:
+        """The start check's and the end of run's demands on source ``name``."""
+        return dict(self.options.source_checks).get(name, SourceCheck())
+
     def fingerprint(self) -> str:
         """Changes whenever anything that affects the output changes (spec, options, format)."""
-        doc = {"format_version": FORMAT_VERSION, "spec": _canonical(asdict(self) | {"path": ""})}
+        data = asdict(self) | {"path": ""}
+        data["options"] = {k: v for k, v in data["options"].items() if k not in _CHECK_OPTIONS}
+        doc = {"format_version": FORMAT_VERSION, "spec": _canonical(data)}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -194,7 +216,14 @@ def _parse_sample_options(f: _Fields) -> SampleOptions:
     return SampleOptions(**kw)
 
 
-def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
+def parse_spec(
+    data: Any, file: str = "<spec>", *, missing: list[tuple[str, str]] | None = None
+) -> CorpusSpec:
+    """The spec in ``data`` (loaded from ``file``); raises one SpecError naming every problem.
+
+    With a ``missing`` list, sources whose manifest file does not exist are not an error here: each
+    adds (source name, message) to the list, so that the start check can name them together with the
+    sources whose audio is missing (pipeline/preflight.py)."""
     base_dir = os.path.dirname(os.path.abspath(file)) if not storage.is_url(file) else file.rsplit("/", 1)[0]
     top = _Fields(data, "spec", file)
     corpus = _name(top, "corpus", "corpus", top.get("corpus", str, required=True))
@@ -221,6 +250,10 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
         if not isinstance(name, str):
             raise opt.err("train_splits", f"split names must be text, got {name!r}")
         _split_name(opt, "train_splits", name)
+    start_check_rows = opt.get("start_check_rows", int, CorpusOptions.start_check_rows)
+    if start_check_rows < 0:
+        raise opt.err("start_check_rows", "must not be negative (0 turns the start check off)")
+    min_audio_found = _fraction(opt, "min_audio_found", CorpusOptions.min_audio_found)
     opt.done()
     options = CorpusOptions(
         shard_size=shard_size,
@@ -231,6 +264,8 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
         duplicates=duplicates,
         leakage_guard=leakage_guard,
         train_splits=tuple(train_splits),
+        start_check_rows=start_check_rows,
+        min_audio_found=min_audio_found,
     )
 
     raw_sources = top.get("sources", list, required=True)
@@ -238,12 +273,34 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
     if not raw_sources:
         raise SpecError(f"{file}: spec.sources: name at least one source")
     sources = []
+    checks: list[tuple[str, SourceCheck]] = []
     seen: set[str] = set()
+    # Every source is looked at before failing, so that one message names every wrong source.
+    lines: list[str] = []  # every problem, in source order
+    failed = False
+    not_found: list[tuple[str, str]] = []
     for i, raw in enumerate(raw_sources):
-        sources.append(_parse_source(raw, f"sources[{i}]", file, base_dir))
-        if sources[-1].name in seen:
-            raise SpecError(f"{file}: sources[{i}].name: duplicate source name '{sources[-1].name}'")
-        seen.add(sources[-1].name)
+        found_before = len(not_found)
+        try:
+            source, check = _parse_source(raw, f"sources[{i}]", file, base_dir, min_audio_found, not_found)
+        except SpecError as e:
+            lines.extend(line for _, line in not_found[found_before:])
+            lines.append(str(e))
+            failed = True
+            continue
+        lines.extend(line for _, line in not_found[found_before:])
+        if source.name in seen:
+            lines.append(f"{file}: sources[{i}].name: duplicate source name '{source.name}'")
+            failed = True
+            continue
+        seen.add(source.name)
+        sources.append(source)
+        checks.append((source.name, check))
+    if failed or (not_found and missing is None):
+        raise SpecError("\n".join(lines))
+    if missing is not None:
+        missing.extend(not_found)
+    options = replace(options, source_checks=tuple(checks))
     if k2c is not None:  # validated last: it may name sources
         try:
             options = replace(options, k2c=parse_k2c(k2c, sources=seen, base_dir=base_dir))
@@ -252,7 +309,16 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
     return CorpusSpec(corpus=corpus, sources=tuple(sources), options=options, path=file)
 
 
-def _parse_source(raw: Any, where: str, file: str, base_dir: str) -> SourceSpec:
+def _fraction(f: _Fields, key: str, default: float) -> float:
+    value = float(f.get(key, (int, float), default))
+    if not 0.0 <= value <= 1.0:
+        raise f.err(key, f"must be a fraction between 0 and 1, got {value:g}")
+    return value
+
+
+def _parse_source(
+    raw: Any, where: str, file: str, base_dir: str, min_audio_found: float, not_found: list[tuple[str, str]]
+) -> tuple[SourceSpec, SourceCheck]:
     f = _Fields(raw, where, file)
     name = _name(f, "name", "source", f.get("name", str, required=True))
     adapter = f.get("adapter", str, required=True)
@@ -264,7 +330,7 @@ def _parse_source(raw: Any, where: str, file: str, base_dir: str) -> SourceSpec:
     if manifest is not None:
         manifest = _resolve(base_dir, manifest)
         if not storage.is_url(manifest) and not os.path.exists(manifest):
-            raise f.err("manifest", f"file not found: {manifest}")
+            not_found.append((name, str(f.err("manifest", f"file not found: {manifest}"))))
     audio_root = _resolve(base_dir, f.get("audio_root", str, required=True))
     split = f.get("split", str)
     if split is not None:
@@ -284,8 +350,12 @@ def _parse_source(raw: Any, where: str, file: str, base_dir: str) -> SourceSpec:
     expected = f.get("expected_count", int)
     license_ = f.get("license", str)
     schemes = f.get("allowed_schemes", list, [])
+    check = SourceCheck(
+        min_audio_found=_fraction(f, "min_audio_found", min_audio_found),
+        allow_empty=f.get("allow_empty", bool, False),
+    )
     f.done()
-    return SourceSpec(
+    spec = SourceSpec(
         name=name,
         adapter=adapter,
         audio_root=audio_root,
@@ -298,9 +368,10 @@ def _parse_source(raw: Any, where: str, file: str, base_dir: str) -> SourceSpec:
         expected_count=expected,
         allowed_schemes=tuple(str(s).lower() for s in schemes),
     )
+    return spec, check
 
 
-def load_spec(path: str) -> CorpusSpec:
+def load_spec(path: str, *, missing: list[tuple[str, str]] | None = None) -> CorpusSpec:
     try:
         if storage.is_url(path):
             text = storage.read_text(path)
@@ -313,7 +384,7 @@ def load_spec(path: str) -> CorpusSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
-    return parse_spec(expand_env(data, path), path)
+    return parse_spec(expand_env(data, path), path, missing=missing)
 
 
 # ${VAR} or ${VAR:-default} (the default may itself hold one ${OTHER}): shipped specs point at the

@@ -229,6 +229,8 @@ def test_plan_command(data_env, capsys):
     out = capsys.readouterr().out
     assert "leakage guard will remove 4 train records (audioset_unbalanced 2, freesound 2)" in out
     assert "at 100x realtime per worker core" in out
+    # the start check ran as for `clapcorpus run`: one figure per source, found / sampled naming audio
+    assert "start check (audio found / sampled rows naming audio): audioset_unbalanced 6/7," in out
     line = next(x for x in out.splitlines() if x.split()[:1] == ["audioset_unbalanced"])
     assert line.split()[1:7] == ["audioset", "11", "4", "7", "1912024", "-1912017"]
     assert main(["plan", "--spec", SPEC_2M5, "--json", "--check-audio"]) == 0

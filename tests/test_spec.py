@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -74,3 +76,56 @@ def test_fingerprint_changes_with_options_not_with_reloading(tmp_path):
     assert a.fingerprint() == load_spec(_write(tmp_path, _doc())).fingerprint()
     b = load_spec(_write(tmp_path, _doc(options={"max_duration_s": 30})))
     assert a.fingerprint() != b.fingerprint()
+
+
+def test_every_missing_manifest_and_wrong_source_in_one_error(tmp_path):
+    src = {"adapter": "generic", "audio_root": "."}
+    doc = _doc(
+        sources=[
+            {"name": "a", "manifest": "gone_a.jsonl", **src},
+            {"name": "b", "manifest": "m.jsonl", **src},
+            {"name": "c", "manifest": "gone_c.jsonl", **src},
+            {"name": "d", "manifest": "m.jsonl", "min_audio_found": 2, **src},
+        ]
+    )
+    with pytest.raises(SpecError) as e:
+        load_spec(_write(tmp_path, doc))
+    lines = str(e.value).splitlines()
+    assert [line.split(": ", 2)[1] for line in lines] == [
+        "sources[0].manifest",
+        "sources[2].manifest",
+        "sources[3].min_audio_found",
+    ]
+    assert "gone_a.jsonl" in lines[0] and "gone_c.jsonl" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("allow_empty", "yes", "sources[0].allow_empty: expected true/false"),
+        ("min_audio_found", -0.1, "sources[0].min_audio_found: must be a fraction between 0 and 1"),
+    ],
+)
+def test_start_check_fields(tmp_path, field, value, message):
+    src = {"name": "s", "adapter": "generic", "manifest": "m.jsonl", "audio_root": "."}
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(_write(tmp_path, _doc(sources=[{**src, field: value}])))
+    with pytest.raises(SpecError, match=re.escape("options.start_check_rows: must not be negative")):
+        load_spec(_write(tmp_path, _doc(options={"start_check_rows": -1})))
+
+
+def test_start_check_settings_do_not_change_the_fingerprint(tmp_path):
+    src = {"name": "s", "adapter": "generic", "manifest": "m.jsonl", "audio_root": "."}
+    a = load_spec(_write(tmp_path, _doc()))
+    b = load_spec(
+        _write(
+            tmp_path,
+            _doc(
+                sources=[{**src, "allow_empty": True, "min_audio_found": 0.1}],
+                options={"start_check_rows": 50, "min_audio_found": 0.9},
+            ),
+        )
+    )
+    assert b.check("s").allow_empty and b.check("s").min_audio_found == 0.1
+    assert a.check("s").min_audio_found == 0.5 and b.options.start_check_rows == 50
+    assert a.fingerprint() == b.fingerprint()
