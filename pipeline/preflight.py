@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from manifests.records import Record, Reject
-from manifests.registry import get_adapter
+from manifests.registry import read_source
 from manifests.source import SourceSpec
 from pipeline.spec import CorpusSpec, SourceCheck, SpecError, load_spec
 from transforms import storage
@@ -136,7 +136,7 @@ def check_source(source: SourceSpec, check: SourceCheck, size: int) -> SourceChe
     """Sample ``size`` rows of ``source`` and check that their audio exists."""
     t0 = time.monotonic()
     result = SourceCheckResult(source.name, source.audio_root, check)
-    counted = _Counted(get_adapter(source.adapter)(source))
+    counted = _Counted(read_source(source))
     records: list[Record] = []
     for item in sample_positions(counted, size, salt="start-check"):
         result.sampled += 1

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from manifests.registry import get_adapter
+from manifests.registry import read_source
 from pipeline import synth
 from pipeline.cli import main
 from pipeline.options import UnknownOptionError, unknown_options
@@ -213,4 +213,4 @@ def test_adapters_stop_early_for_the_sample(tmp_path):
     spec = load_spec(_write_spec(tmp_path, [source], start_check_rows=2))
     result = check_spec(spec)["s"]
     assert result.sampled >= 1 and result.rows_read <= 2 * SCAN_FACTOR < n
-    assert sum(1 for _ in get_adapter("generic")(spec.sources[0])) == n
+    assert sum(1 for _ in read_source(spec.sources[0])) == n
