@@ -36,11 +36,12 @@ from manifests.options import OptionError, check_options
 from manifests.registry import ADAPTER_OPTIONS, ADAPTERS, needs_manifest
 from manifests.source import SPLIT_NAME_RE, SourceSpec
 from transforms import storage
+from transforms.captions import DEFAULT_MAX_CAPTION_CHARS
 from transforms.sample import SampleOptions
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
 # run never reuses shards written by an incompatible version.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 DUPLICATE_MODES = ("report", "keep_first", "drop_all")
@@ -61,6 +62,7 @@ class CorpusOptions:
     duplicates: str = "report"  # report | keep_first | drop_all (pipeline/duplicates.py)
     leakage_guard: bool = True  # pipeline/leakage.py
     train_splits: tuple[str, ...] = ("train", "balanced_train", "unbalanced_train")
+    max_caption_chars: int = DEFAULT_MAX_CAPTION_CHARS  # a longer caption rejects its clip (captions.py)
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,9 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
         if not isinstance(name, str):
             raise opt.err("train_splits", f"split names must be text, got {name!r}")
         _split_name(opt, "train_splits", name)
+    max_caption_chars = opt.get("max_caption_chars", int, DEFAULT_MAX_CAPTION_CHARS)
+    if max_caption_chars < 1:
+        raise opt.err("max_caption_chars", "must be at least 1")
     opt.done()
     options = CorpusOptions(
         shard_size=shard_size,
@@ -220,6 +225,7 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
         duplicates=duplicates,
         leakage_guard=leakage_guard,
         train_splits=tuple(train_splits),
+        max_caption_chars=max_caption_chars,
     )
 
     raw_sources = top.get("sources", list, required=True)
@@ -238,6 +244,13 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
             options = replace(options, k2c=parse_k2c(k2c, sources=seen, base_dir=base_dir))
         except K2CConfigError as e:
             raise SpecError(f"{file}: {e}") from None
+        if options.k2c is not None and options.k2c.max_caption_chars > max_caption_chars:
+            # K2C's own cap makes a long generated caption fall back to the template; above the
+            # corpus cap it would ship a caption that a source could not.
+            raise SpecError(
+                f"{file}: options.k2c.max_caption_chars ({options.k2c.max_caption_chars}) must not exceed "
+                f"options.max_caption_chars ({max_caption_chars})"
+            )
     return CorpusSpec(corpus=corpus, sources=tuple(sources), options=options, path=file)
 
 
