@@ -117,11 +117,13 @@ def test_render_normalises_every_text_field_and_drops_what_is_left_empty():
             license="CC-BY\x00-4.0",
             attribution="by \u202emallory\u202c",
             original={"desc\x00": ["line one\nline two\x1b[31m", 3], "n": 1.5},
+            origin_ids=("freesound:1\t2\u2066",),
         )
     )
     assert r.text == ("A dog barks loudly in the rain at night café",) and r.caption_kind == "source"
     assert r.labels == ("Dog",) and r.keywords == ("rain",) and r.tags == ("Dog", "rain")
     assert r.license == "CC-BY-4.0" and r.attribution == "by mallory"
+    assert r.source_id == "id" and r.origin_ids == ("freesound:1 2",) and r.key == "k"
     assert r.original == {"desc": ["line one line two", 3], "n": 1.5}
     assert render_captions(r, 1000) == r  # the stage's output passes it unchanged
     # only empty captions left: the labels' template; nothing at all left: no_text

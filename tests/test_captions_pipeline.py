@@ -73,7 +73,9 @@ def run(tmp_path_factory):
     lines = []
     for sid, row in ROWS.items():
         (audio / f"{sid}.flac").write_bytes(clip)
-        lines.append(json.dumps({"audio": f"{sid}.flac", "id": sid, **row}) + "\n")
+        # an id with hostile characters too: the sample says "hostile", its key stays the exact id's
+        raw_id = sid + "\x1b[2J\u202e" if sid == "hostile" else sid
+        lines.append(json.dumps({"audio": f"{sid}.flac", "id": raw_id, **row}) + "\n")
     (root / "m.jsonl").write_text("".join(lines), encoding="utf-8")
     spec = {
         "corpus": "caps",

@@ -1,10 +1,10 @@
 """Captions for every sample: source captions pass through, label-only and keyword-only clips get a template.
 
 Every text a sample ships with passes through :func:`render_captions` (the ``Captions`` stage, before
-anything else looks at the text): captions, labels, keywords, license, attribution and the strings of
-``original_data`` are normalised there (:func:`normalize_text`, :func:`strip_controls`), so the sample
-JSON and the Parquet rows never hold a control, escape or bidi-override character. K2C output is
-normalised the same way (:func:`k2c.postprocess.clean`).
+anything else looks at the text): captions, labels, keywords, license, attribution, the ids and the
+strings of ``original_data`` are normalised there (:func:`normalize_text`, :func:`strip_controls`), so
+the sample JSON and the Parquet rows never hold a control, escape or bidi-override character. K2C
+output is normalised the same way (:func:`k2c.postprocess.clean`).
 
 Length: a caption (source or template) longer than ``max_caption_chars`` after normalisation rejects the
 clip (``caption_too_long``), even when it has other, shorter captions: a caption that size is a pasted
@@ -174,9 +174,14 @@ def _optional(text: str | None) -> str | None:
 
 
 def clean_record_text(record: Record) -> Record:
-    """The record with every text field normalised (empty labels, keywords and captions dropped)."""
+    """The record with every text field normalised (empty labels, keywords and captions dropped).
+
+    Identifiers (``source_id``, ``origin_ids``) and ``original_data`` only lose what must not ship: they
+    are the source's own words. The key stays: it was made from the exact id and stays unique."""
     return replace(
         record,
+        source_id=strip_controls(record.source_id),
+        origin_ids=tuple(strip_controls(x) for x in record.origin_ids),
         captions=_texts(record.captions),
         labels=_texts(record.labels),
         keywords=_texts(record.keywords),
