@@ -70,7 +70,7 @@ def test_eval_prints_what_train_printed(corpus, tmp_path, capsys, threads):
         "mel": "auto",
         "precision": "fp32",
     }
-    assert f"settings: {threads} threads, batch 8, 2 workers, mel auto, fp32" in trained
+    assert f"settings: threads {threads}, batch 8, workers 2, mel auto, fp32" in trained
 
     # no flags: the checkpoint's training settings; then the same settings spelled out
     for flags in ((), ("--threads", threads, "--batch-size", "8", "--workers", "2")):
@@ -87,4 +87,4 @@ def test_eval_prints_what_train_printed(corpus, tmp_path, capsys, threads):
         ["eval", "--checkpoint", str(run), "--data", corpus, "--threads", other, "--json", str(out)]
     )
     assert code == 0 and json.loads(out.read_text())["settings"]["threads"] == int(other)
-    assert f"settings: {other} threads, batch 8" in capsys.readouterr().out
+    assert f"settings: threads {other}, batch 8" in capsys.readouterr().out

@@ -311,7 +311,7 @@ def format_report(report: EvalReport) -> str:
     if report.settings:
         st = report.settings
         lines.append(
-            f"  settings: {st['threads']} threads, batch {st['batch_size']}, {st['workers']} workers, "
+            f"  settings: threads {st['threads']}, batch {st['batch_size']}, workers {st['workers']}, "
             f"mel {st['mel']}, {st['precision']}"
         )
     if report.skipped:
