@@ -26,7 +26,10 @@ TEST_REQUIRES = [
     "hypothesis>=6.100",
     "ruff>=0.6",
     "scipy>=1.13",
-    "soundfile>=0.12",  # LAION-CLAP reads the FLAC members with soundfile; the interop tests do too
+    # LAION-CLAP 1.1.7 decodes the FLAC members with webdataset's torch_audio handler
+    # (wds.decode(wds.torch_audio) -> torchaudio.load, laion_clap/training/data.py); the tests
+    # decode them with soundfile, a second decoder independent of torchaudio's backend.
+    "soundfile>=0.12",
     "imageio-ffmpeg>=0.5",  # the ffmpeg CLI, reference for the multichannel downmix (tests/test_codecs.py)
 ]
 

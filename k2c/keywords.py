@@ -15,7 +15,9 @@ Normalization of one keyword:
   "file.wav" cannot end the model's sentence early; ``_`` becomes a space;
 - a keyword with letters from a non-Latin script is dropped (the T5 vocabularies in use are Latin;
   their output for other scripts is unknown-token soup), as is one with no letter or digit left;
-- a keyword longer than ``max_keyword_chars`` is cut at a word boundary.
+- a keyword longer than ``max_keyword_chars`` is cut at a word boundary;
+- a technical keyword (:func:`transforms.captions.is_technical_tag`: "44.1khz", "wav", "zoom-h4n") is
+  left out, as it is from the template caption.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from transforms.captions import label_phrase
+from transforms.captions import is_technical_tag, label_phrase
 
 SEPARATOR = "|"  # joins the canonical key; never inside a normalized keyword
 
@@ -78,7 +80,9 @@ def keyword_set(
     kept: dict[str, str] = {}  # casefolded -> first spelling seen
     non_latin = 0
     truncated = False
-    for raw in (*labels, *keywords):
+    # Technical tags (sample rates, formats, recorders) are left out as in the template caption.
+    tags = (k for k in keywords if isinstance(k, str) and not is_technical_tag(k))
+    for raw in (*labels, *tags):
         if not isinstance(raw, str):
             continue
         norm, why = normalize_keyword(raw, max_keyword_chars)

@@ -1,6 +1,7 @@
 """From the model's raw text to a caption, or to a counted reason for keeping the template caption.
 
-Steps: debias (optional) -> clean (trim, single spaces, capital first letter, one final period) ->
+Steps: debias (optional) -> clean (the caption normaliser of :mod:`transforms.captions`: NFC, no
+control, escape or bidi characters, single spaces; then capital first letter, one final period) ->
 checks. A caption falls back to the template when it is
 
 - ``empty``: nothing with a letter or digit is left;
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from k2c.debias import contains_gendered, debias
+from transforms.captions import normalize_text
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _TRAILING = re.compile(r"[\s.,;:!?…·\-–—|]+$")
@@ -50,8 +52,8 @@ class CaptionResult:
 
 
 def clean(text: str) -> str:
-    """Trim, single spaces, capital first letter, exactly one final period."""
-    s = " ".join(text.split())
+    """Normalised as every caption is, capital first letter, exactly one final period."""
+    s = normalize_text(text)
     s = _LEADING.sub("", s)
     s = _TRAILING.sub("", s)
     if not s:

@@ -70,8 +70,11 @@ class ReadSourceFn(beam.DoFn):
 
 
 class RenderCaptionsFn(beam.DoFn):
+    def __init__(self, max_caption_chars: int):
+        self.max_caption_chars = max_caption_chars
+
     def process(self, record: Record):
-        out = render_captions(record)
+        out = render_captions(record, self.max_caption_chars)
         yield TaggedOutput(REJECTS, out) if isinstance(out, Reject) else out
 
 
@@ -269,9 +272,9 @@ class BuildCorpus(beam.PTransform):
         )
         # Manifests are read one source per worker; spread their records before the real work.
         records = read.records | "Spread" >> beam.Reshuffle()
-        captioned = records | "Captions" >> beam.ParDo(RenderCaptionsFn()).with_outputs(
-            REJECTS, main="records"
-        )
+        captioned = records | "Captions" >> beam.ParDo(
+            RenderCaptionsFn(spec.options.max_caption_chars)
+        ).with_outputs(REJECTS, main="records")
         # Every stage between here and sharding may drop records; what it drops goes to this list
         # (as Reject PCollections) so that the accounting still holds.
         dropped = [read[REJECTS], captioned[REJECTS]]

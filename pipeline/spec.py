@@ -36,6 +36,7 @@ from manifests.options import OptionError, check_options
 from manifests.registry import ADAPTER_OPTIONS, ADAPTERS, needs_manifest
 from manifests.source import SourceSpec
 from transforms import storage
+from transforms.captions import DEFAULT_MAX_CAPTION_CHARS
 from transforms.layout import NAME_RULE_TEXT, UnsafeName, check_name
 from transforms.sample import ON_INCOMPLETE, SampleOptions
 
@@ -77,6 +78,7 @@ class CorpusOptions:
     start_check_rows: int = 200  # rows sampled per source by the start check; 0: no start check
     min_audio_found: float = SourceCheck.min_audio_found  # default of the sources' own field
     source_checks: tuple[tuple[str, SourceCheck], ...] = ()  # per source name
+    max_caption_chars: int = DEFAULT_MAX_CAPTION_CHARS  # a longer caption rejects its clip (captions.py)
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,9 @@ def parse_spec(
     if start_check_rows < 0:
         raise opt.err("start_check_rows", "must not be negative (0 turns the start check off)")
     min_audio_found = _fraction(opt, "min_audio_found", CorpusOptions.min_audio_found)
+    max_caption_chars = opt.get("max_caption_chars", int, DEFAULT_MAX_CAPTION_CHARS)
+    if max_caption_chars < 1:
+        raise opt.err("max_caption_chars", "must be at least 1")
     opt.done()
     options = CorpusOptions(
         shard_size=shard_size,
@@ -266,6 +271,7 @@ def parse_spec(
         train_splits=tuple(train_splits),
         start_check_rows=start_check_rows,
         min_audio_found=min_audio_found,
+        max_caption_chars=max_caption_chars,
     )
 
     raw_sources = top.get("sources", list, required=True)
@@ -306,6 +312,13 @@ def parse_spec(
             options = replace(options, k2c=parse_k2c(k2c, sources=seen, base_dir=base_dir))
         except K2CConfigError as e:
             raise SpecError(f"{file}: {e}") from None
+        if options.k2c is not None and options.k2c.max_caption_chars > max_caption_chars:
+            # K2C's own cap makes a long generated caption fall back to the template; above the
+            # corpus cap it would ship a caption that a source could not.
+            raise SpecError(
+                f"{file}: options.k2c.max_caption_chars ({options.k2c.max_caption_chars}) must not exceed "
+                f"options.max_caption_chars ({max_caption_chars})"
+            )
     return CorpusSpec(corpus=corpus, sources=tuple(sources), options=options, path=file)
 
 

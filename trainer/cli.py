@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from trainer.config import (
     CAPTION_SOURCES,
@@ -18,6 +19,8 @@ from trainer.config import (
     TextConfig,
     TrainConfig,
 )
+
+EVAL_BATCH = 64  # eval's batch size for a checkpoint that does not say how it was trained
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -100,16 +103,30 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     train.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="retrieval and zero-shot metrics of a checkpoint on a corpus split")
+    ev = sub.add_parser(
+        "eval",
+        help="retrieval and zero-shot metrics of a checkpoint on a corpus split",
+        description="Threads, batch size, workers, mel mode and precision default to the checkpoint's "
+        "training run, so that eval prints exactly what the evaluation at the end of train printed "
+        "(CPU kernels sum in another order with other threads or batch shapes).",
+    )
     ev.add_argument(
         "--checkpoint", required=True, help="checkpoint folder, or a run folder (its newest checkpoint)"
     )
     ev.add_argument("--data", required=True, help="a built corpus")
     ev.add_argument("--split", default="valid")
     ev.add_argument("--json", default=None, help="also write the report here as JSON")
-    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument(
+        "--batch-size", type=int, default=None, help=f"default: the training run's, else {EVAL_BATCH}"
+    )
+    ev.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: the training run's setting)"
+    )
+    ev.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default=None, help="default: the training run's"
+    )
     _data_args(ev)
-    ev.set_defaults(func=_eval)
+    ev.set_defaults(func=_eval, workers=None, mel=None)
 
     for sp in (train, ev):
         sp.add_argument("--log-level", default="INFO")
@@ -185,16 +202,38 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def eval_settings(args: argparse.Namespace, trained: TrainConfig | None) -> dict[str, Any]:
+    """The evaluation settings: each flag given, else the training run's (what its own evaluation
+    used), else the default."""
+
+    def pick(flag: Any, attr: str, default: Any) -> Any:
+        if flag is not None:
+            return flag
+        return getattr(trained, attr) if trained is not None else default
+
+    return {
+        "threads": pick(args.threads, "threads", None),
+        "batch_size": pick(args.batch_size, "batch_size", EVAL_BATCH),
+        "workers": pick(args.workers, "workers", 2),
+        "mel": pick(args.mel, "mel", "auto"),
+        "precision": pick(args.precision, "precision", "auto"),
+    }
+
+
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
-    from trainer.checkpoint import CheckpointError
+    from trainer.checkpoint import CheckpointError, latest_checkpoint, read_checkpoint
     from trainer.data import DataError, list_shards, resolve_layout
     from trainer.evaluate import evaluate, format_report
     from trainer.text import TextModelError
     from trainer.train import autocast_for, load_for_eval, pick_device, setup_distributed
 
     try:
+        found = latest_checkpoint(args.checkpoint)
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint in {args.checkpoint}")
+        settings = eval_settings(args, read_checkpoint(found).train)
         device = pick_device(args.device, setup_distributed())
-        model, tokenizer, mcfg = load_for_eval(args.checkpoint, device)
+        model, tokenizer, mcfg = load_for_eval(found, device)
         shards = list_shards(resolve_layout(args.data, args.corpus), args.split, args.format)
         report = evaluate(
             model,
@@ -203,10 +242,11 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
             device,
             split=args.split,
             max_length=mcfg.text.max_length,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            mel_mode=args.mel,
-            autocast=autocast_for("auto", device),
+            batch_size=settings["batch_size"],
+            workers=settings["workers"],
+            mel_mode=settings["mel"],
+            autocast=autocast_for(settings["precision"], device),
+            threads=settings["threads"],
         )
     except (CheckpointError, DataError, TextModelError, FileNotFoundError) as e:
         print(f"clapcorpus eval: {e}", file=sys.stderr)

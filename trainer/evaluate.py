@@ -13,6 +13,15 @@ definition and the original implementation (Mei et al.) do.
 Equal scores (identical captions give identical text embeddings) are ordered by a fixed random
 permutation, so a tie counts neither for nor against a model, and a collapsed model scores chance.
 
+Agreement: similarities and ranks are computed in float64 with a fixed tie-break, but the embeddings
+come from the model's float32 (or bf16) kernels, whose summation order on a CPU depends on the number
+of torch threads and on the batch shapes (measured on the micro CNN: embeddings differ by up to 9e-8
+between 1, 2 and 4 threads and between batches of 4, 8 and 64), and such a difference can move a
+near-tie across a rank and R@k or mAP@10 by a clip. So an evaluation is reproducible bit for bit given
+its settings (threads, batch size, loader workers, mel mode, precision), which the report records;
+``clapcorpus eval`` takes them from the checkpoint's training run unless told otherwise, so that it
+prints exactly what the evaluation at the end of ``clapcorpus train`` printed.
+
 Zero-shot: every label phrase of the split becomes ``This is a sound of {label}.``; a clip is right
 when the best-scoring prompt is one of its labels. Chance: 1/C for C classes (single-label clips).
 """
@@ -53,6 +62,7 @@ class EvalReport:
     chance: dict[str, float]
     classes: list[str]
     skipped: dict[str, int]
+    settings: dict[str, Any] = field(default_factory=dict)  # what the numbers depend on (module doc)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +73,7 @@ class EvalReport:
             "chance": self.chance,
             "classes": self.classes,
             "skipped": self.skipped,
+            "settings": self.settings,
         }
 
 
@@ -224,8 +235,21 @@ def evaluate(
     workers: int = 2,
     mel_mode: str = "auto",
     autocast: Callable[[], Any] | None = None,
+    threads: int | None = None,
 ) -> EvalReport:
+    """Retrieval and zero-shot metrics of ``model`` on ``shards``; ``threads``: torch CPU threads for the
+    evaluation (None: as the process has them), restored afterwards."""
     was_training = model.training
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    settings = {
+        "threads": torch.get_num_threads(),
+        "batch_size": batch_size,
+        "workers": workers,
+        "mel": mel_mode,
+        "precision": "fp32" if autocast is None or autocast is contextlib.nullcontext else "bf16",
+    }
     model.eval()
     try:
         emb = embed_split(
@@ -239,7 +263,7 @@ def evaluate(
         )
         n = len(emb.keys)
         if n == 0:
-            return EvalReport(split, 0, 0, {}, {}, [], dict(emb.skipped))
+            return EvalReport(split, 0, 0, {}, {}, [], dict(emb.skipped), settings)
         # Five-caption protocol only when every clip has five; otherwise each clip's first caption.
         per_clip = EVAL_CAPTIONS if all(len(c) >= EVAL_CAPTIONS for c in emb.captions) else 1
         texts = [t for c in emb.captions for t in c[:per_clip]]
@@ -257,9 +281,10 @@ def evaluate(
             metrics["zero_shot_accuracy"] = acc
             metrics["zero_shot_clips"] = scored
             chance["zero_shot_accuracy"] = acc_chance
-        return EvalReport(split, n, per_clip, metrics, chance, classes, dict(emb.skipped))
+        return EvalReport(split, n, per_clip, metrics, chance, classes, dict(emb.skipped), settings)
     finally:
         model.train(was_training)
+        torch.set_num_threads(before)
 
 
 def format_report(report: EvalReport) -> str:
@@ -283,6 +308,12 @@ def format_report(report: EvalReport) -> str:
         )
     else:
         lines.append("  zero-shot: no labels in this split")
+    if report.settings:
+        st = report.settings
+        lines.append(
+            f"  settings: threads {st['threads']}, batch {st['batch_size']}, workers {st['workers']}, "
+            f"mel {st['mel']}, {st['precision']}"
+        )
     if report.skipped:
         lines.append("  skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())))
     return "\n".join(lines)

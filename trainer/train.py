@@ -382,6 +382,7 @@ def _train(
                 workers=tcfg.workers,
                 mel_mode=tcfg.mel,
                 autocast=autocast,
+                threads=tcfg.threads,  # already set for the run; recorded in the report
             )
             logger({"event": "eval", "step": state.step, **rep.to_json()}, format_report(rep))
         if d.world > 1:

@@ -1,6 +1,16 @@
-"""Captions for every sample: source captions pass through, label-only clips get a template.
+"""Captions for every sample: source captions pass through, label-only and keyword-only clips get a template.
 
-The template rule (one rule, everywhere; LAION's own scripts disagree with each other):
+Every text a sample ships with passes through :func:`render_captions` (the ``Captions`` stage, before
+anything else looks at the text): captions, labels, keywords, license, attribution, the ids and the
+strings of ``original_data`` are normalised there (:func:`normalize_text`, :func:`strip_controls`), so
+the sample JSON and the Parquet rows never hold a control, escape or bidi-override character. K2C
+output is normalised the same way (:func:`k2c.postprocess.clean`).
+
+Length: a caption (source or template) longer than ``max_caption_chars`` after normalisation rejects the
+clip (``caption_too_long``), even when it has other, shorter captions: a caption that size is a pasted
+description or a misparsed row, and the rest of that row is not to be trusted either.
+
+The label template (one rule, everywhere; LAION's own scripts disagree with each other):
 
 - one label:       ``The sound of {a}.``
 - several labels:  ``The sounds of {a}, {b} and {c}.``  (no Oxford comma, one final period)
@@ -8,19 +18,77 @@ The template rule (one rule, everywhere; LAION's own scripts disagree with each 
   ("Vehicle horn, car horn, honking" -> "vehicle horn"), which would make the list unreadable;
 - a label's first letter is lowercased unless its first word is an acronym or has inner capitals
   ("Dog" -> "dog", "TV" stays, "iPhone" stays);
-- repeated labels are said once, in first-seen order.
+- repeated labels are said once, in first-seen order; at most the first ``TEMPLATE_MAX_TERMS`` are said.
 
-Keyword-only clips (free tags) get the same template from their keywords; the K2C stage may then
-replace or join it with a generated caption.
+Keyword-only clips (free tags: Freesound, caption files, a generic ``keywords`` column) get a template of
+their own: tags are adjectives ("bright"), verbs ("barking") and nouns ("bird") alike, and "The sounds of
+bright" is not English, so they read ``A sound tagged {a}, {b} and {c}.`` (same list rules). Tags that
+describe the recording rather than the sound (:func:`is_technical_tag`: sample rates, bit depths, file
+formats, channel layouts, recorder and microphone models) are left out of the caption and kept in
+``keywords``/``tag``; a clip whose tags are all technical has no text (``no_text``). The K2C stage may
+then replace or join the template with a generated caption.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from manifests.records import Record, Reject
 
 ZERO_SHOT_PROMPT = "This is a sound of {label}."
+DEFAULT_MAX_CAPTION_CHARS = 1000
+# A template listing more terms stops reading as a caption (one test row carries 3000 tags); K2C also
+# looks at the first 10 (k2c.config max_keywords).
+TEMPLATE_MAX_TERMS = 10
+
+# Terminal escape sequences are removed whole: removing ESC alone would leave "[31m" in the caption.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC (window titles, hyperlinks)
+    r"|\x1b[ -/]*[0-~]"  # the other two-character escapes
+)
+
+
+# Format characters that stay: ZWNJ and ZWJ (Persian and Indic spelling, emoji sequences need them)
+# and the prepended concatenation marks (visible signs: Arabic number sign, Syriac abbreviation mark).
+KEPT_FORMAT = frozenset(
+    "\u200c\u200d\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2\U000110bd\U000110cd"
+)
+
+
+def _removed_characters() -> dict[int, str | None]:
+    table: dict[int, str | None] = {}
+    for cp in (*range(0x00, 0x20), *range(0x7F, 0xA0)):  # C0, DEL, C1
+        table[cp] = " " if chr(cp).isspace() else None
+    table[0x2028] = table[0x2029] = " "  # line / paragraph separators
+    # Every other format character (category Cf): bidi embeddings, overrides, isolates and marks (they
+    # reorder how the text around them displays), zero-width space, word joiner, soft hyphen, BOM,
+    # interlinear annotations, and the tag characters (invisible ASCII look-alikes used to smuggle
+    # text). Cf lives below U+20000 and in plane 14.
+    for cp in (*range(0x20000), *range(0xE0000, 0xE1000)):
+        if unicodedata.category(chr(cp)) == "Cf" and chr(cp) not in KEPT_FORMAT:
+            table[cp] = None
+    for cp in range(0xD800, 0xE000):  # lone surrogates (from JSON "\ud800") cannot be written as UTF-8
+        table[cp] = None
+    return table
+
+
+_REMOVED = _removed_characters()
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without escape sequences, control, bidi and invisible format characters (whitespace
+    controls become a space); otherwise unchanged. For metadata that is kept as the source wrote it."""
+    return _ESCAPES.sub("", text).translate(_REMOVED)
+
+
+def normalize_text(text: str) -> str:
+    """The one normalisation of caption text: :func:`strip_controls`, NFC, whitespace collapsed, stripped."""
+    return " ".join(unicodedata.normalize("NFC", strip_controls(text)).split())
 
 
 def label_phrase(label: str) -> str:
@@ -33,28 +101,124 @@ def label_phrase(label: str) -> str:
     return text if keeps_case else text[0].lower() + text[1:]
 
 
-def template_caption(labels: tuple[str, ...] | list[str]) -> str:
-    """``The sound of x.`` / ``The sounds of a, b and c.``; ValueError for no usable label."""
-    phrases = list(dict.fromkeys(p for p in (label_phrase(x) for x in labels) if p))
+def _phrases(terms: Sequence[str]) -> list[str]:
+    phrases = list(dict.fromkeys(p for p in (label_phrase(normalize_text(x)) for x in terms) if p))
     if not phrases:
-        raise ValueError("no usable label")
-    if len(phrases) == 1:
-        return f"The sound of {phrases[0]}."
-    return f"The sounds of {', '.join(phrases[:-1])} and {phrases[-1]}."
+        raise ValueError("no usable term")
+    return phrases[:TEMPLATE_MAX_TERMS]
 
 
-def clean_caption(text: str) -> str:
-    return " ".join(text.split())
+def _listed(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
 
 
-def render_captions(record: Record) -> Record | Reject:
-    """Fill ``record.text``: its own captions, else a template from labels, else from keywords."""
-    captions = tuple(dict.fromkeys(c for c in (clean_caption(x) for x in record.captions) if c))
-    if captions:
-        return replace(record, text=captions, caption_kind="source")
-    for names in (record.labels, record.keywords):
-        try:
-            return replace(record, text=(template_caption(names),), caption_kind="template")
-        except ValueError:
-            continue
-    return Reject.for_record(record, "captions", "no_text", "the clip has no caption, label or keyword")
+def template_caption(labels: Sequence[str]) -> str:
+    """``The sound of x.`` / ``The sounds of a, b and c.``; ValueError for no usable label."""
+    phrases = _phrases(labels)
+    return f"The sound{'s' if len(phrases) > 1 else ''} of {_listed(phrases)}."
+
+
+# Technical tags: what a tag is made of when it describes the file or the recorder, not the sound.
+_RATE = (
+    r"(?:8|11[.,]025|11|16|22[.,]05|22|24|32|44[.,-]1|44|48|88[.,]2|96|176[.,]4|192)-?k(?:hz)?"
+    r"|(?:8000|11025|16000|22050|24000|32000|44100|48000|88200|96000|176400|192000)(?:-?hz)?"
+)
+_DEPTH = r"(?:8|16|24|32)-?bits?(?:-float)?|32-?float"
+_FORMAT = r"wav|mp3|flac|aif|aiff|aifc|ogg|m4a|aac|bwf|wma|opus|pcm|lossless"
+# The pipeline ships mono: a channel-layout tag describes a file that no longer exists.
+_CHANNELS = r"stereo|mono|monophonic|stereophonic|binaural|ambisonics?|surround|multichannel"
+_BRAND = (
+    r"zoom|tascam|sony|roland|edirol|marantz|olympus|sennheiser|rode|shure|neumann|akg|audio-?technica"
+    r"|sound-?devices|dpa|schoeps|lom|core-?sound|oktava|behringer|nagra|fostex|yamaha"
+)
+_MODEL = r"[a-z]{0,4}(?:-[a-z]{1,2})?-?\d{1,4}[a-z0-9]*(?:-(?:pro|mk-?i+|mk-?\d|ii|xl|hr|n))?"
+# Models that are tagged without their brand.
+_BARE_MODEL = (
+    r"h[1-8]n?(?:-?pro)?|dr-?\d{2,3}[a-z]*|pcm-?[a-z]\d{2,3}[a-z]*|r-?\d{2}(?:hr)?|ls-?\d{1,3}"
+    r"|pmd-?\d{3}[a-z]*|mkh-?\d{2,4}|ntg?-?\d[a-z]?|mixpre(?:-?\d+)?"
+)
+_TECH_TOKEN = rf"(?:{_RATE}|{_DEPTH}|{_FORMAT}|{_CHANNELS}|(?:{_BRAND})-?{_MODEL}|{_BARE_MODEL})"
+_TECHNICAL = re.compile(rf"{_TECH_TOKEN}(?:[-/+,]+{_TECH_TOKEN})*")
+
+
+def is_technical_tag(tag: str) -> bool:
+    """Whether a tag only describes the recording (``44.1khz``, ``24bit``, ``wav``, ``stereo``,
+    ``zoom-h4n``, ``h4n``, ``24bit-96khz``), not what it sounds like. ``zoom`` alone, ``440hz`` or
+    ``loop`` are not technical."""
+    key = re.sub(r"[\s_]+", "-", normalize_text(tag).casefold()).strip("-")
+    return bool(_TECHNICAL.fullmatch(key))
+
+
+def keyword_caption(keywords: Sequence[str]) -> str:
+    """``A sound tagged x.`` / ``A sound tagged a, b and c.`` from the non-technical keywords;
+    ValueError when none is left."""
+    return f"A sound tagged {_listed(_phrases([k for k in keywords if not is_technical_tag(k)]))}."
+
+
+def _texts(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(t for t in (normalize_text(v) for v in values) if t)
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return strip_controls(value)
+    if isinstance(value, Mapping):
+        return {strip_controls(str(k)): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    return value
+
+
+def _optional(text: str | None) -> str | None:
+    return None if text is None else (normalize_text(text) or None)
+
+
+def clean_record_text(record: Record) -> Record:
+    """The record with every text field normalised (empty labels, keywords and captions dropped).
+
+    Identifiers (``source_id``, ``origin_ids``) and ``original_data`` only lose what must not ship: they
+    are the source's own words. The key stays: it was made from the exact id and stays unique."""
+    return replace(
+        record,
+        source_id=strip_controls(record.source_id),
+        origin_ids=tuple(strip_controls(x) for x in record.origin_ids),
+        captions=_texts(record.captions),
+        labels=_texts(record.labels),
+        keywords=_texts(record.keywords),
+        license=_optional(record.license),
+        attribution=_optional(record.attribution),
+        original=_scrubbed(dict(record.original)),
+    )
+
+
+def render_captions(record: Record, max_chars: int | None = None) -> Record | Reject:
+    """Fill ``record.text``: its own captions, else a template from labels, else from keywords.
+
+    ``max_chars``: the caption cap (the stage passes ``options.max_caption_chars``; None: no cap, for
+    callers that re-derive the template of a record that already passed it).
+    """
+    record = clean_record_text(record)
+    captions = tuple(dict.fromkeys(record.captions))
+    kind = "source"
+    if not captions:
+        kind = "template"
+        for build, names in ((template_caption, record.labels), (keyword_caption, record.keywords)):
+            try:
+                captions = (build(names),)
+                break
+            except ValueError:
+                continue
+        else:
+            why = "only technical tags" if record.keywords else "no caption, label or keyword"
+            return Reject.for_record(record, "captions", "no_text", f"the clip has {why}")
+    if max_chars is not None:
+        for i, caption in enumerate(captions):
+            if len(caption) > max_chars:
+                return Reject.for_record(
+                    record,
+                    "captions",
+                    "caption_too_long",
+                    f"{kind} caption {i + 1} has {len(caption)} characters, over the {max_chars} of "
+                    "options.max_caption_chars",
+                )
+    return replace(record, text=captions, caption_kind=kind)
