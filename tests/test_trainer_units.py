@@ -16,7 +16,14 @@ import torch
 
 from trainer.checkpoint import CheckpointError, check_compatible, load_state, load_weights, read_checkpoint
 from trainer.checkpoint import save_checkpoint as write_checkpoint
-from trainer.config import AudioConfig, ModelConfig, TextConfig, TrainConfig, config_diff
+from trainer.config import (
+    CAPTION_SOURCES,
+    AudioConfig,
+    ModelConfig,
+    TextConfig,
+    TrainConfig,
+    config_diff,
+)
 from trainer.data import (
     UNREADABLE_SHARD,
     SkipCounts,
@@ -464,6 +471,28 @@ def test_caption_draw_is_seeded_by_key_and_epoch():
     assert len(set(draws)) > 2  # different captions in different epochs
     assert draw_caption(meta, "k", seed=0, epoch=0, source="k2c") == "k2c caption"
     assert draw_caption({"text": ["only"]}, "k", seed=0, epoch=0, source="k2c") == "only"
+
+
+def test_caption_selection_mirrors_laion_text_augment_selection():
+    # A join-mode sample: `text` holds the template caption, the K2C one is only in the augment fields.
+    meta = {
+        "text": ["The sound of dog."],
+        "text_augment_t5": "A dog barks.",
+        "text_augment_all": ["The sound of dog.", "A dog barks."],
+    }
+    draws = {
+        src: {draw_caption(meta, "k", seed=0, epoch=e, source=src) for e in range(40)}
+        for src in CAPTION_SOURCES
+    }
+    assert draws == {
+        "text": {"The sound of dog."},
+        "all": {"The sound of dog.", "A dog barks."},
+        "k2c": {"A dog barks."},
+    }
+    # without K2C fields every selection reads `text`, as LAION's select_text does
+    plain = {"text": ["a", "b"]}
+    for src in CAPTION_SOURCES:
+        assert {draw_caption(plain, "k", seed=0, epoch=e, source=src) for e in range(40)} == {"a", "b"}
 
 
 def test_skip_counts_merge():

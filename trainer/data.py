@@ -320,12 +320,19 @@ def sample_captions(meta: dict[str, Any]) -> list[str]:
 
 
 def draw_caption(meta: dict[str, Any], key: str, *, seed: int, epoch: int, source: str = "text") -> str:
-    """One caption for this sample in this epoch: from `text`, or the K2C caption when asked for."""
+    """One caption for this sample in this epoch, chosen as LAION's ``--text-augment-selection`` does.
+
+    ``text`` (LAION's ``none``): one of `text`. ``all``: one of `text_augment_all` where the sample has
+    it (its captions plus the K2C one), else of `text`. ``k2c`` (LAION's ``augment_only``): the K2C
+    caption where there is one, else one of `text`.
+    """
     if source == "k2c":
         k2c = meta.get("text_augment_t5")
         if isinstance(k2c, str) and k2c.strip():
             return k2c
     texts = sample_captions(meta)
+    if source == "all":
+        texts = sample_captions({"text": meta.get("text_augment_all")}) or texts
     return texts[int(caption_rng(seed, epoch, key).integers(len(texts)))]
 
 
