@@ -40,7 +40,7 @@ from transforms.sample import SampleOptions
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
 # run never reuses shards written by an incompatible version.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 DUPLICATE_MODES = ("report", "keep_first", "drop_all")

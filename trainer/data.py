@@ -43,7 +43,14 @@ from transforms.decode import DecodeError
 from transforms.flac import decode_flac
 from transforms.hashing import stable_hash64
 from transforms.layout import FLAC, JSON, MEL, SIZES_FILE, Layout
-from transforms.views import CHUNK_FRAMES, MEL_BINS, NUM_VIEWS, ViewPlan, compute_views_torch
+from transforms.views import (
+    CHUNK_FRAMES,
+    MEL_BINS,
+    NUM_VIEWS,
+    ViewPlan,
+    compute_views_torch,
+    laion_loader_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +382,7 @@ class Batch:
         """
         mel = self.mel.to(device, non_blocking=True).float()
         if self.compute:
-            waves = [(w.to(device, non_blocking=True).float() / 32767.0) for w in self.waves]
+            waves = [laion_loader_input(w.to(device, non_blocking=True)) for w in self.waves]
             views = compute_views_torch(waves, self.plans, device=device)
             mel[self.compute] = views.half().float()
         return mel
