@@ -1,6 +1,6 @@
 """transforms.views against an independent re-implementation of LAION-CLAP's get_audio_features.
 
-The reference below is written from REFERENCE.md section 2 with torchaudio's MelSpectrogram and
+The reference below is written from LAION-CLAP's get_audio_features with torchaudio's MelSpectrogram and
 AmplitudeToDB, an antialiased bilinear resize in numpy written from its definition (torchvision is not
 a dependency), and LAION's crop logic re-typed here; it shares no code with the product except the crop
 starts taken from the plan (LAION draws them at random, we record them).

@@ -1,4 +1,4 @@
-"""Audio constants shared by the pipeline and the trainer (REFERENCE.md section 2)."""
+"""Audio constants shared by the pipeline and the trainer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LAION-CLAP feature-fusion views (REFERENCE.md section 2), reproducible and fast.
+"""LAION-CLAP feature-fusion views, reproducible and fast.
 
 The pipeline stores the four views of every sample as ``<key>.mel.npy`` (float16, [4, 1001, 64]); the
 trainer recomputes them on its GPU from the stored FLAC when that file is absent. Both must get the same
