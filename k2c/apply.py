@@ -57,13 +57,20 @@ def template_texts(record: Record) -> tuple[str, ...]:
 
 
 def attach(record: Record, caption: str, mode: str, min_clip_seconds: float) -> Record | None:
-    """The record with ``caption``; None when the caption only repeats the template caption."""
+    """The record with ``caption``; None when the caption only repeats the template caption.
+
+    ``join`` leaves ``text`` alone: LAION's loader reads ``text`` for ``--text-augment-selection none``
+    and ``text_augment_all`` (written from ``k2c_caption``) for ``all``, so a K2C caption in ``text``
+    would make ``none`` behave like ``all``. ``caption_kind`` is ``mixed`` there: the clip's captions
+    are the template one (``text``) and the K2C one (``text_augment_t5``). ``replace`` is the opt-in
+    that ships the K2C caption as ``text`` itself (``caption_kind`` ``k2c``).
+    """
     if caption.casefold() in {t.casefold() for t in record.text}:
         return None
     if mode == "replace":
         text, kind = (caption,), "k2c"
     else:
-        text, kind = (*record.text, caption), "mixed"
+        text, kind = record.text, "mixed"
     return replace(
         record, text=text, caption_kind=kind, k2c_caption=caption, k2c_min_seconds=min_clip_seconds
     )

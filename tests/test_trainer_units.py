@@ -16,12 +16,22 @@ import torch
 
 from trainer.checkpoint import CheckpointError, check_compatible, load_state, load_weights, read_checkpoint
 from trainer.checkpoint import save_checkpoint as write_checkpoint
-from trainer.config import AudioConfig, ModelConfig, TextConfig, TrainConfig, config_diff
+from trainer.config import (
+    CAPTION_SOURCES,
+    AudioConfig,
+    ModelConfig,
+    TextConfig,
+    TrainConfig,
+    config_diff,
+)
 from trainer.data import (
     UNREADABLE_SHARD,
+    Decoded,
     SkipCounts,
     StreamConfig,
     _split_member,
+    collate,
+    decode_wave,
     draw_caption,
     iter_parquet,
     iter_tar,
@@ -40,7 +50,9 @@ from trainer.fusion import AFF, FusedStem
 from trainer.loss import clip_loss
 from trainer.model import CLAP, HTSATEncoder, SwinBlock, build_audio_encoder
 from trainer.text import TextModelError, build_tiny_text_model, load_text_encoder, load_tokenizer, tokenize
-from transforms.views import CHUNK_FRAMES, MEL_BINS
+from transforms.audio import quantize_int16
+from transforms.flac import encode_flac
+from transforms.views import CHUNK_FRAMES, MEL_BINS, compute_views, plan_views
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -464,6 +476,44 @@ def test_caption_draw_is_seeded_by_key_and_epoch():
     assert len(set(draws)) > 2  # different captions in different epochs
     assert draw_caption(meta, "k", seed=0, epoch=0, source="k2c") == "k2c caption"
     assert draw_caption({"text": ["only"]}, "k", seed=0, epoch=0, source="k2c") == "only"
+
+
+def test_caption_selection_mirrors_laion_text_augment_selection():
+    # A join-mode sample: `text` holds the template caption, the K2C one is only in the augment fields.
+    meta = {
+        "text": ["The sound of dog."],
+        "text_augment_t5": "A dog barks.",
+        "text_augment_all": ["The sound of dog.", "A dog barks."],
+    }
+    draws = {
+        src: {draw_caption(meta, "k", seed=0, epoch=e, source=src) for e in range(40)}
+        for src in CAPTION_SOURCES
+    }
+    assert draws == {
+        "text": {"The sound of dog."},
+        "all": {"The sound of dog.", "A dog barks."},
+        "k2c": {"A dog barks."},
+    }
+    # without K2C fields every selection reads `text`, as LAION's select_text does
+    plain = {"text": ["a", "b"]}
+    for src in CAPTION_SOURCES:
+        assert {draw_caption(plain, "k", seed=0, epoch=e, source=src) for e in range(40)} == {"a", "b"}
+
+
+def test_on_device_views_are_computed_from_what_laions_loader_reads():
+    # A 10.5 s clip (fusion views) whose second half sits a few LSB above silence.
+    t = np.arange(504_000) / 48_000
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t) * np.where(t < 5, 1.0, 2e-4)
+    pcm = quantize_int16(wave)
+    plan = plan_views(len(pcm), "k")
+    decoded = Decoded("k", None, decode_wave(encode_flac(pcm), plan), plan, ["c"], [])
+    got = collate([decoded]).views(torch.device("cpu"))
+    # LAION's read of the FLAC: float (v / 32768), then its float32_to_int16 and int16_to_float32
+    requantised = (np.clip(pcm.astype(np.float32) / np.float32(32768), -1, 1) * np.float32(32767)).astype(
+        np.int16
+    )
+    want = compute_views(requantised.astype(np.float32) / np.float32(32767), plan)
+    assert plan.longer and torch.equal(got[0], torch.from_numpy(want).half().float())
 
 
 def test_skip_counts_merge():

@@ -1,6 +1,6 @@
 """transforms.views against an independent re-implementation of LAION-CLAP's get_audio_features.
 
-The reference below is written from REFERENCE.md section 2 with torchaudio's MelSpectrogram and
+The reference below is written from LAION-CLAP's get_audio_features with torchaudio's MelSpectrogram and
 AmplitudeToDB, an antialiased bilinear resize in numpy written from its definition (torchvision is not
 a dependency), and LAION's crop logic re-typed here; it shares no code with the product except the crop
 starts taken from the plan (LAION draws them at random, we record them).
@@ -25,6 +25,7 @@ from transforms.views import (
     ViewPlan,
     compute_views,
     compute_views_torch,
+    laion_loader_input,
     log_mel,
     mel_filterbank,
     plan_views,
@@ -220,11 +221,33 @@ def test_quiet_tail_repeatpad_zero_fill() -> None:
     assert (ours[0, -1] == -100.0).all()
 
 
-def test_views_from_int16_equals_float_path() -> None:
+def _laion_read(pcm: np.ndarray) -> np.ndarray:
+    """What LAION's loader hands get_audio_features for stored int16: the FLAC read as float
+    (v / 32768), its float32_to_int16 (clamp, x 32767, truncate) and int16_to_float32 (/ 32767)."""
+    as_read = pcm.astype(np.float32) / np.float32(32768)
+    requantised = (np.clip(as_read, -1.0, 1.0) * np.float32(32767)).astype(np.int16)
+    return requantised.astype(np.float32) / np.float32(32767)
+
+
+def test_laion_loader_input_every_int16_value() -> None:
+    every = np.arange(-32768, 32768).astype(np.int16)
+    ours = laion_loader_input(torch.from_numpy(every)).numpy()
+    np.testing.assert_array_equal(ours, _laion_read(every))
+    # (v - sign(v)) / 32767: one step toward zero, which is what reading v / 32767 misses
+    np.testing.assert_array_equal(ours, (every - np.sign(every)).astype(np.float32) / np.float32(32767))
+    assert ours[every == 1] == 0 and ours[every == -32768] == -1.0
+    with pytest.raises(TypeError):
+        laion_loader_input(torch.from_numpy(every.astype(np.int32)))
+
+
+def test_views_from_int16_take_laion_loaders_input() -> None:
     wave = _signal(100_000, seed=5)
+    wave[40_000:] *= 1e-3  # a quiet passage of a few LSB: there the two readings differ by dBs
     pcm = quantize_int16(wave)
     plan = plan_views(len(pcm), "pcm")
-    np.testing.assert_array_equal(views_from_int16(pcm, plan), compute_views(int16_to_float(pcm), plan))
+    views = views_from_int16(pcm, plan)
+    np.testing.assert_array_equal(views, compute_views(_laion_read(pcm), plan))
+    assert np.abs(views - compute_views(int16_to_float(pcm), plan)).max() > 1.0
     with pytest.raises(TypeError):
         views_from_int16(pcm.astype(np.float32), plan)
     with pytest.raises(TypeError):

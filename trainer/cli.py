@@ -40,7 +40,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "--captions",
         choices=CAPTION_SOURCES,
         default="text",
-        help="text: one of `text` per epoch; k2c: the K2C caption where there is one",
+        help="text: one of `text` per epoch (LAION's --text-augment-selection none); all: one of "
+        "`text_augment_all` (captions plus the K2C one) where present; k2c: the K2C caption where "
+        "there is one",
     )
     model = train.add_argument_group("model")
     model.add_argument("--audio-encoder", choices=("htsat", "cnn"), default="htsat")

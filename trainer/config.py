@@ -25,7 +25,7 @@ CNN_SIZES: dict[str, dict[str, Any]] = {
     "micro": {"channels": (8, 16, 32)},
 }
 
-CAPTION_SOURCES = ("text", "k2c")
+CAPTION_SOURCES = ("text", "all", "k2c")  # LAION's --text-augment-selection none, all, augment_only
 MEL_MODES = ("auto", "stored", "compute")
 FORMATS = ("webdataset", "parquet")
 
@@ -91,7 +91,7 @@ class TrainConfig:
     format: str = "webdataset"  # or "parquet"
     train_split: str = "train"
     eval_split: str | None = "valid"  # None: no evaluation
-    caption_source: str = "text"  # "text": one of `text` per epoch; "k2c": `text_augment_t5` first
+    caption_source: str = "text"  # "text" | "all" | "k2c": see trainer.data.draw_caption
     mel: str = "auto"  # auto: stored views when present, else computed on the device from the FLAC
     batch_size: int = 64  # per process
     grad_accum: int = 1  # micro-batches per optimizer step (negatives come from each micro-batch)

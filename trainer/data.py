@@ -43,7 +43,14 @@ from transforms.decode import DecodeError
 from transforms.flac import decode_flac
 from transforms.hashing import stable_hash64
 from transforms.layout import FLAC, JSON, MEL, SIZES_FILE, Layout
-from transforms.views import CHUNK_FRAMES, MEL_BINS, NUM_VIEWS, ViewPlan, compute_views_torch
+from transforms.views import (
+    CHUNK_FRAMES,
+    MEL_BINS,
+    NUM_VIEWS,
+    ViewPlan,
+    compute_views_torch,
+    laion_loader_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -320,12 +327,19 @@ def sample_captions(meta: dict[str, Any]) -> list[str]:
 
 
 def draw_caption(meta: dict[str, Any], key: str, *, seed: int, epoch: int, source: str = "text") -> str:
-    """One caption for this sample in this epoch: from `text`, or the K2C caption when asked for."""
+    """One caption for this sample in this epoch, chosen as LAION's ``--text-augment-selection`` does.
+
+    ``text`` (LAION's ``none``): one of `text`. ``all``: one of `text_augment_all` where the sample has
+    it (its captions plus the K2C one), else of `text`. ``k2c`` (LAION's ``augment_only``): the K2C
+    caption where there is one, else one of `text`.
+    """
     if source == "k2c":
         k2c = meta.get("text_augment_t5")
         if isinstance(k2c, str) and k2c.strip():
             return k2c
     texts = sample_captions(meta)
+    if source == "all":
+        texts = sample_captions({"text": meta.get("text_augment_all")}) or texts
     return texts[int(caption_rng(seed, epoch, key).integers(len(texts)))]
 
 
@@ -368,7 +382,7 @@ class Batch:
         """
         mel = self.mel.to(device, non_blocking=True).float()
         if self.compute:
-            waves = [(w.to(device, non_blocking=True).float() / 32767.0) for w in self.waves]
+            waves = [laion_loader_input(w.to(device, non_blocking=True)) for w in self.waves]
             views = compute_views_torch(waves, self.plans, device=device)
             mel[self.compute] = views.half().float()
         return mel

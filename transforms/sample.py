@@ -17,7 +17,7 @@ import numpy as np
 from k2c.apply import for_duration as k2c_for_duration
 from k2c.apply import text_augment_all
 from manifests.records import Record
-from transforms.audio import INT16_SCALE, SAMPLE_RATE, int16_to_float, quantize_int16
+from transforms.audio import INT16_SCALE, SAMPLE_RATE, quantize_int16
 from transforms.decode import DecodedAudio, DecodeError, decode_audio
 from transforms.flac import encode_flac
 from transforms.hashing import audio_digest
@@ -221,7 +221,7 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
         raise SampleError("decode", "incomplete", _incomplete_reason(decoded))
     # transforms.views imports torch (~2 s of CPU and ~600 MB per process): only processes that build
     # samples pay for it, not the launcher that merely builds the graph.
-    from transforms.views import compute_views, plan_views
+    from transforms.views import plan_views, views_from_int16
 
     pcm = quantize_int16(decoded.samples)
     level = measure_level(pcm)
@@ -232,7 +232,7 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
     mel = None
     if options.store_mel:
         try:
-            mel = compute_views(int16_to_float(pcm), plan).astype(np.float16)
+            mel = views_from_int16(pcm, plan).astype(np.float16)
         except (ValueError, RuntimeError) as e:
             raise SampleError("views", "views_failed", f"could not compute the mel views: {e}") from None
     try:

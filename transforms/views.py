@@ -1,10 +1,12 @@
-"""LAION-CLAP feature-fusion views (REFERENCE.md section 2), reproducible and fast.
+"""LAION-CLAP feature-fusion views, reproducible and fast.
 
 The pipeline stores the four views of every sample as ``<key>.mel.npy`` (float16, [4, 1001, 64]); the
 trainer recomputes them on its GPU from the stored FLAC when that file is absent. Both must get the same
 numbers, so the mel is written here once, on plain torch ops that run on any device and in batches.
 
-Differences from LAION's ``get_audio_features`` are deliberate and limited to two points:
+The views' input is what LAION-CLAP's loader makes of the stored FLAC (:func:`laion_loader_input`), so a
+LAION user reading our FLAC with LAION's own loader computes the views we store. Differences from
+LAION's ``get_audio_features`` are deliberate and limited to two points:
 
 - the fusion crop starts come from a generator seeded by the sample key (:func:`plan_views`) instead of
   the global numpy RNG, and are recorded in a :class:`ViewPlan`, so every view can be reproduced;
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from transforms.audio import CLIP_SAMPLES, SAMPLE_RATE, int16_to_float
+from transforms.audio import CLIP_SAMPLES, INT16_SCALE, SAMPLE_RATE
 from transforms.hashing import rng_for
 
 MEL_BINS = 64
@@ -234,12 +236,29 @@ def log_mel(wave: torch.Tensor) -> torch.Tensor:
     return mel.reshape(*lead, total, MEL_BINS)
 
 
+def laion_loader_input(pcm: torch.Tensor) -> torch.Tensor:
+    """Stored int16 samples -> the float32 signal LAION-CLAP's loader computes its mel from.
+
+    LAION's WebDataset loader decodes the FLAC member to float (``v / 32768``), then runs its
+    ``float32_to_int16`` (clamp, x 32767, truncate toward zero) and ``int16_to_float32`` (/ 32767)
+    before ``get_audio_features``. ``trunc(v / 32768 * 32767)`` is ``v - sign(v)`` for every int16 ``v``
+    (float32 rounding never reaches the next integer), so the mel input is ``(v - sign(v)) / 32767``.
+    Reading ``v / 32767`` instead moves bins near the 16-bit noise floor by several dB. The pipeline
+    (:func:`views_from_int16`) and the trainer's on-device views both go through here. Runs on the
+    tensor's device.
+    """
+    if not isinstance(pcm, torch.Tensor) or pcm.dtype != torch.int16:
+        raise TypeError(f"laion_loader_input takes an int16 tensor, got {getattr(pcm, 'dtype', type(pcm))}")
+    # Moving toward zero cannot overflow int16, so the subtraction stays in the stored dtype.
+    return (pcm - torch.sign(pcm)).to(torch.float32) / INT16_SCALE
+
+
 def _as_float_tensor(wave: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     if isinstance(wave, torch.Tensor):
         return wave.to(device=device, dtype=torch.float32)
     arr = np.asarray(wave)
     if not np.issubdtype(arr.dtype, np.floating):
-        # Integer PCM must go through views_from_int16: silently casting would skip the /32767.
+        # Integer PCM must go through views_from_int16: silently casting would skip LAION's read.
         raise TypeError(f"expected float samples, got {arr.dtype}; use views_from_int16 for int16")
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(device)
 
@@ -340,8 +359,9 @@ def compute_views_torch(
 def compute_views(wave: np.ndarray | torch.Tensor, plan: ViewPlan) -> np.ndarray:
     """The four views of one clip, float32 [4, 1001, 64]: ``[global, front, middle, back]``.
 
-    ``wave`` is float mono 48 kHz, already quantised (``int16 / 32767``, see transforms.audio), with
-    ``plan.num_samples`` samples. A tensor is processed on its own device; the result is on the host.
+    ``wave`` is float mono 48 kHz, the mel input as LAION's loader has it (:func:`laion_loader_input`
+    of the stored int16), with ``plan.num_samples`` samples. A tensor is processed on its own device; the
+    result is on the host.
     """
     if isinstance(wave, torch.Tensor):
         views = compute_views_torch([wave], [plan], device=wave.device)
@@ -351,8 +371,12 @@ def compute_views(wave: np.ndarray | torch.Tensor, plan: ViewPlan) -> np.ndarray
 
 
 def views_from_int16(samples: np.ndarray, plan: ViewPlan) -> np.ndarray:
-    """Views straight from int16 PCM (e.g. the stored FLAC): ``int16 / 32767`` then :func:`compute_views`."""
+    """Views straight from int16 PCM (the stored FLAC's samples), as LAION's loader computes them.
+
+    :func:`laion_loader_input` then :func:`compute_views`: the pipeline stores these, and the trainer's
+    on-device views take the same path.
+    """
     arr = np.asarray(samples)
     if arr.dtype != np.int16:
         raise TypeError(f"expected int16 samples, got {arr.dtype}")
-    return compute_views(int16_to_float(arr), plan)
+    return compute_views(laion_loader_input(torch.from_numpy(np.ascontiguousarray(arr))), plan)
