@@ -1,4 +1,4 @@
-"""Retrieval and zero-shot evaluation with LAION-CLAP's definitions (its training/lp_main.py metrics).
+"""Retrieval and zero-shot evaluation with LAION-CLAP's definitions (get_metrics in its training/train.py).
 
 With one caption per clip: the rank ``r`` (0-based) of the paired item in the similarity ranking;
 R@k = mean(r < k), mAP@10 = mean(1/(r+1) if r < 10 else 0), in both directions.
