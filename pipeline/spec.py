@@ -40,10 +40,11 @@ from transforms.sample import SampleOptions
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
 # run never reuses shards written by an incompatible version.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 DUPLICATE_MODES = ("report", "keep_first", "drop_all")
+CROSS_SPLIT_MODES = ("remove", "report")
 FORMATS = ("webdataset", "parquet")
 
 
@@ -59,6 +60,8 @@ class CorpusOptions:
     sample: SampleOptions = field(default_factory=SampleOptions)
     k2c: K2CConfig | None = None  # options.k2c, validated by k2c/config.py; None: K2C off
     duplicates: str = "report"  # report | keep_first | drop_all (pipeline/duplicates.py)
+    # remove | report: a train copy of held-out audio is dropped by the shard writer (pipeline/duplicates.py)
+    cross_split_duplicates: str = "remove"
     leakage_guard: bool = True  # pipeline/leakage.py
     train_splits: tuple[str, ...] = ("train", "balanced_train", "unbalanced_train")
 
@@ -204,6 +207,11 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
     duplicates = opt.get("duplicates", str, "report")
     if duplicates not in DUPLICATE_MODES:
         raise opt.err("duplicates", f"must be one of {', '.join(DUPLICATE_MODES)}, got {duplicates!r}")
+    cross_split = opt.get("cross_split_duplicates", str, "remove")
+    if cross_split not in CROSS_SPLIT_MODES:
+        raise opt.err(
+            "cross_split_duplicates", f"must be one of {', '.join(CROSS_SPLIT_MODES)}, got {cross_split!r}"
+        )
     leakage_guard = opt.get("leakage_guard", bool, True)
     train_splits = opt.get("train_splits", list, list(CorpusOptions().train_splits))
     for name in train_splits:
@@ -218,6 +226,7 @@ def parse_spec(data: Any, file: str = "<spec>") -> CorpusSpec:
         sample=sample,
         k2c=k2c,
         duplicates=duplicates,
+        cross_split_duplicates=cross_split,
         leakage_guard=leakage_guard,
         train_splits=tuple(train_splits),
     )
