@@ -1,18 +1,21 @@
-"""What duplicate removal costs: the keep_first / drop_all hashing pass against the shard writer's work.
+"""What duplicate removal costs: the hashing passes against the shard writer's work.
 
 Run: ``.venv/bin/python bench/bench_duplicates.py [--clips 24] [--pipeline]``.
 
-``duplicates: report`` is free (the shard writer hashes the PCM it already decoded, ~1 ms per 10 s).
-``keep_first`` / ``drop_all`` must know the hashes before the shards are cut, so every clip is read
-and decoded once more before sharding. On the demo corpus (``pipeline/demo.py``: mp3/ogg/opus/m4a/
-flac/wav, 1-60 s, 16-48 kHz, mono/stereo), this prints, in CPU seconds of one core (the primary
+``duplicates: report`` with ``cross_split_duplicates: report`` is free (the shard writer hashes the
+PCM it already decoded, ~1 ms per 10 s). The default ``cross_split_duplicates: remove`` reads and
+decodes the held-out clips (valid/test) once more before sharding; the train shard writers check
+their own digests against that set. ``keep_first`` / ``drop_all`` must know every hash before the
+shards are cut, so every clip is read and decoded once more. On the demo corpus (``pipeline/demo.py``:
+mp3/ogg/opus/m4a/flac/wav, 1-60 s, 16-48 kHz, mono/stereo; its held-out share is printed, about a
+quarter, far above a real corpus's few percent), this prints, in CPU seconds of one core (the primary
 figure on a shared machine):
 
 - per sample, no Beam, bytes already in memory: ``process_sample`` (decode, views, FLAC, JSON: what the
-  writer does per clip)
-  next to ``decoded_digest`` (decode + hash: the extra pass; it also reads every file once more);
-- with ``--pipeline``: ``run_corpus`` on the local runner with ``report`` and with ``keep_first``, CPU
-  time of each run's process tree (each in its own child process, waited for).
+  writer does per clip) next to ``decoded_digest`` (decode + hash) over every clip (the keep_first
+  pass) and over the held-out clips only (the cross-split pass);
+- with ``--pipeline``: ``run_corpus`` on the local runner with the three settings, CPU time of each
+  run's process tree (each in its own child process, waited for).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pipeline.spec import load_spec
 from transforms import storage
 from transforms.captions import render_captions
 from transforms.sample import SampleError, process_sample
+from transforms.sharding import split_of
 
 RUN = """
 import json, sys
@@ -45,7 +49,7 @@ print(json.dumps({"samples": s["samples"], "stages": s.get("stages", {}).get("du
 """
 
 
-def per_sample(spec_path: str, repeats: int) -> tuple[float, float, int, float]:
+def per_sample(spec_path: str, repeats: int) -> tuple[float, float, float, int, int, float]:
     import torch
 
     torch.set_num_threads(1)  # as the shard writer runs it: one worker process per core
@@ -57,14 +61,16 @@ def per_sample(spec_path: str, repeats: int) -> tuple[float, float, int, float]:
             out = render_captions(item)
             if isinstance(out, Record) and storage.exists(out.audio_path):
                 items.append((out, storage.read_bytes(out.audio_path)))
-    sample_cpu = digest_cpu = seconds = 0.0
-    n = 0
+    sample_cpu = digest_cpu = heldout_cpu = seconds = 0.0
+    n = n_heldout = 0
     for record, data in items:
         try:
             process_sample(record, data, opts)  # warm-up, and skip what the writer would reject
         except SampleError:
             continue
         n += 1
+        heldout = split_of(record, spec.options.split_proportions) not in spec.options.train_splits
+        n_heldout += heldout
         for _ in range(repeats):
             t0 = time.process_time()
             s = process_sample(record, data, opts)
@@ -73,8 +79,9 @@ def per_sample(spec_path: str, repeats: int) -> tuple[float, float, int, float]:
             t2 = time.process_time()
             sample_cpu += t1 - t0
             digest_cpu += t2 - t1
+            heldout_cpu += (t2 - t1) if heldout else 0.0
         seconds += s.duration_s
-    return sample_cpu / repeats, digest_cpu / repeats, n, seconds
+    return sample_cpu / repeats, digest_cpu / repeats, heldout_cpu / repeats, n, n_heldout, seconds
 
 
 def pipeline_cpu(spec_path: str, out: str) -> tuple[float, float, dict]:
@@ -94,26 +101,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--pipeline", action="store_true", help="also time whole runs (report vs keep_first)")
+    ap.add_argument("--pipeline", action="store_true", help="also time whole runs (the three settings)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = write_demo_corpus(os.path.join(tmp, "demo"), n_clips=args.clips, k2c_model=None)
-        sample_cpu, digest_cpu, n, audio_s = per_sample(spec_path, args.repeats)
-        print(f"demo corpus: {n} decodable clips, {audio_s:.0f} s of audio (one core, CPU seconds)")
-        print(f"  {'per-sample work':<46}{'CPU s':>8}{'x realtime':>12}")
-        print(f"  {'shard writer: process_sample':<46}{sample_cpu:>8.2f}{audio_s / sample_cpu:>12.0f}")
-        print(f"  {'keep_first pass: decode + hash':<46}{digest_cpu:>8.2f}{audio_s / digest_cpu:>12.0f}")
-        print(f"  keep_first/drop_all add {100 * digest_cpu / sample_cpu:.0f}% to the per-sample work")
+        sample_cpu, digest_cpu, heldout_cpu, n, n_heldout, audio_s = per_sample(spec_path, args.repeats)
+        print(
+            f"demo corpus: {n} decodable clips ({n_heldout} held out), {audio_s:.0f} s of audio "
+            "(one core, CPU seconds)"
+        )
+        print(f"  {'per-sample work':<46}{'CPU s':>8}{'added':>8}")
+        print(f"  {'shard writer: process_sample':<46}{sample_cpu:>8.2f}{'':>8}")
+        for name, cpu in (
+            ("cross-split pass: decode + hash, held out", heldout_cpu),
+            ("keep_first pass: decode + hash, every clip", digest_cpu),
+        ):
+            print(f"  {name:<46}{cpu:>8.2f}{100 * cpu / sample_cpu:>7.0f}%")
         if args.pipeline:
             with open(spec_path) as f:
                 doc = yaml.safe_load(f)
-            doc["options"]["duplicates"] = "keep_first"
-            keep_spec = os.path.join(tmp, "demo", "spec_keep_first.yaml")
-            with open(keep_spec, "w") as f:
-                yaml.safe_dump(doc, f)
+            runs = [
+                ("cross_split report (free, the old default)", {"cross_split_duplicates": "report"}),
+                ("cross_split remove (default)", {}),
+                ("duplicates: keep_first", {"duplicates": "keep_first"}),
+            ]
             print(f"  {'whole run, FnApiRunner (one process tree)':<46}{'CPU s':>8}{'wall s':>9}")
-            for name, path in (("duplicates: report", spec_path), ("duplicates: keep_first", keep_spec)):
-                cpu, wall, s = pipeline_cpu(path, os.path.join(tmp, name.split()[-1]))
+            for i, (name, options) in enumerate(runs):
+                path = os.path.join(tmp, "demo", f"spec_{i}.yaml")
+                with open(path, "w") as f:
+                    yaml.safe_dump({**doc, "options": {**doc["options"], **options}}, f)
+                cpu, wall, s = pipeline_cpu(path, os.path.join(tmp, f"out{i}"))
                 print(f"  {name:<46}{cpu:>8.1f}{wall:>9.1f}   ({s['samples']} samples)")
 
 

@@ -16,18 +16,38 @@ The spec's ``options.duplicates`` picks what happens to them:
 
 A clip the hashing pass cannot read or decode is rejected there, with the same stage and code the
 shard writer would have given it.
+
+Across splits (``options.cross_split_duplicates``, used while ``duplicates`` is ``report``): a held-out
+clip's audio in a train split (``options.train_splits``) is leakage whatever its id says.
+
+- ``remove`` (default): before the shards, only the held-out records (valid/test: usually a few
+  percent of a corpus) are read and decoded once more and their digests collected into a side input
+  (:class:`HeldOutAudio`). The train shard writers decode and hash every sample anyway; a train sample
+  whose digest is held out is not written but becomes a reject (stage ``leakage``, code
+  ``eval_overlap_audio``, as the id-based ``eval_overlap``) naming the held-out sample. Nothing is
+  hashed when no record is in a train split. A train shard's fingerprint includes the held-out set's,
+  so a resumed run rebuilds the train shards whenever the set they were checked against changed.
+- ``report``: nothing is removed; the groups are listed as below.
+
+Either way ``stages.duplicates.cross_split`` in summary.json counts the groups that span more than
+one split and lists the first ones (which splits, which keys and sources, which copies were removed).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.pvalue import TaggedOutput
+from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from manifests.records import Record, Reject
 from pipeline.audio_input import failure_reject, read_audio
+from pipeline.leakage import STAGE as LEAKAGE_STAGE
+from pipeline.leakage import Holder
 from pipeline.spec import CorpusSpec
 from transforms import storage
 from transforms.audio import quantize_int16
@@ -39,6 +59,9 @@ from transforms.shards import ShardStats
 STAGE = "duplicates"
 REJECTS = "rejects"
 GROUPS = "groups"
+
+OVERLAP_CODE = "eval_overlap_audio"
+CROSS_SPLIT_LISTED = 20  # groups listed in summary.json; duplicates.jsonl has them all
 
 Member = tuple[str, str, str]  # (key, source, split)
 
@@ -64,8 +87,44 @@ def group_doc(digest: str, members: list[Member], kept: set[str]) -> dict[str, A
     }
 
 
+def cross_split_mode(spec: CorpusSpec) -> str:
+    """Who decides about copies in several splits: the removing duplicate modes keep one copy anyway."""
+    return (
+        spec.options.cross_split_duplicates
+        if spec.options.duplicates == "report"
+        else spec.options.duplicates
+    )
+
+
+def cross_split_report(
+    groups: list[dict[str, Any]], mode: str, train_splits: Iterable[str]
+) -> dict[str, Any]:
+    """The groups (in duplicates.jsonl order) whose copies sit in more than one split."""
+    train = set(train_splits)
+    across = [g for g in groups if len(g["splits"]) > 1]
+    removed = Counter(
+        m["source"] for g in across for m in g["samples"] if not m["kept"] and m["split"] in train
+    )
+    return {
+        "mode": mode,
+        "groups": len(across),
+        "samples_in_groups": sum(len(g["samples"]) for g in across),
+        "train_copies_removed": sum(removed.values()),
+        "removed_by_source": dict(sorted(removed.items())),
+        "listed": [
+            {
+                "digest": g["digest"],
+                "splits": g["splits"],
+                "samples": g["samples"],
+                "removed": sum(1 for m in g["samples"] if not m["kept"]),
+            }
+            for g in across[:CROSS_SPLIT_LISTED]
+        ],
+    }
+
+
 def write_duplicates(
-    groups: list[dict[str, Any]], layout: Layout, mode: str, train_splits: tuple[str, ...]
+    groups: list[dict[str, Any]], layout: Layout, mode: str, train_splits: tuple[str, ...], cross_mode: str
 ) -> tuple[str, dict[str, Any]]:
     """Write duplicates.jsonl (always, so a rerun never leaves an old list) and return the report."""
     ordered = sorted(groups, key=lambda g: (g["samples"][0]["key"], g["digest"]))
@@ -76,23 +135,29 @@ def write_duplicates(
         "mode": mode,
         "groups": len(ordered),
         "samples_in_groups": sum(len(g["samples"]) for g in ordered),
-        "removed": sum(1 for g in ordered for m in g["samples"] if not m["kept"]) if mode != "report" else 0,
+        # in report mode, what cross_split_duplicates: remove left out of the train shards
+        "removed": sum(1 for g in ordered for m in g["samples"] if not m["kept"]),
         "groups_across_train_and_heldout": sum(
             1 for g in ordered if {*g["splits"]} & train and {*g["splits"]} - train
         ),
+        "cross_split": cross_split_report(ordered, cross_mode, train_splits),
         "file": path,
     }
 
 
-def stats_hashes(stats: ShardStats) -> list[tuple[str, Member]]:
-    return [(digest, (key, source, stats.split)) for key, source, digest in stats.audio_hashes]
+def stats_hashes(stats: ShardStats) -> list[tuple[str, tuple[Member, bool]]]:
+    """(digest, (member, shipped)) for every sample the shard decoded, the removed train copies too."""
+    shipped = [(d, ((k, s, stats.split), True)) for k, s, d in stats.audio_hashes]
+    return shipped + [(d, ((k, s, stats.split), False)) for k, s, d in stats.overlap_removed]
 
 
-def _report_groups(element: tuple[str, Iterable[Member]], source_order: dict[str, int], ts: tuple[str, ...]):
-    digest, members = element
-    members = sorted(members, key=lambda m: preference(m, source_order, ts))
-    if len(members) > 1:
-        yield group_doc(digest, members, kept={k for k, _, _ in members})
+def _report_groups(
+    element: tuple[str, Iterable[tuple[Member, bool]]], source_order: dict[str, int], ts: tuple[str, ...]
+):
+    digest, flagged = element
+    flagged = sorted(flagged, key=lambda mf: preference(mf[0], source_order, ts))
+    if len(flagged) > 1:
+        yield group_doc(digest, [m for m, _ in flagged], kept={m[0] for m, shipped in flagged if shipped})
 
 
 class DuplicateReport(beam.PTransform):
@@ -111,7 +176,8 @@ class DuplicateReport(beam.PTransform):
             | "GroupByAudio" >> beam.GroupByKey()
             | "DuplicateGroups" >> beam.FlatMap(_report_groups, order, ts)
             | "AllGroups" >> beam.combiners.ToList()
-            | "WriteDuplicates" >> beam.Map(write_duplicates, self.layout, "report", ts)
+            | "WriteDuplicates"
+            >> beam.Map(write_duplicates, self.layout, "report", ts, cross_split_mode(self.spec))
         )
 
 
@@ -182,9 +248,99 @@ class DropDuplicates(beam.PTransform):
         report = (
             decided[GROUPS]
             | "AllGroups" >> beam.combiners.ToList()
-            | "WriteDuplicates" >> beam.Map(write_duplicates, self.layout, spec.options.duplicates, ts)
+            | "WriteDuplicates"
+            >> beam.Map(write_duplicates, self.layout, spec.options.duplicates, ts, cross_split_mode(spec))
         )
         return {"records": decided.records, "rejects": rejects, "report": report}
+
+
+@dataclass(frozen=True)
+class HeldOutAudio:
+    """The decoded-audio digests of the held-out records, each with the one sample a reject names."""
+
+    holders: Mapping[str, Holder]  # digest -> (source, split, key), the smallest holder
+    fingerprint: str  # of the whole set: part of every train shard's fingerprint
+
+    @classmethod
+    def build(cls, pairs: Iterable[tuple[str, Holder]]) -> HeldOutAudio:
+        holders: dict[str, Holder] = {}
+        for digest, holder in pairs:
+            holder = tuple(holder)
+            if digest not in holders or holder < holders[digest]:
+                holders[digest] = holder
+        h = hashlib.sha256()
+        for digest in sorted(holders):
+            h.update(dumps_json([digest, *holders[digest]]) + b"\n")
+        return cls(dict(sorted(holders.items())), h.hexdigest())
+
+
+def overlap_removal(
+    record: Record, digest: str, heldout: HeldOutAudio, train_splits: Iterable[str]
+) -> Reject | None:
+    """The reject of a train sample whose decoded audio a held-out split holds; None if it may ship."""
+    if record.split not in set(train_splits):
+        return None
+    holder = heldout.holders.get(digest)
+    if holder is None:
+        return None
+    source, split, key = holder
+    return Reject.for_record(
+        record,
+        LEAKAGE_STAGE,
+        OVERLAP_CODE,
+        f"same decoded audio as sample {key} in split '{split}' of source '{source}'; "
+        f"removed from split '{record.split}'",
+    )
+
+
+def _is_train(record: Record, train_splits: tuple[str, ...]) -> bool:
+    return record.split in train_splits
+
+
+def _is_heldout_and_needed(record: Record, train_splits: tuple[str, ...], n_train: int) -> bool:
+    return n_train > 0 and record.split not in train_splits
+
+
+def _holder(element: tuple[str, Record]) -> tuple[str, Holder]:
+    digest, r = element
+    return digest, (r.source, str(r.split), r.key)
+
+
+class HeldOutAudioSet(beam.PTransform):
+    """Records in; one :class:`HeldOutAudio` out (empty when no record is trained on)."""
+
+    def __init__(self, spec: CorpusSpec):
+        super().__init__()
+        self.spec = spec
+
+    def expand(self, records):
+        ts = tuple(self.spec.options.train_splits)
+        n_train = (
+            records
+            | "TrainRecords" >> beam.Filter(_is_train, ts)
+            | "CountTrain" >> beam.combiners.Count.Globally()
+        )
+        hashed = (
+            records
+            | "HeldOutRecords" >> beam.Filter(_is_heldout_and_needed, ts, AsSingleton(n_train))
+            | "HashHeldOut" >> beam.ParDo(_HashAudioFn(self.spec)).with_outputs(REJECTS, main="hashed")
+        )
+        # hashed[REJECTS] is left alone: a held-out clip that cannot be read here is rejected by its
+        # own shard writer, and has no audio to compare against.
+        return (
+            hashed.hashed
+            | "HeldOutHolder" >> beam.Map(_holder)
+            | "AllHeldOut" >> beam.combiners.ToList()
+            | "HeldOutSet" >> beam.Map(HeldOutAudio.build)
+        )
+
+
+def heldout_audio(spec: CorpusSpec, records):
+    """The side input the train shard writers check against, or None when nothing is to be removed
+    (cross_split_duplicates: report, or a removing duplicates mode that keeps the held-out copy)."""
+    if cross_split_mode(spec) != "remove":
+        return None
+    return records | "HeldOutAudio" >> HeldOutAudioSet(spec)
 
 
 def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, reports: list):
@@ -213,6 +369,4 @@ def after_shards(spec: CorpusSpec, layout: Layout, stats, reports: list) -> None
 
 def without_hashes(stats: ShardStats) -> ShardStats:
     """Stats as the summary needs them: the per-sample hashes would only weigh on the final step."""
-    from dataclasses import replace
-
-    return replace(stats, audio_hashes=())
+    return replace(stats, audio_hashes=(), overlap_removed=())

@@ -22,7 +22,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.pvalue import AsDict, AsList, TaggedOutput
+from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
 from k2c.apply import for_duration as k2c_for_duration
 from manifests.records import Record, Reject
@@ -30,7 +30,14 @@ from manifests.registry import read_source
 from manifests.source import SourceSpec
 from pipeline import summary as summary_mod
 from pipeline.audio_input import failure_reject, read_audio
-from pipeline.duplicates import after_shards, after_split, without_hashes
+from pipeline.duplicates import (
+    HeldOutAudio,
+    after_shards,
+    after_split,
+    heldout_audio,
+    overlap_removal,
+    without_hashes,
+)
 from pipeline.progress import write_plan
 from pipeline.report import aggregate_distributions
 from pipeline.spec import CorpusSpec
@@ -105,8 +112,13 @@ def record_fingerprint(record: Record) -> bytes:
     return dumps_json(asdict(record))
 
 
-def shard_fingerprint(spec_fingerprint: str, records: list[Record]) -> str:
+def shard_fingerprint(
+    spec_fingerprint: str, records: list[Record], heldout: HeldOutAudio | None = None
+) -> str:
     h = hashlib.sha256(spec_fingerprint.encode())
+    # A train shard checked against the held-out audio: what it leaves out depends on that set.
+    if heldout is not None:
+        h.update(f"heldout:{heldout.fingerprint}\n".encode())
     for r in records:
         h.update(record_fingerprint(r))
         h.update(b"\n")
@@ -123,6 +135,7 @@ class WriteShardFn(beam.DoFn):
     def __init__(self, spec: CorpusSpec, layout: Layout):
         self.spec, self.layout = spec, layout
         self.spec_fp = spec.fingerprint()
+        self.train_splits = spec.options.train_splits
         self.samples = Metrics.counter(NAMESPACE, "samples")
         self.rejects = Metrics.counter(NAMESPACE, "rejects")
         self.shards_done = Metrics.counter(NAMESPACE, "shards_done")
@@ -135,19 +148,22 @@ class WriteShardFn(beam.DoFn):
         # One worker process per core: intra-op threads would only fight each other.
         torch.set_num_threads(1)
 
-    def process(self, element: tuple[tuple[str, str], Any]):
+    def process(self, element: tuple[tuple[str, str], Any], heldout: HeldOutAudio | None = None):
         (split, shard), records = element
         records = sorted(records, key=lambda r: (r.key, r.row))
-        fingerprint = shard_fingerprint(self.spec_fp, records)
+        checked = heldout if split in self.spec.options.train_splits else None
+        fingerprint = shard_fingerprint(self.spec_fp, records, checked)
         done = read_stats(self.layout, split, shard)
         if done is not None and done.fingerprint == fingerprint:
             self.shards_skipped.inc()
             log.info("shard %s/%s: already complete, skipped", split, shard)
             yield replace(done, reused=True)
             return
-        yield self._build(split, shard, records, fingerprint)
+        yield self._build(split, shard, records, fingerprint, checked)
 
-    def _build(self, split: str, shard: str, records: list[Record], fingerprint: str) -> ShardStats:
+    def _build(
+        self, split: str, shard: str, records: list[Record], fingerprint: str, heldout: HeldOutAudio | None
+    ) -> ShardStats:
         t0 = time.monotonic()
         opts = self.spec.options.sample
         writer = ShardWriter(self.layout, split, shard, self.spec.options.formats)
@@ -156,6 +172,7 @@ class WriteShardFn(beam.DoFn):
         levels: list[tuple[float, float]] = []  # (peak, RMS) dBFS per sample
         incomplete = 0
         hashes: list[tuple[str, str, str]] = []  # (key, source, audio digest): duplicates report
+        removed: list[tuple[str, str, str]] = []  # the same, for train copies of held-out audio
         previous_key = None
         try:
             for record in records:
@@ -174,6 +191,12 @@ class WriteShardFn(beam.DoFn):
                     sample = process_sample(record, read_audio(self.spec, record), opts)
                 except Exception as e:  # one input must never take its shard down
                     rejects.append(failure_reject(record, e))
+                    continue
+                # Decided here, where the digest comes free: a leaked sample must never reach the shard.
+                leak = heldout and overlap_removal(record, sample.audio_hash, heldout, self.train_splits)
+                if leak:
+                    rejects.append(leak)
+                    removed.append((record.key, record.source, sample.audio_hash))
                     continue
                 writer.add(sample)
                 hashes.append((record.key, record.source, sample.audio_hash))
@@ -209,6 +232,7 @@ class WriteShardFn(beam.DoFn):
             parquet_bytes=parquet_bytes,
             seconds=round(time.monotonic() - t0, 3),
             audio_hashes=tuple(sorted(hashes)),
+            overlap_removed=tuple(sorted(removed)),
             **distribution_fields((r, s) for r, s, _ in kept),
             **level_fields(levels),
         )
@@ -306,11 +330,13 @@ class BuildCorpus(beam.PTransform):
             | "PlanTable" >> beam.combiners.ToDict()
             | "WritePlan" >> beam.Map(write_plan, spec.fingerprint(), spec.options.shard_size, layout)
         )
+        heldout = heldout_audio(spec, placed)  # cross-split duplicates: the held-out digests, or None
         stats = (
             placed
             | "AssignShard" >> beam.Map(_shard_key, AsDict(boundaries))
             | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShards" >> beam.ParDo(WriteShardFn(spec, layout))
+            | "WriteShards"
+            >> beam.ParDo(WriteShardFn(spec, layout), *([] if heldout is None else [AsSingleton(heldout)]))
         )
         after_shards(spec, layout, stats, reports)  # duplicates report (report mode)
         early_rejects = tuple(dropped) | "EarlyRejects" >> beam.Flatten()

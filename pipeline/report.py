@@ -454,6 +454,7 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
         _table([[k, v] for k, v in report["removals"].items()], ["stage", "samples removed"])
         if report["removals"]
         else "<p>No stage removed samples.</p>",
+        cross_split_html(report),
         "<h2>Stages</h2>",
     ]
     if report["stages"]:
@@ -469,6 +470,36 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
     parts.append(_table([[k, v] for k, v in report["throughput"].items()]))
     parts.append("<p>Data: <a href='report.json'>report.json</a>.</p></body></html>")
     return "\n".join(p for p in parts if p) + "\n"
+
+
+def cross_split_rows(report: Mapping[str, Any]) -> list[list[Any]]:
+    """One row per listed group of identical audio in several splits: splits, copies, removed."""
+    cross = (report.get("stages") or {}).get("duplicates", {}).get("cross_split") or {}
+    rows = []
+    for g in cross.get("listed", []):
+        copies = "; ".join(
+            f"{m['key']} ({m['source']}/{m['split']}{'' if m['kept'] else ', removed'})" for m in g["samples"]
+        )
+        rows.append([", ".join(g["splits"]), copies, g["removed"]])
+    return rows
+
+
+def cross_split_html(report: Mapping[str, Any]) -> str:
+    cross = (report.get("stages") or {}).get("duplicates", {}).get("cross_split")
+    if not cross:
+        return ""
+    head = (
+        "<h2>Duplicates across splits</h2>"
+        f"<p>{cross['groups']} groups of identical decoded audio sit in more than one split "
+        f"(mode <code>{_e(cross['mode'])}</code>); {cross['train_copies_removed']} train copies removed "
+        f"(reject <code>eval_overlap_audio</code>).</p>"
+    )
+    rows = cross_split_rows(report)
+    if not rows:
+        return head
+    more = cross["groups"] - len(rows)
+    tail = f"<p>{more} more groups in duplicates.jsonl.</p>" if more > 0 else ""
+    return head + _table(rows, ["splits", "copies (key, source/split)", "removed"]) + tail
 
 
 def write_report(summary: Mapping[str, Any]) -> str:

@@ -132,6 +132,7 @@ def format_report(summary: dict[str, Any]) -> str:
             f"  duplicates ({dup['mode']}): {dup['groups']} groups, {dup['samples_in_groups']} samples, "
             f"{dup['removed']} removed -> {dup['file']}"
         )
+        lines.extend(cross_split_lines(dup.get("cross_split")))
     if "k2c" in stages:
         k2c = stages["k2c"]
         falls = ", ".join(f"{k} {v}" for k, v in k2c["fallbacks"].items()) or "none"
@@ -153,6 +154,20 @@ def format_report(summary: dict[str, Any]) -> str:
     lines.append(f"  report      {layout.report_path('index.html')}")
     lines.append(f"  card        {layout.card_path()}")
     return "\n".join(lines)
+
+
+def cross_split_lines(cross: dict[str, Any] | None) -> list[str]:
+    """The printed summary's view of exact duplicates that sit in more than one split."""
+    if not cross or not cross["groups"]:
+        return []
+    removed = ", ".join(f"{k} {v}" for k, v in cross["removed_by_source"].items())
+    lines = [
+        f"  duplicates across splits ({cross['mode']}): {cross['groups']} groups, "
+        f"{cross['train_copies_removed']} train copies removed" + (f" ({removed})" if removed else "")
+    ]
+    for g in cross["listed"][:3]:
+        lines.append(f"    {'/'.join(g['splits'])}: " + ", ".join(m["key"] for m in g["samples"]))
+    return lines
 
 
 def dump_summary(summary: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ from transforms.sample import ON_INCOMPLETE, SampleOptions
 FORMAT_VERSION = "2"
 
 DUPLICATE_MODES = ("report", "keep_first", "drop_all")
+CROSS_SPLIT_MODES = ("remove", "report")
 FORMATS = ("webdataset", "parquet")
 
 
@@ -73,6 +74,8 @@ class CorpusOptions:
     sample: SampleOptions = field(default_factory=SampleOptions)
     k2c: K2CConfig | None = None  # options.k2c, validated by k2c/config.py; None: K2C off
     duplicates: str = "report"  # report | keep_first | drop_all (pipeline/duplicates.py)
+    # remove | report: a train copy of held-out audio is dropped by the shard writer (pipeline/duplicates.py)
+    cross_split_duplicates: str = "remove"
     leakage_guard: bool = True  # pipeline/leakage.py
     train_splits: tuple[str, ...] = ("train", "balanced_train", "unbalanced_train")
     start_check_rows: int = 200  # rows sampled per source by the start check; 0: no start check
@@ -246,6 +249,11 @@ def parse_spec(
     duplicates = opt.get("duplicates", str, "report")
     if duplicates not in DUPLICATE_MODES:
         raise opt.err("duplicates", f"must be one of {', '.join(DUPLICATE_MODES)}, got {duplicates!r}")
+    cross_split = opt.get("cross_split_duplicates", str, "remove")
+    if cross_split not in CROSS_SPLIT_MODES:
+        raise opt.err(
+            "cross_split_duplicates", f"must be one of {', '.join(CROSS_SPLIT_MODES)}, got {cross_split!r}"
+        )
     leakage_guard = opt.get("leakage_guard", bool, True)
     train_splits = opt.get("train_splits", list, list(CorpusOptions().train_splits))
     for name in train_splits:
@@ -267,6 +275,7 @@ def parse_spec(
         sample=sample,
         k2c=k2c,
         duplicates=duplicates,
+        cross_split_duplicates=cross_split,
         leakage_guard=leakage_guard,
         train_splits=tuple(train_splits),
         start_check_rows=start_check_rows,

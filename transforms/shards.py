@@ -151,6 +151,9 @@ class ShardStats:
     seconds: float = 0.0  # wall time spent building the shard
     # (key, source, audio digest) per sample, for the duplicates report; dropped before the summary
     audio_hashes: tuple[tuple[str, str, str], ...] = ()
+    # (key, source, audio digest) of the train samples left out because a held-out split has the same
+    # audio (pipeline/duplicates.py, cross_split_duplicates: remove); dropped before the summary too
+    overlap_removed: tuple[tuple[str, str, str], ...] = ()
     reused: bool = False  # set in memory when a finished shard from an earlier run was kept (never on disk)
     # Fixed-bin histograms (edges below) and small counters, so the run report can be built from
     # the stats alone, whatever the corpus size.
