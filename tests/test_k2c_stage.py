@@ -21,6 +21,7 @@ from k2c.keywords import keyword_set
 from k2c.presets import PRESETS
 from k2c.stage import K2CStage, run_local
 from manifests.records import Record
+from pipeline import synth
 from pipeline.spec import SpecError
 from transforms.captions import render_captions
 
@@ -206,6 +207,8 @@ def test_cli_run_fails_at_start_naming_the_fix(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "m.jsonl").write_text(json.dumps({"audio": "a.wav", "labels": ["Dog"]}) + "\n")
+    # the audio exists, so the start check passes and the model is what the run stops on
+    (src / "a.wav").write_bytes(synth.encode_audio(synth.tone(440.0, 1.0, 16_000), 16_000, "wav"))
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "corpus: c\noptions:\n  k2c: {model: ./no_such_model, preset: k2t}\n"
