@@ -77,7 +77,7 @@ def test_report_numbers_match_the_shards(built):
     assert r["removals"] == {k: v["removed"] for k, v in summary["stages"].items() if "removed" in v}
     t = r["throughput"]
     assert t["wall_seconds"] == summary["wall_seconds"] > 0
-    assert t["samples_per_second"] == pytest.approx(N_CLIPS / t["wall_seconds"], rel=1e-3)
+    assert t["samples_per_second"] == round(N_CLIPS / t["wall_seconds"], 3)  # as rounded for the page
     assert t["audio_hours_per_wall_hour"] == pytest.approx(
         r["totals"]["hours"] * 3600 / t["wall_seconds"], rel=1e-3
     )
