@@ -7,9 +7,11 @@ import glob
 import json
 import os
 import tarfile
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from k2c.debias import contains_gendered
 from pipeline.demo import write_demo_corpus
@@ -42,6 +44,12 @@ def built(tmp_path_factory):
         for row in EXTRA_ROWS:
             assert row["audio"] in files, row["audio"]  # the demo's file names for this seed
             f.write(json.dumps(row) + "\n")
+    # The extra rows reuse the demo's audio under other ids, and may land in another split: keep every
+    # copy here (removing train copies of held-out audio is tests/test_duplicates_cross_split.py's job).
+    spec = yaml.safe_load(Path(spec_path).read_text(encoding="utf-8"))
+    spec["options"]["cross_split_duplicates"] = "report"
+    with open(spec_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(spec, f)
     assert load_spec(spec_path).options.k2c is not None  # the demo turns K2C on by default
     out = str(tmp_path_factory.mktemp("k2c_out"))
     summary = run_corpus(spec_path, out, ["--runner=FnApiRunner"])

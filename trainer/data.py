@@ -42,7 +42,7 @@ from transforms.audio import SAMPLE_RATE
 from transforms.decode import DecodeError
 from transforms.flac import decode_flac
 from transforms.hashing import stable_hash64
-from transforms.layout import FLAC, JSON, MEL, SIZES_FILE, Layout
+from transforms.layout import FLAC, JSON, MEL, SIZES_FILE, SUMMARY_FILE, Layout
 from transforms.views import (
     CHUNK_FRAMES,
     MEL_BINS,
@@ -96,7 +96,7 @@ class Shard:
 def resolve_layout(root: str, corpus: str | None = None) -> Layout:
     """The layout of the corpus built into ``root``; the corpus name from summary.json or the folder."""
     if corpus is None:
-        summary = Layout(root, "").summary_path()
+        summary = storage.join(root, SUMMARY_FILE)
         if storage.exists(summary):
             corpus = json.loads(storage.read_text(summary)).get("corpus")
     if corpus is None:
