@@ -64,18 +64,8 @@ def run_corpus(
         return {"not_run": not_run, "corpus": spec.corpus, "output": output}
     summary = json.loads(storage.read_text(layout.summary_path()))
     summary["wall_seconds"] = round(time.monotonic() - t0, 2)
-    summary["empty_sources"] = empty_sources(spec, summary)
     write_run_report(summary)
     return summary
-
-
-def empty_sources(spec: CorpusSpec, summary: dict[str, Any]) -> list[str]:
-    """Sources that produced no sample and whose spec does not say ``allow_empty: true``."""
-    return [
-        name
-        for name, s in summary["sources"].items()
-        if s["samples"] == 0 and not spec.check(name).allow_empty
-    ]
 
 
 def not_executed(options: PipelineOptions) -> str:

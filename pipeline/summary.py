@@ -80,6 +80,11 @@ def build_summary(
         "rejects": total_rejects,
         "accounting_ok": total_inputs == total_samples + total_rejects
         and all(v["accounting_ok"] for v in sources.values()),
+        # sources that produced nothing although their spec does not say `allow_empty: true`: the run
+        # fails for them (written here so that a Dataflow job's summary says it too)
+        "empty_sources": [
+            name for name, v in sources.items() if v["samples"] == 0 and not spec.check(name).allow_empty
+        ],
         "hours": round(sum(seconds.values()) / 3600.0, 4),
         "k2c_captions": k2c,
         "k2c_skipped_short": sum(s.k2c_skipped_short for s in stats),  # K2C caption dropped: clip too short

@@ -144,6 +144,8 @@ def test_zero_samples_fail_the_run_unless_allowed(tmp_path, capsys):
     assert main(["run", "--spec", spec, "--output", str(tmp_path / "out"), RUNNER]) == 1
     out = capsys.readouterr().out
     assert "EMPTY: source 'junk' produced no samples" in out and "source 'good'" not in out
+    # the summary file says it too (a Dataflow launcher that did not wait reads only that)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["empty_sources"] == ["junk"]
     spec = _write_spec(tmp_path, [good, {**junk, "allow_empty": True}])
     summary = run_corpus(spec, str(tmp_path / "out"), [RUNNER])
     assert summary["empty_sources"] == [] and summary["sources"]["junk"]["samples"] == 0
