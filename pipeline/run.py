@@ -110,6 +110,10 @@ def format_report(summary: dict[str, Any]) -> str:
     if summary["rejects_by_code"]:
         codes = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_code"].items())
         lines.append(f"  rejects by reason: {codes}")
+    lines.append(
+        f"  audio: {summary.get('truncated', 0)} truncated at max_duration_s, {summary.get('incomplete', 0)} "
+        f"incomplete kept (shorter than their declared length), {summary.get('silent', 0)} silent rejected"
+    )
     stages = summary.get("stages", {})
     if "leakage" in stages:
         leak = stages["leakage"]

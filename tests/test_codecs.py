@@ -349,7 +349,7 @@ def test_a_run_counts_silent_and_incomplete_clips(tmp_path) -> None:
 
     import pyarrow.parquet as pq
 
-    from pipeline.run import run_corpus
+    from pipeline.run import format_report, run_corpus
 
     audio = tmp_path / "audio"
     audio.mkdir()
@@ -386,3 +386,5 @@ def test_a_run_counts_silent_and_incomplete_clips(tmp_path) -> None:
     assert report["totals"]["silent"] == 1 and report["totals"]["incomplete"] == 1
     assert report["peak_level_histogram"]["counts"] == peaks
     assert "samples by peak" in Path(out, "report", "index.html").read_text()
+    assert "0 truncated at max_duration_s, 1 incomplete kept" in format_report(summary)
+    assert "1 silent rejected" in format_report(summary)
