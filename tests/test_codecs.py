@@ -215,6 +215,26 @@ def test_a_cut_flac_is_flagged_incomplete_not_truncated(six_second_flac: bytes) 
     assert (info.value.stage, info.value.code) == ("decode", "incomplete")
 
 
+def test_a_cut_wav_is_incomplete_by_its_header() -> None:
+    """FFmpeg clamps a WAV's data size to the bytes present, so only the header tells a cut WAV."""
+    wav = synth.encode_audio(synth.to_channels(synth.tone(440.0, 6.0, 44_100), 2), 44_100, "wav")
+    whole = decode_audio(wav)
+    assert whole.declared_duration_s == pytest.approx(6.0, abs=1e-3) and not whole.incomplete()
+    cut = decode_audio(wav[: len(wav) * 3 // 10])
+    assert cut.duration_s == pytest.approx(1.8, abs=0.01) and cut.declared_duration_s == pytest.approx(6.0)
+    assert cut.incomplete()
+    # A LIST chunk before the data chunk, as many editors write: the walk finds the data chunk.
+    fmt_end = wav.index(b"data")
+    info = b"LIST" + (5).to_bytes(4, "little") + b"INFOx" + b"\0"  # odd size: one pad byte
+    riff_size = (len(wav) - 8 + len(info)).to_bytes(4, "little")
+    listed = wav[:4] + riff_size + wav[8:fmt_end] + info + wav[fmt_end:]
+    assert decode_audio(listed[: len(listed) // 2]).incomplete()
+    # A streamed WAV says its size is unknown (0xFFFFFFFF): not judged, whatever is there.
+    streamed = wav[: fmt_end + 4] + b"\xff\xff\xff\xff" + wav[fmt_end + 8 : len(wav) // 2]
+    out = decode_audio(streamed)
+    assert out.duration_s == pytest.approx(3.0, abs=0.01) and not out.incomplete()
+
+
 def test_our_own_cap_is_not_incomplete(six_second_flac: bytes) -> None:
     sample = process_sample(record(), six_second_flac, SampleOptions(store_mel=False, max_duration_s=2.0))
     assert sample.meta["truncated"] is True and sample.meta["incomplete"] is False

@@ -475,8 +475,37 @@ def _mp3_has_length_header(data: bytes) -> bool:
     return b"Xing" in frame or b"Info" in frame or b"VBRI" in frame
 
 
+# A WAV header's `data` size that means "unknown" (FFmpeg writes these when it cannot seek back).
+_WAV_SIZE_UNKNOWN = (0, 0xFFFFFFFF)
+
+
+def _wav_declared_seconds(data: bytes) -> float | None:
+    """What a RIFF/WAVE header says the data chunk holds, in seconds; None if it does not say.
+
+    FFmpeg clamps the data size to the bytes actually present, so a WAV cut short (the commonest
+    partial download) looks whole to it; the header still says how long the file was meant to be.
+    Only the chunk headers are walked, and only within the first 64 KiB."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= min(len(data), 65536):
+        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt " and size >= 16 and pos + 20 <= len(data):
+            byte_rate = int.from_bytes(data[pos + 16 : pos + 20], "little")  # nAvgBytesPerSec
+        elif chunk == b"data":
+            if size in _WAV_SIZE_UNKNOWN or byte_rate <= 0:
+                return None
+            return size / byte_rate
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
+
+
 def _declared_duration(container_name: str, seconds: float | None, data: bytes) -> float | None:
     names = set(container_name.split(","))
+    if "wav" in names:
+        declared = _wav_declared_seconds(data)
+        if declared is not None:
+            return max(declared, seconds or 0.0)
     if seconds is None or names & _ESTIMATED_DURATION:
         return None
     if "mp3" in names and not _mp3_has_length_header(data):
