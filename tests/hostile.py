@@ -89,9 +89,9 @@ def write_hostile_corpus(root: Path, *, extra_options: dict | None = None) -> tu
     add(
         "playlist.mp3",
         b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\ngood.ogg\n#EXT-X-ENDLIST\n",
-        Expect("not_audio"),
+        Expect("format_not_allowed"),
     )
-    add("concat_list.wav", b"ffconcat version 1.0\nfile 'good.ogg'\n", Expect("not_audio"))
+    add("concat_list.wav", b"ffconcat version 1.0\nfile 'good.ogg'\n", Expect("format_not_allowed"))
     big = synth.wav_with_header(bytes(3_200_000), channels=1, rate=16_000, bits=16)
     add("over_size_cap.wav", big, Expect("too_large"))
     outside = root / "secret.wav"

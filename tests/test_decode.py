@@ -283,7 +283,7 @@ def test_ffconcat_list_disguised_as_wav_is_never_followed(audio_beside_playlists
             with av.open(str(disguised)) as container:
                 assert container.format.name == "concat"
                 assert sum(f.samples for f in container.decode(audio=0)) == 48_000
-        err = expect_error("not_audio", disguised.read_bytes())
+        err = expect_error("format_not_allowed", disguised.read_bytes())
         assert "never read" in err.reason
 
 
@@ -296,7 +296,7 @@ def test_hls_playlist_disguised_as_mp3_is_never_followed(audio_beside_playlists:
             assert c.format.name == "hls"
             assert sum(f.samples for f in c.decode(audio=0)) == 48_000
         (audio_beside_playlists / "song.mp3").write_bytes(playlist)
-        expect_error("not_audio", (audio_beside_playlists / "song.mp3").read_bytes())
+        expect_error("format_not_allowed", (audio_beside_playlists / "song.mp3").read_bytes())
 
 
 def test_each_lock_holds_on_its_own(audio_beside_playlists: Path) -> None:

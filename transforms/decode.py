@@ -210,7 +210,8 @@ def _looks_like_audio(data: bytes) -> bool:
 
 def _open_failure(data: bytes, exc: BaseException) -> DecodeError:
     if _looks_like_playlist(data):
-        return DecodeError("not_audio", "a playlist or file list; the files it names are never read")
+        # A format FFmpeg knows (HLS, ffconcat, DASH ...) that we refuse: it would open other files.
+        return DecodeError("format_not_allowed", "a playlist or file list; the files it names are never read")
     if _looks_like_tracker_module(data):
         return DecodeError(
             "tracker_module", "a tracker module (IT/S3M/XM/MOD): no renderer for it is built in"
