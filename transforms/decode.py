@@ -39,7 +39,7 @@ import functools
 import io
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import av
@@ -560,7 +560,7 @@ def decode_audio(
         raise DecodeError("too_large", f"{len(data)} bytes, more than the {max_input_bytes} allowed")
     deadline = None if time_limit_s is None else started + time_limit_s
     try:
-        return _decode(data, max_duration_s, deadline, time_limit_s, max_channels, min_samples)
+        return _decode(data, _Limits(max_duration_s, deadline, time_limit_s, max_channels), min_samples)
     except DecodeError:
         raise
     except MemoryError:
@@ -573,25 +573,28 @@ def decode_audio(
         raise DecodeError("corrupt", f"decoding failed ({_describe(exc)})") from None
 
 
-def _decode(
-    data: bytes,
-    max_duration_s: float,
-    deadline: float | None,
-    time_limit_s: float | None,
-    max_channels: int,
-    min_samples: int,
-) -> DecodedAudio:
+@dataclass(frozen=True)
+class _Limits:
+    """The bounds one decode runs under (see :func:`decode_audio`)."""
+
+    max_duration_s: float
+    deadline: float | None  # time.monotonic() value
+    time_limit_s: float | None  # for the message
+    max_channels: int
+
+
+def _decode(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
     starts = _ogg_chain_starts(data) if data.startswith(b"OggS") else [0]
     if len(starts) == 1:
-        return _decode_one(data, max_duration_s, deadline, time_limit_s, max_channels, min_samples)
+        return _decode_one(data, limits, min_samples)
     # FFmpeg's Ogg demuxer stops at a chain whose stream differs from the first (PATCHWELCOME), so
     # each chain is decoded as the file it once was and the results are joined.
     parts: list[DecodedAudio] = []
     dropped = 0
-    remaining = max_duration_s
+    remaining = limits.max_duration_s
     for begin, end in zip(starts, [*starts[1:], len(data)], strict=True):
         try:
-            part = _decode_one(data[begin:end], remaining, deadline, time_limit_s, max_channels, 1)
+            part = _decode_one(data[begin:end], replace(limits, max_duration_s=remaining), 1)
         except DecodeError as e:
             if not parts or e.code in ("time_limit", "too_many_channels", "bad_sample_rate", "non_finite"):
                 raise
@@ -621,14 +624,14 @@ def _decode(
     )
 
 
-def _decode_one(
-    data: bytes,
-    max_duration_s: float,
-    deadline: float | None,
-    time_limit_s: float | None,
-    max_channels: int,
-    min_samples: int,
-) -> DecodedAudio:
+def _decode_one(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
+    max_duration_s, deadline, time_limit_s, max_channels = (
+        limits.max_duration_s,
+        limits.deadline,
+        limits.time_limit_s,
+        limits.max_channels,
+    )
+
     def check_time() -> None:
         if deadline is not None and time.monotonic() >= deadline:
             raise DecodeError("time_limit", f"decoding took longer than {time_limit_s} s")
