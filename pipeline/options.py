@@ -86,9 +86,3 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     # the main session.
     opts.view_as(SetupOptions).save_main_session = False
     return opts
-
-
-def runner_name(opts: PipelineOptions) -> str:
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    return str(opts.view_as(StandardOptions).runner or "")

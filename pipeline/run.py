@@ -162,7 +162,3 @@ def cross_split_lines(cross: dict[str, Any] | None) -> list[str]:
     for g in cross["listed"][:3]:
         lines.append(f"    {'/'.join(g['splits'])}: " + ", ".join(m["key"] for m in g["samples"]))
     return lines
-
-
-def dump_summary(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=1, sort_keys=True)

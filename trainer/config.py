@@ -9,7 +9,7 @@ exact (a warning says which).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # Audio encoder sizes. "htsat-tiny" and "htsat-base" are HTS-AT's published sizes (embed 96 / 128,
@@ -138,9 +138,6 @@ class TrainConfig:
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
         return _build(cls, d)
-
-    def with_(self, **kw: Any) -> TrainConfig:
-        return replace(self, **kw)
 
 
 # Fields whose change between save and resume alters the batches or the schedule.

@@ -25,7 +25,6 @@ from transforms.storage import join
 FLAC = "flac"
 JSON = "json"
 MEL = "mel.npy"
-MEMBER_SUFFIXES = (FLAC, JSON, MEL)
 
 # Every value that becomes part of an output path or a tar member name - whether it came from the
 # spec, a manifest or an adapter - must match its rule here. No rule admits '.', '/', '\\' or NUL,

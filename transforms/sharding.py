@@ -1,8 +1,9 @@
 """Where a sample goes: its split and its shard, from stable hashes of its key.
 
 Shards are contiguous ranges of a 64-bit placement hash, cut so that every shard but the last holds
-exactly ``shard_size`` keys (the TensorFlow Datasets way: placement never depends on the order in
-which workers saw the records, so the same spec always gives the same shards).
+exactly ``shard_size`` keys. Placement never depends on the order in which workers saw the records,
+so the same spec always gives the same shards (TensorFlow Datasets' Beam writer also orders examples by a
+stable hash of the key; cutting the hash range at exact-size boundaries is ours).
 """
 
 from __future__ import annotations

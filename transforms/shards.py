@@ -154,7 +154,9 @@ class ShardStats:
     # (key, source, audio digest) of the train samples left out because a held-out split has the same
     # audio (pipeline/duplicates.py, cross_split_duplicates: remove); dropped before the summary too
     overlap_removed: tuple[tuple[str, str, str], ...] = ()
-    reused: bool = False  # set in memory when a finished shard from an earlier run was kept (never on disk)
+    # Set when a finished shard from an earlier run was kept. The stats file on disk always says false
+    # (it is written by the run that built the shard); the summary counts the kept ones from this.
+    reused: bool = False
     # Fixed-bin histograms (edges below) and small counters, so the run report can be built from
     # the stats alone, whatever the corpus size.
     duration_hist: list[int] = field(default_factory=list)  # samples per DURATION_EDGES_S bin
