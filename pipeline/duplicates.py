@@ -278,7 +278,7 @@ def overlap_removal(
     record: Record, digest: str, heldout: HeldOutAudio, train_splits: Iterable[str]
 ) -> Reject | None:
     """The reject of a train sample whose decoded audio a held-out split holds; None if it may ship."""
-    if record.split not in set(train_splits):
+    if record.split not in train_splits:
         return None
     holder = heldout.holders.get(digest)
     if holder is None:

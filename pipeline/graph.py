@@ -151,7 +151,7 @@ class WriteShardFn(beam.DoFn):
     def process(self, element: tuple[tuple[str, str], Any], heldout: HeldOutAudio | None = None):
         (split, shard), records = element
         records = sorted(records, key=lambda r: (r.key, r.row))
-        checked = heldout if split in self.spec.options.train_splits else None
+        checked = heldout if split in self.train_splits else None
         fingerprint = shard_fingerprint(self.spec_fp, records, checked)
         done = read_stats(self.layout, split, shard)
         if done is not None and done.fingerprint == fingerprint:
