@@ -212,10 +212,7 @@ def _parse_sample_options(f: _Fields) -> SampleOptions:
         elif isinstance(default, int | float) and not isinstance(default, bool) and value < 0:
             raise f.err(fld.name, "must not be negative")
         kw[fld.name] = type(default)(value) if isinstance(default, float) else value
-    if kw["on_incomplete"] not in ON_INCOMPLETE:
-        raise f.err(
-            "on_incomplete", f"must be one of {', '.join(ON_INCOMPLETE)}, got {kw['on_incomplete']!r}"
-        )
+    _one_of(f, "on_incomplete", kw["on_incomplete"], ON_INCOMPLETE)
     if kw["min_complete_fraction"] > 1:
         raise f.err("min_complete_fraction", "must be a share between 0 and 1")
     return SampleOptions(**kw)
@@ -246,14 +243,10 @@ def parse_spec(
     proportions = _proportions(opt, "split_proportions") or CorpusOptions().split_proportions
     k2c = opt.get("k2c", dict)
     sample = _parse_sample_options(opt)
-    duplicates = opt.get("duplicates", str, "report")
-    if duplicates not in DUPLICATE_MODES:
-        raise opt.err("duplicates", f"must be one of {', '.join(DUPLICATE_MODES)}, got {duplicates!r}")
-    cross_split = opt.get("cross_split_duplicates", str, "remove")
-    if cross_split not in CROSS_SPLIT_MODES:
-        raise opt.err(
-            "cross_split_duplicates", f"must be one of {', '.join(CROSS_SPLIT_MODES)}, got {cross_split!r}"
-        )
+    duplicates = _one_of(opt, "duplicates", opt.get("duplicates", str, "report"), DUPLICATE_MODES)
+    cross_split = _one_of(
+        opt, "cross_split_duplicates", opt.get("cross_split_duplicates", str, "remove"), CROSS_SPLIT_MODES
+    )
     leakage_guard = opt.get("leakage_guard", bool, True)
     train_splits = opt.get("train_splits", list, list(CorpusOptions().train_splits))
     for name in train_splits:
@@ -329,6 +322,12 @@ def parse_spec(
                 f"options.max_caption_chars ({max_caption_chars})"
             )
     return CorpusSpec(corpus=corpus, sources=tuple(sources), options=options, path=file)
+
+
+def _one_of(f: _Fields, key: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise f.err(key, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _fraction(f: _Fields, key: str, default: float) -> float:
