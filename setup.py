@@ -38,7 +38,7 @@ setup(
     version="0.1.0",
     description="Build LAION-CLAP-compatible audio-caption corpora with Apache Beam, and train CLAP on them",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["pipeline*", "transforms*", "k2c*", "manifests*", "trainer*"]),
+    packages=find_packages(include=["core*", "pipeline*", "transforms*", "k2c*", "manifests*", "trainer*"]),
     package_data={
         "manifests": ["specs/*.yaml"],
         "k2c": ["tiny/model/*", "tiny/*.json"],

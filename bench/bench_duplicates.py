@@ -31,8 +31,8 @@ import time
 
 import yaml
 
+from core.records import Record
 from manifests.generic import read_generic
-from manifests.records import Record
 from pipeline.demo import write_demo_corpus
 from pipeline.duplicates import decoded_digest
 from pipeline.spec import load_spec

@@ -26,11 +26,11 @@ from dataclasses import replace
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from core.records import Record
 from k2c.config import parse_k2c
 from k2c.keywords import keyword_set
 from k2c.stage import K2CStage
 from k2c.tiny.world import EVENTS
-from manifests.records import Record
 from transforms.captions import render_captions
 
 

@@ -125,12 +125,12 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
         }
     import torch
 
-    from manifests.records import Record
+    from core.layout import Layout, shard_name
+    from core.records import Record
     from manifests.registry import read_source
     from pipeline.spec import load_spec
     from transforms import storage
     from transforms.captions import render_captions
-    from transforms.layout import Layout, shard_name
     from transforms.sample import SampleError, process_sample
     from transforms.sharding import split_of
     from transforms.shards import ShardWriter

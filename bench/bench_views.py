@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from transforms.audio import SAMPLE_RATE, int16_to_float, quantize_int16
+from core.audio import SAMPLE_RATE, int16_to_float, quantize_int16
 from transforms.views import compute_views, plan_views
 
 

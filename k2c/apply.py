@@ -1,8 +1,8 @@
 """Putting a K2C caption on a record, and taking it off again for clips that turn out too short.
 
 Per-sample functions without Beam: the stage calls :func:`plan` and :func:`attach`; the shard writer
-(through :func:`transforms.sample.process_sample`) calls :func:`for_duration`, and the JSON writer
-:func:`text_augment_all`.
+(through :func:`transforms.sample.process_sample`) calls :func:`transforms.captions.for_duration`, and
+the JSON writer :func:`transforms.captions.text_augment_all`.
 
 Why the short-clip rule is applied in the shard writer: a clip's duration is only known for sure once
 it is decoded, and that happens per shard. Probing container headers in the K2C stage would open every
@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from core.records import Record
 from k2c.config import K2CConfig
 from k2c.keywords import KeywordSet, keyword_set
-from manifests.records import Record
-from transforms.captions import render_captions
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,6 @@ def plan(record: Record, config: K2CConfig) -> Plan:
     return Plan(record, "todo", ks, ks.key if config.dedup else record.key)
 
 
-def template_texts(record: Record) -> tuple[str, ...]:
-    """The record's texts as the caption stage made them, before any K2C caption."""
-    base = render_captions(replace(record, text=(), caption_kind="", k2c_caption=None))
-    return base.text if isinstance(base, Record) else record.text
-
-
 def attach(record: Record, caption: str, mode: str, min_clip_seconds: float) -> Record | None:
     """The record with ``caption``; None when the caption only repeats the template caption.
 
@@ -74,28 +67,3 @@ def attach(record: Record, caption: str, mode: str, min_clip_seconds: float) -> 
     return replace(
         record, text=text, caption_kind=kind, k2c_caption=caption, k2c_min_seconds=min_clip_seconds
     )
-
-
-def ships_k2c(record: Record, duration_s: float) -> bool:
-    """Whether the sample keeps its K2C caption at this decoded duration."""
-    return record.k2c_caption is not None and duration_s >= record.k2c_min_seconds
-
-
-def for_duration(record: Record, duration_s: float) -> Record:
-    """The record as it ships: without its K2C caption when the clip is under the minimum."""
-    if record.k2c_caption is None or ships_k2c(record, duration_s):
-        return record
-    # k2c_min_seconds stays: with no caption it marks a record that lost it here (the shard stats
-    # count these as k2c_skipped_short).
-    return replace(record, text=template_texts(record), caption_kind="template", k2c_caption=None)
-
-
-def text_augment_all(record: Record) -> list[str]:
-    """LAION's ``text_augment_all``: the original texts (source or template captions) plus the K2C one.
-
-    In replace mode ``text`` holds only the K2C caption, so the template caption is recomputed here
-    rather than lost.
-    """
-    originals = record.captions or template_texts(record)
-    extra = (record.k2c_caption,) if record.k2c_caption is not None else ()
-    return list(dict.fromkeys((*originals, *record.text, *extra)))

@@ -19,15 +19,15 @@ from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from core.errors import ConfigError
 from k2c.config import K2CConfig
 from k2c.debias import bad_words_ids
 from k2c.presets import TINY_MODEL_NAME
-from pipeline.spec import SpecError
 
 log = logging.getLogger(__name__)
 
 
-class ModelUnavailable(SpecError):
+class ModelUnavailable(ConfigError):
     """The K2C model cannot be loaded; the message says how to provide it."""
 
 

@@ -20,12 +20,12 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
+from core.records import Record
 from k2c.apply import attach, plan
 from k2c.config import K2CConfig
 from k2c.handler import K2CModelHandler, load_captioner
 from k2c.postprocess import CaptionResult, finish
 from k2c.presets import PRESETS
-from manifests.records import Record
 
 STAGE = "k2c"
 TODO = "todo"

@@ -1,1 +1,1 @@
-"""Source adapters: native metadata rows in, normalized :class:`~manifests.records.Record` out."""
+"""Source adapters: native metadata rows in, normalized :class:`~core.records.Record` out."""

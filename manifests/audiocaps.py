@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from core.records import Record, Reject, make_key
 from manifests.audioset import YTID_RE, youtube_id_of_stem
 from manifests.common import (
     AudioFinder,
@@ -30,7 +31,6 @@ from manifests.common import (
     reject,
 )
 from manifests.options import COMMON, file_pattern
-from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
 from manifests.tables import RowError, read_rows, text_value
 

@@ -27,6 +27,7 @@ import io
 import re
 from collections.abc import Iterator
 
+from core.records import Record, Reject, make_key
 from manifests.common import (
     AudioFinder,
     corpus_split,
@@ -36,7 +37,6 @@ from manifests.common import (
     reject,
 )
 from manifests.options import COMMON, Opt, file_pattern
-from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
 from manifests.tables import RowError, read_rows, text_value
 from transforms import storage

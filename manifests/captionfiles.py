@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
+from core.records import Record, Reject, make_key
 from manifests.common import audio_path, corpus_split, parse_float, placement_reject, reject
 from manifests.options import COMMON, Opt
-from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
 from manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from transforms import storage

@@ -15,10 +15,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from manifests.records import Reject
+from core.layout import UnsafeName, check_name
+from core.records import Reject
 from manifests.source import PathRejected, SourceSpec, resolve_audio_path
 from transforms import storage
-from transforms.layout import UnsafeName, check_name
 
 AUDIO_EXTENSIONS = frozenset(
     {

@@ -22,9 +22,9 @@ import posixpath
 import re
 from collections.abc import Iterator
 
+from core.records import Record, Reject, make_key
 from manifests.common import audio_path, list_audio_files, reject
 from manifests.options import COMMON, Opt
-from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
 
 OPTIONS = {

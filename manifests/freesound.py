@@ -36,6 +36,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from core.records import Record, Reject, make_key
 from manifests.common import (
     AudioFinder,
     audio_path,
@@ -47,7 +48,6 @@ from manifests.common import (
     reject,
 )
 from manifests.options import COMMON, Opt, file_pattern
-from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
 from manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from transforms import storage

@@ -24,9 +24,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from core.records import Record, Reject, make_key
 from manifests.common import audio_path, corpus_split, native_split_from_file, placement_reject, reject
 from manifests.options import COMMON, Opt, file_pattern
-from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec
 from manifests.tables import RowError, read_rows, text_list, text_value
 from transforms import storage

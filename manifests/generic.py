@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import partial
 
+from core.records import Record, Reject, make_key
 from manifests.common import corpus_split, placement_reject
-from manifests.records import Record, Reject, make_key
 from manifests.source import SourceSpec, resolve_audio_path
 from manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 

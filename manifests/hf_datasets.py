@@ -30,9 +30,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from core.records import Record, Reject, make_key
 from manifests.common import audio_path, corpus_split, parse_float, placement_reject, reject
 from manifests.options import COMMON, Opt
-from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec, resolve_audio_path
 from manifests.tables import NotText, jsonable, text_list, text_value
 from transforms import storage

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from core.hashing import stable_hash64
+from core.records import Reject
 from manifests.common import PLAN_NO_SCAN
-from manifests.records import Reject
 from manifests.registry import DEFAULT_DURATIONS_S, read_source
-from transforms.hashing import stable_hash64
 from transforms.sharding import split_of
 
 THROUGHPUT_X_REALTIME = 200.0

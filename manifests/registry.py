@@ -9,15 +9,16 @@ outside the output folder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
+from core.layout import UnsafeName, check_name
+from core.records import Record, Reject
 from manifests import audiocaps, audioset, captionfiles, clotho, filenames, freesound, fsd50k, hf_datasets
 from manifests.generic import read_generic
-from manifests.options import Opt
-from manifests.records import Record, Reject
+from manifests.options import Opt, check_options
 from manifests.source import SourceSpec
-from transforms.layout import UnsafeName, check_name
 
 Adapter = Callable[[SourceSpec], Iterator[Record | Reject]]
 
@@ -103,3 +104,10 @@ def _checked(source: SourceSpec, record: Record) -> Record | Reject:
 
 def needs_manifest(name: str) -> bool:
     return ADAPTERS[name][1]
+
+
+def parse_options(name: str, options: Mapping[str, Any], resolve: Callable[[str], str]) -> Mapping[str, Any]:
+    """The ``options`` of a source read by adapter ``name``, checked, with paths resolved by ``resolve``
+    (spec-relative path -> path to read); raises :class:`~manifests.options.OptionError`."""
+    schema = ADAPTER_OPTIONS.get(name)
+    return options if schema is None else check_options(schema, options, resolve)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from manifests.records import Record, Reject
+from core.records import Record, Reject
 from manifests.source import PathRejected, check_still_inside
 from pipeline.spec import CorpusSpec
 from transforms import storage

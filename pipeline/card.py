@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
+from core.layout import Layout
+from core.schema import field_table
 from transforms import storage
-from transforms.layout import Layout
 
 # License ids the Hugging Face Hub knows, that corpus sources use.
 HF_LICENSES = frozenset(
@@ -125,24 +126,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-FIELDS = [
-    ("text", "list of strings", "captions; LAION-CLAP draws one per epoch"),
-    ("tag", "list of strings", "labels then keywords (LAION's singular `tag`)"),
-    ("text_augment_t5", "string", "keyword-to-caption (T5) caption, when generated"),
-    ("text_augment_all", "list of strings", "original captions plus the generated one (JSON only)"),
-    ("labels / keywords", "list of strings", "class labels and free keywords of the source"),
-    ("caption_kind", "string", "source, template, k2c or mixed"),
-    ("source / source_id", "string", "the source in the corpus spec and the clip's id there"),
-    ("license / attribution", "string", "per clip, as the source states it"),
-    ("origin_ids", "list of strings", "cross-source identities (youtube:..., freesound:...)"),
-    ("duration", "float", "seconds, after decoding (at most the spec's max_duration_s)"),
-    ("truncated", "bool", "the file was longer than max_duration_s"),
-    ("original_sample_rate / original_channels / original_codec", "int / int / string", "of the file"),
-    ("longer / view_plan", "bool / JSON", "LAION-CLAP fusion views: mode and the crop starts"),
-    ("original_data", "JSON", "free-form source metadata"),
-]
-
-
 def render_card(summary: Mapping[str, Any]) -> str:
     corpus = summary["corpus"]
     layout = Layout(".", corpus)
@@ -195,7 +178,7 @@ def render_card(summary: Mapping[str, Any]) -> str:
         "reason), `stats/` (per shard).\n"
     )
     out.append("### Data fields\n")
-    out.append(_table(["field", "type", "meaning"], [list(f) for f in FIELDS]))
+    out.append(_table(["field", "type", "meaning"], [list(f) for f in field_table()]))
     out.append("\n### Data splits\n")
     out.append(
         _table(

@@ -14,9 +14,9 @@ import importlib
 import logging
 import sys
 
+from core.errors import ConfigError
 from pipeline.options import UnknownOptionError, unknown_options
 from pipeline.preflight import StartCheckError
-from pipeline.spec import SpecError
 
 COMMAND_MODULES = (
     "pipeline.commands",  # run, demo
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except StartCheckError as e:
         print(f"clapcorpus: start check failed:\n{e}", file=sys.stderr)
         return 2
-    except SpecError as e:
+    except ConfigError as e:  # a wrong spec, or a K2C model that cannot be loaded
         print(f"clapcorpus: spec error: {e}", file=sys.stderr)
         return 2
     except UnknownOptionError as e:

@@ -3,7 +3,7 @@
 The spec's ``options.duplicates`` picks what happens to them:
 
 - ``report`` (default): nothing is removed. The shard writer decodes every clip anyway; it hashes the
-  PCM (``transforms.hashing.audio_digest``, about 1 ms for a 10 s clip) and keeps (key, source,
+  PCM (``core.hashing.audio_digest``, about 1 ms for a 10 s clip) and keeps (key, source,
   digest) in each shard's stats. After the shards, a GroupByKey on the digest lists every group of
   two or more samples in ``<output>/duplicates.jsonl`` and in summary.json (``stages.duplicates``).
 - ``keep_first``: one copy of each group stays. That must be known before the shards are cut, so a
@@ -44,16 +44,17 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
-from manifests.records import Record, Reject
+from core.audio import quantize_int16
+from core.encoding import dumps_json
+from core.hashing import audio_digest
+from core.layout import Layout
+from core.records import Record, Reject
 from pipeline.audio_input import failure_reject, read_audio
 from pipeline.leakage import STAGE as LEAKAGE_STAGE
 from pipeline.leakage import Holder
 from pipeline.spec import CorpusSpec
 from transforms import storage
-from transforms.audio import quantize_int16
-from transforms.hashing import audio_digest
-from transforms.layout import Layout
-from transforms.sample import SampleOptions, decode_with_options, dumps_json
+from transforms.sample import SampleOptions, decode_with_options
 from transforms.shards import ShardStats
 
 STAGE = "duplicates"

@@ -6,7 +6,7 @@
                                                                                        │
                                                                    Finalize: sizes.json, summary.json
 
-Only metadata (:class:`~manifests.records.Record`) crosses a shuffle; each shard's worker reads
+Only metadata (:class:`~core.records.Record`) crosses a shuffle; each shard's worker reads
 its audio files itself, so no element comes near gRPC's 2 GB limit.
 """
 
@@ -24,8 +24,9 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
-from k2c.apply import for_duration as k2c_for_duration
-from manifests.records import Record, Reject
+from core.encoding import dumps_json
+from core.layout import Layout, shard_name
+from core.records import Record, Reject
 from manifests.registry import read_source
 from manifests.source import SourceSpec
 from pipeline import summary as summary_mod
@@ -42,9 +43,9 @@ from pipeline.progress import write_plan
 from pipeline.report import aggregate_distributions
 from pipeline.spec import CorpusSpec
 from transforms import storage
+from transforms.captions import for_duration as k2c_for_duration
 from transforms.captions import render_captions
-from transforms.layout import Layout, shard_name
-from transforms.sample import dumps_json, process_sample
+from transforms.sample import process_sample
 from transforms.sharding import placement_hash, shard_boundaries, shard_index, split_of
 from transforms.shards import (
     ShardStats,

@@ -20,7 +20,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton, TaggedOutput
 
-from manifests.records import Record, Reject
+from core.records import Record, Reject
 
 REJECTS = "rejects"
 PAIRS = "pairs"

@@ -29,12 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from manifests.records import Record, Reject
+from core.hashing import stable_hash64
+from core.records import Record, Reject
 from manifests.registry import read_source
 from manifests.source import SourceSpec
 from pipeline.spec import CorpusSpec, SourceCheck, SpecError, load_spec
 from transforms import storage
-from transforms.hashing import stable_hash64
 
 SAMPLE_ONE_IN = 1000
 SCAN_FACTOR = 500

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from core.encoding import dumps_json
+from core.layout import SHARD_NAME_RE, Layout
 from transforms import storage
-from transforms.layout import SHARD_NAME_RE, Layout
-from transforms.sample import dumps_json
 
 log = logging.getLogger(__name__)
 

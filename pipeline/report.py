@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from core.encoding import dumps_json
+from core.layout import Layout
 from transforms import storage
-from transforms.layout import Layout
-from transforms.sample import dumps_json
 from transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S, LEVEL_EDGES_DBFS, ShardStats
 
 log = logging.getLogger(__name__)
@@ -537,8 +537,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _report_command(args: argparse.Namespace, _extra: list[str]) -> int:
+    from core.layout import SUMMARY_FILE
     from pipeline.card import write_card
-    from transforms.layout import SUMMARY_FILE
 
     path = storage.join(args.output, SUMMARY_FILE)
     if not storage.exists(path):

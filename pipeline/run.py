@@ -13,6 +13,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, TestOptions
 
+from core.layout import Layout
 from pipeline.graph import BuildCorpus
 from pipeline.options import pipeline_options
 from pipeline.preflight import check_spec, load_checked_spec
@@ -20,7 +21,6 @@ from pipeline.progress import ProgressMonitor
 from pipeline.report import write_run_report
 from pipeline.spec import CorpusSpec
 from transforms import storage
-from transforms.layout import Layout
 
 log = logging.getLogger(__name__)
 

@@ -31,13 +31,14 @@ from typing import Any
 
 import yaml
 
+from core.errors import ConfigError
+from core.layout import NAME_RULE_TEXT, UnsafeName, check_name
 from k2c.config import K2CConfig, K2CConfigError, parse_k2c
-from manifests.options import OptionError, check_options
-from manifests.registry import ADAPTER_OPTIONS, ADAPTERS, needs_manifest
+from manifests.options import OptionError
+from manifests.registry import ADAPTERS, needs_manifest, parse_options
 from manifests.source import SourceSpec
 from transforms import storage
 from transforms.captions import DEFAULT_MAX_CAPTION_CHARS
-from transforms.layout import NAME_RULE_TEXT, UnsafeName, check_name
 from transforms.sample import ON_INCOMPLETE, SampleOptions
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
@@ -49,7 +50,7 @@ CROSS_SPLIT_MODES = ("remove", "report")
 FORMATS = ("webdataset", "parquet")
 
 
-class SpecError(ValueError):
+class SpecError(ConfigError):
     """The spec is wrong; the message names the file and the field (one line per problem)."""
 
 
@@ -363,11 +364,10 @@ def _parse_source(
         _split_name(f, "split_map", target)
     proportions = _proportions(f, "split_proportions")
     options = f.get("options", dict, {})
-    if adapter in ADAPTER_OPTIONS:
-        try:
-            options = check_options(ADAPTER_OPTIONS[adapter], options, lambda p: _resolve(base_dir, p))
-        except OptionError as e:
-            raise f.err(f"options.{e.field}", e.message) from None
+    try:
+        options = parse_options(adapter, options, lambda p: _resolve(base_dir, p))
+    except OptionError as e:
+        raise f.err(f"options.{e.field}", e.message) from None
     expected = f.get("expected_count", int)
     license_ = f.get("license", str)
     schemes = f.get("allowed_schemes", list, [])

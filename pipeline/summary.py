@@ -12,10 +12,10 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from core.encoding import dumps_json
+from core.layout import SHARD_NAME_RE, Layout
 from pipeline.spec import CorpusSpec
 from transforms import storage
-from transforms.layout import SHARD_NAME_RE, Layout
-from transforms.sample import dumps_json
 from transforms.shards import ShardStats
 
 

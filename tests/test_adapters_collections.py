@@ -2,9 +2,9 @@
 
 import pytest
 
+from core.records import Record, Reject
 from manifests.captionfiles import read_captionfiles
 from manifests.filenames import caption_from_name, read_filenames
-from manifests.records import Record, Reject
 from manifests.source import SourceSpec
 
 

@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fixtures_sources import FS_LEAK_FSD
 
+from core.records import Record, Reject
 from manifests.clotho import read_clotho
 from manifests.freesound import read_freesound
 from manifests.fsd50k import read_fsd50k
-from manifests.records import Record, Reject
 from manifests.source import SourceSpec
 
 

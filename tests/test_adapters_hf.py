@@ -9,8 +9,8 @@ import pytest
 import yaml
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
 
+from core.records import Record, Reject
 from manifests.hf_datasets import read_hf_dataset
-from manifests.records import Record, Reject
 from manifests.source import SourceSpec
 from pipeline import synth
 from pipeline.duplicates import _DecideFn

@@ -5,10 +5,10 @@ from dataclasses import replace
 import pytest
 from fixtures_sources import AS_TRAIN, LEAK
 
+from core.records import Record, Reject
 from manifests.audiocaps import read_audiocaps
 from manifests.audioset import read_audioset, youtube_id_of_stem
 from manifests.common import PLAN_NO_SCAN
-from manifests.records import Record, Reject
 from manifests.source import SourceSpec
 
 

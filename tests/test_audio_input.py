@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from manifests.records import Record
+from core.records import Record
 from pipeline import synth
 from pipeline.audio_input import failure_reject, read_audio
 from pipeline.duplicates import REJECTS, _HashAudioFn

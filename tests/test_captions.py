@@ -4,9 +4,10 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.encoding import dumps_json
+from core.records import Record, Reject
 from k2c.keywords import keyword_set
 from k2c.postprocess import clean, finish
-from manifests.records import Record, Reject
 from transforms.captions import (
     KEPT_FORMAT,
     is_technical_tag,
@@ -16,7 +17,6 @@ from transforms.captions import (
     render_captions,
     template_caption,
 )
-from transforms.sample import dumps_json
 
 
 def _record(**kw) -> Record:

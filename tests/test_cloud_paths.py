@@ -24,13 +24,13 @@ import yaml
 from apache_beam.io.filesystem import BeamIOError, CompressedFile, CompressionTypes, FileMetadata, FileSystem
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from core.layout import Layout
 from manifests.source import PathRejected, SourceSpec, resolve_audio_path
 from pipeline.demo import write_demo_corpus
 from pipeline.progress import ProgressMonitor
 from pipeline.run import run_corpus
 from pipeline.spec import load_spec
 from transforms import storage
-from transforms.layout import Layout
 
 RUNNER = ["--runner=FnApiRunner"]  # in-process: the memfs registration is visible to the workers
 N_CLIPS = 6

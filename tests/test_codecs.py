@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import yaml
 
+from core.audio import SAMPLE_RATE, quantize_int16
+from core.records import Record
 from manifests.common import AUDIO_EXTENSIONS
-from manifests.records import Record
 from pipeline import synth
 from pipeline.spec import SpecError, parse_spec
-from transforms.audio import SAMPLE_RATE, quantize_int16
 from transforms.decode import (
     ALLOWED_DEMUXERS,
     REFUSED_DEMUXERS,

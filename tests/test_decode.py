@@ -14,8 +14,8 @@ import soundfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.audio import SAMPLE_RATE
 from pipeline import synth
-from transforms.audio import SAMPLE_RATE
 from transforms.decode import SAFE_INPUT_OPTIONS, DecodedAudio, DecodeError, decode_audio
 from transforms.flac import encode_flac
 

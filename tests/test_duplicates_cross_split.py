@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from manifests.records import Record
+from core.records import Record
 from pipeline import synth
 from pipeline.duplicates import HeldOutAudio, overlap_removal
 from pipeline.run import format_report, run_corpus

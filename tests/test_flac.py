@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from core.audio import quantize_int16
 from pipeline import synth
-from transforms.audio import quantize_int16
 from transforms.decode import DecodeError
 from transforms.flac import decode_flac, encode_flac
 

@@ -5,10 +5,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.layout import NAME_RULES
+from core.records import Record, Reject, make_key
 from manifests.generic import read_generic
-from manifests.records import Record, Reject, make_key
 from manifests.source import PathRejected, SourceSpec, resolve_audio_path
-from transforms.layout import NAME_RULES
 
 
 def _source(tmp_path, manifest, **kw) -> SourceSpec:

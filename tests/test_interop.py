@@ -27,9 +27,9 @@ import pytest
 import soundfile as sf
 import webdataset as wds
 
+from core.layout import Layout
 from pipeline.demo import write_demo_corpus
 from pipeline.run import run_corpus
-from transforms.layout import Layout
 
 N_CLIPS = 10
 

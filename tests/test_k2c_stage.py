@@ -14,13 +14,13 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from core.records import Record
 from k2c.config import K2CConfig, parse_k2c
 from k2c.debias import contains_gendered
 from k2c.handler import ModelUnavailable, load_captioner
 from k2c.keywords import keyword_set
 from k2c.presets import PRESETS
 from k2c.stage import K2CStage, run_local
-from manifests.records import Record
 from pipeline import synth
 from pipeline.spec import SpecError
 from transforms.captions import render_captions

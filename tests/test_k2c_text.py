@@ -8,15 +8,15 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from k2c.apply import attach, for_duration, plan, ships_k2c, template_texts, text_augment_all
+from core.records import Record
+from k2c.apply import attach, plan
 from k2c.config import K2CConfig
 from k2c.debias import GENDERED_WORDS, contains_gendered, debias
 from k2c.keywords import keyword_set, normalize_keyword
 from k2c.postprocess import clean, finish, is_copy_of_keywords
 from k2c.presets import PRESETS, TINY_MODEL_DIR
-from manifests.records import Record
 from pipeline.spec import SpecError, parse_spec
-from transforms.captions import render_captions
+from transforms.captions import for_duration, render_captions, ships_k2c, template_texts, text_augment_all
 
 # (generated caption, after the debias pass)
 DEBIAS_TABLE = [

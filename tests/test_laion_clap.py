@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.layout import Layout
+from core.records import Record
 from k2c.apply import attach
-from manifests.records import Record
 from pipeline import synth
 from transforms.captions import render_captions
-from transforms.layout import Layout
 from transforms.sample import Sample, SampleOptions, process_sample
 from transforms.shards import ShardWriter
 

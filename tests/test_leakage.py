@@ -3,7 +3,7 @@
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from manifests.records import Record, Reject
+from core.records import Record, Reject
 from pipeline.duplicates import preference
 from pipeline.leakage import LeakageGuard, find_overlap, guard, heldout_origins
 

@@ -1,7 +1,7 @@
 """Nothing a manifest says can make a run write outside ``--output``.
 
 Every value that becomes part of an output path (corpus, source and split names, sample keys, shard
-names) passes one check (``transforms.layout.check_name``): adapters' records go through
+names) passes one check (``core.layout.check_name``): adapters' records go through
 ``manifests.registry.read_source``, which turns an unusable value into a reject, and ``Layout`` refuses
 to build a path from one at all.
 """
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from manifests.records import Record, Reject
+from core.layout import Layout, UnsafeName, check_name
+from core.records import Record, Reject
 from manifests.registry import ADAPTERS, read_source
 from manifests.source import SourceSpec
 from pipeline import synth
 from pipeline.run import run_corpus
 from pipeline.spec import SpecError, parse_spec
-from transforms.layout import Layout, UnsafeName, check_name
 
 HOSTILE_SPLITS = [
     "../../../escaped",

@@ -16,10 +16,10 @@ import pytest
 import soundfile as sf
 import webdataset as wds
 
+from core.layout import Layout
 from pipeline.demo import write_demo_corpus
 from pipeline.run import format_report, run_corpus
 from transforms.flac import decode_flac
-from transforms.layout import Layout
 from transforms.views import ViewPlan, views_from_int16
 
 RUNNER = ["--runner=FnApiRunner"]

@@ -18,6 +18,7 @@ import yaml
 from apache_beam.metrics.metric import MetricsFilter
 from PIL import Image
 
+from core.layout import Layout
 from pipeline.card import hf_license, render_card, size_category
 from pipeline.cli import main as cli_main
 from pipeline.demo import write_demo_corpus
@@ -28,7 +29,6 @@ from pipeline.report import build_report, render_html, render_plots
 from pipeline.run import run_corpus
 from pipeline.spec import load_spec
 from transforms import storage
-from transforms.layout import Layout
 from transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S
 
 RUNNER = ["--runner=FnApiRunner"]

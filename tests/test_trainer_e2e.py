@@ -20,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.layout import Layout
 from pipeline.cli import main as cli_main
 from pipeline.demo import write_demo_corpus
 from pipeline.run import run_corpus
@@ -38,7 +39,6 @@ from trainer.data import (
     train_loader,
 )
 from trainer.train import train
-from transforms.layout import Layout
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may touch the network
 os.environ["TOKENIZERS_PARALLELISM"] = "false"

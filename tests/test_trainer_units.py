@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.audio import quantize_int16
 from trainer.checkpoint import CheckpointError, check_compatible, load_state, load_weights, read_checkpoint
 from trainer.checkpoint import save_checkpoint as write_checkpoint
 from trainer.config import (
@@ -50,7 +51,6 @@ from trainer.fusion import AFF, FusedStem
 from trainer.loss import clip_loss
 from trainer.model import CLAP, HTSATEncoder, SwinBlock, build_audio_encoder
 from trainer.text import TextModelError, build_tiny_text_model, load_text_encoder, load_tokenizer, tokenize
-from transforms.audio import quantize_int16
 from transforms.flac import encode_flac
 from transforms.views import CHUNK_FRAMES, MEL_BINS, compute_views, plan_views
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torchaudio
 
-from transforms.audio import CLIP_SAMPLES, int16_to_float, quantize_int16
+from core.audio import CLIP_SAMPLES, int16_to_float, quantize_int16
 from transforms.views import (
     CHUNK_FRAMES,
     HOP,

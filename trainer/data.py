@@ -1,6 +1,6 @@
 """Streaming the pipeline's shards into training batches, deterministically and resumably.
 
-The on-disk format is read through :mod:`transforms.layout` (paths, member names, ``sizes.json``),
+The on-disk format is read through :mod:`core.layout` (paths, member names, ``sizes.json``),
 :mod:`transforms.views` (view plans, on-device mel) and :mod:`transforms.flac`.
 
 How an epoch is cut (the webdataset "fixed epoch" scheme, which DDP needs: every rank must take the
@@ -37,12 +37,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from core.audio import SAMPLE_RATE
+from core.hashing import stable_hash64
+from core.layout import FLAC, JSON, MEL, SIZES_FILE, SUMMARY_FILE, Layout
 from transforms import storage
-from transforms.audio import SAMPLE_RATE
 from transforms.decode import DecodeError
 from transforms.flac import decode_flac
-from transforms.hashing import stable_hash64
-from transforms.layout import FLAC, JSON, MEL, SIZES_FILE, SUMMARY_FILE, Layout
 from transforms.views import (
     CHUNK_FRAMES,
     MEL_BINS,

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from manifests.records import Record, Reject
+from core.records import Record, Reject
 
 ZERO_SHOT_PROMPT = "This is a sound of {label}."
 DEFAULT_MAX_CAPTION_CHARS = 1000
@@ -222,3 +222,38 @@ def render_captions(record: Record, max_chars: int | None = None) -> Record | Re
                     "options.max_caption_chars",
                 )
     return replace(record, text=captions, caption_kind=kind)
+
+
+# -- the K2C caption a record ships with (k2c/apply.py attaches it, and says why the
+# short-clip rule is applied by the shard writer) --
+
+
+def template_texts(record: Record) -> tuple[str, ...]:
+    """The record's texts as the caption stage made them, before any K2C caption."""
+    base = render_captions(replace(record, text=(), caption_kind="", k2c_caption=None))
+    return base.text if isinstance(base, Record) else record.text
+
+
+def ships_k2c(record: Record, duration_s: float) -> bool:
+    """Whether the sample keeps its K2C caption at this decoded duration."""
+    return record.k2c_caption is not None and duration_s >= record.k2c_min_seconds
+
+
+def for_duration(record: Record, duration_s: float) -> Record:
+    """The record as it ships: without its K2C caption when the clip is under the minimum."""
+    if record.k2c_caption is None or ships_k2c(record, duration_s):
+        return record
+    # k2c_min_seconds stays: with no caption it marks a record that lost it here (the shard stats
+    # count these as k2c_skipped_short).
+    return replace(record, text=template_texts(record), caption_kind="template", k2c_caption=None)
+
+
+def text_augment_all(record: Record) -> list[str]:
+    """LAION's ``text_augment_all``: the original texts (source or template captions) plus the K2C one.
+
+    In replace mode ``text`` holds only the K2C caption, so the template caption is recomputed here
+    rather than lost.
+    """
+    originals = record.captions or template_texts(record)
+    extra = (record.k2c_caption,) if record.k2c_caption is not None else ()
+    return list(dict.fromkeys((*originals, *record.text, *extra)))

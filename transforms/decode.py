@@ -1,6 +1,6 @@
 """Decode untrusted audio bytes in-process with PyAV (the FFmpeg bundled in its wheel).
 
-Output is always float32 mono at 48 kHz (``transforms.audio.SAMPLE_RATE``). Every failure becomes a
+Output is always float32 mono at 48 kHz (``core.audio.SAMPLE_RATE``). Every failure becomes a
 :class:`DecodeError` with a stable ``code``; nothing from PyAV/FFmpeg escapes.
 
 Decisions, written down so callers can rely on them:
@@ -46,7 +46,7 @@ import av
 import av.logging
 import numpy as np
 
-from transforms.audio import SAMPLE_RATE
+from core.audio import SAMPLE_RATE
 
 # PyAV's default already drops FFmpeg's log lines; set it explicitly so that a library that turned
 # logging on does not flood worker logs with one line per damaged packet.

@@ -14,12 +14,12 @@ import io
 import av
 import numpy as np
 
-from transforms.audio import SAMPLE_RATE
+from core.audio import SAMPLE_RATE
 from transforms.decode import DecodeError
 
 
 def encode_flac(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """Encode int16 mono ``samples`` (as ``transforms.audio.quantize_int16`` gives them) as FLAC."""
+    """Encode int16 mono ``samples`` (as ``core.audio.quantize_int16`` gives them) as FLAC."""
     x = np.asarray(samples)
     if x.dtype != np.int16 or x.ndim != 1:
         raise ValueError(f"expected a 1-D int16 array, got {x.dtype} with shape {x.shape}")

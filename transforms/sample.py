@@ -7,20 +7,21 @@ it is tested without Beam and the shard writer stays a thin loop around it.
 from __future__ import annotations
 
 import io
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from k2c.apply import for_duration as k2c_for_duration
-from k2c.apply import text_augment_all
-from manifests.records import Record
-from transforms.audio import INT16_SCALE, SAMPLE_RATE, quantize_int16
+from core.audio import INT16_SCALE, SAMPLE_RATE, quantize_int16
+from core.encoding import dumps_json
+from core.hashing import audio_digest
+from core.records import Record
+from core.schema import check_document
+from transforms.captions import for_duration as k2c_for_duration
+from transforms.captions import text_augment_all
 from transforms.decode import DecodedAudio, DecodeError, decode_audio
 from transforms.flac import encode_flac
-from transforms.hashing import audio_digest
 
 if TYPE_CHECKING:
     from transforms.views import ViewPlan
@@ -112,7 +113,7 @@ class Sample:
     meta: dict[str, Any]  # the `<key>.json` document
     mel: np.ndarray | None  # float16 [4, 1001, 64]
     duration_s: float
-    audio_hash: str = ""  # transforms.hashing.audio_digest of the int16 PCM (duplicate detection)
+    audio_hash: str = ""  # core.hashing.audio_digest of the int16 PCM (duplicate detection)
 
     def json_bytes(self) -> bytes:
         return dumps_json(self.meta)
@@ -122,13 +123,6 @@ class Sample:
         buf = io.BytesIO()
         np.save(buf, self.mel, allow_pickle=False)
         return buf.getvalue()
-
-
-def dumps_json(doc: Any) -> bytes:
-    """The one JSON encoding of the project: sorted keys, UTF-8, no NaN — byte-stable."""
-    return json.dumps(
-        doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    ).encode()
 
 
 def sample_meta(
@@ -168,6 +162,7 @@ def sample_meta(
     if record.k2c_caption is not None:
         meta["text_augment_t5"] = record.k2c_caption
         meta["text_augment_all"] = text_augment_all(record)
+    check_document(meta)  # what core.schema declares, no more, no less
     return meta
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 
-from manifests.records import Record
-from transforms.hashing import stable_hash64, unit_interval
+from core.hashing import stable_hash64, unit_interval
+from core.records import Record
 
 
 def hash_split(key: str, proportions: Sequence[tuple[str, float]]) -> str:

@@ -21,72 +21,15 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.records import Record, Reject
+from core.encoding import dumps_json
+from core.layout import FLAC, JSON, MEL, Layout, member_name
+from core.records import Record, Reject
+from core.schema import DICTIONARY_COLUMNS, PARQUET_SCHEMA, parquet_row
 from transforms import storage
-from transforms.audio import SAMPLE_RATE
-from transforms.layout import FLAC, JSON, MEL, Layout, member_name
-from transforms.sample import Sample, dumps_json
+from transforms.sample import Sample
 
 TAR_MTIME = 0  # fixed member mtime: archives must not depend on when they were written
 PARQUET_ROWS_PER_GROUP = 64  # bounds memory: a row group holds the FLAC bytes of this many samples
-
-PARQUET_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-        ("text", pa.list_(pa.string())),
-        ("tag", pa.list_(pa.string())),
-        ("labels", pa.list_(pa.string())),
-        ("keywords", pa.list_(pa.string())),
-        ("caption_kind", pa.string()),
-        ("text_augment_t5", pa.string()),
-        ("source", pa.string()),
-        ("source_id", pa.string()),
-        ("split", pa.string()),
-        ("license", pa.string()),
-        ("attribution", pa.string()),
-        ("origin_ids", pa.list_(pa.string())),
-        ("duration", pa.float64()),
-        ("truncated", pa.bool_()),
-        ("incomplete", pa.bool_()),
-        ("declared_duration", pa.float64()),
-        ("peak_dbfs", pa.float64()),
-        ("rms_dbfs", pa.float64()),
-        ("silent_fraction", pa.float64()),
-        ("original_sample_rate", pa.int32()),
-        ("original_channels", pa.int32()),
-        ("original_codec", pa.string()),
-        ("longer", pa.bool_()),
-        ("view_plan", pa.string()),  # ViewPlan.to_json() as JSON text
-        ("original_data", pa.string()),  # JSON text: free-form, differs per source
-    ]
-)
-
-
-def _hf_features() -> dict[str, Any]:
-    """Hugging Face `datasets` features, so `load_dataset("parquet")` gives Audio at 48 kHz, no cast."""
-    string = {"dtype": "string", "_type": "Value"}
-    strings = {"feature": string, "_type": "List"}
-    types = {
-        pa.string(): string,
-        pa.float64(): {"dtype": "float64", "_type": "Value"},
-        pa.bool_(): {"dtype": "bool", "_type": "Value"},
-        pa.int32(): {"dtype": "int32", "_type": "Value"},
-        pa.list_(pa.string()): strings,
-    }
-    feats: dict[str, Any] = {}
-    for f in PARQUET_SCHEMA:
-        feats[f.name] = (
-            {"_type": "Audio", "sampling_rate": SAMPLE_RATE} if f.name == "audio" else types[f.type]
-        )
-    return feats
-
-
-PARQUET_METADATA = {
-    b"huggingface": json.dumps({"info": {"features": _hf_features()}}, sort_keys=True).encode()
-}
-_WRITTEN_SCHEMA = PARQUET_SCHEMA.with_metadata(PARQUET_METADATA)  # what every shard's Parquet file carries
-
 
 # Histogram bins: bin i holds values in [edges[i], edges[i+1]); the last bin is open-ended.
 DURATION_EDGES_S = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 30, 45, 60, 90, 120, 180, 300)
@@ -218,9 +161,9 @@ class ShardWriter:
             self._pq_stream = self._create(layout.parquet_path(split, shard))
             self._pq = pq.ParquetWriter(
                 self._pq_stream,
-                _WRITTEN_SCHEMA,
+                PARQUET_SCHEMA,
                 compression="zstd",
-                use_dictionary=["source", "split", "license", "caption_kind", "original_codec"],
+                use_dictionary=list(DICTIONARY_COLUMNS),
             )
 
     def _create(self, final: str) -> BinaryIO:
@@ -237,13 +180,13 @@ class ShardWriter:
             for suffix, data in members:
                 self._tar.addfile(_tar_info(member_name(sample.key, suffix), len(data)), io.BytesIO(data))
         if self._pq is not None:
-            self._rows.append(parquet_row(sample))
+            self._rows.append(parquet_row(sample.key, sample.flac, sample.meta))
             if len(self._rows) >= PARQUET_ROWS_PER_GROUP:
                 self._flush_rows()
 
     def _flush_rows(self) -> None:
         if self._rows and self._pq is not None:
-            self._pq.write_table(pa.Table.from_pylist(self._rows, schema=_WRITTEN_SCHEMA))
+            self._pq.write_table(pa.Table.from_pylist(self._rows, schema=PARQUET_SCHEMA))
             self._rows = []
 
     def close(self) -> tuple[int, int]:
@@ -272,39 +215,6 @@ class ShardWriter:
             with contextlib.suppress(Exception):
                 storage.delete([tmp])
         self._open = []
-
-
-def parquet_row(sample: Sample) -> dict[str, Any]:
-    m = sample.meta
-    return {
-        "key": sample.key,
-        "audio": {"bytes": sample.flac, "path": member_name(sample.key, FLAC)},
-        "text": m["text"],
-        "tag": m["tag"],
-        "labels": m["labels"],
-        "keywords": m["keywords"],
-        "caption_kind": m["caption_kind"],
-        "text_augment_t5": m.get("text_augment_t5"),
-        "source": m["source"],
-        "source_id": m["source_id"],
-        "split": m["split"],
-        "license": m["license"],
-        "attribution": m["attribution"],
-        "origin_ids": m["origin_ids"],
-        "duration": m["duration"],
-        "truncated": m["truncated"],
-        "incomplete": m["incomplete"],
-        "declared_duration": m["declared_duration"],
-        "peak_dbfs": m["peak_dbfs"],
-        "rms_dbfs": m["rms_dbfs"],
-        "silent_fraction": m["silent_fraction"],
-        "original_sample_rate": m["original_sample_rate"],
-        "original_channels": m["original_channels"],
-        "original_codec": m["original_codec"],
-        "longer": m["longer"],
-        "view_plan": dumps_json(m["view_plan"]).decode(),
-        "original_data": dumps_json(m["original_data"]).decode(),
-    }
 
 
 def rejects_jsonl(rejects: list[Reject]) -> bytes:

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from transforms.audio import CLIP_SAMPLES, INT16_SCALE, SAMPLE_RATE
-from transforms.hashing import rng_for
+from core.audio import CLIP_SAMPLES, INT16_SCALE, SAMPLE_RATE
+from core.hashing import rng_for
 
 MEL_BINS = 64
 N_FFT = 1024

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from transforms.hashing import short_digest
+from core.hashing import short_digest
 
 # Keys become tar member names (`<key>.flac`): make_key builds them within the "key" rule of
-# transforms.layout.NAME_RULES (no dots, at most 80 characters).
+# core.layout.NAME_RULES (no dots, at most 80 characters).
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
 

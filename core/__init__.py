@@ -1,0 +1,3 @@
+"""The contracts everything else builds on: records and rejects, the sample schema, output names,
+stable hashing, audio constants. Nothing here imports another package of the project or Apache Beam.
+"""
