@@ -15,7 +15,7 @@ from k2c.handler import load_captioner
 from k2c.keywords import keyword_set
 from k2c.presets import PRESETS, TINY_MODEL_DIR
 from k2c.tiny.train import EOS, PAD, UNK, TrainConfig, keyword_used, train
-from k2c.tiny.world import EVENTS, pairs, vocabulary
+from k2c.tiny.world import EVENTS, pairs
 
 DEMO_SETS = [  # the demo corpus's keyword lists and label lists
     ("tone", "low", "steady"),
@@ -107,7 +107,9 @@ def test_bad_words_spare_the_world_vocabulary(captioner):
     tok = captioner.tokenizer
     singles = {s[0] for s in bad_words_ids(tok) if len(s) == 1}
     spoiled = []
-    for word in vocabulary() + [w for ev in EVENTS for c in ev.clauses for w in c.replace("{a}", "").split()]:
+    keywords = [k for ev in EVENTS for k, _ in ev.keys] + [a for ev in EVENTS for a in ev.adjectives]
+    clause_words = [w for ev in EVENTS for c in ev.clauses for w in c.replace("{a}", "").split()]
+    for word in dict.fromkeys(keywords + clause_words):
         if word.lower() in GENDERED_WORDS:
             continue
         ids = tok(word, add_special_tokens=False)["input_ids"]

@@ -467,14 +467,3 @@ def pairs(n: int, seed: int) -> Iterator[Pair]:
     rng = random.Random(seed)
     for _ in range(n):
         yield make_pair(rng)
-
-
-def vocabulary() -> list[str]:
-    """Every keyword of the world, each once, in table order."""
-    out: dict[str, None] = {}
-    for ev in EVENTS:
-        for k, _ in ev.keys:
-            out[k] = None
-        for a in ev.adjectives:
-            out[a] = None
-    return list(out)
