@@ -37,6 +37,29 @@ NO_BEAM = textwrap.dedent(
 )
 
 
+# Beam made unimportable, as on a machine that only trains: then `python -m trainer` trains and evaluates.
+TRAIN_WITHOUT_BEAM = textwrap.dedent(
+    """
+    import json, sys
+
+    class NoBeam:
+        def find_spec(self, name, path=None, target=None):
+            if name == "apache_beam" or name.startswith("apache_beam."):
+                raise ImportError("apache_beam is not installed here")
+
+    sys.meta_path.insert(0, NoBeam())
+    from trainer.__main__ import main
+
+    data, out = sys.argv[1], sys.argv[2]
+    model = ["--audio-encoder", "cnn", "--audio-size", "micro", "--text-model", "tiny", "--joint-dim", "16"]
+    run = ["--batch-size", "4", "--max-steps", "2", "--warmup-steps", "1", "--workers", "0", "--threads", "1"]
+    assert main(["train", "--data", data, "--output", out, *model, *run, "--log-level", "WARNING"]) == 0
+    assert main(["eval", "--checkpoint", out, "--data", data, "--json", out + "/report.json"]) == 0
+    assert "apache_beam" not in sys.modules
+    """
+)
+
+
 def test_training_imports_no_beam():
     root = os.getcwd()
     proc = subprocess.run(
@@ -44,10 +67,44 @@ def test_training_imports_no_beam():
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": root},
+        env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", root)},
         cwd=root,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+
+
+def test_python_m_trainer_trains_and_evaluates_without_beam(tmp_path):
+    root = str(tmp_path / "built")
+    layout = Layout(root, "minidemo")
+    for split, shards in (("train", 2), ("valid", 1)):
+        os.makedirs(layout.webdataset_dir(split))
+        sizes = {}
+        for s in range(shards):
+            keys = [f"{split}{s}-{i}" for i in range(8)]
+            write_tar(
+                layout.tar_path(split, f"{s:06d}"), [m for k in keys for m in sample_members(k, mel=False)]
+            )
+            sizes[f"{s:06d}.tar"] = len(keys)
+        with open(layout.sizes_path(split), "w") as f:
+            json.dump(sizes, f)
+    with open(layout.summary_path(), "w") as f:
+        json.dump({"corpus": "minidemo"}, f)
+    out = str(tmp_path / "run")
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN_WITHOUT_BEAM, root, out],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.environ.get("PYTHONPATH", os.getcwd()),
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+        },
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["clips"] == 8
 
 
 @pytest.fixture
