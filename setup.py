@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "pandas>=2.2",
     "pyyaml>=6.0",
     "webdataset>=1.0,<2",
+    "fsspec>=2023.1",  # the trainer's storage (trainer/storage.py); gs:// and s3:// need gcsfs / s3fs
     "matplotlib>=3.8,<4",  # run report plots (Agg backend, no display needed)
 ]
 

@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from trainer_samples import sample_members, write_tar
 
 from core.audio import quantize_int16
 from trainer.checkpoint import CheckpointError, check_compatible, load_state, load_weights, read_checkpoint
@@ -26,17 +27,19 @@ from trainer.config import (
     config_diff,
 )
 from trainer.data import (
+    BAD_JSON,
+    MISSING_MEMBER,
+    TRUNCATED_SHARD,
     UNREADABLE_SHARD,
     Decoded,
     SkipCounts,
     StreamConfig,
-    _split_member,
+    TrainStream,
     collate,
     decode_wave,
     draw_caption,
     iter_parquet,
     iter_tar,
-    shuffle_buffer,
     stream_shards,
 )
 from trainer.data import Shard as DataShard
@@ -440,16 +443,84 @@ def test_config_json_round_trip_and_diff():
 # Data pieces that need no corpus
 
 
-def test_member_names_split_at_the_first_dot():
-    assert _split_member("synthetic_0001-x_ab12.mel.npy") == ("synthetic_0001-x_ab12", "mel.npy")
-    assert _split_member("dir/k.json") == ("dir/k", "json")
+@pytest.fixture(scope="module")
+def three_samples() -> list[tuple[str, bytes]]:
+    return [m for k in ("s0", "s1", "s2") for m in sample_members(k)]
 
 
-def test_shuffle_buffer_is_a_seeded_permutation():
-    out = list(shuffle_buffer(range(100), 10, np.random.default_rng(3)))
-    assert sorted(out) == list(range(100)) and out != list(range(100))
-    assert out == list(shuffle_buffer(range(100), 10, np.random.default_rng(3)))
-    assert out != list(shuffle_buffer(range(100), 10, np.random.default_rng(4)))
+def test_tar_members_group_by_the_key_before_the_first_dot(three_samples, tmp_path):
+    path = str(tmp_path / "000000.tar")
+    write_tar(path, three_samples)
+    counts = SkipCounts()
+    raws = list(iter_tar(DataShard(path, 3), counts))
+    assert [r.key for r in raws] == ["s0", "s1", "s2"] and not counts
+    # `.mel.npy` is one suffix: the stored views are found and chosen over the FLAC
+    assert all(r.mel is not None and r.flac is None for r in raws)
+    assert raws[1].meta["text"] == ["caption of s1"]
+    computed = list(iter_tar(DataShard(path, 3), counts, "compute"))
+    assert all(r.mel is None and r.flac is not None for r in computed) and not counts
+
+
+def test_a_tar_cut_inside_a_member_loses_the_sample_being_read(three_samples, tmp_path):
+    path = str(tmp_path / "000000.tar")
+    offsets = write_tar(path, three_samples)
+    name, start, end = offsets[2 * 3 + 2]  # the third sample's mel: its flac and json were complete
+    assert name == "s2.mel.npy"
+    with open(path, "r+b") as f:
+        f.truncate((start + end) // 2)
+    counts = SkipCounts()
+    assert [r.key for r in iter_tar(DataShard(path, 3), counts)] == ["s0", "s1"]
+    assert counts == {TRUNCATED_SHARD: 1}
+
+
+def test_broken_members_are_counted_and_the_shard_goes_on(tmp_path):
+    members = sample_members("a") + [
+        m
+        for m in sample_members("b")
+        if not m[0].endswith(".json")  # no document
+    ]
+    members += [(n, b"{not json" if n.endswith(".json") else d) for n, d in sample_members("c")]
+    members += [m for m in sample_members("d", mel=False)]
+    path = str(tmp_path / "000000.tar")
+    write_tar(path, members)
+    counts = SkipCounts()
+    assert [r.key for r in iter_tar(DataShard(path, 4), counts)] == ["a", "d"]
+    assert counts == {MISSING_MEMBER: 1, BAD_JSON: 1}
+    counts = SkipCounts()
+    assert [r.key for r in iter_tar(DataShard(path, 4), counts, "stored")] == ["a"]
+    assert counts == {MISSING_MEMBER: 2, BAD_JSON: 1}
+
+
+def test_a_member_twice_in_one_sample_ends_the_shard(tmp_path):
+    a, b = sample_members("a"), sample_members("b")
+    path = str(tmp_path / "000000.tar")
+    write_tar(path, a + b[:2] + [b[1]] + b[2:])
+    counts = SkipCounts()
+    assert [r.key for r in iter_tar(DataShard(path, 2), counts)] == ["a"]
+    assert counts == {TRUNCATED_SHARD: 1}
+
+
+def test_training_batches_are_seeded_and_resume_exactly(tmp_path):
+    """webdataset's shuffle with our seeded generator: the same seed gives the same batches, another
+    seed other ones, and a stream started at batch k gives the uninterrupted stream's batches from k."""
+    shards = []
+    for s in range(3):
+        path = str(tmp_path / f"{s:06d}.tar")
+        write_tar(path, [m for i in range(8) for m in sample_members(f"s{s}-{i}", mel=False)])
+        shards.append(DataShard(path, 8))
+    steps = 10  # 40 samples over 24: a second pass, reshuffled
+
+    def run(seed: int, start: int = 0) -> list[tuple[int, list[str]]]:
+        cfg = StreamConfig(batch_size=4, workers=0, shuffle_buffer=6, seed=seed)
+        return [(b.index, b.keys) for b in TrainStream(shards, cfg, 0, steps, start)]
+
+    whole = run(7)
+    assert [i for i, _ in whole] == list(range(steps))
+    first_pass = [k for _, keys in whole[:6] for k in keys]
+    assert sorted(first_pass) == sorted(f"s{s}-{i}" for s in range(3) for i in range(8))
+    assert first_pass != sorted(first_pass)
+    assert run(7) == whole and run(8) != whole
+    assert run(7, start=4) == whole[4:]
 
 
 def test_shards_are_dealt_to_every_slot_once():
@@ -520,7 +591,7 @@ def test_skip_counts_merge():
     c = SkipCounts()
     c.merge({"missing_member": 2, "truncated_shard": 1})
     c.merge({"missing_member": 1})
-    assert c["missing_member"] == 3 and c.samples() == 3
+    assert c == {"missing_member": 3, "truncated_shard": 1}
 
 
 @pytest.mark.parametrize("reader", [iter_tar, iter_parquet])

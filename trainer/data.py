@@ -1,7 +1,10 @@
 """Streaming the pipeline's shards into training batches, deterministically and resumably.
 
 The on-disk format is read through :mod:`core.layout` (paths, member names, ``sizes.json``),
-:mod:`transforms.views` (view plans, on-device mel) and :mod:`transforms.flac`.
+:mod:`core.schema` (the Parquet columns), :mod:`transforms.views` (view plans, on-device mel) and
+:mod:`transforms.flac`; files through :mod:`trainer.storage` (fsspec), tars through webdataset's own
+expander (``tar_file_expander`` + ``group_by_keys``, the grouping LAION-CLAP's loader uses). Nothing
+here needs Apache Beam.
 
 How an epoch is cut (the webdataset "fixed epoch" scheme, which DDP needs: every rank must take the
 same number of steps):
@@ -10,8 +13,9 @@ same number of steps):
 - the shard list is permuted by ``(seed, epoch)`` and dealt to ``world x streams`` slots; a stream is
   one data-loader worker (or the main process when there are none) and yields the batches whose
   index ``i`` has ``i % streams == stream``, so the loader's round-robin gives batches in index order;
-- a stream reads its shards through a shuffle buffer seeded by ``(seed, epoch, rank, stream)`` and
-  starts over on them (reshuffled) if they run out before its share of the epoch.
+- a stream reads its shards through webdataset's shuffle buffer (``webdataset.filters.shuffle``, which
+  draws from a seeded ``random.Random``: the seed comes from ``(seed, epoch, rank, stream)``) and starts
+  over on them (reshuffled) if they run out before its share of the epoch.
 
 Resuming at batch ``k`` of an epoch: worker ``p`` runs stream ``(p + k) % streams`` and fast-forwards
 past the batches that were already consumed without decoding them, so batch ``k`` comes first and
@@ -24,23 +28,27 @@ per epoch from a generator seeded by ``(seed, epoch, key)``, so they do not depe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
-import tarfile
+import random
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.filters import shuffle
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from core.audio import SAMPLE_RATE
 from core.hashing import stable_hash64
 from core.layout import FLAC, JSON, MEL, SIZES_FILE, SUMMARY_FILE, Layout
-from transforms import storage
+from core.schema import FIELDS, PARQUET_COLUMNS
+from trainer import storage
 from transforms.decode import DecodeError
 from transforms.flac import decode_flac
 from transforms.views import (
@@ -79,9 +87,6 @@ class SkipCounts(Counter):
         for k, v in other.items():
             self[k] += v
 
-    def samples(self) -> int:
-        return sum(v for k, v in self.items() if k not in (UNREADABLE_SHARD, TRUNCATED_SHARD))
-
 
 # ------------------------------------------------------------------------------------------------
 # Where the shards are
@@ -93,47 +98,60 @@ class Shard:
     samples: int  # as listed by sizes.json / the Parquet footer
 
 
+@contextlib.contextmanager
+def _storage_errors() -> Iterator[None]:
+    # A URL no installed fsspec implementation serves stops the run as any other data problem does.
+    try:
+        yield
+    except storage.StorageError as e:
+        raise DataError(str(e)) from e
+
+
 def resolve_layout(root: str, corpus: str | None = None) -> Layout:
     """The layout of the corpus built into ``root``; the corpus name from summary.json or the folder."""
-    if corpus is None:
-        summary = storage.join(root, SUMMARY_FILE)
-        if storage.exists(summary):
-            corpus = json.loads(storage.read_text(summary)).get("corpus")
-    if corpus is None:
-        names = sorted(
-            {p.split("/")[-3] for p in storage.match(storage.join(root, "webdataset", "*", "*", SIZES_FILE))}
-        )
-        if len(names) != 1:
-            raise DataError(f"{root}: cannot tell the corpus name (found {names or 'none'}); pass --corpus")
-        corpus = names[0]
+    with _storage_errors():
+        if corpus is None:
+            summary = storage.join(root, SUMMARY_FILE)
+            if storage.exists(summary):
+                corpus = json.loads(storage.read_text(summary)).get("corpus")
+        if corpus is None:
+            pattern = storage.join(root, "webdataset", "*", "*", SIZES_FILE)
+            names = sorted({p.split("/")[-3] for p in storage.match(pattern)})
+            if len(names) != 1:
+                found = names or "none"
+                raise DataError(f"{root}: cannot tell the corpus name (found {found}); pass --corpus")
+            corpus = names[0]
     return Layout(root, corpus)
 
 
 def list_shards(layout: Layout, split: str, fmt: str = "webdataset") -> list[Shard]:
     """The shards of a split, in name order, with their sample counts."""
-    if fmt == "webdataset":
-        sizes_path = layout.sizes_path(split)
-        if not storage.exists(sizes_path):
-            raise DataError(f"no {SIZES_FILE} at {sizes_path}: is '{split}' a split of this corpus?")
-        sizes = json.loads(storage.read_text(sizes_path))
-        folder = layout.webdataset_dir(split)
-        return [Shard(storage.join(folder, name), int(n)) for name, n in sorted(sizes.items()) if int(n) > 0]
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+    with _storage_errors():
+        if fmt == "webdataset":
+            sizes_path = layout.sizes_path(split)
+            if not storage.exists(sizes_path):
+                raise DataError(f"no {SIZES_FILE} at {sizes_path}: is '{split}' a split of this corpus?")
+            sizes = json.loads(storage.read_text(sizes_path))
+            folder = layout.webdataset_dir(split)
+            return [
+                Shard(storage.join(folder, name), int(n)) for name, n in sorted(sizes.items()) if int(n) > 0
+            ]
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
 
-        urls = storage.match(storage.join(layout.parquet_dir(split), "*.parquet"))
-        if not urls:
-            raise DataError(f"no Parquet shards under {layout.parquet_dir(split)}")
-        shards = []
-        for url in urls:
-            try:
-                with storage.open_read(url) as f:
-                    n = pq.ParquetFile(f).metadata.num_rows
-            except Exception as e:  # a broken footer: listed with 0 rows, counted when read
-                log.warning("cannot read the Parquet footer of %s: %s", url, e)
-                n = 0
-            shards.append(Shard(url, n))
-        return shards
+            urls = storage.match(storage.join(layout.parquet_dir(split), "*.parquet"))
+            if not urls:
+                raise DataError(f"no Parquet shards under {layout.parquet_dir(split)}")
+            shards = []
+            for url in urls:
+                try:
+                    with storage.open_read(url) as f:
+                        n = pq.ParquetFile(f).metadata.num_rows
+                except Exception as e:  # a broken footer: listed with 0 rows, counted when read
+                    log.warning("cannot read the Parquet footer of %s: %s", url, e)
+                    n = 0
+                shards.append(Shard(url, n))
+            return shards
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -150,33 +168,47 @@ class RawSample:
     mel: bytes | None
 
 
-def _split_member(name: str) -> tuple[str, str]:
-    # The webdataset rule: the key ends at the first dot of the base name.
-    base = name.rsplit("/", 1)[-1]
-    prefix = name[: len(name) - len(base)]
-    key, _, suffix = base.partition(".")
-    return prefix + key, suffix
+def _audio(flac: bytes | None, mel: bytes | None, mel_mode: str) -> tuple[bytes | None, bytes | None]:
+    """The (flac, mel) pair the sample is read from under ``mel_mode``: stored views when allowed and
+    present, else the FLAC; (None, None) when neither is usable."""
+    mel = mel if mel_mode != "compute" else None
+    flac = flac if mel is None and mel_mode != "stored" else None
+    return flac, mel
 
 
-def _make_raw(key: str, members: dict[str, bytes], counts: SkipCounts, mel_mode: str) -> RawSample | None:
-    has_audio = (FLAC in members and mel_mode != "stored") or (MEL in members and mel_mode != "compute")
-    if JSON not in members or not has_audio:
+def _make_raw(
+    key: str, meta: Any, flac: bytes | None, mel: bytes | None, counts: SkipCounts
+) -> RawSample | None:
+    """The sample from its parsed JSON document and chosen audio; None (counted) when unusable."""
+    if flac is None and mel is None:
         counts[MISSING_MEMBER] += 1
         return None
     try:
-        meta = json.loads(members[JSON])
         if not isinstance(meta, dict):
             raise ValueError("not an object")
         plan = ViewPlan.from_json(meta["view_plan"])
     except (ValueError, KeyError, TypeError):
         counts[BAD_JSON] += 1
         return None
-    if not any(isinstance(t, str) and t.strip() for t in meta.get("text") or []):
+    if not sample_captions(meta):
         counts[NO_CAPTION] += 1
         return None
-    mel = members.get(MEL) if mel_mode != "compute" else None
-    flac = members.get(FLAC) if mel is None else None
     return RawSample(key.rsplit("/", 1)[-1], meta, plan, flac, mel)
+
+
+def _from_members(group: dict[str, Any], counts: SkipCounts, mel_mode: str) -> RawSample | None:
+    """A sample from one tar group (webdataset's ``group_by_keys`` dict: ``__key__`` + one entry per
+    member suffix)."""
+    flac, mel = _audio(group.get(FLAC), group.get(MEL), mel_mode)
+    if JSON not in group or (flac is None and mel is None):
+        counts[MISSING_MEMBER] += 1
+        return None
+    try:
+        meta = json.loads(group[JSON])
+    except (ValueError, TypeError):
+        counts[BAD_JSON] += 1
+        return None
+    return _make_raw(group["__key__"], meta, flac, mel, counts)
 
 
 def _open_shard(shard: Shard, counts: SkipCounts) -> BinaryIO | None:
@@ -190,60 +222,51 @@ def _open_shard(shard: Shard, counts: SkipCounts) -> BinaryIO | None:
 
 
 def iter_tar(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterator[RawSample]:
-    """The samples of one WebDataset tar, in file order; problems counted in ``counts``."""
+    """The samples of one WebDataset tar, in file order; problems counted in ``counts``.
+
+    webdataset's expander reads the tar; its error handler is told of the first error (a cut file,
+    a corrupt header, a member name twice in a sample), which ends the shard. The sample being read
+    when that happened is lost with the rest of the shard, even where the members read so far would
+    make one: its last member may be the one cut short.
+    """
     f = _open_shard(shard, counts)
     if f is None:
         return
+    failed: list[Exception] = []
+
+    def stop(e: Exception) -> bool:
+        failed.append(e)
+        return False  # webdataset: do not go on with this stream
+
     groups = 0  # samples seen, usable or not
     with f:
-        key, members = None, {}
-        try:
-            with tarfile.open(fileobj=f, mode="r|") as tar:
-                for info in tar:
-                    if not info.isfile():
-                        continue
-                    k, suffix = _split_member(info.name)
-                    if k != key and key is not None:
-                        groups += 1
-                        raw = _make_raw(key, members, counts, mel_mode)
-                        if raw is not None:
-                            yield raw
-                        members = {}
-                    key = k
-                    data = tar.extractfile(info)
-                    members[suffix] = data.read() if data is not None else b""
-        except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-            # The sample being read when the file ran out is lost with the rest of the shard.
-            log.warning("shard %s is truncated or corrupt after %d samples: %s", shard.url, groups, e)
-            counts[TRUNCATED_SHARD] += 1
-            return
-    if key is not None:
-        groups += 1
-        raw = _make_raw(key, members, counts, mel_mode)
-        if raw is not None:
-            yield raw
-    if groups < shard.samples:
+        files = tar_file_expander([{"url": shard.url, "stream": f}], handler=stop)
+        for group in group_by_keys(files, handler=stop):
+            if failed:
+                break
+            groups += 1
+            raw = _from_members(group, counts, mel_mode)
+            if raw is not None:
+                yield raw
+    if failed:
+        log.warning("shard %s is truncated or corrupt after %d samples: %s", shard.url, groups, failed[0])
+        counts[TRUNCATED_SHARD] += 1
+    elif groups < shard.samples:
         # Cut exactly between two members: tarfile sees a clean end, sizes.json knows better.
         log.warning("shard %s holds %d samples, %s lists %d", shard.url, groups, SIZES_FILE, shard.samples)
         counts[TRUNCATED_SHARD] += 1
+
+
+# The Parquet columns by kind (core.schema): the audio column holds the FLAC, JSON-kind columns hold
+# JSON text; every other column is the JSON document's field of the same name.
+_AUDIO_COLUMN = next(f.name for f in FIELDS if f.kind == "audio")
+_JSON_COLUMNS = tuple(f.name for f in FIELDS if f.parquet and f.kind == "json")
 
 
 def iter_parquet(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterator[RawSample]:
     """The rows of one Parquet shard as samples (FLAC only: views are computed on the device)."""
     import pyarrow.parquet as pq
 
-    columns = [
-        "key",
-        "audio",
-        "text",
-        "tag",
-        "labels",
-        "keywords",
-        "text_augment_t5",
-        "longer",
-        "view_plan",
-        "split",
-    ]
     n = 0
     f = _open_shard(shard, counts)
     if f is None:
@@ -252,18 +275,15 @@ def iter_parquet(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> It
         try:
             pf = pq.ParquetFile(f)
             for i in range(pf.num_row_groups):
-                for row in pf.read_row_group(i, columns=columns).to_pylist():
-                    audio = row.pop("audio") or {}
-                    members: dict[str, bytes] = {}
-                    if audio.get("bytes"):
-                        members[FLAC] = audio["bytes"]
+                for row in pf.read_row_group(i, columns=list(PARQUET_COLUMNS)).to_pylist():
+                    audio = row.pop(_AUDIO_COLUMN) or {}
                     try:
-                        row["view_plan"] = json.loads(row["view_plan"])
-                        members[JSON] = json.dumps(row).encode()
+                        for name in _JSON_COLUMNS:
+                            row[name] = json.loads(row[name])
                     except (TypeError, ValueError):
                         counts[BAD_JSON] += 1
                         continue
-                    raw = _make_raw(str(row.get("key")), members, counts, "compute")
+                    raw = _make_raw(str(row.get("key")), row, audio.get("bytes") or None, None, counts)
                     if raw is not None:
                         n += 1
                         yield raw
@@ -448,19 +468,9 @@ def stream_shards(shards: list[Shard], epoch: int, cfg: StreamConfig, stream: in
     return mine or [shards[order[slot % len(shards)]]]
 
 
-def shuffle_buffer(items: Iterable[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
-    """Yield ``items`` through a buffer of ``size``: each output is a uniform draw from the buffer."""
-    buf: list[Any] = []
-    for x in items:
-        if len(buf) < size:
-            buf.append(x)
-            continue
-        j = int(rng.integers(len(buf)))
-        out, buf[j] = buf[j], x
-        yield out
-    order = rng.permutation(len(buf))
-    for j in order:
-        yield buf[j]
+def stream_rng(seed: int, epoch: int, rank: int, stream: int) -> random.Random:
+    """The generator of one (rank, stream)'s shuffle buffer and pass order in ``epoch``."""
+    return random.Random(stable_hash64(f"{seed}:{epoch}:{rank}:{stream}", salt="shuffle"))
 
 
 class TrainStream(IterableDataset):
@@ -479,7 +489,7 @@ class TrainStream(IterableDataset):
         cfg = self.cfg
         mine = stream_shards(self.shards, self.epoch, cfg, stream)
         size = max(1, min(cfg.shuffle_buffer, sum(s.samples for s in mine)))
-        rng = np.random.default_rng([cfg.seed, self.epoch, cfg.rank, stream, 0x5342])
+        rng = stream_rng(cfg.seed, self.epoch, cfg.rank, stream)
         order = list(range(len(mine)))
         while True:
             got = 0
@@ -491,10 +501,12 @@ class TrainStream(IterableDataset):
                         got += 1
                         yield raw
 
-            yield from shuffle_buffer(one_pass(), size, rng)
+            # initial=size: the buffer fills before the first draw (with webdataset's default of 100,
+            # a pass's first batches would come from its first 100 samples only).
+            yield from shuffle(size, initial=size, rng=rng)(one_pass())
             if got == 0:
                 raise DataError(f"no readable samples in {', '.join(s.url for s in mine)}")
-            order = list(rng.permutation(len(mine)))  # another pass, in another order
+            order = rng.sample(range(len(mine)), len(mine))  # another pass, in another order
 
     def _stream_batches(self, stream: int) -> Iterator[Batch]:
         cfg = self.cfg

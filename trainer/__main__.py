@@ -1,0 +1,25 @@
+"""``python -m trainer train|eval ...``: the trainer's commands on their own, for machines that train
+without Apache Beam installed (``clapcorpus`` loads the pipeline's commands, and Beam with them).
+``torchrun --nproc_per_node=N -m trainer train ...`` runs DDP the same way."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from trainer.cli import add_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="Train and evaluate CLAP.")
+    add_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return int(args.func(args, []))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
