@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from transforms.storage import join
+from core.paths import join
 
 FLAC = "flac"
 JSON = "json"

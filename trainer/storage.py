@@ -7,24 +7,15 @@ needs Apache Beam installed. Local paths need no extra package.
 
 from __future__ import annotations
 
-import os
-import posixpath
 from typing import BinaryIO
 
 import fsspec
 
+from core.paths import is_url, join  # noqa: F401  (the trainer's callers use storage.join)
+
 
 class StorageError(Exception):
     """A URL whose protocol no installed fsspec implementation serves (the message says which to add)."""
-
-
-def is_url(path: str) -> bool:
-    return "://" in path
-
-
-def join(base: str, *parts: str) -> str:
-    """Joined as :mod:`core.layout` joins: '/' in URLs, the platform's separator on a local disk."""
-    return posixpath.join(base, *parts) if is_url(base) else os.path.join(base, *parts)
 
 
 def _fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:

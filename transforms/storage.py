@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import posixpath
 import re
 import uuid
 from collections.abc import Iterator
@@ -18,27 +17,14 @@ from typing import BinaryIO
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from core.paths import is_url, join, scheme  # noqa: F401  (callers use storage.join etc.)
+
 _PLAIN = CompressionTypes.UNCOMPRESSED
 TEMP_MARKER = ".inprogress-"
 
 
 class FileTooLarge(Exception):
     """The file is over the configured size cap; it is not read."""
-
-
-def is_url(path: str) -> bool:
-    return "://" in path
-
-
-def scheme(path: str) -> str:
-    """'gs', 's3', ... for URLs; 'file' for local paths."""
-    return path.split("://", 1)[0].lower() if is_url(path) else "file"
-
-
-def join(base: str, *parts: str) -> str:
-    if is_url(base):
-        return posixpath.join(base, *parts)
-    return FileSystems.join(base, *parts)
 
 
 def exists(path: str) -> bool:
