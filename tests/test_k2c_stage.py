@@ -14,6 +14,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from core.audio_ref import LocalFile
 from core.records import Record
 from k2c.config import K2CConfig, parse_k2c
 from k2c.debias import contains_gendered
@@ -73,7 +74,12 @@ def test_batching_changes_nothing(captioner):
 
 def _record(i: int, source: str = "s", **kw) -> Record:
     r = Record(
-        key=f"{source}_r{i:03d}_x", source=source, source_id=f"r{i}", audio_path="/a.wav", row=i + 1, **kw
+        key=f"{source}_r{i:03d}_x",
+        source=source,
+        source_id=f"r{i}",
+        audio=LocalFile("/a.wav"),
+        row=i + 1,
+        **kw,
     )
     out = render_captions(r)
     assert isinstance(out, Record)
