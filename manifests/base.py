@@ -75,9 +75,11 @@ class Adapter:
 
     def __init__(self, source: SourceSpec):
         self.source = source
-        given = dict(source.options)
+        given = source.options
         # `clapcorpus plan` reads metadata only: no audio folder is listed and no file looked at.
-        self.no_scan = bool(given.pop(PLAN_NO_SCAN, False))
+        self.no_scan = isinstance(given, Mapping) and bool(given.get(PLAN_NO_SCAN, False))
+        if self.no_scan:
+            given = {k: v for k, v in given.items() if k != PLAN_NO_SCAN}
         self.options = self.Options.read_back(given)
         self._finder: AudioFinder | None = None
 
