@@ -37,6 +37,7 @@ from pipeline.demo import write_demo_corpus
 from pipeline.duplicates import decoded_digest
 from pipeline.spec import load_spec
 from transforms import storage
+from transforms.audio_source import read_audio_bytes
 from transforms.captions import render_captions
 from transforms.sample import SampleError, process_sample
 from transforms.sharding import split_of
@@ -59,8 +60,8 @@ def per_sample(spec_path: str, repeats: int) -> tuple[float, float, float, int, 
     for item in read_generic(spec.sources[0]):
         if isinstance(item, Record):
             out = render_captions(item)
-            if isinstance(out, Record) and storage.exists(out.audio_path):
-                items.append((out, storage.read_bytes(out.audio_path)))
+            if isinstance(out, Record) and storage.exists(out.audio.storage_path):
+                items.append((out, read_audio_bytes(out.audio)))
     sample_cpu = digest_cpu = heldout_cpu = seconds = 0.0
     n = n_heldout = 0
     for record, data in items:

@@ -26,6 +26,7 @@ from dataclasses import replace
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from core.audio_ref import LocalFile
 from core.records import Record
 from k2c.config import parse_k2c
 from k2c.keywords import keyword_set
@@ -76,7 +77,7 @@ def records_for(clips: list[tuple[str, ...]]) -> list[Record]:
                 key=f"b_{i:07d}_x",
                 source="bench",
                 source_id=str(i),
-                audio_path="/x",
+                audio=LocalFile("/x"),
                 row=i + 1,
                 labels=labels,
             )

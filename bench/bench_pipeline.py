@@ -129,7 +129,7 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
     from core.records import Record
     from manifests.registry import read_source
     from pipeline.spec import load_spec
-    from transforms import storage
+    from transforms.audio_source import read_audio_bytes
     from transforms.captions import render_captions
     from transforms.sample import SampleError, process_sample
     from transforms.sharding import split_of
@@ -161,7 +161,7 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
             continue
         writer = ShardWriter(layout, split, shard_name(i // size), spec.options.formats)
         for rec in chunk:
-            data = storage.read_bytes(rec.audio_path, max_bytes=spec.options.sample.max_file_bytes)
+            data = read_audio_bytes(rec.audio, max_bytes=spec.options.sample.max_file_bytes)
             try:
                 sample = process_sample(rec, data, spec.options.sample)
             except SampleError:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.audio_ref import AudioRef
 from core.hashing import short_digest
 
 # Keys become tar member names (`<key>.flac`): make_key builds them within the "key" rule of
@@ -35,12 +36,12 @@ def make_key(source: str, source_id: str) -> str:
 
 @dataclass(frozen=True)
 class Record:
-    """One input clip, normalized. Metadata only; audio is read from ``audio_path`` per shard."""
+    """One input clip, normalized. Metadata only; audio is read from ``audio`` per shard."""
 
     key: str
     source: str  # name of the source in the corpus spec
     source_id: str  # the clip's id inside its source (file name, YouTube id, Freesound id ...)
-    audio_path: str  # resolved local path or filesystem URL (gs://, s3:// ...)
+    audio: AudioRef  # where the audio is (local or remote file, dataset cell, archive member)
     row: int  # 1-based data row in the source's manifest, for rejects that point back at it
     split: str | None = None  # official split after the spec's mapping; None -> hash split
     captions: tuple[str, ...] = ()  # natural-language captions from the source
@@ -103,7 +104,7 @@ class Reject:
             stage=stage,
             code=code,
             reason=reason,
-            path=record.audio_path,
+            path=str(record.audio),
             row=record.row,
             key=record.key,
             source_id=record.source_id,

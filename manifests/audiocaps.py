@@ -20,22 +20,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from core.records import Record, Reject, make_key
+from core.records import Reject
 from manifests.audioset import YTID_RE, youtube_id_of_stem
-from manifests.common import (
-    AudioFinder,
-    corpus_split,
-    native_split_from_file,
-    parse_float,
-    placement_reject,
-    reject,
-)
-from manifests.options import COMMON, file_pattern
-from manifests.source import PathRejected, SourceSpec
+from manifests.base import Adapter, Lookup, NativeRow
+from manifests.common import native_split_from_file, parse_float
+from manifests.options import AdapterOptions, file_pattern
 from manifests.tables import RowError, read_rows, text_value
 
-OPTIONS = {**COMMON, "file_pattern": file_pattern("youtube_id", "start_time", "audiocap_id")}
 DEFAULT_DURATION_S = 10.0  # AudioSet segments
+FilePattern = file_pattern("youtube_id", "start_time", "audiocap_id")
+
+
+class Options(AdapterOptions):
+    file_pattern: FilePattern | None = None
+
+
 SPLITS_BY_FILE = {"train": "train", "val": "val", "test": "test"}
 DEFAULT_SPLITS = {"val": "valid"}
 
@@ -49,71 +48,72 @@ class _Clip:
     captions: list[str] = field(default_factory=list)
 
 
-def read_audiocaps(source: SourceSpec) -> Iterator[Record | Reject]:
-    assert source.manifest is not None
-    clips: dict[str, _Clip] = {}
-    for item in read_rows(source.manifest, "csv"):
-        if isinstance(item, RowError):
-            yield reject(source, item.row, "malformed_row", item.reason)
-            continue
-        row_no, row = item
-        ytid = text_value(row.get("youtube_id"))
-        if ytid is None:
-            yield reject(source, row_no, "missing_id", "column 'youtube_id' is empty")
-            continue
-        if not YTID_RE.match(ytid):
-            yield reject(source, row_no, "bad_id", f"'{ytid[:40]}' is not an 11-character YouTube id")
-            continue
-        start_text = text_value(row.get("start_time")) or ""
-        start = parse_float(start_text)
-        if start is None or start < 0:
-            yield reject(
-                source, row_no, "bad_timestamps", f"start_time {start_text!r} is not a time", source_id=ytid
-            )
-            continue
-        caption = text_value(row.get("caption"))
-        if caption is None:
-            yield reject(source, row_no, "empty_caption", "column 'caption' is empty", source_id=ytid)
-            continue
-        clip = clips.get(ytid)
-        if clip is None:
-            clip = clips[ytid] = _Clip(row=row_no, start_text=start_text, start=start)
-        elif clip.start != start:
-            yield reject(
-                source,
-                row_no,
-                "conflicting_segment",
-                f"clip {ytid} starts at {clip.start_text} in row {clip.row} but at {start_text} here",
-                source_id=ytid,
-            )
-            continue
-        clip.captions.append(caption)
-        if aid := text_value(row.get("audiocap_id")):
-            clip.audiocap_ids.append(aid)
+class AudioCapsAdapter(Adapter):
+    Options = Options
+    options: Options
+    split_defaults = DEFAULT_SPLITS
 
-    finder = AudioFinder(source, youtube_id_of_stem)
-    native = native_split_from_file(source.manifest, SPLITS_BY_FILE)
-    for ytid, clip in clips.items():
-        fields = {
-            "youtube_id": ytid,
-            "start_time": clip.start_text,
-            "audiocap_id": clip.audiocap_ids[0] if clip.audiocap_ids else "",
-        }
-        try:
-            split = corpus_split(source, native, DEFAULT_SPLITS)
-            audio = finder.find(ytid, fields)
-        except (PathRejected, ValueError) as e:
-            yield placement_reject(source, clip.row, e, source_id=ytid)
-            continue
-        yield Record(
-            key=make_key(source.name, ytid),
-            source=source.name,
-            source_id=ytid,
-            audio_path=audio,
-            row=clip.row,
-            split=split,
-            captions=tuple(dict.fromkeys(clip.captions)),
-            license=source.license,
-            origin_ids=(f"youtube:{ytid}",),
-            original={"youtube_id": ytid, "start_time": clip.start, "audiocap_ids": clip.audiocap_ids},
-        )
+    def index_key(self, stem: str) -> str | None:
+        return youtube_id_of_stem(stem)
+
+    def rows(self) -> Iterator[NativeRow | RowError | Reject]:
+        source = self.source
+        assert source.manifest is not None
+        clips: dict[str, _Clip] = {}
+        for item in read_rows(source.manifest, "csv"):
+            if isinstance(item, RowError):
+                yield item
+                continue
+            row_no, row = item
+            ytid = text_value(row.get("youtube_id"))
+            if ytid is None:
+                yield self.reject(row_no, "missing_id", "column 'youtube_id' is empty")
+                continue
+            if not YTID_RE.match(ytid):
+                yield self.reject(row_no, "bad_id", f"'{ytid[:40]}' is not an 11-character YouTube id")
+                continue
+            start_text = text_value(row.get("start_time")) or ""
+            start = parse_float(start_text)
+            if start is None or start < 0:
+                yield self.reject(
+                    row_no, "bad_timestamps", f"start_time {start_text!r} is not a time", source_id=ytid
+                )
+                continue
+            caption = text_value(row.get("caption"))
+            if caption is None:
+                yield self.reject(row_no, "empty_caption", "column 'caption' is empty", source_id=ytid)
+                continue
+            clip = clips.get(ytid)
+            if clip is None:
+                clip = clips[ytid] = _Clip(row=row_no, start_text=start_text, start=start)
+            elif clip.start != start:
+                yield self.reject(
+                    row_no,
+                    "conflicting_segment",
+                    f"clip {ytid} starts at {clip.start_text} in row {clip.row} but at {start_text} here",
+                    source_id=ytid,
+                )
+                continue
+            clip.captions.append(caption)
+            if aid := text_value(row.get("audiocap_id")):
+                clip.audiocap_ids.append(aid)
+
+        native = native_split_from_file(source.manifest, SPLITS_BY_FILE)
+        for ytid, clip in clips.items():
+            fields = {
+                "youtube_id": ytid,
+                "start_time": clip.start_text,
+                "audiocap_id": clip.audiocap_ids[0] if clip.audiocap_ids else "",
+            }
+            yield NativeRow(
+                row=clip.row,
+                id=ytid,
+                audio=Lookup(ytid, fields),
+                split=native,
+                captions=tuple(dict.fromkeys(clip.captions)),
+                origin_ids=(f"youtube:{ytid}",),
+                original={"youtube_id": ytid, "start_time": clip.start, "audiocap_ids": clip.audiocap_ids},
+            )
+
+
+read_audiocaps = AudioCapsAdapter.read

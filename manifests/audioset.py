@@ -27,26 +27,24 @@ import io
 import re
 from collections.abc import Iterator
 
-from core.records import Record, Reject, make_key
-from manifests.common import (
-    AudioFinder,
-    corpus_split,
-    native_split_from_file,
-    parse_float,
-    placement_reject,
-    reject,
-)
-from manifests.options import COMMON, Opt, file_pattern
-from manifests.source import PathRejected, SourceSpec
+from core.records import Reject
+from manifests.base import Adapter, Lookup, NativeRow
+from manifests.common import native_split_from_file, parse_float
+from manifests.options import AdapterOptions, SpecPath, file_pattern
 from manifests.tables import RowError, read_rows, text_value
 from transforms import storage
 
-OPTIONS = {
-    **COMMON,
-    "class_index": Opt("path", required=True, doc="class_labels_indices.csv (index, mid, display_name)"),
-    "file_pattern": file_pattern("ytid", "start", "end"),
-}
 DEFAULT_DURATION_S = 10.0  # AudioSet segments are 10 s (shorter only where the video ends)
+
+
+FilePattern = file_pattern("ytid", "start", "end")
+
+
+class Options(AdapterOptions):
+    class_index: SpecPath  # class_labels_indices.csv (index, mid, display_name)
+    file_pattern: FilePattern | None = None
+
+
 SPLITS_BY_FILE = {
     "balanced_train_segments": "balanced_train",
     "unbalanced_train_segments": "unbalanced_train",
@@ -93,77 +91,72 @@ def segment_lines(path: str) -> Iterator[tuple[int, str]]:
             yield row, line.rstrip("\r\n")
 
 
-def read_audioset(source: SourceSpec) -> Iterator[Record | Reject]:
-    assert source.manifest is not None
-    try:
-        names = load_class_index(source.option("class_index"))
-    except (SourceError, OSError) as e:
-        # Every row would be rejected for it: one reject says why, and the run goes on.
-        yield reject(source, None, "unreadable_metadata", str(e), path=source.option("class_index"))
-        return
-    finder = AudioFinder(source, youtube_id_of_stem)
-    native = native_split_from_file(source.manifest, SPLITS_BY_FILE)
-    for row_no, line in segment_lines(source.manifest):
-        yield _record(source, names, finder, native, row_no, line)
+class AudioSetAdapter(Adapter):
+    Options = Options
+    options: Options
+
+    def index_key(self, stem: str) -> str | None:
+        return youtube_id_of_stem(stem)
+
+    def rows(self) -> Iterator[NativeRow | Reject]:
+        assert self.source.manifest is not None
+        try:
+            names = load_class_index(self.options.class_index)
+        except (SourceError, OSError) as e:
+            # Every row would be rejected for it: one reject says why, and the run goes on.
+            yield self.reject(None, "unreadable_metadata", str(e), path=self.options.class_index)
+            return
+        native = native_split_from_file(self.source.manifest, SPLITS_BY_FILE)
+        for row_no, line in segment_lines(self.source.manifest):
+            yield self._row(names, native, row_no, line)
+
+    def _row(self, names: dict[str, str], native: str | None, row_no: int, line: str) -> NativeRow | Reject:
+        try:
+            fields = next(csv.reader([line], skipinitialspace=True, strict=True))
+        except csv.Error as e:
+            return self.reject(row_no, "broken_quoting", f"unparseable line (quoting): {e}")
+        if len(fields) != 4:
+            return self.reject(
+                row_no,
+                "malformed_row",
+                f"row has {len(fields)} fields, expected 4 (YTID, start_seconds, end_seconds, quoted labels)",
+            )
+        ytid, start_s, end_s, label_field = (f.strip() for f in fields)
+        if not ytid:
+            return self.reject(row_no, "missing_id", "the row has no YouTube id")
+        if not YTID_RE.match(ytid):
+            return self.reject(
+                row_no, "bad_id", f"'{ytid[:40]}' is not an 11-character YouTube id", source_id=ytid
+            )
+        start, end = parse_float(start_s), parse_float(end_s)
+        if start is None or end is None or start < 0 or end <= start:
+            return self.reject(
+                row_no,
+                "bad_timestamps",
+                f"start {start_s!r}, end {end_s!r}: not 0 <= start < end",
+                source_id=ytid,
+            )
+        mids = [m.strip() for m in label_field.split(",") if m.strip()]
+        if not mids:
+            return self.reject(row_no, "no_labels", "the row has no label id", source_id=ytid)
+        unknown = [m for m in mids if m not in names]
+        if unknown:
+            return self.reject(
+                row_no,
+                "unknown_label",
+                f"label id(s) {', '.join(unknown[:5])} not in the class index",
+                source_id=ytid,
+            )
+        return NativeRow(
+            row=row_no,
+            id=ytid,
+            audio=Lookup(ytid, {"ytid": ytid, "start": f"{start:.3f}", "end": f"{end:.3f}"}),
+            split=native,
+            labels=tuple(dict.fromkeys(names[m] for m in mids)),
+            origin_ids=(f"youtube:{ytid}",),
+            expected_duration_s=round(end - start, 3),
+            original={"ytid": ytid, "start_seconds": start, "end_seconds": end, "positive_labels": mids},
+        )
 
 
-def _record(
-    source: SourceSpec, names: dict[str, str], finder: AudioFinder, native: str | None, row_no: int, line: str
-) -> Record | Reject:
-    try:
-        fields = next(csv.reader([line], skipinitialspace=True, strict=True))
-    except csv.Error as e:
-        return reject(source, row_no, "broken_quoting", f"unparseable line (quoting): {e}")
-    if len(fields) != 4:
-        return reject(
-            source,
-            row_no,
-            "malformed_row",
-            f"row has {len(fields)} fields, expected 4 (YTID, start_seconds, end_seconds, quoted labels)",
-        )
-    ytid, start_s, end_s, label_field = (f.strip() for f in fields)
-    if not ytid:
-        return reject(source, row_no, "missing_id", "the row has no YouTube id")
-    if not YTID_RE.match(ytid):
-        return reject(
-            source, row_no, "bad_id", f"'{ytid[:40]}' is not an 11-character YouTube id", source_id=ytid
-        )
-    start, end = parse_float(start_s), parse_float(end_s)
-    if start is None or end is None or start < 0 or end <= start:
-        return reject(
-            source,
-            row_no,
-            "bad_timestamps",
-            f"start {start_s!r}, end {end_s!r}: not 0 <= start < end",
-            source_id=ytid,
-        )
-    mids = [m.strip() for m in label_field.split(",") if m.strip()]
-    if not mids:
-        return reject(source, row_no, "no_labels", "the row has no label id", source_id=ytid)
-    unknown = [m for m in mids if m not in names]
-    if unknown:
-        return reject(
-            source,
-            row_no,
-            "unknown_label",
-            f"label id(s) {', '.join(unknown[:5])} not in the class index",
-            source_id=ytid,
-        )
-    try:
-        split = corpus_split(source, native)
-        audio = finder.find(ytid, {"ytid": ytid, "start": f"{start:.3f}", "end": f"{end:.3f}"})
-    except (PathRejected, ValueError) as e:
-        return placement_reject(source, row_no, e, source_id=ytid)
-    return Record(
-        key=make_key(source.name, ytid),
-        source=source.name,
-        source_id=ytid,
-        audio_path=audio,
-        row=row_no,
-        split=split,
-        labels=tuple(dict.fromkeys(names[m] for m in mids)),
-        license=source.license,
-        origin_ids=(f"youtube:{ytid}",),
-        expected_duration_s=round(end - start, 3),
-        original={"ytid": ytid, "start_seconds": start, "end_seconds": end, "positive_labels": mids},
-    )
+read_audioset = AudioSetAdapter.read

@@ -24,33 +24,34 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import Field
 
-from core.records import Record, Reject, make_key
-from manifests.common import audio_path, corpus_split, parse_float, placement_reject, reject
-from manifests.options import COMMON, Opt
-from manifests.source import PathRejected, SourceSpec
+from core.records import Reject
+from manifests.base import Adapter, NativeRow
+from manifests.common import parse_float
+from manifests.options import AdapterOptions
 from manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from transforms import storage
 
-OPTIONS = {
-    **COMMON,
-    "format": Opt(
-        "str", choices=("yaml", "csv", "tsv", "jsonl", "parquet"), doc="default: from the extension"
-    ),
-    "encoding": Opt("str", doc="text encoding of a CSV/TSV file (default utf-8)"),
-    "file_column": Opt("str"),
-    "caption_columns": Opt("list"),
-    "keyword_columns": Opt("list"),
-    "keyword_separator": Opt("str", doc="separator of keywords given as one text cell (default ',')"),
-    "duration_column": Opt("str", doc="clip length in seconds (BBC: secs)"),
-    "license_column": Opt("str"),
-    "attribution_column": Opt("str"),
-    "split_column": Opt("str"),
-}
 DEFAULT_DURATION_S = 10.0  # MACS: TAU Urban Acoustic Scenes 2019 files are 10 s segments
+
+
+class Options(AdapterOptions):
+    format: Literal["yaml", "csv", "tsv", "jsonl", "parquet"] | None = None  # default: from the extension
+    encoding: str = "utf-8-sig"  # text encoding of a CSV/TSV file
+    file_column: str | None = None
+    caption_columns: list[str] = Field(default_factory=list)
+    keyword_columns: list[str] = Field(default_factory=list)
+    keyword_separator: str = ","  # separator of keywords given as one text cell
+    duration_column: str | None = None  # clip length in seconds (BBC: secs)
+    license_column: str | None = None
+    attribution_column: str | None = None
+    split_column: str | None = None
+
+
 FILE_COLUMNS = ("fname", "file_name", "filename", "location", "file", "audio", "path")
 CAPTION_COLUMNS = ("caption", "captions", "sentence", "text", "description")
 
@@ -71,135 +72,138 @@ def _tag_text(tag: str) -> str:
     return " ".join(tag.replace("_", " ").split())
 
 
-def read_captionfiles(source: SourceSpec) -> Iterator[Record | Reject]:
-    assert source.manifest is not None
-    fmt = source.option("format") or ("yaml" if source.manifest.lower().endswith((".yaml", ".yml")) else None)
-    sounds: dict[str, _Sound] = {}
-    rows = _macs_rows(source) if fmt == "yaml" else _table_rows(source, fmt)
-    for item in rows:
-        if isinstance(item, Reject):
-            yield item
-            continue
-        name, sound = item
-        have = sounds.get(name)
-        if have is None:
-            sounds[name] = sound
-            continue
-        have.captions += sound.captions
-        have.keywords += sound.keywords
-        have.license = have.license or sound.license
-        have.attribution = have.attribution or sound.attribution
-        have.duration = have.duration if have.duration is not None else sound.duration
-    for name, sound in sounds.items():
-        try:
-            audio = audio_path(source, name)
-            split = corpus_split(source, sound.split)
-        except (PathRejected, ValueError) as e:
-            yield placement_reject(source, sound.row, e, source_id=name)
-            continue
-        yield Record(
-            key=make_key(source.name, name),
-            source=source.name,
-            source_id=name,
-            audio_path=audio,
-            row=sound.row,
-            split=split,
-            captions=tuple(dict.fromkeys(sound.captions)),
-            keywords=tuple(dict.fromkeys(k for k in (_tag_text(x) for x in sound.keywords) if k)),
-            license=sound.license or source.license,
-            attribution=sound.attribution,
-            expected_duration_s=sound.duration,
-            original={"file": name, **sound.original},
-        )
+class CaptionFilesAdapter(Adapter):
+    Options = Options
+    options: Options
 
-
-def _macs_rows(source: SourceSpec) -> Iterator[tuple[str, _Sound] | Reject]:
-    assert source.manifest is not None
-    try:
-        doc = yaml.safe_load(storage.read_text(source.manifest))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        yield reject(source, None, "unreadable_metadata", f"not a readable YAML caption file: {str(e)[:300]}")
-        return
-    files = doc.get("files") if isinstance(doc, dict) else None
-    if not isinstance(files, list):
-        yield reject(
-            source, None, "unreadable_metadata", "expected a top-level 'files' list (the MACS layout)"
-        )
-        return
-    for n, entry in enumerate(files, start=1):
-        if not isinstance(entry, dict):
-            yield reject(source, n, "malformed_row", f"entry is a {type(entry).__name__}, not a mapping")
-            continue
-        name = text_value(entry.get("filename"))
-        if name is None:
-            yield reject(source, n, "missing_path", "entry has no 'filename'")
-            continue
-        annotations = entry.get("annotations")
-        if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
-            yield reject(
-                source, n, "malformed_row", "'annotations' is not a list of mappings", source_id=name
+    def rows(self) -> Iterator[NativeRow | RowError | Reject]:
+        manifest = self.source.manifest
+        assert manifest is not None
+        fmt = self.options.format or ("yaml" if manifest.lower().endswith((".yaml", ".yml")) else None)
+        sounds: dict[str, _Sound] = {}
+        rows = self._macs_rows() if fmt == "yaml" else self._table_rows(fmt)
+        for item in rows:
+            if not isinstance(item, tuple):
+                yield item
+                continue
+            name, sound = item
+            have = sounds.get(name)
+            if have is None:
+                sounds[name] = sound
+                continue
+            have.captions += sound.captions
+            have.keywords += sound.keywords
+            have.license = have.license or sound.license
+            have.attribution = have.attribution or sound.attribution
+            have.duration = have.duration if have.duration is not None else sound.duration
+        for name, sound in sounds.items():
+            yield NativeRow(
+                row=sound.row,
+                id=name,
+                audio=name,
+                split=sound.split,
+                captions=tuple(dict.fromkeys(sound.captions)),
+                keywords=tuple(dict.fromkeys(k for k in (_tag_text(x) for x in sound.keywords) if k)),
+                license=sound.license,
+                attribution=sound.attribution,
+                expected_duration_s=sound.duration,
+                original={"file": name, **sound.original},
             )
-            continue
+
+    def _macs_rows(self) -> Iterator[tuple[str, _Sound] | Reject]:
+        assert self.source.manifest is not None
         try:
-            captions = [c for a in annotations for c in text_list(a.get("sentence"), separator=None)]
-            keywords = [k for a in annotations for k in text_list(a.get("tags"), separator=",", strict=False)]
-        except NotText as e:
-            yield reject(source, n, "caption_not_text", str(e), source_id=name)
-            continue
-        yield (
-            name,
-            _Sound(
-                row=n,
-                captions=captions,
-                keywords=keywords,
-                original={"annotator_ids": [jsonable(a.get("annotator_id")) for a in annotations]},
-            ),
-        )
-
-
-def _table_rows(source: SourceSpec, fmt: str | None) -> Iterator[tuple[str, _Sound] | Reject]:
-    assert source.manifest is not None
-    opt = source.option
-    kw_sep = opt("keyword_separator", ",")
-    for item in read_rows(source.manifest, fmt, encoding=opt("encoding", "utf-8-sig")):
-        if isinstance(item, RowError):
-            yield reject(source, item.row, "malformed_row", item.reason)
-            continue
-        row_no, row = item
-        file_col = opt("file_column") or next((c for c in FILE_COLUMNS if c in row), None)
-        caption_cols = opt("caption_columns") or [next((c for c in CAPTION_COLUMNS if c in row), "caption")]
-        name = text_value(row.get(file_col)) if file_col else None
-        if name is None:
-            yield reject(
-                source, row_no, "missing_path", f"no file name (column '{file_col or FILE_COLUMNS[0]}')"
+            doc = yaml.safe_load(storage.read_text(self.source.manifest))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            yield self.reject(
+                None, "unreadable_metadata", f"not a readable YAML caption file: {str(e)[:300]}"
             )
-            continue
-        try:
-            captions = [c for col in caption_cols for c in text_list(row.get(col), separator=None)]
-            keywords = [
-                k
-                for col in opt("keyword_columns") or []
-                for k in text_list(row.get(col), separator=kw_sep, strict=False)
-            ]
-        except NotText as e:
-            yield reject(source, row_no, "caption_not_text", str(e), source_id=name)
-            continue
-        named = {file_col, *caption_cols, *(opt("keyword_columns") or [])}
-        yield (
-            name,
-            _Sound(
-                row=row_no,
-                captions=captions,
-                keywords=keywords,
-                license=text_value(row.get(opt("license_column"))) if opt("license_column") else None,
-                attribution=text_value(row.get(opt("attribution_column")))
-                if opt("attribution_column")
-                else None,
-                duration=parse_float(row.get(opt("duration_column"))) if opt("duration_column") else None,
-                split=text_value(row.get(opt("split_column"))) if opt("split_column") else None,
-                original=_original(row, named),
-            ),
-        )
+            return
+        files = doc.get("files") if isinstance(doc, dict) else None
+        if not isinstance(files, list):
+            yield self.reject(
+                None, "unreadable_metadata", "expected a top-level 'files' list (the MACS layout)"
+            )
+            return
+        for n, entry in enumerate(files, start=1):
+            if not isinstance(entry, dict):
+                yield self.reject(n, "malformed_row", f"entry is a {type(entry).__name__}, not a mapping")
+                continue
+            name = text_value(entry.get("filename"))
+            if name is None:
+                yield self.reject(n, "missing_path", "entry has no 'filename'")
+                continue
+            annotations = entry.get("annotations")
+            if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+                yield self.reject(
+                    n, "malformed_row", "'annotations' is not a list of mappings", source_id=name
+                )
+                continue
+            try:
+                captions = [c for a in annotations for c in text_list(a.get("sentence"), separator=None)]
+                keywords = [
+                    k for a in annotations for k in text_list(a.get("tags"), separator=",", strict=False)
+                ]
+            except NotText as e:
+                yield self.reject(n, "caption_not_text", str(e), source_id=name)
+                continue
+            yield (
+                name,
+                _Sound(
+                    row=n,
+                    captions=captions,
+                    keywords=keywords,
+                    original={"annotator_ids": [jsonable(a.get("annotator_id")) for a in annotations]},
+                ),
+            )
+
+    def _table_rows(self, fmt: str | None) -> Iterator[tuple[str, _Sound] | RowError | Reject]:
+        assert self.source.manifest is not None
+        opts = self.options
+        for item in read_rows(self.source.manifest, fmt, encoding=opts.encoding):
+            if isinstance(item, RowError):
+                yield item
+                continue
+            row_no, row = item
+            file_col = opts.file_column or next((c for c in FILE_COLUMNS if c in row), None)
+            caption_cols = opts.caption_columns or [next((c for c in CAPTION_COLUMNS if c in row), "caption")]
+            name = text_value(row.get(file_col)) if file_col else None
+            if name is None:
+                yield self.reject(
+                    row_no, "missing_path", f"no file name (column '{file_col or FILE_COLUMNS[0]}')"
+                )
+                continue
+            try:
+                captions = [c for col in caption_cols for c in text_list(row.get(col), separator=None)]
+                keywords = [
+                    k
+                    for col in opts.keyword_columns
+                    for k in text_list(row.get(col), separator=opts.keyword_separator, strict=False)
+                ]
+            except NotText as e:
+                yield self.reject(row_no, "caption_not_text", str(e), source_id=name)
+                continue
+            named = {file_col, *caption_cols, *opts.keyword_columns}
+            yield (
+                name,
+                _Sound(
+                    row=row_no,
+                    captions=captions,
+                    keywords=keywords,
+                    license=_cell(row, opts.license_column),
+                    attribution=_cell(row, opts.attribution_column),
+                    duration=parse_float(row.get(opts.duration_column)) if opts.duration_column else None,
+                    split=_cell(row, opts.split_column),
+                    original=_original(row, named),
+                ),
+            )
+
+
+read_captionfiles = CaptionFilesAdapter.read
+
+
+def _cell(row: Mapping[str, Any], column: str | None) -> str | None:
+    return text_value(row.get(column)) if column else None
 
 
 def _original(row: Mapping[str, Any], named: set[Any]) -> dict[str, Any]:

@@ -20,20 +20,24 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from core.records import Record, Reject, make_key
-from manifests.common import audio_path, corpus_split, native_split_from_file, placement_reject, reject
-from manifests.options import COMMON, Opt
-from manifests.source import PathRejected, SourceSpec
+from core.records import Reject
+from manifests.base import Adapter, NativeRow
+from manifests.common import native_split_from_file
+from manifests.options import AdapterOptions, SpecPath
 from manifests.tables import RowError, read_rows, text_value
 
 log = logging.getLogger(__name__)
 
-OPTIONS = {
-    **COMMON,
-    "metadata": Opt("path", doc="clotho_metadata_<split>.csv (keywords, sound_id, license, manufacturer)"),
-    "metadata_encoding": Opt("str", doc="encoding of the metadata file (default iso-8859-1, as v2.1 ships)"),
-}
 DEFAULT_DURATION_S = 22.5  # Clotho clips are 15 to 30 s long (Drossos et al., 2020); the midpoint
+
+
+class Options(AdapterOptions):
+    metadata: SpecPath | None = (
+        None  # clotho_metadata_<split>.csv (keywords, sound_id, license, manufacturer)
+    )
+    metadata_encoding: str = "iso-8859-1"  # the encoding v2.1 ships its metadata files in
+
+
 SPLITS_BY_FILE = {
     "clotho_captions_development": "development",
     "clotho_captions_validation": "validation",
@@ -59,53 +63,53 @@ def load_metadata(path: str, encoding: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def read_clotho(source: SourceSpec) -> Iterator[Record | Reject]:
-    assert source.manifest is not None
-    meta_path = source.option("metadata")
-    metadata = load_metadata(meta_path, source.option("metadata_encoding", "iso-8859-1")) if meta_path else {}
-    native = native_split_from_file(source.manifest, SPLITS_BY_FILE)
-    for item in read_rows(source.manifest, "csv"):
-        if isinstance(item, RowError):
-            yield reject(source, item.row, "malformed_row", item.reason)
-            continue
-        row_no, row = item
-        name = text_value(row.get("file_name"))
-        if name is None:
-            yield reject(source, row_no, "missing_path", "column 'file_name' is empty")
-            continue
-        caption_cols = sorted((int(m.group(1)), k) for k in row if (m := _CAPTION_RE.match(k)))
-        captions = tuple(dict.fromkeys(c for _, k in caption_cols if (c := text_value(row[k]))))
-        try:
-            split = corpus_split(source, native, DEFAULT_SPLITS)
-            audio = audio_path(source, name)
-        except (PathRejected, ValueError) as e:
-            yield placement_reject(source, row_no, e, source_id=name)
-            continue
-        meta = metadata.get(name, {})
-        sound_id = text_value(meta.get("sound_id"))
-        user, link = text_value(meta.get("manufacturer")), text_value(meta.get("sound_link"))
-        keywords = tuple(
-            dict.fromkeys(
-                k for k in (" ".join(x.split()) for x in str(meta.get("keywords") or "").split(";")) if k
+class ClothoAdapter(Adapter):
+    Options = Options
+    options: Options
+    split_defaults = DEFAULT_SPLITS
+
+    def rows(self) -> Iterator[NativeRow | RowError | Reject]:
+        source = self.source
+        assert source.manifest is not None
+        meta_path = self.options.metadata
+        metadata = load_metadata(meta_path, self.options.metadata_encoding) if meta_path else {}
+        native = native_split_from_file(source.manifest, SPLITS_BY_FILE)
+        for item in read_rows(source.manifest, "csv"):
+            if isinstance(item, RowError):
+                yield item
+                continue
+            row_no, row = item
+            name = text_value(row.get("file_name"))
+            if name is None:
+                yield self.reject(row_no, "missing_path", "column 'file_name' is empty")
+                continue
+            caption_cols = sorted((int(m.group(1)), k) for k in row if (m := _CAPTION_RE.match(k)))
+            meta = metadata.get(name, {})
+            sound_id = text_value(meta.get("sound_id"))
+            user, link = text_value(meta.get("manufacturer")), text_value(meta.get("sound_link"))
+            keywords = (" ".join(x.split()) for x in str(meta.get("keywords") or "").split(";"))
+            yield NativeRow(
+                row=row_no,
+                id=name,
+                audio=name,
+                split=native,
+                captions=tuple(dict.fromkeys(c for _, k in caption_cols if (c := text_value(row[k])))),
+                keywords=tuple(dict.fromkeys(k for k in keywords if k)),
+                license=text_value(meta.get("license")),
+                attribution=_attribution(name, user, link),
+                origin_ids=(f"freesound:{sound_id}",) if sound_id and _DIGITS_RE.match(sound_id) else (),
+                original={
+                    "file_name": name,
+                    **{
+                        k: text_value(v)
+                        for k, v in sorted(meta.items())
+                        if k not in ("file_name", "keywords")
+                    },
+                },
             )
-        )
-        yield Record(
-            key=make_key(source.name, name),
-            source=source.name,
-            source_id=name,
-            audio_path=audio,
-            row=row_no,
-            split=split,
-            captions=captions,
-            keywords=keywords,
-            license=text_value(meta.get("license")) or source.license,
-            attribution=_attribution(name, user, link),
-            origin_ids=(f"freesound:{sound_id}",) if sound_id and _DIGITS_RE.match(sound_id) else (),
-            original={
-                "file_name": name,
-                **{k: text_value(v) for k, v in sorted(meta.items()) if k not in ("file_name", "keywords")},
-            },
-        )
+
+
+read_clotho = ClothoAdapter.read
 
 
 def _attribution(name: str, user: str | None, link: str | None) -> str | None:

@@ -1,4 +1,4 @@
-"""What the source adapters share: rejects, split mapping, finding audio files, cleaning titles.
+"""What the source adapters share: split mapping, finding audio files, cleaning titles.
 
 Every adapter yields :class:`Record` or :class:`Reject` and never reads audio. Audio files are
 located either by ``options.file_pattern`` (a name built from the row, nothing listed) or by one
@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from core.layout import UnsafeName, check_name
-from core.records import Reject
 from manifests.source import PathRejected, SourceSpec, resolve_audio_path
 from transforms import storage
 
@@ -33,36 +32,6 @@ AUDIO_EXTENSIONS = frozenset(
 # Set by `clapcorpus plan` (never by a spec: option names starting with '_' fail validation):
 # audio is neither listed nor checked, paths are only placeholders that nobody reads.
 PLAN_NO_SCAN = "_plan_no_audio_scan"
-
-
-def reject(
-    source: SourceSpec,
-    row: int | None,
-    code: str,
-    reason: str,
-    *,
-    path: str = "",
-    source_id: str | None = None,
-) -> Reject:
-    return Reject(
-        source.name,
-        "manifest",
-        code,
-        reason,
-        path=path or (source.manifest or ""),
-        row=row,
-        source_id=source_id,
-    )
-
-
-def placement_reject(
-    source: SourceSpec, row: int | None, error: ValueError, *, path: str = "", source_id: str | None = None
-) -> Reject:
-    """The reject for a clip that could not be placed: its audio path was refused (the path's own
-    code) or its split name cannot be a folder (:func:`corpus_split`'s ValueError: ``bad_split``)."""
-    if isinstance(error, PathRejected):
-        return reject(source, row, error.code, error.reason, path=path, source_id=source_id)
-    return reject(source, row, "bad_split", str(error), path=path, source_id=source_id)
 
 
 def corpus_split(
@@ -130,11 +99,11 @@ def first_sentence(text: str, max_chars: int = 300) -> str:
     return first[:max_chars].rsplit(" ", 1)[0] if len(first) > max_chars else first
 
 
-def audio_path(source: SourceSpec, name: str) -> str:
-    """:func:`resolve_audio_path`, except under `clapcorpus plan`, which reads nothing: a plain
-    relative name is then joined without the per-row ``realpath`` (the bulk of the time on millions
-    of rows); names with '..', absolute paths and URLs still get the full rules."""
-    if source.option(PLAN_NO_SCAN):
+def audio_path(source: SourceSpec, name: str, *, no_scan: bool = False) -> str:
+    """:func:`resolve_audio_path`, except under `clapcorpus plan` (``no_scan``), which reads nothing:
+    a plain relative name is then joined without the per-row ``realpath`` (the bulk of the time on
+    millions of rows); names with '..', absolute paths and URLs still get the full rules."""
+    if no_scan:
         value = name.strip()
         parts = value.replace("\\", "/").split("/")
         if value and not storage.is_url(value) and not value.startswith("/") and ".." not in parts:
@@ -174,17 +143,24 @@ class AudioFinder:
     Two files with the same id (``abc.wav`` and ``Yabc.flac``): the first in sorted order wins.
     """
 
-    def __init__(self, source: SourceSpec, index_key: Callable[[str], str | None] = lambda stem: stem):
+    def __init__(
+        self,
+        source: SourceSpec,
+        pattern: str | None,
+        index_key: Callable[[str], str | None],
+        *,
+        placeholder: bool = False,
+    ):
         self.source = source
-        self.pattern: str | None = source.option("file_pattern")
+        self.pattern = pattern
         self.index_key = index_key
-        self.placeholder = bool(source.option(PLAN_NO_SCAN))
+        self.placeholder = placeholder  # under `clapcorpus plan`: nothing listed, paths nobody reads
         self._index: dict[str, str] | None = None
 
     def find(self, lookup_id: str, fields: Mapping[str, Any]) -> str:
         """The path to read for this row; raises :class:`PathRejected` (missing file, bad path)."""
         if self.pattern:
-            return audio_path(self.source, self.pattern.format(**fields))
+            return audio_path(self.source, self.pattern.format(**fields), no_scan=self.placeholder)
         if self.placeholder:
             return storage.join(self.source.audio_root, lookup_id)
         rel = self.index().get(lookup_id)

@@ -22,16 +22,17 @@ import posixpath
 import re
 from collections.abc import Iterator
 
-from core.records import Record, Reject, make_key
-from manifests.common import audio_path, list_audio_files, reject
-from manifests.options import COMMON, Opt
-from manifests.source import PathRejected, SourceSpec
+from manifests.base import Adapter, NativeRow
+from manifests.common import list_audio_files
+from manifests.options import AdapterOptions
 
-OPTIONS = {
-    **COMMON,
-    "folder_keywords": Opt("bool", doc="folder names become keywords (default true)"),
-}
 DEFAULT_DURATION_S = 10.0  # no published figure for these libraries: an assumption, set mean_duration_s
+
+
+class Options(AdapterOptions):
+    folder_keywords: bool = True  # folder names become keywords
+
+
 _CAMEL_RE = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _SEPARATORS_RE = re.compile(r"[_\-.+]+")
 _TRAILING_NUMBER_RE = re.compile(r"^(?:\d+[a-z]?|v\d+|take\d+|#\d+)$", re.IGNORECASE)
@@ -56,26 +57,24 @@ def clean_name(stem: str) -> str:
     return text
 
 
-def read_filenames(source: SourceSpec) -> Iterator[Record | Reject]:
-    with_folders = source.option("folder_keywords", True)
-    for row_no, rel in enumerate(list_audio_files(source.audio_root), start=1):
-        try:
-            audio = audio_path(source, rel)
-        except PathRejected as e:
-            yield reject(source, row_no, e.code, e.reason, path=rel, source_id=rel)
-            continue
-        folder, name = posixpath.split(rel)
-        caption = caption_from_name(name)
-        keywords = [clean_name(p) for p in folder.split("/") if p] if with_folders else []
-        yield Record(
-            key=make_key(source.name, rel),
-            source=source.name,
-            source_id=rel,
-            audio_path=audio,
-            row=row_no,
-            split=source.split,
-            captions=(caption,) if caption else (),
-            keywords=tuple(dict.fromkeys(k for k in keywords if k)),
-            license=source.license,
-            original={"file": rel},
-        )
+class FilenamesAdapter(Adapter):
+    Options = Options
+    options: Options
+
+    def rows(self) -> Iterator[NativeRow]:
+        for row_no, rel in enumerate(list_audio_files(self.source.audio_root), start=1):
+            folder, name = posixpath.split(rel)
+            caption = caption_from_name(name)
+            keywords = [clean_name(p) for p in folder.split("/") if p] if self.options.folder_keywords else []
+            yield NativeRow(
+                row=row_no,
+                id=rel,
+                audio=rel,
+                captions=(caption,) if caption else (),
+                keywords=tuple(dict.fromkeys(k for k in keywords if k)),
+                original={"file": rel},
+                reject_path=rel,
+            )
+
+
+read_filenames = FilenamesAdapter.read

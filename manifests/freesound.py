@@ -34,37 +34,31 @@ import posixpath
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
-from core.records import Record, Reject, make_key
-from manifests.common import (
-    AudioFinder,
-    audio_path,
-    clean_title,
-    corpus_split,
-    first_sentence,
-    parse_float,
-    placement_reject,
-    reject,
-)
-from manifests.options import COMMON, Opt, file_pattern
-from manifests.source import PathRejected, SourceSpec
+from pydantic import Field
+
+from core.records import Reject
+from manifests.base import Adapter, Lookup, NativeRow
+from manifests.common import clean_title, first_sentence, parse_float
+from manifests.options import AdapterOptions, file_pattern
 from manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from transforms import storage
 
-OPTIONS = {
-    **COMMON,
-    "columns": Opt("dict", doc="role -> column name, for columns with other names"),
-    "format": Opt(
-        "str", choices=("csv", "tsv", "jsonl", "parquet", "json"), doc="default: from the extension"
-    ),
-    "tag_separator": Opt("str", doc="separator of tags given as one text cell (default ',')"),
-    "origin": Opt("str", doc="origin id prefix (default 'freesound'; '' for none)"),
-    "file_from_url": Opt("bool", doc="take the file name from the URL column"),
-    "file_pattern": file_pattern("id"),
-}
 # LAION-Audio-630K's Freesound part: 515 581 clips, 3 033.38 h (its Hugging Face card) -> 21.2 s.
 DEFAULT_DURATION_S = 21.2
+FilePattern = file_pattern("id")
+
+
+class Options(AdapterOptions):
+    columns: dict[str, str] = Field(default_factory=dict)  # role -> column name, for columns with other names
+    format: Literal["csv", "tsv", "jsonl", "parquet", "json"] | None = None  # default: from the extension
+    tag_separator: str = ","  # separator of tags given as one text cell
+    origin: str = "freesound"  # origin id prefix ('' for none)
+    file_from_url: bool = False  # take the file name from the URL column
+    file_pattern: FilePattern | None = None
+
+
 ROLES: dict[str, tuple[str, ...]] = {
     "id": ("id", "freesound_id", "sound_id", "epidemic_id"),
     "file": ("audio_filename", "file_name", "filename", "fname"),
@@ -110,90 +104,86 @@ def iter_metadata(path: str, fmt: str | None) -> Iterator[tuple[int, Mapping[str
         yield n, obj if isinstance(doc, list) or "id" in obj else {"id": key, **obj}
 
 
-def read_freesound(source: SourceSpec) -> Iterator[Record | Reject]:
-    assert source.manifest is not None
-    roles = {role: (source.option("columns") or {}).get(role) for role in ROLES}
-    sep = source.option("tag_separator", ",")
-    origin = source.option("origin", "freesound")
-    finder = AudioFinder(source, id_of_stem)
-    fmt = source.option("format")
-    for item in iter_metadata(source.manifest, fmt):
-        if isinstance(item, RowError):
-            yield reject(source, item.row, "malformed_row", item.reason)
-            continue
-        row_no, row = item
-        cols = {
-            role: roles[role] or next((c for c in names if c in row), None) for role, names in ROLES.items()
-        }
-        yield _record(source, row_no, row, cols, sep, origin, finder)
+class FreesoundAdapter(Adapter):
+    Options = Options
+    options: Options
+
+    def index_key(self, stem: str) -> str | None:
+        return id_of_stem(stem)
+
+    def rows(self) -> Iterator[NativeRow | RowError | Reject]:
+        assert self.source.manifest is not None
+        roles = {role: self.options.columns.get(role) for role in ROLES}
+        for item in iter_metadata(self.source.manifest, self.options.format):
+            if isinstance(item, RowError):
+                yield item
+                continue
+            row_no, row = item
+            cols = {
+                role: roles[role] or next((c for c in names if c in row), None)
+                for role, names in ROLES.items()
+            }
+            yield self._row(row_no, row, cols)
+
+    def _row(self, row_no: int, row: Mapping[str, Any], cols: dict[str, str | None]) -> NativeRow | Reject:
+        opts = self.options
+        sid = text_value(_get(row, cols["id"]))
+        file_cell = text_value(_get(row, cols["file"]))
+        url = text_value(_get(row, cols["url"]))
+        if sid is not None and sid.endswith(".0") and sid[:-2].isdigit():
+            sid = sid[:-2]  # ids that went through a float column (pandas NaN handling)
+        if not file_cell and opts.file_from_url and url:
+            file_cell = urllib.parse.unquote(posixpath.basename(urllib.parse.urlparse(url).path)) or None
+        source_id = sid or file_cell
+        if source_id is None:
+            return self.reject(row_no, "missing_id", "the row has neither an id nor a file name")
+        caption_cols = sorted(
+            (int(m.group(1) or 0), k) for k in row if (m := _CAPTION_RE.match(str(k))) and k != "caption_t5"
+        )
+        problem = None
+        captions: list[str] = []
+        keywords: tuple[str, ...] = ()
+        try:
+            captions = [c for _, k in caption_cols for c in text_list(row[k], separator=None)]
+            keywords = text_list(_get(row, cols["tags"]), separator=opts.tag_separator, strict=False)
+        except NotText as e:
+            problem = ("caption_not_text", str(e))
+        title = text_value(_get(row, cols["title"]))
+        if not captions:
+            description = text_value(_get(row, cols["description"]))
+            captions = [t for t in (clean_title(title or ""), first_sentence(description or "")) if t]
+        user = text_value(_get(row, cols["username"]))
+        used = {c for c in cols.values() if c} | {k for _, k in caption_cols}
+        return NativeRow(
+            row=row_no,
+            id=source_id,
+            audio=file_cell or Lookup(source_id, {"id": source_id}),
+            split=text_value(_get(row, cols["split"])),
+            captions=tuple(dict.fromkeys(captions)),
+            keywords=keywords,
+            license=text_value(_get(row, cols["license"])),
+            attribution=f"{title or source_id} by {user}" + (f" ({url})" if url else "") if user else None,
+            origin_ids=(f"{opts.origin}:{sid}",) if opts.origin and sid else (),
+            expected_duration_s=parse_float(_get(row, cols["duration"])),
+            original={
+                **{
+                    k: jsonable(row[k])
+                    for k in (cols["title"], cols["description"], cols["url"])
+                    if k and k in row
+                },
+                "id": source_id,
+                **{
+                    str(k): jsonable(v)
+                    for k, v in sorted(row.items(), key=lambda kv: str(kv[0]))
+                    if k and k not in used
+                },
+            },
+            problem=problem,
+        )
+
+
+read_freesound = FreesoundAdapter.read
 
 
 def _get(row: Mapping[str, Any], col: str | None) -> Any:
     return row.get(col) if col else None
-
-
-def _record(
-    source: SourceSpec,
-    row_no: int,
-    row: Mapping[str, Any],
-    cols: dict[str, str | None],
-    sep: str,
-    origin: str,
-    finder: AudioFinder,
-) -> Record | Reject:
-    sid = text_value(_get(row, cols["id"]))
-    file_cell = text_value(_get(row, cols["file"]))
-    url = text_value(_get(row, cols["url"]))
-    if sid is not None and sid.endswith(".0") and sid[:-2].isdigit():
-        sid = sid[:-2]  # ids that went through a float column (pandas NaN handling)
-    if not file_cell and source.option("file_from_url") and url:
-        file_cell = urllib.parse.unquote(posixpath.basename(urllib.parse.urlparse(url).path)) or None
-    source_id = sid or file_cell
-    if source_id is None:
-        return reject(source, row_no, "missing_id", "the row has neither an id nor a file name")
-    try:
-        audio = audio_path(source, file_cell) if file_cell else finder.find(source_id, {"id": source_id})
-        split = corpus_split(source, text_value(_get(row, cols["split"])))
-    except (PathRejected, ValueError) as e:
-        return placement_reject(source, row_no, e, source_id=source_id)
-    caption_cols = sorted(
-        (int(m.group(1) or 0), k) for k in row if (m := _CAPTION_RE.match(str(k))) and k != "caption_t5"
-    )
-    try:
-        captions = [c for _, k in caption_cols for c in text_list(row[k], separator=None)]
-        keywords = text_list(_get(row, cols["tags"]), separator=sep, strict=False)
-    except NotText as e:
-        return reject(source, row_no, "caption_not_text", str(e), source_id=source_id)
-    title = text_value(_get(row, cols["title"]))
-    if not captions:
-        description = text_value(_get(row, cols["description"]))
-        captions = [t for t in (clean_title(title or ""), first_sentence(description or "")) if t]
-    user = text_value(_get(row, cols["username"]))
-    used = {c for c in cols.values() if c} | {k for _, k in caption_cols}
-    return Record(
-        key=make_key(source.name, source_id),
-        source=source.name,
-        source_id=source_id,
-        audio_path=audio,
-        row=row_no,
-        split=split,
-        captions=tuple(dict.fromkeys(captions)),
-        keywords=keywords,
-        license=text_value(_get(row, cols["license"])) or source.license,
-        attribution=f"{title or source_id} by {user}" + (f" ({url})" if url else "") if user else None,
-        origin_ids=(f"{origin}:{sid}",) if origin and sid else (),
-        expected_duration_s=parse_float(_get(row, cols["duration"])),
-        original={
-            **{
-                k: jsonable(row[k])
-                for k in (cols["title"], cols["description"], cols["url"])
-                if k and k in row
-            },
-            "id": source_id,
-            **{
-                str(k): jsonable(v)
-                for k, v in sorted(row.items(), key=lambda kv: str(kv[0]))
-                if k and k not in used
-            },
-        },
-    )

@@ -24,21 +24,27 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from core.records import Record, Reject, make_key
-from manifests.common import audio_path, corpus_split, native_split_from_file, placement_reject, reject
-from manifests.options import COMMON, Opt, file_pattern
-from manifests.source import PathRejected, SourceSpec
+from pydantic import Field
+
+from core.records import Reject
+from manifests.base import Adapter, NativeRow
+from manifests.common import native_split_from_file
+from manifests.options import AdapterOptions, SpecPath, file_pattern
 from manifests.tables import RowError, read_rows, text_list, text_value
 from transforms import storage
 
-OPTIONS = {
-    **COMMON,
-    "vocabulary": Opt("path", doc="FSD50K.ground_truth/vocabulary.csv: unknown label ids are rejected"),
-    "clips_info": Opt("path", doc="FSD50K.metadata/<dev|eval>_clips_info_FSD50K.json"),
-    "include_splits": Opt("list", doc="native splits to read (train, val, eval); default all"),
-    "file_pattern": file_pattern("fname"),
-}
 DEFAULT_DURATION_S = 7.6  # FSD50K: 51 197 clips, 108.3 h (Fonseca et al., 2022) -> 7.6 s on average
+FilePattern = file_pattern("fname")
+
+
+class Options(AdapterOptions):
+    vocabulary: SpecPath | None = None  # FSD50K.ground_truth/vocabulary.csv: unknown label ids are rejected
+    clips_info: SpecPath | None = None  # FSD50K.metadata/<dev|eval>_clips_info_FSD50K.json
+    # native splits to read (train, val, eval); default all
+    include_splits: list[str] = Field(default_factory=list)
+    file_pattern: FilePattern = "{fname}.wav"
+
+
 SPLITS_BY_FILE = {"dev": "dev", "eval": "eval"}
 DEFAULT_SPLITS = {"val": "valid", "eval": "test"}
 _DIGITS_RE = re.compile(r"^\d+$")
@@ -64,74 +70,73 @@ def load_clips_info(path: str) -> dict[str, dict[str, Any]]:
     return {str(k): v for k, v in doc.items() if isinstance(v, dict)}
 
 
-def read_fsd50k(source: SourceSpec) -> Iterator[Record | Reject]:
-    assert source.manifest is not None
-    try:
-        vocab = load_vocabulary(source.option("vocabulary")) if source.option("vocabulary") else None
-        info = load_clips_info(source.option("clips_info")) if source.option("clips_info") else {}
-    except (ValueError, OSError) as e:
-        yield reject(source, None, "unreadable_metadata", str(e)[:300])
-        return
-    include = {str(s) for s in source.option("include_splits") or []}
-    file_split = native_split_from_file(source.manifest, SPLITS_BY_FILE)
-    pattern = source.option("file_pattern") or "{fname}.wav"
-    for item in read_rows(source.manifest, "csv"):
-        if isinstance(item, RowError):
-            yield reject(source, item.row, "malformed_row", item.reason)
-            continue
-        row_no, row = item
-        native = text_value(row.get("split")) or ("eval" if file_split == "eval" else None)
-        if include and native not in include:
-            continue
-        fname = text_value(row.get("fname"))
-        if fname is None:
-            yield reject(source, row_no, "missing_id", "column 'fname' is empty")
-            continue
-        mids = text_list(row.get("mids"), separator=",", strict=False)
-        names = text_list(row.get("labels"), separator=",", strict=False)
-        if vocab is not None:
-            unknown = [m for m in mids if m not in vocab]
-            if unknown:
-                yield reject(
-                    source,
-                    row_no,
-                    "unknown_label",
-                    f"label id(s) {', '.join(unknown[:5])} not in the vocabulary",
-                    source_id=fname,
-                )
-                continue
-            labels = tuple(vocab[m] for m in mids)
-        else:
-            labels = tuple(n.replace("_", " ") for n in names)
-        if not labels:
-            yield reject(source, row_no, "no_labels", "the row has no label", source_id=fname)
-            continue
+class FSD50KAdapter(Adapter):
+    Options = Options
+    options: Options
+    split_defaults = DEFAULT_SPLITS
+
+    def rows(self) -> Iterator[NativeRow | RowError | Reject]:
+        source, opts = self.source, self.options
+        assert source.manifest is not None
         try:
-            split = corpus_split(source, native, DEFAULT_SPLITS)
-            audio = audio_path(source, pattern.format(fname=fname))
-        except (PathRejected, ValueError) as e:
-            yield placement_reject(source, row_no, e, source_id=fname)
-            continue
-        clip = info.get(fname, {})
-        title, uploader = text_value(clip.get("title")), text_value(clip.get("uploader"))
-        yield Record(
-            key=make_key(source.name, fname),
-            source=source.name,
-            source_id=fname,
-            audio_path=audio,
-            row=row_no,
-            split=split,
-            labels=tuple(dict.fromkeys(labels)),
-            keywords=text_list(clip.get("tags"), separator=",", strict=False),
-            license=text_value(clip.get("license")) or source.license,
-            attribution=(
-                f"{title or fname} by {uploader} (https://freesound.org/s/{fname}/)" if uploader else None
-            ),
-            origin_ids=(f"freesound:{fname}",) if _DIGITS_RE.match(fname) else (),
-            original={
-                "fname": fname,
-                "mids": list(mids),
-                "split": native,
-                **{k: clip[k] for k in ("title", "description") if clip.get(k) is not None},
-            },
-        )
+            vocab = load_vocabulary(opts.vocabulary) if opts.vocabulary else None
+            info = load_clips_info(opts.clips_info) if opts.clips_info else {}
+        except (ValueError, OSError) as e:
+            yield self.reject(None, "unreadable_metadata", str(e)[:300])
+            return
+        include = set(opts.include_splits)
+        file_split = native_split_from_file(source.manifest, SPLITS_BY_FILE)
+        for item in read_rows(source.manifest, "csv"):
+            if isinstance(item, RowError):
+                yield item
+                continue
+            row_no, row = item
+            native = text_value(row.get("split")) or ("eval" if file_split == "eval" else None)
+            if include and native not in include:
+                continue
+            fname = text_value(row.get("fname"))
+            if fname is None:
+                yield self.reject(row_no, "missing_id", "column 'fname' is empty")
+                continue
+            mids = text_list(row.get("mids"), separator=",", strict=False)
+            names = text_list(row.get("labels"), separator=",", strict=False)
+            if vocab is not None:
+                unknown = [m for m in mids if m not in vocab]
+                if unknown:
+                    yield self.reject(
+                        row_no,
+                        "unknown_label",
+                        f"label id(s) {', '.join(unknown[:5])} not in the vocabulary",
+                        source_id=fname,
+                    )
+                    continue
+                labels = tuple(vocab[m] for m in mids)
+            else:
+                labels = tuple(n.replace("_", " ") for n in names)
+            if not labels:
+                yield self.reject(row_no, "no_labels", "the row has no label", source_id=fname)
+                continue
+            clip = info.get(fname, {})
+            title, uploader = text_value(clip.get("title")), text_value(clip.get("uploader"))
+            yield NativeRow(
+                row=row_no,
+                id=fname,
+                audio=opts.file_pattern.format(fname=fname),
+                split=native,
+                labels=tuple(dict.fromkeys(labels)),
+                keywords=text_list(clip.get("tags"), separator=",", strict=False),
+                license=text_value(clip.get("license")),
+                attribution=(
+                    f"{title or fname} by {uploader} (https://freesound.org/s/{fname}/)" if uploader else None
+                ),
+                origin_ids=(f"freesound:{fname}",) if _DIGITS_RE.match(fname) else (),
+                original={
+                    "fname": fname,
+                    "mids": list(mids),
+                    "split": native,
+                    **{k: clip[k] for k in ("title", "description") if clip.get(k) is not None},
+                },
+            )
+
+
+read_fsd50k = FSD50KAdapter.read

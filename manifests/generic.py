@@ -17,11 +17,12 @@ Every other column is kept in ``original_data``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
+from typing import Literal
 
-from core.records import Record, Reject, make_key
-from manifests.common import corpus_split, placement_reject
-from manifests.source import SourceSpec, resolve_audio_path
+from pydantic import Field
+
+from manifests.base import Adapter, NativeRow
+from manifests.options import AdapterOptions
 from manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 
 DEFAULT_COLUMNS = {
@@ -34,63 +35,68 @@ DEFAULT_COLUMNS = {
     "license": "license",
     "attribution": "attribution",
 }
+DEFAULT_DURATION_S = 10.0  # no documented clip length for an arbitrary manifest: an assumption
 
 
-def columns_for(source: SourceSpec) -> dict[str, str]:
-    return {**DEFAULT_COLUMNS, **dict(source.option("columns", {}) or {})}
+class Options(AdapterOptions):
+    columns: dict[str, str] = Field(default_factory=dict)  # role -> column name, for columns named otherwise
+    list_separator: str = "|"  # separator of list cells given as one text
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None  # default: from the extension
 
 
-def read_generic(source: SourceSpec) -> Iterator[Record | Reject]:
-    assert source.manifest is not None  # the spec loader requires it for this adapter
-    cols = columns_for(source)
-    sep = source.option("list_separator", "|")
-    known = set(cols.values())
-    for item in read_rows(source.manifest, source.option("format")):
-        if isinstance(item, RowError):
-            yield Reject(
-                source.name, "manifest", "malformed_row", item.reason, path=source.manifest, row=item.row
+class GenericAdapter(Adapter):
+    Options = Options
+    options: Options
+
+    def rows(self) -> Iterator[NativeRow | RowError]:
+        assert self.source.manifest is not None  # the spec loader requires it for this adapter
+        cols = {**DEFAULT_COLUMNS, **self.options.columns}
+        sep = self.options.list_separator
+        known = set(cols.values())
+        for item in read_rows(self.source.manifest, self.options.format):
+            if isinstance(item, RowError):
+                yield item
+                continue
+            row_no, row = item
+            raw_path = text_value(row.get(cols["audio"]))
+            source_id = text_value(row.get(cols["id"])) or raw_path or ""
+            if raw_path is None:
+                yield self.reject(
+                    row_no,
+                    "missing_path",
+                    f"column '{cols['audio']}' is empty",
+                    path="",
+                    source_id=source_id or None,
+                )
+                continue
+            captions: tuple[str, ...] = ()
+            labels: tuple[str, ...] = ()
+            keywords: tuple[str, ...] = ()
+            problem = None
+            try:
+                captions = text_list(row.get(cols["captions"]), separator=sep, strict=True)
+            except NotText as e:
+                problem = ("caption_not_text", f"column '{cols['captions']}': {e}")
+            if problem is None:
+                try:
+                    labels = text_list(row.get(cols["labels"]), separator=sep, strict=False)
+                    keywords = text_list(row.get(cols["keywords"]), separator=sep, strict=False)
+                except NotText as e:
+                    problem = ("tag_not_text", str(e))
+            yield NativeRow(
+                row=row_no,
+                id=source_id,
+                audio=raw_path,
+                split=text_value(row.get(cols["split"])),
+                captions=captions,
+                labels=labels,
+                keywords=keywords,
+                license=text_value(row.get(cols["license"])),
+                attribution=text_value(row.get(cols["attribution"])),
+                original={k: jsonable(v) for k, v in sorted(row.items()) if k not in known},
+                reject_path=raw_path,
+                problem=problem,
             )
-            continue
-        row_no, row = item
-        raw_path = text_value(row.get(cols["audio"]))
-        source_id = text_value(row.get(cols["id"])) or raw_path or ""
-
-        reject = partial(_reject, source.name, row_no, raw_path or "", source_id)
-        if raw_path is None:
-            yield reject("missing_path", f"column '{cols['audio']}' is empty")
-            continue
-        try:
-            audio_path = resolve_audio_path(source, raw_path)
-            split = corpus_split(source, text_value(row.get(cols["split"])))
-        except ValueError as e:
-            yield placement_reject(source, row_no, e, path=raw_path, source_id=source_id or None)
-            continue
-        try:
-            captions = text_list(row.get(cols["captions"]), separator=sep, strict=True)
-        except NotText as e:
-            yield reject("caption_not_text", f"column '{cols['captions']}': {e}")
-            continue
-        try:
-            labels = text_list(row.get(cols["labels"]), separator=sep, strict=False)
-            keywords = text_list(row.get(cols["keywords"]), separator=sep, strict=False)
-        except NotText as e:
-            yield reject("tag_not_text", str(e))
-            continue
-        yield Record(
-            key=make_key(source.name, source_id),
-            source=source.name,
-            source_id=source_id,
-            audio_path=audio_path,
-            row=row_no,
-            split=split,
-            captions=captions,
-            labels=labels,
-            keywords=keywords,
-            license=text_value(row.get(cols["license"])) or source.license,
-            attribution=text_value(row.get(cols["attribution"])),
-            original={k: jsonable(v) for k, v in sorted(row.items()) if k not in known},
-        )
 
 
-def _reject(source: str, row: int, path: str, source_id: str, code: str, reason: str) -> Reject:
-    return Reject(source, "manifest", code, reason, path=path, row=row, source_id=source_id or None)
+read_generic = GenericAdapter.read

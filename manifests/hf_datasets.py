@@ -12,13 +12,14 @@ captions (caption, captions, text, sentence, description), labels (label, labels
 keywords), id, split, license, attribution (attribution, author, username, uploader), duration.
 
 Audio is either embedded bytes or a path. Embedded audio is not copied anywhere: the record's
-audio path is a reference ``<file>::<column>::<row>`` that :func:`transforms.storage.read_bytes`
-resolves when the shard is written. Reading the metadata never touches the audio bytes (Arrow files
-are memory-mapped and only the bytes column's validity is looked at; Parquet files are read without
-that column). A row whose audio is only a path reads that file, relative to ``audio_root`` and
-under the same path rules as every other source. Random access costs: Arrow (``save_to_disk``)
-files are memory-mapped and cost nothing extra; a Parquet row is read with its whole row group
-(``datasets`` writes 100-row groups for audio), so prefer ``save_to_disk`` folders for large sets.
+audio is a :class:`core.audio_ref.EmbeddedCell` (file, column, row) that
+:func:`transforms.audio_source.read_audio_bytes` reads when the shard is written. Reading the
+metadata never touches the audio bytes (Arrow files are memory-mapped and only the bytes column's
+validity is looked at; Parquet files are read without that column). A row whose audio is only a
+path reads that file, relative to ``audio_root`` and under the same path rules as every other
+source. Random access costs: Arrow (``save_to_disk``) files are memory-mapped and cost nothing
+extra; a Parquet row is read with its whole row group (``datasets`` writes 100-row groups for
+audio), so prefer ``save_to_disk`` folders for large sets.
 """
 
 from __future__ import annotations
@@ -28,30 +29,37 @@ import os
 import posixpath
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from core.records import Record, Reject, make_key
-from manifests.common import audio_path, corpus_split, parse_float, placement_reject, reject
-from manifests.options import COMMON, Opt
-from manifests.source import PathRejected, SourceSpec, resolve_audio_path
+from pydantic import Field
+
+from core.audio_ref import EmbeddedCell
+from core.records import Reject
+from manifests.base import Adapter, NativeRow
+from manifests.common import parse_float
+from manifests.options import AdapterOptions, SpecPaths
+from manifests.source import PathRejected, resolve_audio_path
 from manifests.tables import NotText, jsonable, text_list, text_value
 from transforms import storage
 
-OPTIONS = {
-    **COMMON,
-    "files": Opt("paths", doc="Parquet/Arrow files of the dataset (default: found under audio_root)"),
-    "audio_column": Opt("str"),
-    "caption_columns": Opt("list"),
-    "label_column": Opt("str"),
-    "keyword_columns": Opt("list"),
-    "id_column": Opt("str"),
-    "split_column": Opt("str"),
-    "license_column": Opt("str"),
-    "attribution_column": Opt("str"),
-    "duration_column": Opt("str"),
-    "origin": Opt("str", doc="origin id prefix for the id column's values, e.g. 'freesound'"),
-}
 DEFAULT_DURATION_S = 10.0  # no general figure for an arbitrary dataset: an assumption, set mean_duration_s
+
+
+class Options(AdapterOptions):
+    files: SpecPaths | None = None  # Parquet/Arrow files of the dataset (default: found under audio_root)
+    audio_column: str | None = None
+    caption_columns: list[str] = Field(default_factory=list)
+    label_column: str | None = None
+    keyword_columns: list[str] = Field(default_factory=list)
+    id_column: str | None = None
+    split_column: str | None = None
+    license_column: str | None = None
+    attribution_column: str | None = None
+    duration_column: str | None = None
+    origin: str | None = None  # origin id prefix for the id column's values, e.g. 'freesound'
+
+
 BATCH_ROWS = 1024
 ROLES: dict[str, tuple[str, ...]] = {
     "captions": ("caption", "captions", "text", "sentence", "description"),
@@ -115,162 +123,162 @@ def audio_column_of(schema: Any, features: Mapping[str, Any]) -> str | None:
     return None
 
 
-def read_hf_dataset(source: SourceSpec) -> Iterator[Record | Reject]:
-    files = [(_split_of_file(f), f) for f in source.option("files")] if source.option("files") else None
-    try:
-        files = files if files is not None else dataset_files(source.audio_root)
-    except (OSError, ValueError, KeyError) as e:
-        yield reject(source, None, "unreadable_metadata", f"cannot read the dataset folder: {str(e)[:300]}")
-        return
-    if not files:
-        yield reject(source, None, "unreadable_metadata", "no .arrow or .parquet file under the audio root")
-        return
-    rows_before = [0]  # rows are numbered across the dataset's files, 1-based
-    for native, path in files:
-        yield from _file_rows(source, native, path, rows_before)
+class HFDatasetAdapter(Adapter):
+    Options = Options
+    options: Options
 
+    def rows(self) -> Iterator[NativeRow | Reject]:
+        given = self.options.files
+        files = [(_split_of_file(f), f) for f in given] if given else None
+        try:
+            files = files if files is not None else dataset_files(self.source.audio_root)
+        except (OSError, ValueError, KeyError) as e:
+            yield self.reject(None, "unreadable_metadata", f"cannot read the dataset folder: {str(e)[:300]}")
+            return
+        if not files:
+            yield self.reject(None, "unreadable_metadata", "no .arrow or .parquet file under the audio root")
+            return
+        rows_before = 0  # rows are numbered across the dataset's files, 1-based
+        for native, path in files:
+            for item in self._file_rows(native, path, rows_before):
+                if isinstance(item, NativeRow) or item.row is not None:
+                    rows_before += 1
+                yield item
 
-def _file_rows(
-    source: SourceSpec, native: str | None, path: str, rows_before: list[int]
-) -> Iterator[Record | Reject]:
-    try:
-        resolve_audio_path(source, path)
-    except PathRejected as e:
-        yield reject(source, None, e.code, f"dataset file {path}: {e.reason}", path=path)
-        return
-    try:
-        batches = _batches(source, path)
-        schema, audio_col, features = next(batches)
-    except Exception as e:  # a broken file is one reject, not a failed run
-        yield reject(source, None, "unreadable_metadata", f"cannot read {path}: {str(e)[:300]}", path=path)
-        return
-    if audio_col is None:
-        yield reject(source, None, "no_audio_column", "no Audio column in the dataset", path=path)
-        return
-    opt = source.option
-    names = [f.name for f in schema if f.name != audio_col]
-    cols = {
-        role: opt(f"{role}_column") or next((c for c in cands if c in names), None)
-        for role, cands in ROLES.items()
-    }
-    caption_cols = opt("caption_columns") or ([cols["captions"]] if cols["captions"] else [])
-    keyword_cols = opt("keyword_columns") or ([cols["keywords"]] if cols["keywords"] else [])
-    label_names = (features.get(cols["label"]) or {}).get("names") if cols["label"] else None
-    rel = os.path.relpath(path, source.audio_root).replace(os.sep, "/") if not storage.is_url(path) else path
-    index = 0
-    for rows, paths, has_bytes in batches:
-        for values, apath, embedded in zip(rows, paths, has_bytes, strict=True):
-            rows_before[0] += 1
-            yield _record(
-                source,
-                native,
-                path,
-                rel,
-                audio_col,
-                (rows_before[0], index),
-                values,
-                apath,
-                embedded,
-                cols,
-                caption_cols,
-                keyword_cols,
-                label_names,
-            )
-            index += 1
+    def _file_rows(self, native: str | None, path: str, rows_before: int) -> Iterator[NativeRow | Reject]:
+        source, opts = self.source, self.options
+        try:
+            resolve_audio_path(source, path)
+        except PathRejected as e:
+            yield self.reject(None, e.code, f"dataset file {path}: {e.reason}", path=path)
+            return
+        try:
+            batches = _batches(opts.audio_column, path)
+            schema, audio_col, features = next(batches)
+        except Exception as e:  # a broken file is one reject, not a failed run
+            yield self.reject(None, "unreadable_metadata", f"cannot read {path}: {str(e)[:300]}", path=path)
+            return
+        if audio_col is None:
+            yield self.reject(None, "no_audio_column", "no Audio column in the dataset", path=path)
+            return
+        names = [f.name for f in schema if f.name != audio_col]
+        cols = {
+            role: getattr(opts, f"{role}_column", None) or next((c for c in cands if c in names), None)
+            for role, cands in ROLES.items()
+        }
+        caption_cols = opts.caption_columns or ([cols["captions"]] if cols["captions"] else [])
+        keyword_cols = opts.keyword_columns or ([cols["keywords"]] if cols["keywords"] else [])
+        label_names = (features.get(cols["label"]) or {}).get("names") if cols["label"] else None
+        rel = (
+            os.path.relpath(path, source.audio_root).replace(os.sep, "/")
+            if not storage.is_url(path)
+            else path
+        )
+        layout = _Layout(path, rel, audio_col, cols, caption_cols, keyword_cols, label_names)
+        index = 0
+        for rows, paths, has_bytes in batches:
+            for values, apath, embedded in zip(rows, paths, has_bytes, strict=True):
+                yield self._row(native, layout, (rows_before + index + 1, index), values, apath, embedded)
+                index += 1
 
-
-def _record(
-    source: SourceSpec,
-    native: str | None,
-    path: str,
-    rel: str,
-    audio_col: str,
-    position: tuple[int, int],  # (row across the dataset, 1-based; index inside this file)
-    values: Mapping[str, Any],
-    apath: str | None,
-    embedded: bool,
-    cols: Mapping[str, str | None],
-    caption_cols: list[str],
-    keyword_cols: list[str],
-    label_names: list[str] | None,
-) -> Record | Reject:
-    row, index = position
-    sid = text_value(values.get(cols["id"])) if cols["id"] else None
-    source_id = sid or f"{rel}:{index}"
-    try:
-        if embedded:
-            audio = storage.cell_ref(path, audio_col, index)
-        elif apath:
-            audio = audio_path(source, apath)
-        else:
-            return reject(
-                source,
+    def _row(
+        self,
+        native: str | None,
+        f: _Layout,
+        position: tuple[int, int],  # (row across the dataset, 1-based; index inside this file)
+        values: Mapping[str, Any],
+        apath: str | None,
+        embedded: bool,
+    ) -> NativeRow | Reject:
+        row, index = position
+        cols = f.cols
+        sid = text_value(values.get(cols["id"])) if cols["id"] else None
+        source_id = sid or f"{f.rel}:{index}"
+        if not embedded and not apath:
+            return self.reject(
                 row,
                 "missing_audio",
                 "the row's audio has neither bytes nor a path",
-                path=path,
+                path=f.path,
                 source_id=source_id,
             )
-        split = corpus_split(source, text_value(values.get(cols["split"])) if cols["split"] else native)
-    except (PathRejected, ValueError) as e:
-        return placement_reject(source, row, e, path=path, source_id=source_id)
-    try:
-        captions = tuple(c for col in caption_cols for c in text_list(values.get(col), separator=None))
-        keywords = tuple(
-            k for col in keyword_cols for k in text_list(values.get(col), separator=",", strict=False)
+        problem = None
+        captions: tuple[str, ...] = ()
+        keywords: tuple[str, ...] = ()
+        try:
+            captions = tuple(c for col in f.caption_cols for c in text_list(values.get(col), separator=None))
+            keywords = tuple(
+                k for col in f.keyword_cols for k in text_list(values.get(col), separator=",", strict=False)
+            )
+        except NotText as e:
+            problem = ("caption_not_text", str(e))
+        labels: tuple[str, ...] = ()
+        if cols["label"]:
+            raw = values.get(cols["label"])
+            ids = raw if isinstance(raw, list) else [raw]
+            names = f.label_names
+            labels = tuple(
+                names[i] if names and isinstance(i, int) and 0 <= i < len(names) else str(i)
+                for i in ids
+                if i is not None and i != -1  # -1: ClassLabel's "no label"
+            )
+        used = {c for c in cols.values() if c} | set(f.caption_cols) | set(f.keyword_cols)
+        origin = self.options.origin
+        return NativeRow(
+            row=row,
+            id=source_id,
+            audio=EmbeddedCell(f.path, f.audio_col, index) if embedded else apath,
+            split=text_value(values.get(cols["split"])) if cols["split"] else native,
+            captions=captions,
+            labels=labels,
+            keywords=keywords,
+            license=text_value(values.get(cols["license"])) if cols["license"] else None,
+            attribution=text_value(values.get(cols["attribution"])) if cols["attribution"] else None,
+            origin_ids=(f"{origin}:{sid}",) if origin and sid else (),
+            expected_duration_s=parse_float(values.get(cols["duration"])) if cols["duration"] else None,
+            original={
+                "dataset_file": f.rel,
+                "dataset_row": index,
+                **({"audio_path": apath} if apath else {}),
+                **{k: jsonable(v) for k, v in sorted(values.items()) if k not in used},
+            },
+            reject_path=f.path,
+            problem=problem,
         )
-    except NotText as e:
-        return reject(source, row, "caption_not_text", str(e), path=path, source_id=source_id)
-    labels: tuple[str, ...] = ()
-    if cols["label"]:
-        raw = values.get(cols["label"])
-        ids = raw if isinstance(raw, list) else [raw]
-        labels = tuple(
-            label_names[i] if label_names and isinstance(i, int) and 0 <= i < len(label_names) else str(i)
-            for i in ids
-            if i is not None and i != -1  # -1: ClassLabel's "no label"
-        )
-    used = {c for c in cols.values() if c} | set(caption_cols) | set(keyword_cols)
-    origin = source.option("origin")
-    return Record(
-        key=make_key(source.name, source_id),
-        source=source.name,
-        source_id=source_id,
-        audio_path=audio,
-        row=row,
-        split=split,
-        captions=captions,
-        labels=labels,
-        keywords=keywords,
-        license=(text_value(values.get(cols["license"])) if cols["license"] else None) or source.license,
-        attribution=text_value(values.get(cols["attribution"])) if cols["attribution"] else None,
-        origin_ids=(f"{origin}:{sid}",) if origin and sid else (),
-        expected_duration_s=parse_float(values.get(cols["duration"])) if cols["duration"] else None,
-        original={
-            "dataset_file": rel,
-            "dataset_row": index,
-            **({"audio_path": apath} if apath else {}),
-            **{k: jsonable(v) for k, v in sorted(values.items()) if k not in used},
-        },
-    )
 
 
-def _batches(source: SourceSpec, path: str) -> Iterator[Any]:
+read_hf_dataset = HFDatasetAdapter.read
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where one dataset file keeps each role."""
+
+    path: str
+    rel: str
+    audio_col: str
+    cols: Mapping[str, str | None]
+    caption_cols: list[str]
+    keyword_cols: list[str]
+    label_names: list[str] | None
+
+
+def _batches(audio_column: str | None, path: str) -> Iterator[Any]:
     """First (schema, audio column, features); then (rows without audio, audio paths, has-bytes flags)."""
     if path.endswith(".parquet"):
-        yield from _parquet_batches(source, path)
+        yield from _parquet_batches(audio_column, path)
     else:
-        yield from _arrow_batches(source, path)
+        yield from _arrow_batches(audio_column, path)
 
 
-def _parquet_batches(source: SourceSpec, path: str) -> Iterator[Any]:
+def _parquet_batches(audio_column: str | None, path: str) -> Iterator[Any]:
     import pyarrow.parquet as pq
 
     with storage.open_read(path) as f:
         pf = pq.ParquetFile(f)
         schema = pf.schema_arrow
         features = features_of(schema)
-        audio = source.option("audio_column") or audio_column_of(schema, features)
+        audio = audio_column or audio_column_of(schema, features)
         yield schema, audio, features
         if audio is None:
             return
@@ -295,7 +303,7 @@ def _parquet_batches(source: SourceSpec, path: str) -> Iterator[Any]:
                 start += n
 
 
-def _arrow_batches(source: SourceSpec, path: str) -> Iterator[Any]:
+def _arrow_batches(audio_column: str | None, path: str) -> Iterator[Any]:
     import pyarrow as pa
 
     stream = pa.memory_map(path) if not storage.is_url(path) else storage.open_read(path)
@@ -309,7 +317,7 @@ def _arrow_batches(source: SourceSpec, path: str) -> Iterator[Any]:
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
         schema = reader.schema
         features = features_of(schema)
-        audio = source.option("audio_column") or audio_column_of(schema, features)
+        audio = audio_column or audio_column_of(schema, features)
         yield schema, audio, features
         if audio is None:
             return

@@ -35,11 +35,10 @@ import numpy as np
 from core.hashing import stable_hash64
 from core.records import Reject
 from manifests.common import PLAN_NO_SCAN
-from manifests.registry import DEFAULT_DURATIONS_S, read_source
+from manifests.registry import default_duration_s, read_source
 from transforms.sharding import split_of
 
 THROUGHPUT_X_REALTIME = 200.0
-GENERIC_DURATION_S = 10.0  # the generic adapter has no documented clip length: an assumption
 
 
 @dataclass
@@ -120,9 +119,7 @@ def plan_spec(
     sources: list[SourcePlan] = []
     split_seconds: Counter[str] = Counter()
     for idx, source in enumerate(spec.sources):
-        default = float(
-            source.option("mean_duration_s") or DEFAULT_DURATIONS_S.get(source.adapter, GENERIC_DURATION_S)
-        )
+        default = float(source.option("mean_duration_s") or default_duration_s(source.adapter))
         sp = SourcePlan(source.name, source.adapter, source.expected_count, default)
         sources.append(sp)
         run_source = (

@@ -1,74 +1,134 @@
-"""Adapter registry: the spec names an adapter, :func:`read_source` reads a source with it.
+"""Adapter registry: one table of the adapters a spec may name; :func:`read_source` reads a source.
 
-An adapter is ``read(source: SourceSpec) -> Iterator[Record | Reject]``: metadata in, normalized
-records out, one Reject per row that cannot become a record. It never reads audio. Adapters are
-only ever run through :func:`read_source`, which holds every record to the output-path rules, so an
-adapter that forgets them (or a manifest value that slips past one) yields a reject, never a file
-outside the output folder.
+An adapter reads ``SourceSpec -> Iterator[Record | Reject]``: metadata in, normalized records out, one
+Reject per row that cannot become a record. It never reads audio. The adapters of this package are
+:class:`~manifests.base.Adapter` subclasses, which apply the key, split, path and license rules the
+same way for all. Adapters are only ever run through :func:`read_source`, which holds every record to
+the output-path rules, so a reader written without the base class (or a manifest value that slips
+past it) yields a reject, never a file outside the output folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.layout import UnsafeName, check_name
 from core.records import Record, Reject
-from manifests import audiocaps, audioset, captionfiles, clotho, filenames, freesound, fsd50k, hf_datasets
-from manifests.generic import read_generic
-from manifests.options import Opt, check_options
+from manifests import (
+    audiocaps,
+    audioset,
+    captionfiles,
+    clotho,
+    filenames,
+    freesound,
+    fsd50k,
+    generic,
+    hf_datasets,
+)
+from manifests.options import AdapterOptions
 from manifests.source import SourceSpec
 
-Adapter = Callable[[SourceSpec], Iterator[Record | Reject]]
+Reader = Callable[[SourceSpec], Iterator[Record | Reject]]
 
-# name -> (reader, whether the adapter needs a `manifest` file)
-ADAPTERS: dict[str, tuple[Adapter, bool]] = {
-    "generic": (read_generic, True),
-    "audioset": (audioset.read_audioset, True),
-    "audiocaps": (audiocaps.read_audiocaps, True),
-    "clotho": (clotho.read_clotho, True),
-    "fsd50k": (fsd50k.read_fsd50k, True),
-    "freesound": (freesound.read_freesound, True),
-    "captionfiles": (captionfiles.read_captionfiles, True),
-    "filenames": (filenames.read_filenames, False),
-    "hf_datasets": (hf_datasets.read_hf_dataset, False),
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """One adapter a spec may name."""
+
+    name: str
+    read: Reader
+    options: type[AdapterOptions]  # what the source's `options` section may hold
+    # Mean clip length (s) `clapcorpus plan` assumes when the metadata gives none (each module says
+    # where its figure comes from); a source's `options.mean_duration_s` overrides it.
+    default_duration_s: float
+    doc: str  # one line, for listings
+    needs_manifest: bool = True  # whether a source must name a `manifest` file
+
+
+ADAPTERS: dict[str, AdapterInfo] = {
+    a.name: a
+    for a in (
+        AdapterInfo(
+            "generic",
+            generic.GenericAdapter.read,
+            generic.Options,
+            generic.DEFAULT_DURATION_S,
+            "a CSV / TSV / JSONL / Parquet manifest, one row per clip",
+        ),
+        AdapterInfo(
+            "audioset",
+            audioset.AudioSetAdapter.read,
+            audioset.Options,
+            audioset.DEFAULT_DURATION_S,
+            "AudioSet segment lists and class index (label-only clips)",
+        ),
+        AdapterInfo(
+            "audiocaps",
+            audiocaps.AudioCapsAdapter.read,
+            audiocaps.Options,
+            audiocaps.DEFAULT_DURATION_S,
+            "AudioCaps train/val/test CSVs (captions of AudioSet segments)",
+        ),
+        AdapterInfo(
+            "clotho",
+            clotho.ClothoAdapter.read,
+            clotho.Options,
+            clotho.DEFAULT_DURATION_S,
+            "Clotho v2.1 caption CSVs, with their metadata CSVs",
+        ),
+        AdapterInfo(
+            "fsd50k",
+            fsd50k.FSD50KAdapter.read,
+            fsd50k.Options,
+            fsd50k.DEFAULT_DURATION_S,
+            "FSD50K ground truth, vocabulary and clip info (label-only clips)",
+        ),
+        AdapterInfo(
+            "freesound",
+            freesound.FreesoundAdapter.read,
+            freesound.Options,
+            freesound.DEFAULT_DURATION_S,
+            "Freesound-style metadata and LAION-Audio-630K's metadata files",
+        ),
+        AdapterInfo(
+            "captionfiles",
+            captionfiles.CaptionFilesAdapter.read,
+            captionfiles.Options,
+            captionfiles.DEFAULT_DURATION_S,
+            "file names with captions: MACS YAML, WavText5K / BBC tables",
+        ),
+        AdapterInfo(
+            "filenames",
+            filenames.FilenamesAdapter.read,
+            filenames.Options,
+            filenames.DEFAULT_DURATION_S,
+            "every audio file under the root, its cleaned name as caption",
+            needs_manifest=False,
+        ),
+        AdapterInfo(
+            "hf_datasets",
+            hf_datasets.HFDatasetAdapter.read,
+            hf_datasets.Options,
+            hf_datasets.DEFAULT_DURATION_S,
+            "a Hugging Face datasets folder (Arrow or Parquet) with an Audio column",
+            needs_manifest=False,
+        ),
+    )
 }
 
-# name -> the options the adapter accepts (checked, and paths resolved, when the spec loads);
-# adapters not listed take any options unchecked.
-ADAPTER_OPTIONS: dict[str, dict[str, Opt]] = {
-    "audioset": audioset.OPTIONS,
-    "audiocaps": audiocaps.OPTIONS,
-    "clotho": clotho.OPTIONS,
-    "fsd50k": fsd50k.OPTIONS,
-    "freesound": freesound.OPTIONS,
-    "captionfiles": captionfiles.OPTIONS,
-    "filenames": filenames.OPTIONS,
-    "hf_datasets": hf_datasets.OPTIONS,
-}
 
-# name -> mean clip length (s) `clapcorpus plan` assumes when the metadata gives none (each module
-# says where its figure comes from); a source's `options.mean_duration_s` overrides it.
-DEFAULT_DURATIONS_S: dict[str, float] = {
-    "audioset": audioset.DEFAULT_DURATION_S,
-    "audiocaps": audiocaps.DEFAULT_DURATION_S,
-    "clotho": clotho.DEFAULT_DURATION_S,
-    "fsd50k": fsd50k.DEFAULT_DURATION_S,
-    "freesound": freesound.DEFAULT_DURATION_S,
-    "captionfiles": captionfiles.DEFAULT_DURATION_S,
-    "filenames": filenames.DEFAULT_DURATION_S,
-    "hf_datasets": hf_datasets.DEFAULT_DURATION_S,
-}
+def adapter(name: str) -> AdapterInfo:
+    try:
+        return ADAPTERS[name]
+    except KeyError:
+        raise KeyError(f"unknown adapter '{name}' (known: {', '.join(sorted(ADAPTERS))})") from None
 
 
 def read_source(source: SourceSpec) -> Iterator[Record | Reject]:
     """Every record and reject of ``source``, each held to the rules of the output layout."""
-    try:
-        read = ADAPTERS[source.adapter][0]
-    except KeyError:
-        raise KeyError(f"unknown adapter '{source.adapter}' (known: {', '.join(sorted(ADAPTERS))})") from None
-    for item in read(source):
+    for item in adapter(source.adapter).read(source):
         if isinstance(item, Reject):
             # Rejects are filed by source name: a stray name must not pick the rejects file.
             yield item if item.source == source.name else replace(item, source=source.name)
@@ -83,7 +143,7 @@ def _checked(source: SourceSpec, record: Record) -> Record | Reject:
             "manifest",
             code,
             reason,
-            path=record.audio_path,
+            path=str(record.audio),
             row=record.row,
             source_id=record.source_id,
         )
@@ -103,11 +163,15 @@ def _checked(source: SourceSpec, record: Record) -> Record | Reject:
 
 
 def needs_manifest(name: str) -> bool:
-    return ADAPTERS[name][1]
+    return adapter(name).needs_manifest
+
+
+def default_duration_s(name: str) -> float:
+    return adapter(name).default_duration_s
 
 
 def parse_options(name: str, options: Mapping[str, Any], resolve: Callable[[str], str]) -> Mapping[str, Any]:
-    """The ``options`` of a source read by adapter ``name``, checked, with paths resolved by ``resolve``
-    (spec-relative path -> path to read); raises :class:`~manifests.options.OptionError`."""
-    schema = ADAPTER_OPTIONS.get(name)
-    return options if schema is None else check_options(schema, options, resolve)
+    """The ``options`` of a source read by adapter ``name``, checked against its model, with paths
+    resolved by ``resolve`` (spec-relative path -> path to read); raises
+    :class:`~manifests.options.OptionError`."""
+    return adapter(name).options.check(options, resolve)

@@ -12,6 +12,7 @@ from core.records import Record, Reject
 from manifests.source import PathRejected, check_still_inside
 from pipeline.spec import CorpusSpec
 from transforms import storage
+from transforms.audio_source import read_audio_bytes
 from transforms.sample import SampleError
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,8 @@ def read_audio(spec: CorpusSpec, record: Record) -> bytes:
 
     The path is checked against its source's root again here, right before reading: a symlink
     swapped in after the manifest was read must not lead outside it."""
-    check_still_inside(spec.source(record.source), record.audio_path)
-    return storage.read_bytes(record.audio_path, max_bytes=spec.options.sample.max_file_bytes)
+    check_still_inside(spec.source(record.source), record.audio.storage_path)
+    return read_audio_bytes(record.audio, max_bytes=spec.options.sample.max_file_bytes)
 
 
 def failure_reject(record: Record, error: Exception) -> Reject:
@@ -36,7 +37,7 @@ def failure_reject(record: Record, error: Exception) -> Reject:
         return Reject.for_record(record, "read", "too_large", str(error))
     text = str(error)
     if isinstance(error, FileNotFoundError) or "No such file" in text or "not found" in text.lower():
-        return Reject.for_record(record, "read", "missing_file", f"audio file not found: {record.audio_path}")
+        return Reject.for_record(record, "read", "missing_file", f"audio file not found: {record.audio}")
     if isinstance(error, OSError) or type(error).__name__ == "BeamIOError":
         return Reject.for_record(record, "read", "read_error", f"could not read the audio file: {text[:300]}")
     log.error("sample %s failed unexpectedly", record.key, exc_info=error)

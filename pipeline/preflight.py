@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from core.audio_ref import AudioRef
 from core.hashing import stable_hash64
 from core.records import Record, Reject
 from manifests.registry import read_source
@@ -123,11 +124,11 @@ def sample_positions(items: Iterable[T], size: int, salt: str) -> Iterator[T]:
                 return
 
 
-def _lookup(path: str) -> str:
-    """Why ``path`` cannot be read ("missing", or the storage error), or "" when it exists."""
-    ref = storage.parse_cell_ref(path)  # audio inside a datasets file: that file must exist
+def _lookup(ref: AudioRef) -> str:
+    """Why ``ref`` cannot be read ("missing", or the storage error), or "" when the file holding it
+    (the audio file, the dataset file, the archive) exists."""
     try:
-        return "" if storage.exists(ref[0] if ref else path) else "missing"
+        return "" if storage.exists(ref.storage_path) else "missing"
     except Exception as e:  # an unreachable bucket or a refused request: the message says which
         return f"unreadable ({type(e).__name__}: {e})"
 
@@ -152,7 +153,7 @@ def check_source(source: SourceSpec, check: SourceCheck, size: int) -> SourceChe
             records.append(item)
     result.rows_read = counted.n
     with ThreadPoolExecutor(EXISTS_THREADS) as pool:
-        lookups = list(pool.map(_lookup, [r.audio_path for r in records]))
+        lookups = list(pool.map(_lookup, [r.audio for r in records]))
     named_file = False  # a file that is not there names the problem better than a refused row
     for record, why in zip(records, lookups, strict=True):
         if not why:
@@ -160,7 +161,7 @@ def check_source(source: SourceSpec, check: SourceCheck, size: int) -> SourceChe
             continue
         result.not_found += 1
         if not named_file:
-            result.example = f"{why} {record.audio_path} (row {record.row})"
+            result.example = f"{why} {record.audio} (row {record.row})"
             named_file = True
     result.seconds = time.monotonic() - t0
     return result

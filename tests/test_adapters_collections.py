@@ -2,6 +2,7 @@
 
 import pytest
 
+from core.audio_ref import LocalFile
 from core.records import Record, Reject
 from manifests.captionfiles import read_captionfiles
 from manifests.filenames import caption_from_name, read_filenames
@@ -27,7 +28,7 @@ def test_macs_yaml_one_sample_per_file_with_every_annotation(clap_data):
     )
     assert airport.keywords == ("adults talking", "footsteps", "announcement speech")
     assert airport.original == {"file": "airport-barcelona-0-0-a.wav", "annotator_ids": [133, 80]}
-    assert airport.audio_path == str(d / "audio" / "airport-barcelona-0-0-a.wav")
+    assert airport.audio == LocalFile(str(d / "audio" / "airport-barcelona-0-0-a.wav"))
     assert [(j.row, j.code) for j in rejects] == [(3, "missing_path")]
 
 

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fixtures_sources import FS_LEAK_FSD
 
+from core.audio_ref import LocalFile
 from core.records import Record, Reject
 from manifests.clotho import read_clotho
 from manifests.freesound import read_freesound
@@ -49,7 +50,9 @@ def test_clotho_captions_metadata_and_license(clap_data):
     )
     assert radio.original["start_end_samples"] == "[0, 1323000]"
     assert steps.origin_ids == () and steps.license is None  # "Not found": no Freesound id
-    assert radio.audio_path == str(clap_data / "clotho" / "development" / "Distorted AM Radio noise.wav")
+    assert radio.audio == LocalFile(
+        str(clap_data / "clotho" / "development" / "Distorted AM Radio noise.wav")
+    )
 
 
 def test_clotho_splits_are_not_swapped(clap_data):
@@ -85,7 +88,7 @@ def test_fsd50k_ground_truth_vocabulary_and_clip_info(clap_data):
         "guitar",
         "electric",
     )
-    assert guitar.origin_ids == ("freesound:64760",) and guitar.audio_path.endswith(
+    assert guitar.origin_ids == ("freesound:64760",) and str(guitar.audio).endswith(
         "FSD50K.dev_audio/64760.wav"
     )
     assert guitar.license == "http://creativecommons.org/licenses/by/3.0/"
@@ -121,7 +124,9 @@ def test_laion_released_freesound_csv(clap_data):
     assert not rejects and len(records) == 4
     kettle = records[0]
     assert kettle.captions == ("Kettle whistling on the stove.", "A kettle whistles.")
-    assert kettle.origin_ids == ("freesound:2394",) and kettle.audio_path == str(d / "audio" / "2394.flac")
+    assert kettle.origin_ids == ("freesound:2394",) and kettle.audio == LocalFile(
+        str(d / "audio" / "2394.flac")
+    )
     assert kettle.license == "http://creativecommons.org/licenses/by/3.0/"
     assert kettle.attribution == "2394 by teamaker (https://freesound.org/people/teamaker/sounds/2394/)"
     assert records[1].captions == ("Typing on an old keyboard.",)  # empty caption_2 dropped
@@ -154,7 +159,9 @@ def test_freesound_api_style_json_document(tmp_path):
     # LAION's rule: the title (extension stripped, '_' as space) and the description's first sentence
     assert kettle.captions == ("kettle boiling loop", "Recorded in my kitchen.")
     assert kettle.keywords == ("kettle", "boiling", "water") and kettle.expected_duration_s == 12.5
-    assert kettle.audio_path == str(audio / "1234_joe_kettle.wav") and kettle.license.endswith("zero/1.0/")
+    assert kettle.audio == LocalFile(str(audio / "1234_joe_kettle.wav")) and kettle.license.endswith(
+        "zero/1.0/"
+    )
     assert records[1].captions == () and records[1].license == "CC0"  # the captions stage decides
     assert [(j.row, j.code) for j in rejects] == [(3, "missing_audio"), (4, "malformed_row")]
 
@@ -182,7 +189,7 @@ def test_epidemic_and_audiostock_released_lists(clap_data):
         options={"file_from_url": True, "origin": ""},
     )
     records, rejects = _split(read_freesound(src))
-    assert [r.audio_path for r in records] == [
+    assert [str(r.audio) for r in records] == [
         str(d / "audio" / "12345.mp3"),
         str(d / "audio" / "Clock tick 67890.wav"),
     ]

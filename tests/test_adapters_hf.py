@@ -9,6 +9,7 @@ import pytest
 import yaml
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
 
+from core.audio_ref import EmbeddedCell, LocalFile
 from core.records import Record, Reject
 from manifests.hf_datasets import read_hf_dataset
 from manifests.source import SourceSpec
@@ -16,6 +17,7 @@ from pipeline import synth
 from pipeline.duplicates import _DecideFn
 from pipeline.run import run_corpus
 from transforms import storage
+from transforms.audio_source import read_audio_bytes
 from transforms.flac import decode_flac
 
 FEATURES = Features(
@@ -79,7 +81,9 @@ def test_saved_dataset_dict(saved):
         ("test", ("A held-out tone",), ("cat",), "CC-BY-4.0", 4),
     ]
     first = records[0]
-    assert first.audio_path == f"{saved}/train/data-00000-of-00001.arrow::audio::0"
+    assert first.audio == EmbeddedCell(f"{saved}/train/data-00000-of-00001.arrow", "audio", 0)
+    # rejects name it as they always did
+    assert str(first.audio) == f"{saved}/train/data-00000-of-00001.arrow::audio::0"
     assert first.original == {
         "dataset_file": "train/data-00000-of-00001.arrow",
         "dataset_row": 0,
@@ -87,9 +91,9 @@ def test_saved_dataset_dict(saved):
     }
     # the reference reads back exactly the embedded bytes
     for r, name in zip(records, "abcd", strict=True):
-        assert storage.read_bytes(r.audio_path) == CLIPS[name]
+        assert read_audio_bytes(r.audio) == CLIPS[name]
     with pytest.raises(storage.FileTooLarge):
-        storage.read_bytes(first.audio_path, max_bytes=100)
+        read_audio_bytes(first.audio, max_bytes=100)
 
 
 def test_hub_parquet_files_embedded_path_and_missing_audio(tmp_path):
@@ -118,24 +122,29 @@ def test_hub_parquet_files_embedded_path_and_missing_audio(tmp_path):
         name="hub", adapter="hf_datasets", audio_root=str(root), split_map={"validation": "valid"}
     )
     records, rejects = _split(read_hf_dataset(src))
-    assert [(r.split, r.captions, r.audio_path) for r in records] == [
-        ("train", ("A",), f"{root}/data/train-00000-of-00001.parquet::audio::0"),
-        ("valid", ("E",), str(root / "clips" / "e.flac")),
+    assert [(r.split, r.captions, r.audio) for r in records] == [
+        ("train", ("A",), EmbeddedCell(f"{root}/data/train-00000-of-00001.parquet", "audio", 0)),
+        ("valid", ("E",), LocalFile(str(root / "clips" / "e.flac"))),
     ]
-    assert storage.read_bytes(records[0].audio_path) == CLIPS["a"]
+    assert read_audio_bytes(records[0].audio) == CLIPS["a"]
     assert [(j.row, j.code) for j in rejects] == [(3, "missing_audio"), (4, "outside_root")]
 
 
-def test_cell_references_are_strict():
-    assert storage.parse_cell_ref("/d/x.arrow::audio::12") == ("/d/x.arrow", "audio", 12)
-    assert storage.parse_cell_ref("gs://b/d/x.parquet::wav::0") == ("gs://b/d/x.parquet", "wav", 0)
-    for plain in ("/d/a::b.wav", "/d/x.arrow::audio", "/d/x.csv::audio::1", "/d/x.arrow::a/b::1"):
-        assert storage.parse_cell_ref(plain) is None
+def test_a_file_named_like_a_cell_reference_is_read_as_a_file(saved, tmp_path):
+    """The kind of a reference is its type, not a pattern in a string: a local file whose name looks
+    like a cell of a dataset file is that file (a string-matched reference read the cell instead)."""
+    cell = EmbeddedCell(str(saved / "train" / "data-00000-of-00001.arrow"), "audio", 1)
+    lookalike = tmp_path / "data-00000-of-00001.arrow::audio::1"
+    lookalike.write_bytes(b"the file's own bytes")
+    assert read_audio_bytes(cell) == CLIPS["b"]
+    assert read_audio_bytes(LocalFile(str(lookalike))) == b"the file's own bytes"
+    with pytest.raises(FileNotFoundError):
+        read_audio_bytes(EmbeddedCell(cell.file, "audio", 99))
 
 
 def test_drop_all_removes_every_copy():
     r = [
-        Record(key=k, source=s, source_id=k, audio_path="x", row=1, split=sp)
+        Record(key=k, source=s, source_id=k, audio=LocalFile("x"), row=1, split=sp)
         for k, s, sp in (("k2", "b", "train"), ("k1", "a", "train"), ("k3", "b", "test"))
     ]
     out = list(_DecideFn("drop_all", {"a": 0, "b": 1}, ("train",)).process(("digest", r)))

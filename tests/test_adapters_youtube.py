@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 from fixtures_sources import AS_TRAIN, LEAK
 
+from core.audio_ref import LocalFile
 from core.records import Record, Reject
 from manifests.audiocaps import read_audiocaps
 from manifests.audioset import read_audioset, youtube_id_of_stem
@@ -53,7 +54,7 @@ def test_audioset_segments_labels_origins_and_files(clap_data):
     assert r.labels == ("Animal", "Dog", "Bark") and r.captions == () and r.keywords == ()
     assert r.split == "unbalanced_train" and r.row == 2 and r.license == "CC-BY-4.0"
     assert r.origin_ids == ("youtube:-0RWZT-miFs",) and r.expected_duration_s == 10.0
-    assert r.audio_path.endswith("/-0RWZT-miFs_420.000_430.000.flac")
+    assert str(r.audio).endswith("/-0RWZT-miFs_420.000_430.000.flac")
     assert r.original == {
         "ytid": "-0RWZT-miFs",
         "start_seconds": 420.0,
@@ -61,7 +62,7 @@ def test_audioset_segments_labels_origins_and_files(clap_data):
         "positive_labels": ["/m/0jbk", "/m/0bt9lr", "/m/05tny_"],
     }
     assert by_id["--PJHxphWEs"].labels == ("Speech", "Gush")
-    assert by_id["Yb0RFKhbpFJ"].audio_path.endswith("/YYb0RFKhbpFJ.wav")
+    assert str(by_id["Yb0RFKhbpFJ"].audio).endswith("/YYb0RFKhbpFJ.wav")
     assert [(j.row, j.code) for j in rejects] == [
         (7, "missing_id"),
         (8, "unknown_label"),
@@ -99,7 +100,7 @@ def test_file_pattern_builds_paths_without_listing(clap_data):
     # writer rejects it as missing_file, with the same row number)
     assert "noAudio0001" in {r.source_id for r in records}
     r = next(r for r in records if r.source_id == "Yb0RFKhbpFJ")
-    assert r.audio_path.endswith("/YYb0RFKhbpFJ_12.500_22.500.wav")
+    assert str(r.audio).endswith("/YYb0RFKhbpFJ_12.500_22.500.wav")
     assert {j.code for j in rejects} == {"missing_id", "unknown_label", "bad_timestamps", "broken_quoting"}
 
 
@@ -143,7 +144,7 @@ def test_audiocaps_bad_rows(clap_data):
         ("r1nicOVtvkQ", 1, "train"),
         ("UDGBjjwyaqE", 2, "train"),
     ]
-    assert records[1].audio_path.endswith("/YUDGBjjwyaqE.flac")
+    assert str(records[1].audio).endswith("/YUDGBjjwyaqE.flac")
     assert [(j.row, j.code) for j in rejects] == [
         (5, "missing_id"),
         (6, "bad_timestamps"),
@@ -165,4 +166,6 @@ def test_audiocaps_conflicting_segment_and_audiocap_id_pattern(tmp_path):
     )
     records, rejects = _split(read_audiocaps(src))
     assert [j.code for j in rejects] == ["conflicting_segment"] and rejects[0].row == 2
-    assert records[0].audio_path == str(tmp_path / "audio" / "1.wav") and records[0].captions == ("one",)
+    assert records[0].audio == LocalFile(str(tmp_path / "audio" / "1.wav")) and records[0].captions == (
+        "one",
+    )

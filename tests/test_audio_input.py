@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from core.audio_ref import LocalFile
 from core.records import Record
 from pipeline import synth
 from pipeline.audio_input import failure_reject, read_audio
@@ -24,7 +25,7 @@ def _spec(root, max_file_bytes=1_000_000):
 
 
 def _record(path, key="k1"):
-    return Record(key=key, source="s", source_id=key, split="train", audio_path=str(path), row=3)
+    return Record(key=key, source="s", source_id=key, split="train", audio=LocalFile(str(path)), row=3)
 
 
 @pytest.fixture

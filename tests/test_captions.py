@@ -4,6 +4,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.audio_ref import LocalFile
 from core.encoding import dumps_json
 from core.records import Record, Reject
 from k2c.keywords import keyword_set
@@ -20,7 +21,7 @@ from transforms.captions import (
 
 
 def _record(**kw) -> Record:
-    return Record(key="k", source="s", source_id="id", audio_path="/x.wav", row=1, **kw)
+    return Record(key="k", source="s", source_id="id", audio=LocalFile("/x.wav"), row=1, **kw)
 
 
 def test_template_one_label():

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from core.audio import SAMPLE_RATE, quantize_int16
+from core.audio_ref import LocalFile
 from core.records import Record
 from manifests.common import AUDIO_EXTENSIONS
 from pipeline import synth
@@ -198,7 +199,13 @@ def six_second_flac() -> bytes:
 
 def record(key: str = "k") -> Record:
     return Record(
-        key=key, source="s", source_id=key, audio_path=f"/x/{key}", row=1, split="train", text=("a tone",)
+        key=key,
+        source="s",
+        source_id=key,
+        audio=LocalFile(f"/x/{key}"),
+        row=1,
+        split="train",
+        text=("a tone",),
     )
 
 

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from core.audio_ref import LocalFile
 from core.records import Record
 from pipeline import synth
 from pipeline.duplicates import HeldOutAudio, overlap_removal
@@ -22,7 +23,7 @@ RATE = 16_000
 
 
 def _r(key: str, split: str, source: str = "lib") -> Record:
-    return Record(key=key, source=source, source_id=key, audio_path=f"/a/{key}.wav", row=3, split=split)
+    return Record(key=key, source=source, source_id=key, audio=LocalFile(f"/a/{key}.wav"), row=3, split=split)
 
 
 def test_held_out_set_and_removal_rule():

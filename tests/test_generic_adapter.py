@@ -5,6 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.audio_ref import LocalFile
 from core.layout import NAME_RULES
 from core.records import Record, Reject, make_key
 from manifests.generic import read_generic
@@ -47,7 +48,7 @@ def test_jsonl_rows_become_records(tmp_path, audio_dir):
     records, rejects = _split(read_generic(_source(tmp_path, m, split_map={"val": "valid"}, license="CC0")))
     assert not rejects
     a, c = records
-    assert a.audio_path == str(audio_dir / "a.wav") and a.split == "valid" and a.row == 1
+    assert a.audio == LocalFile(str(audio_dir / "a.wav")) and a.split == "valid" and a.row == 1
     assert a.captions == ("A dog barks",) and a.labels == ("Dog",) and a.original == {"extra": {"x": 1}}
     assert a.license == "CC0" and c.license == "CC-BY-4.0"
     assert c.keywords == ("wind", "rain") and c.split is None and c.source_id == "sub/c.flac"

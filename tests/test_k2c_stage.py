@@ -14,6 +14,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from core.audio_ref import LocalFile
+from core.errors import ConfigError
 from core.records import Record
 from k2c.config import K2CConfig, parse_k2c
 from k2c.debias import contains_gendered
@@ -22,7 +24,6 @@ from k2c.keywords import keyword_set
 from k2c.presets import PRESETS
 from k2c.stage import K2CStage, run_local
 from pipeline import synth
-from pipeline.spec import SpecError
 from transforms.captions import render_captions
 
 # Keyword sets of different token lengths, in the vocabulary of the embedded model.
@@ -73,7 +74,12 @@ def test_batching_changes_nothing(captioner):
 
 def _record(i: int, source: str = "s", **kw) -> Record:
     r = Record(
-        key=f"{source}_r{i:03d}_x", source=source, source_id=f"r{i}", audio_path="/a.wav", row=i + 1, **kw
+        key=f"{source}_r{i:03d}_x",
+        source=source,
+        source_id=f"r{i}",
+        audio=LocalFile("/a.wav"),
+        row=i + 1,
+        **kw,
     )
     out = render_captions(r)
     assert isinstance(out, Record)
@@ -189,7 +195,8 @@ def test_missing_local_model_fails_with_instructions(tmp_path):
     with pytest.raises(ModelUnavailable) as e:
         load_captioner(cfg, "spec.yaml")
     msg = str(e.value)
-    assert isinstance(e.value, SpecError) and msg.startswith("spec.yaml: options.k2c.model: cannot load")
+    # a ConfigError: the command line prints it as a spec error and exits 2, no traceback
+    assert isinstance(e.value, ConfigError) and msg.startswith("spec.yaml: options.k2c.model: cannot load")
     assert "does not exist" in msg and "options.k2c.model: tiny" in msg and "save_pretrained" in msg
 
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from core.audio_ref import LocalFile
 from core.records import Record
 from k2c.apply import attach, plan
 from k2c.config import K2CConfig
@@ -166,7 +167,7 @@ def _cfg(**kw) -> K2CConfig:
 
 
 def _rec(**kw) -> Record:
-    r = Record(key="s_x_0", source="s", source_id="x", audio_path="/x.wav", row=1, **kw)
+    r = Record(key="s_x_0", source="s", source_id="x", audio=LocalFile("/x.wav"), row=1, **kw)
     out = render_captions(r)
     assert isinstance(out, Record)
     return out

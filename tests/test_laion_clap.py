@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.audio_ref import LocalFile
 from core.layout import Layout
 from core.records import Record
 from k2c.apply import attach
@@ -68,7 +69,7 @@ def _clip(seconds: float, seed: int) -> np.ndarray:
 
 
 def _record(key: str, labels: tuple[str, ...]) -> Record:
-    base = Record(key=key, source="s", source_id=key, audio_path=f"/{key}", row=1, labels=labels)
+    base = Record(key=key, source="s", source_id=key, audio=LocalFile(f"/{key}"), row=1, labels=labels)
     rendered = render_captions(base)
     assert isinstance(rendered, Record)
     return rendered

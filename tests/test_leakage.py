@@ -3,6 +3,7 @@
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
+from core.audio_ref import LocalFile
 from core.records import Record, Reject
 from pipeline.duplicates import preference
 from pipeline.leakage import LeakageGuard, find_overlap, guard, heldout_origins
@@ -15,7 +16,7 @@ def _r(source, key, split, *origins):
         key=key,
         source=source,
         source_id=key,
-        audio_path=f"/a/{key}.wav",
+        audio=LocalFile(f"/a/{key}.wav"),
         row=1,
         split=split,
         origin_ids=origins,

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from core.audio_ref import LocalFile
 from core.layout import Layout, UnsafeName, check_name
 from core.records import Record, Reject
-from manifests.registry import ADAPTERS, read_source
+from manifests.options import AdapterOptions
+from manifests.registry import ADAPTERS, AdapterInfo, read_source
 from manifests.source import SourceSpec
 from pipeline import synth
 from pipeline.run import run_corpus
@@ -82,16 +84,24 @@ def _toy_adapter(records):
 def test_a_new_adapter_cannot_skip_the_check(monkeypatch, tmp_path):
     """An adapter that builds records by hand, without the shared helpers, still gets its unusable
     splits and keys turned into rejects: the check sits in the one place every record passes."""
-    good = Record(key="toy_a_0123456789", source="toy", source_id="a", audio_path="/x/a.wav", row=1)
+    good = Record(key="toy_a_0123456789", source="toy", source_id="a", audio=LocalFile("/x/a.wav"), row=1)
     bad = [
         Record(
-            key="toy_b_0123456789", source="toy", source_id="b", audio_path="/x/b.wav", row=2, split="../up"
+            key="toy_b_0123456789",
+            source="toy",
+            source_id="b",
+            audio=LocalFile("/x/b.wav"),
+            row=2,
+            split="../up",
         ),
-        Record(key="../../evil", source="toy", source_id="c", audio_path="/x/c.wav", row=3),
-        Record(key="Toy.C", source="toy", source_id="d", audio_path="/x/d.wav", row=4),
-        Record(key="toy_e_0123456789", source="other", source_id="e", audio_path="/x/e.wav", row=5),
+        Record(key="../../evil", source="toy", source_id="c", audio=LocalFile("/x/c.wav"), row=3),
+        Record(key="Toy.C", source="toy", source_id="d", audio=LocalFile("/x/d.wav"), row=4),
+        Record(key="toy_e_0123456789", source="other", source_id="e", audio=LocalFile("/x/e.wav"), row=5),
     ]
-    monkeypatch.setitem(ADAPTERS, "toy", (_toy_adapter([good, *bad]), False))
+    toy = AdapterInfo(
+        "toy", _toy_adapter([good, *bad]), AdapterOptions, 10.0, "hand-written", needs_manifest=False
+    )
+    monkeypatch.setitem(ADAPTERS, "toy", toy)
     source = SourceSpec(name="toy", adapter="toy", audio_root=str(tmp_path))
     out = list(read_source(source))
     assert out[0] == good

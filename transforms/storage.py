@@ -8,8 +8,6 @@ run never leaves a file that looks finished.
 from __future__ import annotations
 
 import contextlib
-import functools
-import re
 import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -41,16 +39,7 @@ def open_read(path: str) -> BinaryIO:
 
 
 def read_bytes(path: str, *, max_bytes: int | None = None) -> bytes:
-    """Whole file as bytes; refuses files over ``max_bytes`` before reading them.
-
-    A :func:`cell_ref` (audio embedded in a Hugging Face dataset file) reads that one cell.
-    """
-    ref = parse_cell_ref(path)
-    if ref is not None:
-        data = read_cell(*ref)
-        if max_bytes is not None and len(data) > max_bytes:
-            raise FileTooLarge(f"audio cell is {len(data)} bytes, over the {max_bytes}-byte cap")
-        return data
+    """Whole file as bytes; refuses files over ``max_bytes`` before reading them."""
     if max_bytes is not None:
         n = size(path)
         if n > max_bytes:
@@ -60,60 +49,6 @@ def read_bytes(path: str, *, max_bytes: int | None = None) -> bytes:
     if max_bytes is not None and len(data) > max_bytes:
         raise FileTooLarge(f"file grew past the {max_bytes}-byte cap while reading")
     return data
-
-
-# `<data file>::<column>::<row>`: audio stored inside an Arrow/Parquet file (Hugging Face datasets).
-_CELL_REF_RE = re.compile(r"^(?P<file>.+\.(?:arrow|parquet))::(?P<column>[^:/]+)::(?P<row>\d+)$")
-
-
-def cell_ref(file: str, column: str, row: int) -> str:
-    """A path-like reference to the audio bytes of ``row`` (0-based) of ``file``'s ``column``."""
-    return f"{file}::{column}::{row}"
-
-
-def parse_cell_ref(path: str) -> tuple[str, str, int] | None:
-    m = _CELL_REF_RE.match(path)
-    return (m["file"], m["column"], int(m["row"])) if m else None
-
-
-def read_cell(file: str, column: str, row: int) -> bytes:
-    """The ``bytes`` of a datasets Audio cell. Arrow files are memory-mapped once per process and
-    read by row at no extra cost; a Parquet row costs reading its row group's audio column."""
-    if file.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        with open_read(file) as f:
-            pf = pq.ParquetFile(f)
-            first = 0
-            for g in range(pf.num_row_groups):
-                n = pf.metadata.row_group(g).num_rows
-                if row < first + n:
-                    cell = pf.read_row_group(g, columns=[f"{column}.bytes"]).column(column)[row - first]
-                    break
-                first += n
-            else:
-                raise FileNotFoundError(f"row {row} is past the end of {file}")
-    else:
-        table = _arrow_table(file)
-        if row >= table.num_rows:
-            raise FileNotFoundError(f"row {row} is past the end of {file}")
-        cell = table.column(column)[row]
-    data = cell.as_py().get("bytes") if cell.is_valid else None
-    if data is None:
-        raise OSError(f"row {row} of {file} has no embedded audio bytes")
-    return data
-
-
-@functools.lru_cache(maxsize=4)
-def _arrow_table(file: str):  # -> pyarrow.Table (imported lazily)
-    import pyarrow as pa
-
-    source = pa.memory_map(file) if not is_url(file) else pa.BufferReader(read_bytes(file))
-    try:
-        return pa.ipc.open_stream(source).read_all()  # what save_to_disk writes
-    except pa.ArrowInvalid:
-        source.seek(0)
-        return pa.ipc.open_file(source).read_all()
 
 
 def read_text(path: str) -> str:

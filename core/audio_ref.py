@@ -1,0 +1,81 @@
+"""Where a record's audio lives: one small typed value per kind, in the manner of lhotse's ``AudioSource``.
+
+A record used to carry one string that was a local path, a filesystem URL or a ``file::column::row``
+reference into a dataset file, told apart by pattern matching at read time (a local file whose name
+looked like a cell reference would have been read as one). Each kind is now its own frozen type:
+
+- :class:`LocalFile`: a path on this machine's (or the worker's) disk;
+- :class:`RemoteFile`: a filesystem URL Beam's FileSystems reads (``gs://``, ``s3://`` ...);
+- :class:`EmbeddedCell`: the audio bytes stored in one cell of an Arrow/Parquet file (Hugging Face
+  ``datasets``), by file, column and 0-based row;
+- :class:`ArchiveMember`: one member of a tar or zip archive (local or remote).
+
+``str(ref)`` renders the string the record carried before (reject files name it unchanged), and
+``ref.storage_path`` is the file in storage that holds the audio: what must exist, and what the path
+rules of the source are checked against. Reading is ``transforms.audio_source.read_audio_bytes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.paths import is_url
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    path: str
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def storage_path(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def storage_path(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedCell:
+    file: str  # the .arrow / .parquet file
+    column: str  # the datasets Audio column (a struct of bytes and path)
+    row: int  # 0-based, inside this file
+
+    def __str__(self) -> str:
+        return f"{self.file}::{self.column}::{self.row}"
+
+    @property
+    def storage_path(self) -> str:
+        return self.file
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveMember:
+    archive: str  # a .tar (optionally compressed) or .zip file, local path or URL
+    member: str  # the member's name inside the archive
+
+    def __str__(self) -> str:
+        return f"{self.archive}::{self.member}"
+
+    @property
+    def storage_path(self) -> str:
+        return self.archive
+
+
+AudioRef = LocalFile | RemoteFile | EmbeddedCell | ArchiveMember
+
+
+def file_ref(path: str) -> LocalFile | RemoteFile:
+    """A plain audio file: a URL (``scheme://...``) is remote, anything else local."""
+    return RemoteFile(path) if is_url(path) else LocalFile(path)
