@@ -32,13 +32,14 @@ import time
 import yaml
 
 from core.records import Record
+from core.rejects import RejectError
 from manifests.generic import read_generic
 from pipeline.demo import write_demo_corpus
 from pipeline.duplicates import decoded_digest
 from pipeline.spec import load_spec
 from transforms import storage
 from transforms.captions import render_captions
-from transforms.sample import SampleError, process_sample
+from transforms.sample import process_sample
 from transforms.sharding import split_of
 
 RUN = """
@@ -66,7 +67,7 @@ def per_sample(spec_path: str, repeats: int) -> tuple[float, float, float, int, 
     for record, data in items:
         try:
             process_sample(record, data, opts)  # warm-up, and skip what the writer would reject
-        except SampleError:
+        except RejectError:
             continue
         n += 1
         heldout = split_of(record, spec.options.split_proportions) not in spec.options.train_splits
