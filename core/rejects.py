@@ -3,8 +3,8 @@
 A reject file, ``summary.json``'s ``rejects_by_code`` and the README's table all use these codes.
 They are :class:`enum.StrEnum` members, so they are written as the same plain strings they always
 were and compare equal to them; an unknown string fails when a :class:`core.records.Reject` is built.
-Adding a code means adding one line to :class:`Code` (and regenerating the README table:
-``python -m core.rejects``).
+Adding a code means adding one line to :class:`Code` and pasting ``python -m core.rejects`` (the
+tables) into the README's "Reject codes" section; tests/test_rejects.py fails until they agree.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Stage(StrEnum):
 
     MANIFEST = "manifest", "an adapter or the adapter registry refused a manifest row (before sharding)"
     CAPTIONS = "captions", "the clip's captions could not be rendered (before sharding)"
-    DUPLICATE = "duplicate", "duplicate removal (`duplicates: keep_first | drop_all`) removed this copy"
+    DUPLICATE = "duplicate", "duplicate removal (`duplicates`: `keep_first` or `drop_all`) removed this copy"
     LEAKAGE = "leakage", "a train sample that is also in a held-out split was removed"
     SHARD = "shard", "the shard writer refused the record before reading it"
     READ = "read", "the audio file could not be read"
@@ -75,7 +75,7 @@ class Code(StrEnum):
     CAPTION_NOT_TEXT = "caption_not_text", (_M,), "a caption is not text"
     TAG_NOT_TEXT = "tag_not_text", (_M,), "a label or keyword is not text"
     NO_LABELS = "no_labels", (_M,), "the row has no label"
-    UNKNOWN_LABEL = "unknown_label", (_M,), "a label id is not in the class index"
+    UNKNOWN_LABEL = "unknown_label", (_M,), "a label id is not in the class index (vocabulary)"
     BAD_SPLIT = "bad_split", (_M,), "the split name cannot be a folder name (`../x`)"
     BAD_KEY = "bad_key", (_M,), "the adapter made a key that cannot be a file name (an adapter bug)"
     BAD_SOURCE = "bad_source", (_M,), "the adapter named another source (an adapter bug)"
@@ -145,6 +145,13 @@ def _rebuild(cls: type[RejectError], stage: Stage, code: Code, reason: str) -> R
     return error
 
 
+def stages_table() -> str:
+    """The Markdown table of the stages, in the order a record meets them (the README shows it)."""
+    lines = ["| stage | where the input failed |", "| --- | --- |"]
+    lines += [f"| `{stage}` | {stage.meaning} |" for stage in Stage]
+    return "\n".join(lines) + "\n"
+
+
 def codes_table() -> str:
     """The Markdown table of every code, in declaration order (the README shows it)."""
     lines = ["| code | stage | meaning |", "| --- | --- | --- |"]
@@ -153,4 +160,4 @@ def codes_table() -> str:
 
 
 if __name__ == "__main__":
-    print(codes_table(), end="")
+    print(stages_table() + "\n" + codes_table(), end="")
