@@ -84,9 +84,7 @@ def test_shipped_code_uses_declared_stages_and_codes_only():
 
 def test_every_declared_code_is_used_somewhere():
     source = "\n".join(p.read_text() for p in _shipped_files() if p.name != "rejects.py")
-    unused = [
-        c.value for c in Code if f'"{c.value}"' not in source and f"Code.{c.name}" not in source
-    ]
+    unused = [c.value for c in Code if f'"{c.value}"' not in source and f"Code.{c.name}" not in source]
     assert not unused, f"declared but never raised: {unused}"
 
 
