@@ -37,6 +37,7 @@ class Stage(StrEnum):
     PROCESS = "process", "an unexpected error (a bug: the log has the traceback)"
 
 
+# Short names keep every code's declaration on one line.
 _M, _C, _D, _L, _SH, _R = Stage.MANIFEST, Stage.CAPTIONS, Stage.DECODE, Stage.LEAKAGE, Stage.SHARD, Stage.READ
 
 
@@ -115,6 +116,8 @@ class Code(StrEnum):
     FLAC_FAILED = "flac_failed", (Stage.ENCODE,), "the FLAC encoder failed"
     INTERNAL_ERROR = "internal_error", (Stage.PROCESS,), "an unexpected exception (a bug: see the log)"
 
+
+del _M, _C, _D, _L, _SH, _R
 
 # The manifest codes that say a row's audio cannot be found or may not be read (the start check counts
 # them as "not found"), as opposed to a row that is bad otherwise.
