@@ -32,6 +32,7 @@ import time
 import yaml
 
 from core.records import Record
+from core.rejects import RejectError
 from manifests.generic import read_generic
 from pipeline.demo import write_demo_corpus
 from pipeline.duplicates import decoded_digest
@@ -39,7 +40,7 @@ from pipeline.spec import load_spec
 from transforms import storage
 from transforms.audio_source import read_audio_bytes
 from transforms.captions import render_captions
-from transforms.sample import SampleError, process_sample
+from transforms.sample import process_sample
 from transforms.sharding import split_of
 
 RUN = """
@@ -67,7 +68,7 @@ def per_sample(spec_path: str, repeats: int) -> tuple[float, float, float, int, 
     for record, data in items:
         try:
             process_sample(record, data, opts)  # warm-up, and skip what the writer would reject
-        except SampleError:
+        except RejectError:
             continue
         n += 1
         heldout = split_of(record, spec.options.split_proportions) not in spec.options.train_splits

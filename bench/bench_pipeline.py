@@ -127,11 +127,12 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
 
     from core.layout import Layout, shard_name
     from core.records import Record
+    from core.rejects import RejectError
     from manifests.registry import read_source
     from pipeline.spec import load_spec
     from transforms.audio_source import read_audio_bytes
     from transforms.captions import render_captions
-    from transforms.sample import SampleError, process_sample
+    from transforms.sample import process_sample
     from transforms.sharding import split_of
     from transforms.shards import ShardWriter
 
@@ -164,7 +165,7 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
             data = read_audio_bytes(rec.audio, max_bytes=spec.options.sample.max_file_bytes)
             try:
                 sample = process_sample(rec, data, spec.options.sample)
-            except SampleError:
+            except RejectError:
                 rejects += 1
                 continue
             writer.add(sample)

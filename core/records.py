@@ -14,6 +14,7 @@ from typing import Any
 
 from core.audio_ref import AudioRef
 from core.hashing import short_digest
+from core.rejects import Code, Stage
 
 # Keys become tar member names (`<key>.flac`): make_key builds them within the "key" rule of
 # core.layout.NAME_RULES (no dots, at most 80 characters).
@@ -71,19 +72,24 @@ class Reject:
     """An input that produced no sample, with the stage that failed and a readable reason."""
 
     source: str
-    stage: str  # "manifest" | "read" | "decode" | "views" | "encode" | "duplicate" | ...
-    code: str  # stable snake_case reason code, for counting
+    stage: Stage
+    code: Code  # stable snake_case reason, for counting (core.rejects lists them all)
     reason: str  # one readable sentence
     path: str = ""
     row: int | None = None
     key: str | None = None
     source_id: str | None = None
 
+    def __post_init__(self) -> None:
+        # Adapters may pass the plain strings; a code nobody declared fails here, not in a report.
+        object.__setattr__(self, "stage", Stage(self.stage))
+        object.__setattr__(self, "code", Code(self.code))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "stage": self.stage,
-            "code": self.code,
+            "stage": self.stage.value,
+            "code": self.code.value,
             "reason": self.reason,
             "path": self.path,
             "row": self.row,
@@ -98,7 +104,7 @@ class Reject:
         )
 
     @classmethod
-    def for_record(cls, record: Record, stage: str, code: str, reason: str) -> Reject:
+    def for_record(cls, record: Record, stage: Stage | str, code: Code | str, reason: str) -> Reject:
         return cls(
             source=record.source,
             stage=stage,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from core.records import Record
 from k2c.config import K2CConfig
 from k2c.keywords import KeywordSet, keyword_set
+from k2c.outcomes import Outcome
 
 
 @dataclass(frozen=True)
@@ -27,17 +28,17 @@ class Plan:
     """What the stage does with one record."""
 
     record: Record
-    outcome: str  # "todo" | "not_template" | "mode_off" | a fallback reason from keywords
+    outcome: Outcome  # TODO, NOT_TEMPLATE, MODE_OFF or an input fallback (k2c.keywords)
     keywords: KeywordSet | None = None
     group: str = ""  # the dedup key (keyword set) or, without dedup, the record key
 
 
 def plan(record: Record, config: K2CConfig) -> Plan:
     if config.mode_for(record.source) == "off":
-        return Plan(record, "mode_off")
+        return Plan(record, Outcome.MODE_OFF)
     # Source captions win; only label-only and keyword-only clips (template captions) get K2C.
     if record.caption_kind != "template":
-        return Plan(record, "not_template")
+        return Plan(record, Outcome.NOT_TEMPLATE)
     ks = keyword_set(
         record.labels,
         record.keywords,
@@ -46,7 +47,7 @@ def plan(record: Record, config: K2CConfig) -> Plan:
     )
     if ks.problem is not None:
         return Plan(record, ks.problem, ks)
-    return Plan(record, "todo", ks, ks.key if config.dedup else record.key)
+    return Plan(record, Outcome.TODO, ks, ks.key if config.dedup else record.key)
 
 
 def attach(record: Record, caption: str, mode: str, min_clip_seconds: float) -> Record | None:

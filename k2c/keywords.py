@@ -27,6 +27,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from k2c.outcomes import Outcome
 from transforms.captions import is_technical_tag, label_phrase
 
 SEPARATOR = "|"  # joins the canonical key; never inside a normalized keyword
@@ -41,7 +42,7 @@ class KeywordSet:
     """The canonical keywords of one record, or why there are none."""
 
     keywords: tuple[str, ...]  # normalized, each once, at most max_keywords, sorted
-    problem: str | None = None  # "no_keywords" | "non_latin" when keywords is empty
+    problem: Outcome | None = None  # NO_KEYWORDS | NON_LATIN when keywords is empty
     truncated: bool = False  # the record had more usable keywords than max_keywords
     dropped_non_latin: int = 0
 
@@ -100,5 +101,5 @@ def keyword_set(
         kept[folded] = norm
     words = tuple(kept[k] for k in sorted(kept))
     if not words:
-        return KeywordSet((), "non_latin" if non_latin else "no_keywords", False, non_latin)
+        return KeywordSet((), Outcome.NON_LATIN if non_latin else Outcome.NO_KEYWORDS, False, non_latin)
     return KeywordSet(words, None, truncated, non_latin)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from k2c.debias import contains_gendered, debias
+from k2c.outcomes import Outcome
 from transforms.captions import normalize_text
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
@@ -31,24 +32,13 @@ _TRAILING = re.compile(r"[\s.,;:!?…·\-–—|]+$")
 _LEADING = re.compile(r"^[\s.,;:!?…·\-–—|]+")
 _LIST_WORDS = frozenset({"and", "or"})
 
-FALLBACK_REASONS = (
-    "no_keywords",
-    "non_latin",
-    "generation_error",
-    "empty",
-    "copy_of_keywords",
-    "too_long",
-    "gendered",
-    "same_as_template",
-)
-
 
 @dataclass(frozen=True)
 class CaptionResult:
     """What the K2C step decided for one keyword set."""
 
     caption: str | None  # None -> keep the template caption
-    reason: str | None = None  # why there is no caption (one of FALLBACK_REASONS)
+    reason: Outcome | None = None  # why there is no caption (one of k2c.outcomes.FALLBACKS)
 
 
 def clean(text: str) -> str:
@@ -81,15 +71,15 @@ def finish(
 ) -> CaptionResult:
     """The caption for one keyword set from the model's decoded text (None: generation failed)."""
     if raw is None:
-        return CaptionResult(None, "generation_error")
+        return CaptionResult(None, Outcome.GENERATION_ERROR)
     text = debias(raw) if use_debias else raw
     caption = clean(text)
     if not any(ch.isalnum() for ch in caption):
-        return CaptionResult(None, "empty")
+        return CaptionResult(None, Outcome.EMPTY)
     if is_copy_of_keywords(caption, keywords):
-        return CaptionResult(None, "copy_of_keywords")
+        return CaptionResult(None, Outcome.COPY_OF_KEYWORDS)
     if len(caption) > max_chars:
-        return CaptionResult(None, "too_long")
+        return CaptionResult(None, Outcome.TOO_LONG)
     if use_debias and contains_gendered(caption):
-        return CaptionResult(None, "gendered")
+        return CaptionResult(None, Outcome.GENDERED)
     return CaptionResult(caption)

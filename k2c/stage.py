@@ -12,7 +12,7 @@ record whose caption fails a check keeps its template caption, with the reason c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
 from typing import Any
 
 import apache_beam as beam
@@ -24,11 +24,14 @@ from core.records import Record
 from k2c.apply import attach, plan
 from k2c.config import K2CConfig
 from k2c.handler import K2CModelHandler, load_captioner
+from k2c.outcomes import FALLBACKS, INPUT_FALLBACKS, Outcome
 from k2c.postprocess import CaptionResult, finish
 from k2c.presets import PRESETS
 
 STAGE = "k2c"
 TODO = "todo"
+# Tag of the side output that counts outcomes. Its elements are the Outcome values as plain str: Beam
+# encodes a str key natively, while an enum member would take its fallback coder (with a warning).
 OUTCOMES = "outcomes"
 
 
@@ -39,16 +42,14 @@ class PlanFn(beam.DoFn):
     def process(self, record: Record):
         p = plan(record, self.config)
         if p.keywords is not None and p.keywords.truncated:
-            yield TaggedOutput(OUTCOMES, "truncated_keyword_list")
+            yield TaggedOutput(OUTCOMES, Outcome.TRUNCATED_KEYWORD_LIST.value)
         if p.keywords is not None and p.keywords.dropped_non_latin:
-            yield TaggedOutput(OUTCOMES, "dropped_non_latin_keywords")
-        if p.outcome == "todo":
+            yield TaggedOutput(OUTCOMES, Outcome.DROPPED_NON_LATIN_KEYWORDS.value)
+        if p.outcome is Outcome.TODO:
             assert p.keywords is not None
             yield TaggedOutput(TODO, (p.group, (record, p.keywords.keywords)))
             return
-        yield TaggedOutput(
-            OUTCOMES, p.outcome if p.outcome in ("not_template", "mode_off") else f"fallback:{p.outcome}"
-        )
+        yield TaggedOutput(OUTCOMES, p.outcome.value)
         yield record
 
 
@@ -77,37 +78,33 @@ class AttachFn(beam.DoFn):
         self, element: tuple[str, tuple[Record, tuple[str, ...]]], captions: dict[str, CaptionResult]
     ):
         group, (record, _) = element
-        out, reason = apply_result(record, captions.get(group), self.config)
-        if reason is not None:
-            self.fallbacks.inc()
-            yield TaggedOutput(OUTCOMES, f"fallback:{reason}")
-        else:
-            self.generated.inc()
-            yield TaggedOutput(OUTCOMES, "generated")
+        out, outcome = apply_result(record, captions.get(group), self.config)
+        (self.generated if outcome is Outcome.GENERATED else self.fallbacks).inc()
+        yield TaggedOutput(OUTCOMES, outcome.value)
         yield out
 
 
-def apply_result(
-    record: Record, result: CaptionResult | None, config: K2CConfig
-) -> tuple[Record, str | None]:
-    """(the record as it leaves the stage, the fallback reason or None when it got the caption).
+def apply_result(record: Record, result: CaptionResult | None, config: K2CConfig) -> tuple[Record, Outcome]:
+    """(the record as it leaves the stage, GENERATED or the fallback that kept its template caption).
 
     ``result`` is None when the model produced nothing for the record's keyword set."""
-    result = result or CaptionResult(None, "generation_error")
+    result = result or CaptionResult(None, Outcome.GENERATION_ERROR)
     if result.caption is None:
+        assert result.reason is not None
         return record, result.reason
     out = attach(record, result.caption, config.mode_for(record.source), config.min_clip_seconds)
-    return (record, "same_as_template") if out is None else (out, None)
+    return (record, Outcome.SAME_AS_TEMPLATE) if out is None else (out, Outcome.GENERATED)
 
 
 def build_report(
     _: None, config: K2CConfig, outcomes: list[tuple[str, int]], distinct_sets: int
 ) -> tuple[str, dict[str, Any]]:
-    counts = dict(outcomes)
-    fallbacks = {k.split(":", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("fallback:")}
-    generated = counts.get("generated", 0)
-    input_fallbacks = sum(v for k, v in fallbacks.items() if k in ("no_keywords", "non_latin"))
-    through_model = generated + sum(fallbacks.values()) - input_fallbacks
+    counts = Counter({Outcome(k): n for k, n in outcomes})
+    fallbacks = {o.value: counts[o] for o in sorted(FALLBACKS) if counts[o]}
+    generated = counts[Outcome.GENERATED]
+    input_fallbacks = sum(counts[o] for o in INPUT_FALLBACKS)
+    eligible = generated + sum(fallbacks.values())
+    through_model = eligible - input_fallbacks
     return STAGE, {
         "model": config.model,
         "preset": config.preset,
@@ -116,20 +113,17 @@ def build_report(
         "debias": config.debias,
         "modes": {"default": config.mode, **dict(config.sources)},
         "min_clip_seconds": config.min_clip_seconds,
-        "records": generated
-        + sum(fallbacks.values())
-        + counts.get("not_template", 0)
-        + counts.get("mode_off", 0),
-        "not_template": counts.get("not_template", 0),
-        "mode_off": counts.get("mode_off", 0),
-        "eligible": generated + sum(fallbacks.values()),
+        "records": eligible + counts[Outcome.NOT_TEMPLATE] + counts[Outcome.MODE_OFF],
+        "not_template": counts[Outcome.NOT_TEMPLATE],
+        "mode_off": counts[Outcome.MODE_OFF],
+        "eligible": eligible,
         "through_model": through_model,
         "model_inputs": distinct_sets,
         "dedup_ratio": round(through_model / distinct_sets, 4) if distinct_sets else None,
         "generated": generated,
         "fallbacks": fallbacks,
-        "truncated_keyword_lists": counts.get("truncated_keyword_list", 0),
-        "records_with_non_latin_keywords_dropped": counts.get("dropped_non_latin_keywords", 0),
+        "truncated_keyword_lists": counts[Outcome.TRUNCATED_KEYWORD_LIST],
+        "records_with_non_latin_keywords_dropped": counts[Outcome.DROPPED_NON_LATIN_KEYWORDS],
         "note": (
             "generated counts records given a K2C caption here; clips under min_clip_seconds lose it when "
             "decoded (summary: k2c_skipped_short), and summary k2c_captions counts the samples that ship one"
@@ -177,24 +171,3 @@ class K2CStage(beam.PTransform):
             | "Report" >> beam.Map(build_report, cfg, AsList(outcomes), AsSingleton(n_sets))
         )
         return out, report
-
-
-def run_local(records: Iterable[Record], config: K2CConfig) -> list[Record]:
-    """The stage's per-record result without Beam (same functions, one model in this process)."""
-    captioner = load_captioner(config)
-    plans = [plan(r, config) for r in records]
-    groups: dict[str, tuple[str, ...]] = {}
-    for p in plans:
-        if p.outcome == "todo" and p.keywords is not None:
-            groups.setdefault(p.group, p.keywords.keywords)
-    keys = sorted(groups)
-    preset = PRESETS[config.preset]
-    raw = captioner.generate([preset.format(groups[k]) for k in keys]) if keys else []
-    results = {
-        k: finish(t, groups[k], max_chars=config.max_caption_chars, use_debias=config.debias)
-        for k, t in zip(keys, raw, strict=True)
-    }
-    return [
-        apply_result(p.record, results.get(p.group), config)[0] if p.outcome == "todo" else p.record
-        for p in plans
-    ]

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.rejects import Code, RejectError, Stage
 from transforms import storage
 
 
@@ -32,13 +33,15 @@ class SourceSpec:
         return self.options.get(name, default)
 
 
-class PathRejected(ValueError):
-    """An audio path that the source may not read (escapes its root, foreign URL scheme ...)."""
+class PathRejected(RejectError, ValueError):
+    """An audio path that the source may not read (escapes its root, foreign URL scheme ...).
 
-    def __init__(self, code: str, reason: str):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+    A ``manifest`` reject where the row is read; the worker's re-check right before reading files it
+    under ``read`` (pipeline.audio_input.failure_reject). A ValueError too: adapters catch it with
+    the split errors."""
+
+    def __init__(self, code: Code | str, reason: str):
+        super().__init__(Stage.MANIFEST, code, reason)
 
 
 def resolve_audio_path(source: SourceSpec, value: str) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 
 from core.records import Record, Reject
+from core.rejects import Code, RejectError, Stage
 from manifests.source import PathRejected, check_still_inside
 from pipeline.spec import CorpusSpec
 from transforms import storage
 from transforms.audio_source import read_audio_bytes
-from transforms.sample import SampleError
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +28,27 @@ def read_audio(spec: CorpusSpec, record: Record) -> bytes:
 
 
 def failure_reject(record: Record, error: Exception) -> Reject:
-    """The reject for a record whose audio could not be read or made into a sample."""
-    if isinstance(error, SampleError):
-        return Reject.for_record(record, error.stage, error.code, error.reason)
+    """The reject for a record whose audio could not be read or made into a sample.
+
+    Dispatches on the error's type only: every per-input failure is a :class:`RejectError`, and
+    ``transforms.storage`` turns what the filesystem layer raises into FileNotFoundError, OSError or
+    :class:`storage.FileTooLarge`. Anything else is a bug, logged with its traceback."""
     if isinstance(error, PathRejected):
-        return Reject.for_record(record, "read", error.code, error.reason)
+        # The path rule checked again right before reading (a link swapped in): a read failure here.
+        return Reject.for_record(record, Stage.READ, error.code, error.reason)
+    if isinstance(error, RejectError):
+        return Reject.for_record(record, error.stage, error.code, error.reason)
     if isinstance(error, storage.FileTooLarge):
-        return Reject.for_record(record, "read", "too_large", str(error))
-    text = str(error)
-    if isinstance(error, FileNotFoundError) or "No such file" in text or "not found" in text.lower():
-        return Reject.for_record(record, "read", "missing_file", f"audio file not found: {record.audio}")
-    if isinstance(error, OSError) or type(error).__name__ == "BeamIOError":
-        return Reject.for_record(record, "read", "read_error", f"could not read the audio file: {text[:300]}")
+        return Reject.for_record(record, Stage.READ, Code.TOO_LARGE, str(error))
+    if isinstance(error, FileNotFoundError):
+        return Reject.for_record(
+            record, Stage.READ, Code.MISSING_FILE, f"audio file not found: {record.audio}"
+        )
+    if isinstance(error, OSError):
+        return Reject.for_record(
+            record, Stage.READ, Code.READ_ERROR, f"could not read the audio file: {str(error)[:300]}"
+        )
     log.error("sample %s failed unexpectedly", record.key, exc_info=error)
     return Reject.for_record(
-        record, "process", "internal_error", f"unexpected {type(error).__name__}: {text[:300]}"
+        record, Stage.PROCESS, Code.INTERNAL_ERROR, f"unexpected {type(error).__name__}: {str(error)[:300]}"
     )

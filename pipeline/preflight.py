@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from core.audio_ref import AudioRef
 from core.hashing import stable_hash64
 from core.records import Record, Reject
+from core.rejects import PATH_CODES
 from manifests.registry import read_source
 from manifests.source import SourceSpec
 from pipeline.spec import CorpusSpec, SourceCheck, SpecError, load_spec
@@ -40,9 +41,6 @@ from transforms import storage
 SAMPLE_ONE_IN = 1000
 SCAN_FACTOR = 500
 EXISTS_THREADS = 16  # existence checks on gs:// are one request each: overlap their latency
-
-# Reject codes that mean "this row's audio cannot be read", as opposed to a row that is bad otherwise.
-PATH_CODES = frozenset({"missing_audio", "missing_path", "bad_path", "outside_root", "scheme_not_allowed"})
 
 T = TypeVar("T")
 

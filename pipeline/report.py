@@ -21,6 +21,7 @@ from typing import Any
 
 from core.encoding import dumps_json
 from core.layout import Layout
+from core.rejects import Code
 from transforms import storage
 from transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S, LEVEL_EDGES_DBFS, ShardStats
 
@@ -492,7 +493,7 @@ def cross_split_html(report: Mapping[str, Any]) -> str:
         "<h2>Duplicates across splits</h2>"
         f"<p>{cross['groups']} groups of identical decoded audio sit in more than one split "
         f"(mode <code>{_e(cross['mode'])}</code>); {cross['train_copies_removed']} train copies removed "
-        f"(reject <code>eval_overlap_audio</code>).</p>"
+        f"(reject <code>{Code.EVAL_OVERLAP_AUDIO}</code>).</p>"
     )
     rows = cross_split_rows(report)
     if not rows:

@@ -8,11 +8,12 @@ import pytest
 
 from core.audio_ref import LocalFile
 from core.records import Record
+from core.rejects import RejectError
 from pipeline import synth
 from pipeline.audio_input import failure_reject, read_audio
 from pipeline.duplicates import REJECTS, _HashAudioFn
 from pipeline.spec import parse_spec
-from transforms.sample import SampleError
+from transforms import storage
 
 
 def _spec(root, max_file_bytes=1_000_000):
@@ -65,9 +66,21 @@ def test_a_good_file_gives_its_digest(files):
     assert read_audio(_spec(files), _record(files / "good.flac")).startswith(b"fLaC")
 
 
+@pytest.mark.parametrize("max_bytes", [None, 1_000_000])
+def test_storage_says_missing_by_type(tmp_path, max_bytes):
+    # Beam's local filesystem wraps a missing file in a BeamIOError when asked its size.
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(str(tmp_path / "gone.wav"), max_bytes=max_bytes)
+    with pytest.raises(OSError) as e:
+        storage.read_bytes(str(tmp_path), max_bytes=max_bytes)  # a folder exists but is no file
+    assert not isinstance(e.value, FileNotFoundError)
+    rej = failure_reject(_record(tmp_path), e.value)
+    assert (rej.stage, rej.code) == ("read", "read_error")
+
+
 def test_failure_classification():
     rec = _record("/a/b.wav")
-    assert failure_reject(rec, SampleError("views", "views_failed", "x")).stage == "views"
+    assert failure_reject(rec, RejectError("views", "views_failed", "x")).stage == "views"
     assert failure_reject(rec, FileNotFoundError("gone")).code == "missing_file"
     assert failure_reject(rec, PermissionError("denied")).code == "read_error"
     unexpected = failure_reject(rec, KeyError("bug"))

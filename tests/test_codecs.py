@@ -15,6 +15,7 @@ import yaml
 from core.audio import SAMPLE_RATE, quantize_int16
 from core.audio_ref import LocalFile
 from core.records import Record
+from core.rejects import RejectError
 from manifests.common import AUDIO_EXTENSIONS
 from pipeline import synth
 from pipeline.spec import SpecError, parse_spec
@@ -27,7 +28,6 @@ from transforms.decode import (
 )
 from transforms.sample import (
     DBFS_FLOOR,
-    SampleError,
     SampleOptions,
     measure_level,
     process_sample,
@@ -215,7 +215,7 @@ def test_a_cut_flac_is_flagged_incomplete_not_truncated(six_second_flac: bytes) 
     assert out.incomplete() and not out.truncated
     sample = process_sample(record(), six_second_flac[:12_000], SampleOptions(store_mel=False))
     assert sample.meta["incomplete"] is True and sample.meta["truncated"] is False
-    with pytest.raises(SampleError) as info:
+    with pytest.raises(RejectError) as info:
         process_sample(
             record(), six_second_flac[:12_000], SampleOptions(store_mel=False, on_incomplete="reject")
         )
@@ -349,7 +349,7 @@ def wav_bytes(x: np.ndarray) -> bytes:
     ids=["all_zero_30s", "near_silent_13ms"],
 )
 def test_silent_clips_are_rejected(signal: np.ndarray) -> None:
-    with pytest.raises(SampleError) as info:
+    with pytest.raises(RejectError) as info:
         process_sample(record(), wav_bytes(signal), SampleOptions(store_mel=False))
     assert (info.value.stage, info.value.code) == ("level", "silent")
     assert info.value.reason
@@ -363,7 +363,7 @@ def test_quiet_but_real_recordings_are_kept_and_levels_shipped() -> None:
     assert -65.0 < sample.meta["rms_dbfs"] < -40.0
     assert 0.0 <= sample.meta["silent_fraction"] <= 1.0
     # a stricter spec rejects it
-    with pytest.raises(SampleError):
+    with pytest.raises(RejectError):
         process_sample(record(), wav_bytes(quiet), SampleOptions(store_mel=False, min_peak_dbfs=-30.0))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import tracemalloc
+import wave
 from pathlib import Path
 
 import av
@@ -15,9 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.audio import SAMPLE_RATE
+from core.records import Record
+from core.rejects import RejectError
 from pipeline import synth
 from transforms.decode import SAFE_INPUT_OPTIONS, DecodedAudio, DecodeError, decode_audio
 from transforms.flac import encode_flac
+from transforms.sample import SampleOptions, process_sample
 
 # What conftest.encoded_matrix writes into every file.
 TONE_HZ = 440.0
@@ -249,17 +253,32 @@ def test_time_limit(encoded_matrix: dict[str, Path]) -> None:
     expect_error("time_limit", encoded_matrix["mp3-44100-stereo"].read_bytes(), time_limit_s=0.0)
 
 
-def test_too_short(encoded_matrix: dict[str, Path]) -> None:
-    expect_error("too_short", encoded_matrix["wav-48000-mono"].read_bytes(), min_samples=10 * SAMPLE_RATE)
+def test_a_wav_without_frames_is_too_short() -> None:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+    err = expect_error("too_short", buf.getvalue())
+    assert err.reason == "0 samples decoded, fewer than the 1 required"
 
 
-def test_too_large(encoded_matrix: dict[str, Path]) -> None:
-    expect_error("too_large", encoded_matrix["wav-48000-mono"].read_bytes(), max_input_bytes=1000)
+def test_a_clip_under_min_duration_is_too_short(encoded_matrix: dict[str, Path]) -> None:
+    # min_duration_s is the spec's bound; the sample builder applies it to what decoded.
+    record = Record(key="k", source="s", source_id="k", audio_path="/x/k.wav", row=1, text=("a tone",))
+    data = encoded_matrix["wav-48000-mono"].read_bytes()
+    seconds = decode_audio(data).duration_s
+    with pytest.raises(RejectError) as info:
+        process_sample(record, data, SampleOptions(store_mel=False, min_duration_s=seconds + 0.5))
+    assert (info.value.stage, info.value.code) == ("decode", "too_short")
+    assert f"clip is {seconds:.3f} s" in info.value.reason
 
 
 def test_decode_error_survives_pickling() -> None:
     err = pickle.loads(pickle.dumps(DecodeError("corrupt", "3 of 9 audio packets failed to decode")))
+    assert type(err) is DecodeError and err.stage == "decode"
     assert (err.code, err.reason) == ("corrupt", "3 of 9 audio packets failed to decode")
+    assert str(err) == "corrupt: 3 of 9 audio packets failed to decode"
 
 
 # --- files that point at other files ----------------------------------------------------------

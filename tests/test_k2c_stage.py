@@ -7,22 +7,28 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
 
 from core.audio_ref import LocalFile
 from core.errors import ConfigError
 from core.records import Record
+from k2c.apply import plan
 from k2c.config import K2CConfig, parse_k2c
 from k2c.debias import contains_gendered
 from k2c.handler import ModelUnavailable, load_captioner
 from k2c.keywords import keyword_set
+from k2c.outcomes import FALLBACKS, Outcome
+from k2c.postprocess import finish
 from k2c.presets import PRESETS
-from k2c.stage import K2CStage, run_local
+from k2c.stage import K2CStage, apply_result
 from pipeline import synth
 from transforms.captions import render_captions
 
@@ -153,12 +159,42 @@ def test_stage_dedup_fan_out_counts(stage_runs):
 
 
 def test_stage_dedup_changes_no_output(stage_runs):
-    records, cfg, (recs, _), (recs_nodedup, report_nodedup) = stage_runs
+    _, _, (recs, _), (recs_nodedup, report_nodedup) = stage_runs
     assert report_nodedup["model_inputs"] == report_nodedup["through_model"] == 42
     assert recs == recs_nodedup
-    # and the same as the stage's functions without Beam, one model in this process
-    local = {r.key: asdict(r) for r in run_local(records, cfg)}
-    assert {k: json.loads(json.dumps(v, default=list)) for k, v in local.items()} == recs
+
+
+def test_stage_equals_each_record_through_the_model_alone(stage_runs, captioner):
+    """The PTransform (distinct sets, batched RunInference, side input fan-out) gives every record what
+    its own keyword set, generated alone, gives it; the report counts the same outcomes."""
+    records, cfg, _, _ = stage_runs
+    expected: list[Record] = []
+    outcomes: Counter[str] = Counter()
+    for r in records:
+        p = plan(r, cfg)
+        outcome = p.outcome
+        if outcome is Outcome.TODO:
+            assert p.keywords is not None
+            (raw,) = captioner.generate([PRESETS[cfg.preset].format(p.keywords.keywords)])
+            result = finish(raw, p.keywords.keywords, max_chars=cfg.max_caption_chars, use_debias=cfg.debias)
+            r, outcome = apply_result(r, result, cfg)
+        expected.append(r)
+        outcomes[outcome] += 1
+    fallbacks = {o.value: n for o, n in outcomes.items() if o in FALLBACKS}
+    assert fallbacks["non_latin"] == fallbacks["no_keywords"] == 1 and outcomes[Outcome.GENERATED] >= 38
+
+    def counted(report: tuple[str, dict]) -> tuple:
+        name, doc = report
+        return name, doc["generated"], doc["fallbacks"], doc["not_template"], doc["mode_off"]
+
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        out, report = p | beam.Create(records) | K2CStage(cfg)
+        assert_that(out, equal_to(expected))
+        assert_that(
+            report | beam.Map(counted),
+            equal_to([("k2c", outcomes[Outcome.GENERATED], fallbacks, 1, 1)]),
+            label="CheckReport",
+        )
 
 
 def test_stage_records_fields(stage_runs):

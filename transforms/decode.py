@@ -23,8 +23,7 @@ Decisions, written down so callers can rely on them:
   ``corrupt`` when more than ``max(2, 2 %)`` of its packets were rejected, when a rejected packet
   left no audio at all, or when a container that looks like audio cannot be opened (an MP4 whose
   index is missing). A file that is merely cut short returns the audio that decoded before the cut
-  (if at least ``min_samples``); :meth:`DecodedAudio.incomplete` compares it with the length the
-  file declares.
+  (if any did); :meth:`DecodedAudio.incomplete` compares it with the length the file declares.
 - **Chained Ogg.** Each chained stream (a new beginning-of-stream page after data pages) is decoded
   on its own and the results are joined; FFmpeg's demuxer would stop at the first that differs.
 - **Duration cap.** Decoding stops as soon as more than ``max_duration_s`` of output exists; the
@@ -47,6 +46,7 @@ import av.logging
 import numpy as np
 
 from core.audio import SAMPLE_RATE
+from core.rejects import Code, RejectError, Stage
 
 # PyAV's default already drops FFmpeg's log lines; set it explicitly so that a library that turned
 # logging on does not flood worker logs with one line per damaged packet.
@@ -133,24 +133,12 @@ def _looks_like_tracker_module(data: bytes) -> bool:
     return tag in _MOD_TAGS or (tag[:2].isdigit() and tag[2:] in (b"CH", b"CN"))
 
 
-class DecodeError(Exception):
-    """Raised for input that cannot become a sample.
+class DecodeError(RejectError):
+    """Raised for input that cannot become a sample: a ``decode`` reject with its code
+    (:class:`core.rejects.Code`) and a short readable sentence."""
 
-    ``code`` is a stable snake_case identifier ('empty_file', 'not_audio', 'format_not_allowed',
-    'tracker_module', 'no_audio_stream',
-    'unsupported_codec', 'corrupt', 'too_many_channels', 'bad_sample_rate', 'non_finite', 'too_short',
-    'time_limit', 'too_large'); ``reason`` is a short readable sentence.
-    """
-
-    def __init__(self, code: str, reason: str):
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Exceptions pickle through self.args, which holds the formatted message only; Beam pickles
-        # exceptions that go to a dead-letter output.
-        return (type(self), (self.code, self.reason))
+    def __init__(self, code: Code | str, reason: str):
+        super().__init__(Stage.DECODE, code, reason)
 
 
 # eq=False: the generated __eq__ would compare numpy arrays inside a tuple and raise.
@@ -211,20 +199,22 @@ def _looks_like_audio(data: bytes) -> bool:
 def _open_failure(data: bytes, exc: BaseException) -> DecodeError:
     if _looks_like_playlist(data):
         # A format FFmpeg knows (HLS, ffconcat, DASH ...) that we refuse: it would open other files.
-        return DecodeError("format_not_allowed", "a playlist or file list; the files it names are never read")
+        return DecodeError(
+            Code.FORMAT_NOT_ALLOWED, "a playlist or file list; the files it names are never read"
+        )
     if _looks_like_tracker_module(data):
         return DecodeError(
-            "tracker_module", "a tracker module (IT/S3M/XM/MOD): no renderer for it is built in"
+            Code.TRACKER_MODULE, "a tracker module (IT/S3M/XM/MOD): no renderer for it is built in"
         )
     if _looks_like_audio(data):
-        return DecodeError("corrupt", f"the audio container could not be read ({_describe(exc)})")
+        return DecodeError(Code.CORRUPT, f"the audio container could not be read ({_describe(exc)})")
     # FFmpeg recognised the format and the whitelist refused it: that is the only EINVAL opening
     # returns with our fixed options (unrecognised bytes give AVERROR_INVALIDDATA).
     if isinstance(exc, av.FFmpegError) and exc.errno == errno.EINVAL:
         return DecodeError(
-            "format_not_allowed", "a format FFmpeg recognises but this pipeline does not accept"
+            Code.FORMAT_NOT_ALLOWED, "a format FFmpeg recognises but this pipeline does not accept"
         )
-    return DecodeError("not_audio", f"not an audio file in an accepted format ({_describe(exc)})")
+    return DecodeError(Code.NOT_AUDIO, f"not an audio file in an accepted format ({_describe(exc)})")
 
 
 def _describe(exc: BaseException) -> str:
@@ -281,7 +271,7 @@ def _to_mono(
         x = raw.astype(np.float32)
         scale = 1.0 / _INT_SCALE[base]
     else:
-        raise DecodeError("unsupported_codec", f"the decoder produced sample format {fmt!r}")
+        raise DecodeError(Code.UNSUPPORTED_CODEC, f"the decoder produced sample format {fmt!r}")
     if channels == 1:
         mono = x.reshape(-1)
         if scale != 1.0:
@@ -377,7 +367,7 @@ class _Accumulator:
             planar = fmt.is_planar
             base = fmt.name[:-1] if planar else fmt.name
             if base not in _DTYPES:
-                raise DecodeError("unsupported_codec", f"the decoder produced sample format {fmt.name!r}")
+                raise DecodeError(Code.UNSUPPORTED_CODEC, f"the decoder produced sample format {fmt.name!r}")
             if self._key is None or key[2] != self._key[2]:
                 self._drain_resampler()
                 self._resampler = None if key[2] == SAMPLE_RATE else _Resampler()
@@ -438,10 +428,12 @@ class _Accumulator:
 
 def _check_format(rate: int, channels: int, max_channels: int) -> None:
     if channels > max_channels:
-        raise DecodeError("too_many_channels", f"{channels} channels, more than the {max_channels} allowed")
+        raise DecodeError(
+            Code.TOO_MANY_CHANNELS, f"{channels} channels, more than the {max_channels} allowed"
+        )
     if rate and not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise DecodeError(
-            "bad_sample_rate", f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+            Code.BAD_SAMPLE_RATE, f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
         )
 
 
@@ -540,14 +532,13 @@ def decode_audio(
     max_duration_s: float = 300.0,
     time_limit_s: float | None = 60.0,
     max_channels: int = 32,
-    min_samples: int = 1,
-    max_input_bytes: int | None = None,
 ) -> DecodedAudio:
     """Decode an encoded audio file held in memory to float32 mono at 48 kHz.
 
     ``max_duration_s`` caps the output (longer input is cut, ``truncated=True``); ``time_limit_s``
-    bounds wall time (None: unbounded); ``max_input_bytes`` (None: unbounded) rejects oversized input
-    before any parsing. Raises :class:`DecodeError` for anything that cannot become a sample.
+    bounds wall time (None: unbounded). The caller bounds the input's size (``storage.read_bytes``
+    reads at most ``max_file_bytes``). Raises :class:`DecodeError` for anything that cannot become a
+    sample.
     """
     started = time.monotonic()
     if not isinstance(data, bytes | bytearray):
@@ -555,22 +546,29 @@ def decode_audio(
     if not max_duration_s > 0:
         raise ValueError("max_duration_s must be positive")
     if len(data) == 0:
-        raise DecodeError("empty_file", "the file is empty (0 bytes)")
-    if max_input_bytes is not None and len(data) > max_input_bytes:
-        raise DecodeError("too_large", f"{len(data)} bytes, more than the {max_input_bytes} allowed")
+        raise DecodeError(Code.EMPTY_FILE, "the file is empty (0 bytes)")
     deadline = None if time_limit_s is None else started + time_limit_s
     try:
-        return _decode(data, _Limits(max_duration_s, deadline, time_limit_s, max_channels), min_samples)
+        return _decode(data, _Limits(max_duration_s, deadline, time_limit_s, max_channels))
     except DecodeError:
         raise
     except MemoryError:
-        raise DecodeError("too_large", "decoding ran out of memory") from None
+        raise DecodeError(Code.TOO_LARGE, "decoding ran out of memory") from None
     except Exception as exc:
         # Includes av.error.ExitError from the interrupt callback when the deadline passes inside
         # FFmpeg, and anything else PyAV raises on hostile input.
         if deadline is not None and time.monotonic() >= deadline:
-            raise DecodeError("time_limit", f"decoding took longer than {time_limit_s} s") from None
-        raise DecodeError("corrupt", f"decoding failed ({_describe(exc)})") from None
+            raise DecodeError(Code.TIME_LIMIT, f"decoding took longer than {time_limit_s} s") from None
+        raise DecodeError(Code.CORRUPT, f"decoding failed ({_describe(exc)})") from None
+
+
+# A decode that yields nothing is too short whatever min_duration_s says (the sample builder's check).
+_MIN_SAMPLES = 1
+# A later chained Ogg stream that fails with one of these fails the whole file: they are limits and
+# refusals, not damage; a damaged chain is dropped (and counted) instead.
+_FATAL_IN_ANY_CHAIN = frozenset(
+    {Code.TIME_LIMIT, Code.TOO_MANY_CHANNELS, Code.BAD_SAMPLE_RATE, Code.NON_FINITE}
+)
 
 
 @dataclass(frozen=True)
@@ -583,10 +581,10 @@ class _Limits:
     max_channels: int
 
 
-def _decode(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
+def _decode(data: bytes, limits: _Limits) -> DecodedAudio:
     starts = _ogg_chain_starts(data) if data.startswith(b"OggS") else [0]
     if len(starts) == 1:
-        return _decode_one(data, limits, min_samples)
+        return _decode_one(data, limits)
     # FFmpeg's Ogg demuxer stops at a chain whose stream differs from the first (PATCHWELCOME), so
     # each chain is decoded as the file it once was and the results are joined.
     parts: list[DecodedAudio] = []
@@ -594,9 +592,9 @@ def _decode(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
     remaining = limits.max_duration_s
     for begin, end in zip(starts, [*starts[1:], len(data)], strict=True):
         try:
-            part = _decode_one(data[begin:end], replace(limits, max_duration_s=remaining), 1)
+            part = _decode_one(data[begin:end], replace(limits, max_duration_s=remaining))
         except DecodeError as e:
-            if not parts or e.code in ("time_limit", "too_many_channels", "bad_sample_rate", "non_finite"):
+            if not parts or e.code in _FATAL_IN_ANY_CHAIN:
                 raise
             dropped += 1
             continue
@@ -605,11 +603,7 @@ def _decode(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
         if part.truncated or remaining <= 0:
             break
     first = parts[0]
-    samples = np.concatenate([p.samples for p in parts])
-    if len(samples) < min_samples:
-        raise DecodeError(
-            "too_short", f"{len(samples)} samples decoded, fewer than the {min_samples} required"
-        )
+    samples = np.concatenate([p.samples for p in parts])  # every part holds at least one sample
     declared = [p.declared_duration_s for p in parts]
     return DecodedAudio(
         samples=samples,
@@ -624,7 +618,7 @@ def _decode(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
     )
 
 
-def _decode_one(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
+def _decode_one(data: bytes, limits: _Limits) -> DecodedAudio:
     max_duration_s, deadline, time_limit_s, max_channels = (
         limits.max_duration_s,
         limits.deadline,
@@ -634,7 +628,7 @@ def _decode_one(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
 
     def check_time() -> None:
         if deadline is not None and time.monotonic() >= deadline:
-            raise DecodeError("time_limit", f"decoding took longer than {time_limit_s} s")
+            raise DecodeError(Code.TIME_LIMIT, f"decoding took longer than {time_limit_s} s")
 
     try:
         container = av.open(
@@ -654,13 +648,13 @@ def _decode_one(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
         container_name = container.format.name
         # Belt and braces: the whitelist already enforced this inside FFmpeg.
         if not _ALLOWED_SET.intersection(container_name.split(",")):
-            raise DecodeError("format_not_allowed", f"container format {container_name!r} is not accepted")
+            raise DecodeError(Code.FORMAT_NOT_ALLOWED, f"container format {container_name!r} is not accepted")
         stream = container.streams.best("audio")
         if stream is None:
-            raise DecodeError("no_audio_stream", f"the {container_name} file has no audio stream")
+            raise DecodeError(Code.NO_AUDIO_STREAM, f"the {container_name} file has no audio stream")
         ctx = stream.codec_context
         if ctx is None or ctx.codec is None:
-            raise DecodeError("unsupported_codec", "no decoder for the audio stream's codec")
+            raise DecodeError(Code.UNSUPPORTED_CODEC, "no decoder for the audio stream's codec")
         codec = ctx.codec.canonical_name
         source_rate = int(ctx.sample_rate or 0)
         source_channels = int(ctx.channels or 0)
@@ -704,7 +698,7 @@ def _decode_one(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
             except (av.FFmpegError, ValueError):
                 bad_packets += 1
                 if bad_packets > 100 and bad_packets * 2 > packets:
-                    raise DecodeError("corrupt", "most packets fail to decode") from None
+                    raise DecodeError(Code.CORRUPT, "most packets fail to decode") from None
                 continue
             take(frames)
 
@@ -724,19 +718,19 @@ def _decode_one(data: bytes, limits: _Limits, min_samples: int) -> DecodedAudio:
     if bad_packets > max(_BAD_PACKETS_ALLOWED, _BAD_PACKET_FRACTION * packets) or (
         bad_packets and acc.total == 0
     ):
-        raise DecodeError("corrupt", f"{bad_packets} of {packets} audio packets failed to decode")
+        raise DecodeError(Code.CORRUPT, f"{bad_packets} of {packets} audio packets failed to decode")
     if cut_short and acc.total == 0:
-        raise DecodeError("corrupt", "the file ends before any audio could be decoded")
+        raise DecodeError(Code.CORRUPT, "the file ends before any audio could be decoded")
 
     samples = np.zeros(0, dtype=np.float32) if not acc.out else np.concatenate(acc.out)
     if over_cap:
         samples = samples[:cap]
     samples = np.ascontiguousarray(samples, dtype=np.float32)
     if not np.isfinite(samples).all():
-        raise DecodeError("non_finite", "the audio contains NaN or infinite sample values")
-    if len(samples) < min_samples:
+        raise DecodeError(Code.NON_FINITE, "the audio contains NaN or infinite sample values")
+    if len(samples) < _MIN_SAMPLES:
         raise DecodeError(
-            "too_short", f"{len(samples)} samples decoded, fewer than the {min_samples} required"
+            Code.TOO_SHORT, f"{len(samples)} samples decoded, fewer than the {_MIN_SAMPLES} required"
         )
     return DecodedAudio(
         samples=samples,

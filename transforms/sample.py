@@ -17,10 +17,11 @@ from core.audio import INT16_SCALE, SAMPLE_RATE, quantize_int16
 from core.encoding import dumps_json
 from core.hashing import audio_digest
 from core.records import Record
+from core.rejects import Code, RejectError, Stage
 from core.schema import check_document
 from transforms.captions import for_duration as k2c_for_duration
 from transforms.captions import text_augment_all
-from transforms.decode import DecodedAudio, DecodeError, decode_audio
+from transforms.decode import DecodedAudio, decode_audio
 from transforms.flac import encode_flac
 
 if TYPE_CHECKING:
@@ -96,14 +97,6 @@ def measure_level(pcm: np.ndarray) -> Level:
     )
 
 
-class SampleError(Exception):
-    """This record cannot become a sample; carries the failing stage and a readable reason."""
-
-    def __init__(self, stage: str, code: str, reason: str):
-        super().__init__(reason)
-        self.stage, self.code, self.reason = stage, code, reason
-
-
 @dataclass(frozen=True)
 class Sample:
     """A finished sample: what goes into the tar and the Parquet row."""
@@ -167,19 +160,17 @@ def sample_meta(
 
 
 def decode_with_options(data: bytes, options: SampleOptions) -> DecodedAudio:
-    """Decode under the spec's limits; a decoder failure becomes a ``decode`` :class:`SampleError`.
+    """Decode under the spec's limits; raises :class:`transforms.decode.DecodeError` (a ``decode``
+    :class:`core.rejects.RejectError`).
 
     The duplicate pass hashes what this returns, so it must stay the one decode call the shard
     writer makes too: the same bytes then give the same digest in both places."""
-    try:
-        return decode_audio(
-            data,
-            max_duration_s=options.max_duration_s,
-            time_limit_s=options.decode_time_limit_s or None,
-            max_channels=options.max_channels,
-        )
-    except DecodeError as e:
-        raise SampleError("decode", e.code, e.reason) from None
+    return decode_audio(
+        data,
+        max_duration_s=options.max_duration_s,
+        time_limit_s=options.decode_time_limit_s or None,
+        max_channels=options.max_channels,
+    )
 
 
 def _incomplete_reason(decoded: DecodedAudio) -> str:
@@ -203,17 +194,18 @@ def silence_reason(level: Level, options: SampleOptions) -> str | None:
 
 
 def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sample:
-    """Decode ``data`` and build the sample for ``record``; raise :class:`SampleError` if it can't."""
+    """Decode ``data`` and build the sample for ``record``; raise :class:`core.rejects.RejectError`
+    if it can't."""
     decoded = decode_with_options(data, options)
     if decoded.duration_s < options.min_duration_s:
-        raise SampleError(
-            "decode",
-            "too_short",
+        raise RejectError(
+            Stage.DECODE,
+            Code.TOO_SHORT,
             f"clip is {decoded.duration_s:.3f} s, under the {options.min_duration_s} s minimum",
         )
     incomplete = decoded.incomplete(options.min_complete_fraction)
     if incomplete and options.on_incomplete == "reject":
-        raise SampleError("decode", "incomplete", _incomplete_reason(decoded))
+        raise RejectError(Stage.DECODE, Code.INCOMPLETE, _incomplete_reason(decoded))
     # transforms.views imports torch (~2 s of CPU and ~600 MB per process): only processes that build
     # samples pay for it, not the launcher that merely builds the graph.
     from transforms.views import plan_views, views_from_int16
@@ -222,18 +214,20 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
     level = measure_level(pcm)
     silent = silence_reason(level, options)
     if silent:
-        raise SampleError("level", "silent", silent)
+        raise RejectError(Stage.LEVEL, Code.SILENT, silent)
     plan = plan_views(len(pcm), record.key)
     mel = None
     if options.store_mel:
         try:
             mel = views_from_int16(pcm, plan).astype(np.float16)
         except (ValueError, RuntimeError) as e:
-            raise SampleError("views", "views_failed", f"could not compute the mel views: {e}") from None
+            raise RejectError(
+                Stage.VIEWS, Code.VIEWS_FAILED, f"could not compute the mel views: {e}"
+            ) from None
     try:
         flac = encode_flac(pcm, SAMPLE_RATE)
     except Exception as e:  # an encoder failure must reject this sample, not the shard
-        raise SampleError("encode", "flac_failed", f"FLAC encoding failed: {e}") from None
+        raise RejectError(Stage.ENCODE, Code.FLAC_FAILED, f"FLAC encoding failed: {e}") from None
     return Sample(
         key=record.key,
         flac=flac,

@@ -8,6 +8,7 @@ run never leaves a file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import errno
 import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -25,6 +26,32 @@ class FileTooLarge(Exception):
     """The file is over the configured size cap; it is not read."""
 
 
+class StorageError(OSError):
+    """The filesystem layer failed to read an existing file with an error that is not an OSError
+    (a cloud client's own exception type); the message is the original one."""
+
+
+@contextlib.contextmanager
+def _typed_read_errors(path: str) -> Iterator[None]:
+    """Beam's filesystems report a missing file in their own ways (a BeamIOError wrapping the local
+    FileNotFoundError, a cloud client's NotFound): make it FileNotFoundError, and every other read
+    failure an OSError, so that callers tell them apart by type."""
+    try:
+        yield
+    except (FileNotFoundError, FileTooLarge):
+        raise
+    except Exception as e:
+        try:
+            missing = not exists(path)
+        except Exception:
+            missing = False  # the store cannot say either: report the first failure as it was
+        if missing:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path) from e
+        if isinstance(e, OSError):
+            raise
+        raise StorageError(str(e)) from e
+
+
 def exists(path: str) -> bool:
     return FileSystems.exists(path)
 
@@ -39,13 +66,15 @@ def open_read(path: str) -> BinaryIO:
 
 
 def read_bytes(path: str, *, max_bytes: int | None = None) -> bytes:
-    """Whole file as bytes; refuses files over ``max_bytes`` before reading them."""
-    if max_bytes is not None:
-        n = size(path)
-        if n > max_bytes:
-            raise FileTooLarge(f"file is {n} bytes, over the {max_bytes}-byte cap")
-    with open_read(path) as f:
-        data = f.read(max_bytes + 1 if max_bytes is not None else -1)
+    """Whole file as bytes; refuses files over ``max_bytes`` before reading them. A missing file
+    raises FileNotFoundError and any other failure an OSError, whatever the filesystem."""
+    with _typed_read_errors(path):
+        if max_bytes is not None:
+            n = size(path)
+            if n > max_bytes:
+                raise FileTooLarge(f"file is {n} bytes, over the {max_bytes}-byte cap")
+        with open_read(path) as f:
+            data = f.read(max_bytes + 1 if max_bytes is not None else -1)
     if max_bytes is not None and len(data) > max_bytes:
         raise FileTooLarge(f"file grew past the {max_bytes}-byte cap while reading")
     return data
