@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.audio import SAMPLE_RATE
+from core.audio_ref import LocalFile
 from core.records import Record
 from core.rejects import RejectError
 from pipeline import synth
@@ -265,7 +266,7 @@ def test_a_wav_without_frames_is_too_short() -> None:
 
 def test_a_clip_under_min_duration_is_too_short(encoded_matrix: dict[str, Path]) -> None:
     # min_duration_s is the spec's bound; the sample builder applies it to what decoded.
-    record = Record(key="k", source="s", source_id="k", audio_path="/x/k.wav", row=1, text=("a tone",))
+    record = Record(key="k", source="s", source_id="k", audio=LocalFile("/x/k.wav"), row=1, text=("a tone",))
     data = encoded_matrix["wav-48000-mono"].read_bytes()
     seconds = decode_audio(data).duration_s
     with pytest.raises(RejectError) as info:

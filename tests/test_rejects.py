@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.audio_ref import LocalFile
 from core.encoding import dumps_json
 from core.records import Record, Reject
 from core.rejects import PATH_CODES, Code, RejectError, Stage, codes_table, stages_table
@@ -100,7 +101,7 @@ def test_an_unknown_code_or_stage_fails_loudly():
 
 
 def test_reject_json_is_plain_and_round_trips():
-    record = Record(key="s_a_1", source="s", source_id="a", audio_path="/r/a.wav", row=4)
+    record = Record(key="s_a_1", source="s", source_id="a", audio=LocalFile("/r/a.wav"), row=4)
     rej = Reject.for_record(record, "decode", "corrupt", "3 of 9 audio packets failed to decode")
     assert rej.stage is Stage.DECODE and rej.code is Code.CORRUPT
     doc = rej.to_json()
