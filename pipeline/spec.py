@@ -30,8 +30,15 @@ from dataclasses import asdict
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import Field, StrictBool, TypeAdapter, ValidationError, ValidationInfo, field_validator
-from pydantic import model_validator as _model_validator
+from pydantic import (
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass
 
 from core.config import (
@@ -118,7 +125,7 @@ class CorpusOptions:
     def _k2c_on(cls, value: K2CConfig | None) -> K2CConfig | None:
         return value if value is not None and value.enabled else None
 
-    @_model_validator(mode="after")
+    @model_validator(mode="after")
     def _source_defaults(self) -> CorpusOptions:
         checks = tuple(
             (
@@ -164,7 +171,7 @@ class CorpusSpec:
             raise ValueError("name at least one source")
         return value
 
-    @_model_validator(mode="after")
+    @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> CorpusSpec:
         if loading(info) is None:
             return self
@@ -243,28 +250,28 @@ def _model_input(data: Any, file: str) -> tuple[Any, list[str]]:
         return data, []
     written = [f"spec.{k}" for k in _NOT_WRITTEN[CorpusSpec] if k in data]
     doc: dict[str, Any] = {**_present(data), "path": file}
+    checks: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(doc.get("sources"), list):
+        entries = []
+        for raw in map(_present, doc["sources"]):
+            if isinstance(raw, Mapping):
+                checks.append((str(raw.get("name")), {k: v for k, v in raw.items() if k in _CHECK_FIELDS}))
+                raw = {k: v for k, v in raw.items() if k not in _CHECK_FIELDS}
+            else:
+                checks.append(("", {}))  # keeps positions aligned with the sources
+            entries.append(raw)
+        doc["sources"] = entries
     options = _present(doc.get("options", {}))
     if isinstance(options, Mapping):
         written += [f"options.{k}" for k in _NOT_WRITTEN[CorpusOptions] if k in options]
-        options = {k: v for k, v in options.items() if k not in _NOT_WRITTEN[CorpusOptions]}
-        options["sample"] = {k: options.pop(k) for k in _SAMPLE_FIELDS & set(options)}
+        doc["options"] = {k: v for k, v in options.items() if k not in _NOT_WRITTEN[CorpusOptions]}
+        doc["options"]["sample"] = {k: v for k, v in options.items() if k in _SAMPLE_FIELDS}
+        for k in doc["options"]["sample"]:
+            del doc["options"][k]
+        doc["options"]["source_checks"] = checks
         if "k2c" in options:
             written += [f"options.k2c.{k}" for k in k2c_config.derived_fields_in(options["k2c"])]
-            options["k2c"] = k2c_config.document(options["k2c"])
-        sources = doc.get("sources")
-        if isinstance(sources, list):
-            entries, checks = [], []
-            for raw in sources:
-                raw = _present(raw)
-                if isinstance(raw, Mapping):
-                    checks.append((str(raw.get("name")), {k: raw[k] for k in _CHECK_FIELDS & set(raw)}))
-                    raw = {k: v for k, v in raw.items() if k not in _CHECK_FIELDS}
-                else:
-                    checks.append(("", {}))  # keeps positions aligned with the sources
-                entries.append(raw)
-            doc["sources"] = entries
-            options["source_checks"] = checks
-        doc["options"] = options
+            doc["options"]["k2c"] = k2c_config.document(options["k2c"])
     return doc, written
 
 
@@ -275,7 +282,7 @@ def _where(loc: tuple[str | int, ...]) -> str | None:
     if loc[:2] == ("options", "source_checks"):
         # ("options", "source_checks", i, 1, field): that field of sources[i]
         return dotted(f"sources[{loc[2]}]", loc[4:]) if len(loc) > 3 and loc[3] == 1 else None
-    if len(loc) == 1 and loc[0] in ("corpus", "sources"):
+    if len(loc) == 1:  # a field of the top: spec.corpus, spec.sources ...
         return f"spec.{loc[0]}"
     return dotted("", loc)
 
