@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "datasets>=4.0,<6",
     "pandas>=2.2",
     "pyyaml>=6.0",
+    "pydantic>=2.7,<3",  # the spec model (core/config.py); also what Beam's gcp extra installs
     "webdataset>=1.0,<2",
     "fsspec>=2023.1",  # the trainer's storage (trainer/storage.py); gs:// and s3:// need gcsfs / s3fs
     "matplotlib>=3.8,<4",  # run report plots (Agg backend, no display needed)

@@ -1,4 +1,4 @@
-"""The spec's ``options.k2c`` section, validated into :class:`K2CConfig`.
+"""The spec's ``options.k2c`` section: :class:`K2CConfig` is its declaration and its runtime value.
 
     options:
       k2c:
@@ -21,8 +21,9 @@
         download: false             # allow fetching a hub id from the network (never in tests)
         enabled: true
 
-This module imports nothing from ``pipeline`` (the spec parser imports it); errors are
-:class:`K2CConfigError` with the dotted field name, which the parser turns into a ``SpecError``.
+The spec loader (pipeline/spec.py) validates the section as part of the whole spec and checks it against
+the rest (the sources it names exist, its caption cap is within the corpus's). :func:`parse_k2c`
+validates the section on its own, for code and tests that have no spec.
 """
 
 from __future__ import annotations
@@ -30,27 +31,81 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+
+from core.config import (
+    MODEL_CONFIG,
+    Count,
+    LoadContext,
+    Natural,
+    NonNegative,
+    Number,
+    describe,
+    dotted,
+    field_names,
+    loading,
+    problem,
+)
+from core.errors import ConfigError
 from k2c.presets import GENERATION_DEFAULTS, PRESETS, TINY_MODEL_DIR, TINY_MODEL_NAME, infer_preset
 
-MODES = ("replace", "join", "off")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+Mode = Literal["replace", "join", "off"]
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+# Set by validation from `model`, never written in a spec.
+DERIVED_FIELDS = ("model_path", "is_local")
 
 
-class K2CConfigError(ValueError):
-    """A wrong ``options.k2c`` field; the message starts with the dotted field name."""
+class K2CConfigError(ConfigError):
+    """A wrong ``options.k2c`` field; each line starts with the dotted field name."""
 
 
-@dataclass(frozen=True)
+def _yaml_off(mode: Any) -> Any:
+    """YAML 1.1 reads a bare ``off`` as false; that is what the user wrote."""
+    return "off" if mode is False else mode
+
+
+def _overrides(value: Any) -> Any:
+    """``{audioset: replace}`` as written in a spec -> sorted (source, mode) pairs; a tuple from code
+    passes."""
+    if not isinstance(value, Mapping):
+        return value
+    out = []
+    for name, mode in value.items():
+        mode = _yaml_off(mode)
+        if mode not in ("replace", "join", "off"):
+            raise ValueError(f"mode of {name!r} must be one of replace, join, off, got {mode!r}")
+        out.append((str(name), mode))
+    return tuple(sorted(out))
+
+
+def _device(value: str) -> str:
+    if not _DEVICE_RE.match(value):
+        raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, config=MODEL_CONFIG)
 class GenerationOptions:
-    num_beams: int = int(GENERATION_DEFAULTS["num_beams"])
-    length_penalty: float = float(GENERATION_DEFAULTS["length_penalty"])
-    no_repeat_ngram_size: int = int(GENERATION_DEFAULTS["no_repeat_ngram_size"])
-    early_stopping: bool = bool(GENERATION_DEFAULTS["early_stopping"])
-    max_new_tokens: int = int(GENERATION_DEFAULTS["max_new_tokens"])
+    num_beams: Count = int(GENERATION_DEFAULTS["num_beams"])
+    length_penalty: Number = float(GENERATION_DEFAULTS["length_penalty"])
+    no_repeat_ngram_size: Natural = int(GENERATION_DEFAULTS["no_repeat_ngram_size"])
+    early_stopping: StrictBool = bool(GENERATION_DEFAULTS["early_stopping"])
+    max_new_tokens: Count = int(GENERATION_DEFAULTS["max_new_tokens"])
 
     def kwargs(self) -> dict[str, Any]:
         # Beam search only, never sampling: the same input gives the same caption on every run.
@@ -64,72 +119,68 @@ class GenerationOptions:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=MODEL_CONFIG)
 class K2CConfig:
-    model: str  # as written in the spec (hub id, folder, or "tiny")
-    model_path: str  # what from_pretrained gets: the resolved folder, or the hub id
-    is_local: bool
-    preset: str
-    mode: str = "join"
-    sources: tuple[tuple[str, str], ...] = ()  # (source name, mode) overrides, sorted
-    min_clip_seconds: float = 2.0
-    generation: GenerationOptions = field(default_factory=GenerationOptions)
-    min_batch_size: int = 1
-    max_batch_size: int = 32
-    max_keywords: int = 10
-    max_keyword_chars: int = 48
-    max_caption_chars: int = 200
-    dedup: bool = True
-    debias: bool = True
-    device: str = "auto"
-    large_model: bool = True
-    download: bool = False
+    # as written in the spec
+    model: StrictStr = Field(
+        description="a Hugging Face hub id such as gagan3012/k2t-base, a local model folder, "
+        f"or '{TINY_MODEL_NAME}' for the embedded demo model"
+    )
+    model_path: StrictStr = ""  # what from_pretrained gets: the resolved folder, or the hub id
+    is_local: StrictBool = False
+    preset: Literal["auto", "k2t", "common_gen"] = "auto"  # never `auto` after validation
+    mode: Annotated[Mode, BeforeValidator(_yaml_off)] = "join"
+    # (source name, mode) overrides, sorted
+    sources: Annotated[tuple[tuple[str, Mode], ...], BeforeValidator(_overrides)] = ()
+    min_clip_seconds: NonNegative = 2.0
+    generation: GenerationOptions = Field(default_factory=GenerationOptions)
+    min_batch_size: Count = 1
+    max_batch_size: Count = 32
+    max_keywords: Count = 10
+    max_keyword_chars: Count = 48
+    max_caption_chars: Count = 200
+    dedup: StrictBool = True
+    debias: StrictBool = True
+    device: Annotated[StrictStr, AfterValidator(_device)] = "auto"
+    large_model: StrictBool = True
+    download: StrictBool = False
+    enabled: StrictBool = True  # false: the section stays in the spec, K2C is off (the spec's k2c is None)
 
     def mode_for(self, source: str) -> str:
         return dict(self.sources).get(source, self.mode)
 
+    @field_validator("model")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
 
-class _Section:
-    def __init__(self, data: Any, where: str):
-        if not isinstance(data, Mapping):
-            raise K2CConfigError(f"{where}: must be a mapping, got {type(data).__name__}")
-        self.data, self.where, self.used = data, where, set()
-
-    def err(self, key: str, msg: str) -> K2CConfigError:
-        return K2CConfigError(f"{self.where}.{key}: {msg}")
-
-    def get(self, key: str, types: type | tuple[type, ...], default: Any) -> Any:
-        self.used.add(key)
-        value = self.data.get(key)
-        if value is None:
-            return default
-        ts = types if isinstance(types, tuple) else (types,)
-        if isinstance(value, bool) and bool not in ts:
-            raise self.err(key, f"expected {_names(ts)}, got a boolean")
-        if not isinstance(value, ts):
-            raise self.err(key, f"expected {_names(ts)}, got {type(value).__name__} ({value!r:.60})")
-        return value
-
-    def number(self, key: str, default: float, *, minimum: float, integer: bool = False) -> Any:
-        value = self.get(key, int if integer else (int, float), default)
-        if value < minimum:
-            raise self.err(key, f"must be at least {minimum:g}, got {value!r}")
-        return value if integer else float(value)
-
-    def done(self) -> None:
-        unknown = sorted(set(map(str, self.data)) - self.used)
-        if unknown:
-            raise K2CConfigError(f"{self.where}: unknown field(s) {', '.join(unknown)}")
-
-
-def _names(ts: Iterable[type]) -> str:
-    names = {int: "an integer", float: "a number", str: "text", bool: "true/false", dict: "a mapping"}
-    return " or ".join(names.get(t, t.__name__) for t in ts)
-
-
-def _yaml_off(mode: Any) -> Any:
-    """YAML 1.1 reads a bare ``off`` as false; that is what the user wrote."""
-    return "off" if mode is False else mode
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> K2CConfig:
+        if not self.model_path:
+            context = loading(info)
+            model_path, is_local = resolve_model(self.model, context.base_dir if context else ".")
+            if not is_local and not _HUB_ID_RE.match(self.model):
+                raise problem(
+                    f"{self.model!r} is neither an existing folder nor a hub id like 'owner/name'", "model"
+                )
+            # still being built: the only moment a frozen dataclass takes a value
+            object.__setattr__(self, "model_path", model_path)
+            object.__setattr__(self, "is_local", is_local)
+        if self.preset == "auto":
+            guessed = infer_preset(self.model)
+            if guessed is None:
+                raise problem(
+                    f"cannot tell the input format of {self.model!r} from its name: set preset to one of "
+                    f"{', '.join(PRESETS)}",
+                    "preset",
+                )
+            object.__setattr__(self, "preset", guessed)
+        if self.max_batch_size < self.min_batch_size:
+            raise problem(
+                f"must be at least min_batch_size ({self.min_batch_size}), got {self.max_batch_size}",
+                "max_batch_size",
+            )
+        return self
 
 
 def resolve_model(model: str, base_dir: str) -> tuple[str, bool]:
@@ -147,85 +198,49 @@ def resolve_model(model: str, base_dir: str) -> tuple[str, bool]:
     return model, False
 
 
+def derived_fields_in(raw: Any) -> list[str]:
+    """The fields of ``raw`` (a k2c section as written) that validation sets and a spec may not."""
+    return [name for name in DERIVED_FIELDS if isinstance(raw, Mapping) and name in raw]
+
+
+def document_fields(cls: type) -> list[str]:
+    """The names a spec may write in the section that ``cls`` (K2CConfig or a part of it) declares."""
+    return [n for n in field_names(cls) if n not in DERIVED_FIELDS]
+
+
+_ADAPTER: TypeAdapter[K2CConfig] = TypeAdapter(K2CConfig)
+
+
 def parse_k2c(
     raw: Any, *, sources: Iterable[str], base_dir: str = ".", where: str = "options.k2c"
 ) -> K2CConfig | None:
-    """Validate the section; None when it is switched off (``enabled: false``)."""
-    f = _Section(raw, where)
-    enabled = f.get("enabled", bool, True)
-    model = f.get("model", str, None)
-    if model is None:
-        raise K2CConfigError(
-            f"{where}: missing required field 'model' (a Hugging Face hub id such as gagan3012/k2t-base, "
-            f"a local model folder, or '{TINY_MODEL_NAME}' for the embedded demo model)"
-        )
-    model = model.strip()
-    model_path, is_local = resolve_model(model, base_dir)
-    if not is_local and not _HUB_ID_RE.match(model):
-        raise f.err("model", f"{model!r} is neither an existing folder nor a hub id like 'owner/name'")
-    preset = f.get("preset", str, "auto")
-    if preset == "auto":
-        guessed = infer_preset(model)
-        if guessed is None:
-            raise f.err(
-                "preset",
-                f"cannot tell the input format of {model!r} from its name: set preset to one of "
-                f"{', '.join(PRESETS)}",
-            )
-        preset = guessed
-    elif preset not in PRESETS:
-        raise f.err("preset", f"unknown preset {preset!r} (known: auto, {', '.join(PRESETS)})")
-    mode = _yaml_off(f.get("mode", (str, bool), "join"))
-    if mode not in MODES:
-        raise f.err("mode", f"unknown mode {mode!r} (known: {', '.join(MODES)})")
-    known_sources = set(sources)
-    overrides = []
-    for name, m in f.get("sources", dict, {}).items():
-        m = _yaml_off(m)
-        if name not in known_sources:
-            raise f.err("sources", f"no source named {name!r} in the spec")
-        if m not in MODES:
-            raise f.err("sources", f"mode of {name!r} must be one of {', '.join(MODES)}, got {m!r}")
-        overrides.append((str(name), m))
-    gen = _Section(f.get("generation", dict, {}), f"{where}.generation")
-    generation = GenerationOptions(
-        num_beams=gen.number("num_beams", GenerationOptions.num_beams, minimum=1, integer=True),
-        length_penalty=gen.number("length_penalty", GenerationOptions.length_penalty, minimum=-1e9),
-        no_repeat_ngram_size=gen.number(
-            "no_repeat_ngram_size", GenerationOptions.no_repeat_ngram_size, minimum=0, integer=True
-        ),
-        early_stopping=gen.get("early_stopping", bool, GenerationOptions.early_stopping),
-        max_new_tokens=gen.number(
-            "max_new_tokens", GenerationOptions.max_new_tokens, minimum=1, integer=True
-        ),
-    )
-    gen.done()
-    min_batch = f.number("min_batch_size", 1, minimum=1, integer=True)
-    max_batch = f.number("max_batch_size", 32, minimum=1, integer=True)
-    if max_batch < min_batch:
-        raise f.err("max_batch_size", f"must be at least min_batch_size ({min_batch}), got {max_batch}")
-    device = f.get("device", str, "auto")
-    if not _DEVICE_RE.match(device):
-        raise f.err("device", f"expected auto, cpu, cuda or cuda:N, got {device!r}")
-    config = K2CConfig(
-        model=model,
-        model_path=model_path,
-        is_local=is_local,
-        preset=preset,
-        mode=mode,
-        sources=tuple(sorted(overrides)),
-        min_clip_seconds=f.number("min_clip_seconds", 2.0, minimum=0.0),
-        generation=generation,
-        min_batch_size=min_batch,
-        max_batch_size=max_batch,
-        max_keywords=f.number("max_keywords", 10, minimum=1, integer=True),
-        max_keyword_chars=f.number("max_keyword_chars", 48, minimum=1, integer=True),
-        max_caption_chars=f.number("max_caption_chars", 200, minimum=1, integer=True),
-        dedup=f.get("dedup", bool, True),
-        debias=f.get("debias", bool, True),
-        device=device,
-        large_model=f.get("large_model", bool, True),
-        download=f.get("download", bool, False),
-    )
-    f.done()
-    return config if enabled else None
+    """The section ``raw`` validated; None when it is switched off (``enabled: false``). Raises one
+    :class:`K2CConfigError` naming every problem, one per line."""
+    lines = [f"{where}.{name}: unknown field" for name in derived_fields_in(raw)]
+    config = None
+    try:
+        config = _ADAPTER.validate_python(document(raw), context=LoadContext(base_dir=base_dir, resolve=str))
+    except ValidationError as e:
+        found = describe(e, K2CConfig, lambda loc: dotted(where, loc), document_fields)
+        lines += [f"{path}: {message}" for path, message in found]
+    if config is not None:
+        known = set(sources)
+        lines += [f"{where}.sources: {m}" for m in unknown_source_problems(config, known)]
+    if lines:
+        raise K2CConfigError("\n".join(lines))
+    return config if config is not None and config.enabled else None
+
+
+def unknown_source_problems(config: K2CConfig, known: set[str]) -> list[str]:
+    return [f"no source named {name!r} in the spec" for name, _ in config.sources if name not in known]
+
+
+def document(raw: Any) -> Any:
+    """The section as the model reads it: an empty field (``dedup:``) is an absent one, and the derived
+    fields (reported by :func:`derived_fields_in`) are left out."""
+    if not isinstance(raw, Mapping):
+        return raw
+    out = {k: v for k, v in raw.items() if v is not None and k not in DERIVED_FIELDS}
+    if isinstance(out.get("generation"), Mapping):
+        out["generation"] = {k: v for k, v in out["generation"].items() if v is not None}
+    return out

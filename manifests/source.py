@@ -6,31 +6,80 @@ import functools
 import os
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from core.config import MODEL_CONFIG, Proportions, SourceName, SplitName, loading, problem
 from core.rejects import Code, RejectError, Stage
 from transforms import storage
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
 class SourceSpec:
-    """One source of a corpus, with every path already resolved against the spec's folder."""
+    """One source of a corpus (an entry of the spec's ``sources``), with every path resolved against the
+    spec's folder. The start check's fields of the entry live in pipeline/spec.py's SourceCheck."""
 
-    name: str
-    adapter: str
-    audio_root: str
-    manifest: str | None = None
-    split: str | None = None  # every clip of the source goes to this split
-    split_map: Mapping[str, str] = field(default_factory=dict)  # native split name -> corpus split
-    split_proportions: tuple[tuple[str, float], ...] | None = None  # hash split for clips without one
-    options: Mapping[str, Any] = field(default_factory=dict)  # adapter-specific
-    license: str | None = None  # default license for clips whose row names none
-    expected_count: int | None = None
-    allowed_schemes: tuple[str, ...] = ()  # URL schemes audio paths may use besides the root's own
+    name: SourceName
+    adapter: StrictStr  # a name in manifests/registry.py
+    audio_root: StrictStr
+    manifest: StrictStr | None = None
+    split: SplitName | None = None  # every clip of the source goes to this split
+    split_map: Mapping[str, SplitName] = Field(default_factory=dict)  # native split name -> corpus split
+    split_proportions: Proportions | None = None  # hash split for clips without one
+    # adapter-specific (manifests/options.py); checked when absent too: an adapter may need one
+    options: Mapping[str, Any] = Field(default_factory=dict, validate_default=True)
+    license: StrictStr | None = None  # default license for clips whose row names none
+    expected_count: StrictInt | None = None
+    allowed_schemes: tuple[StrictStr, ...] = ()  # URL schemes audio paths may use besides the root's own
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, value: str, info: ValidationInfo) -> str:
+        if loading(info) is not None:
+            from manifests.registry import ADAPTERS  # the registry imports the adapters, which import us
+
+            if value not in ADAPTERS:
+                raise ValueError(f"unknown adapter '{value}' (known: {', '.join(sorted(ADAPTERS))})")
+        return value
+
+    @field_validator("audio_root", "manifest")
+    @classmethod
+    def _resolved(cls, value: str | None, info: ValidationInfo) -> str | None:
+        context = loading(info)
+        return context.resolve(value) if context is not None and value is not None else value
+
+    @field_validator("allowed_schemes")
+    @classmethod
+    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(s.lower() for s in value)
+
+    @field_validator("options")
+    @classmethod
+    def _adapter_options(cls, value: Mapping[str, Any], info: ValidationInfo) -> Mapping[str, Any]:
+        context = loading(info)
+        if context is None or "adapter" not in info.data:  # built in code, or the adapter is wrong
+            return value
+        from manifests.options import OptionError
+        from manifests.registry import parse_options
+
+        try:
+            return parse_options(info.data["adapter"], value, context.resolve)
+        except OptionError as e:
+            raise problem(e.message, at=e.field) from None
+
+    @model_validator(mode="after")
+    def _manifest_when_needed(self, info: ValidationInfo) -> SourceSpec:
+        if loading(info) is not None and self.manifest is None:
+            from manifests.registry import needs_manifest
+
+            if needs_manifest(self.adapter):
+                raise problem(f"adapter '{self.adapter}' needs a 'manifest' field")
+        return self
 
 
 class PathRejected(RejectError, ValueError):

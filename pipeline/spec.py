@@ -26,40 +26,65 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Literal, get_args
 
 import yaml
+from pydantic import (
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
+from core.config import (
+    MODEL_CONFIG,
+    CorpusName,
+    Count,
+    Fraction,
+    LoadContext,
+    Natural,
+    Proportions,
+    SplitName,
+    describe,
+    dotted,
+    field_names,
+    loading,
+    problem,
+    problems,
+)
 from core.errors import ConfigError
-from core.layout import NAME_RULE_TEXT, UnsafeName, check_name
-from k2c.config import K2CConfig, K2CConfigError, parse_k2c
-from manifests.options import OptionError
-from manifests.registry import ADAPTERS, needs_manifest, parse_options
+from k2c import config as k2c_config
+from k2c.config import K2CConfig
 from manifests.source import SourceSpec
 from transforms import storage
 from transforms.captions import DEFAULT_MAX_CAPTION_CHARS
-from transforms.sample import ON_INCOMPLETE, SampleOptions
+from transforms.sample import SampleOptions
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
 # run never reuses shards written by an incompatible version.
 FORMAT_VERSION = "2"
 
-DUPLICATE_MODES = ("report", "keep_first", "drop_all")
-CROSS_SPLIT_MODES = ("remove", "report")
-FORMATS = ("webdataset", "parquet")
+Format = Literal["webdataset", "parquet"]
+FORMATS: tuple[str, ...] = get_args(Format)
 
 
 class SpecError(ConfigError):
     """The spec is wrong; the message names the file and the field (one line per problem)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=MODEL_CONFIG)
 class SourceCheck:
-    """What the start check (pipeline/preflight.py) and the end of a run demand of one source."""
+    """What the start check (pipeline/preflight.py) and the end of a run demand of one source; written
+    in the source's entry of the spec."""
 
-    min_audio_found: float = 0.5  # fraction of the sampled rows whose audio file must exist
-    allow_empty: bool = False  # a run may end with zero samples from this source
+    # fraction of the sampled rows whose audio file must exist; None: the corpus's options.min_audio_found
+    min_audio_found: Fraction | None = None
+    allow_empty: StrictBool = False  # a run may end with zero samples from this source
 
 
 # Options that decide whether a run starts or fails, not what it writes: kept out of the fingerprint
@@ -67,29 +92,59 @@ class SourceCheck:
 _CHECK_OPTIONS = ("start_check_rows", "min_audio_found", "source_checks")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=MODEL_CONFIG)
 class CorpusOptions:
-    shard_size: int = 512
-    formats: tuple[str, ...] = FORMATS
-    split_proportions: tuple[tuple[str, float], ...] = (("train", 0.9), ("valid", 0.05), ("test", 0.05))
-    sample: SampleOptions = field(default_factory=SampleOptions)
-    k2c: K2CConfig | None = None  # options.k2c, validated by k2c/config.py; None: K2C off
-    duplicates: str = "report"  # report | keep_first | drop_all (pipeline/duplicates.py)
+    """The spec's ``options``; SampleOptions' fields are written among these, and each source's
+    SourceCheck in the source's entry (see :func:`parse_spec`)."""
+
+    shard_size: Count = 512
+    formats: tuple[Format, ...] = FORMATS  # kept in FORMATS' order
+    split_proportions: Proportions = (("train", 0.9), ("valid", 0.05), ("test", 0.05))
+    sample: SampleOptions = Field(default_factory=SampleOptions)
+    k2c: K2CConfig | None = None  # options.k2c (k2c/config.py); None: K2C off
+    # report | keep_first | drop_all (pipeline/duplicates.py)
+    duplicates: Literal["report", "keep_first", "drop_all"] = "report"
     # remove | report: a train copy of held-out audio is dropped by the shard writer (pipeline/duplicates.py)
-    cross_split_duplicates: str = "remove"
-    leakage_guard: bool = True  # pipeline/leakage.py
-    train_splits: tuple[str, ...] = ("train", "balanced_train", "unbalanced_train")
-    start_check_rows: int = 200  # rows sampled per source by the start check; 0: no start check
-    min_audio_found: float = SourceCheck.min_audio_found  # default of the sources' own field
-    source_checks: tuple[tuple[str, SourceCheck], ...] = ()  # per source name
-    max_caption_chars: int = DEFAULT_MAX_CAPTION_CHARS  # a longer caption rejects its clip (captions.py)
+    cross_split_duplicates: Literal["remove", "report"] = "remove"
+    leakage_guard: StrictBool = True  # pipeline/leakage.py
+    train_splits: tuple[SplitName, ...] = ("train", "balanced_train", "unbalanced_train")
+    start_check_rows: Natural = 200  # rows sampled per source by the start check; 0: no start check
+    min_audio_found: Fraction = 0.5  # the sources' default for their own field
+    source_checks: tuple[tuple[str, SourceCheck], ...] = ()  # per source name, each min_audio_found set
+    max_caption_chars: Count = DEFAULT_MAX_CAPTION_CHARS  # a longer caption rejects its clip (captions.py)
+
+    @field_validator("formats")
+    @classmethod
+    def _some_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one output format")
+        return tuple(f for f in FORMATS if f in value)
+
+    @field_validator("k2c")
+    @classmethod
+    def _k2c_on(cls, value: K2CConfig | None) -> K2CConfig | None:
+        return value if value is not None and value.enabled else None
+
+    @model_validator(mode="after")
+    def _source_defaults(self) -> CorpusOptions:
+        checks = tuple(
+            (
+                name,
+                check
+                if check.min_audio_found is not None
+                else SourceCheck(self.min_audio_found, check.allow_empty),
+            )
+            for name, check in self.source_checks
+        )
+        object.__setattr__(self, "source_checks", checks)  # still being built
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=MODEL_CONFIG)
 class CorpusSpec:
-    corpus: str
+    corpus: CorpusName
     sources: tuple[SourceSpec, ...]
-    options: CorpusOptions
+    options: CorpusOptions = Field(default_factory=CorpusOptions)
     path: str = ""  # the file it was loaded from
 
     def source(self, name: str) -> SourceSpec:
@@ -100,7 +155,7 @@ class CorpusSpec:
 
     def check(self, name: str) -> SourceCheck:
         """The start check's and the end of run's demands on source ``name``."""
-        return dict(self.options.source_checks).get(name, SourceCheck())
+        return dict(self.options.source_checks).get(name) or SourceCheck(self.options.min_audio_found)
 
     def fingerprint(self) -> str:
         """Changes whenever anything that affects the output changes (spec, options, format)."""
@@ -109,6 +164,39 @@ class CorpusSpec:
         doc = {"format_version": FORMAT_VERSION, "spec": _canonical(data)}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
+    @field_validator("sources")
+    @classmethod
+    def _some_sources(cls, value: tuple[SourceSpec, ...]) -> tuple[SourceSpec, ...]:
+        if not value:
+            raise ValueError("name at least one source")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> CorpusSpec:
+        if loading(info) is None:
+            return self
+        found = []
+        seen: set[str] = set()
+        for i, source in enumerate(self.sources):
+            if source.name in seen:
+                found.append((("sources", i), problem(f"duplicate source name '{source.name}'", "name")))
+            seen.add(source.name)
+        k2c = self.options.k2c
+        if k2c is not None:
+            for message in k2c_config.unknown_source_problems(k2c, seen):
+                found.append((("options", "k2c"), problem(message, "sources")))
+            if k2c.max_caption_chars > self.options.max_caption_chars:
+                # K2C's own cap makes a long generated caption fall back to the template; above the
+                # corpus cap it would ship a caption that a source could not.
+                message = (
+                    f"must not exceed options.max_caption_chars ({self.options.max_caption_chars}), "
+                    f"got {k2c.max_caption_chars}"
+                )
+                found.append((("options", "k2c"), problem(message, "max_caption_chars")))
+        if found:
+            raise problems(found, "CorpusSpec")
+        return self
+
 
 def _canonical(obj: Any) -> Any:
     if isinstance(obj, Mapping):
@@ -116,52 +204,6 @@ def _canonical(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_canonical(v) for v in obj]
     return obj
-
-
-class _Fields:
-    """Typed access to one mapping of the YAML, with errors that say where."""
-
-    def __init__(self, data: Any, where: str, file: str):
-        if not isinstance(data, Mapping):
-            raise SpecError(f"{file}: {where} must be a mapping, got {type(data).__name__}")
-        self.data, self.where, self.file = data, where, file
-        self.used: set[str] = set()
-
-    def err(self, key: str, msg: str) -> SpecError:
-        return SpecError(f"{self.file}: {self.where}.{key}: {msg}")
-
-    def get(
-        self, key: str, types: type | tuple[type, ...], default: Any = None, *, required: bool = False
-    ) -> Any:
-        self.used.add(key)
-        if key not in self.data or self.data[key] is None:
-            if required:
-                raise SpecError(f"{self.file}: {self.where}: missing required field '{key}'")
-            return default
-        value = self.data[key]
-        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-            raise self.err(key, f"expected {_type_names(types)}, got a boolean")
-        if not isinstance(value, types):
-            raise self.err(key, f"expected {_type_names(types)}, got {type(value).__name__} ({value!r:.60})")
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(map(str, self.data)) - self.used)
-        if unknown:
-            raise SpecError(f"{self.file}: {self.where}: unknown field(s) {', '.join(unknown)}")
-
-
-def _type_names(types: type | tuple[type, ...]) -> str:
-    ts = types if isinstance(types, tuple) else (types,)
-    names = {
-        int: "an integer",
-        float: "a number",
-        str: "text",
-        bool: "true/false",
-        list: "a list",
-        dict: "a mapping",
-    }
-    return " or ".join(names.get(t, t.__name__) for t in ts)
 
 
 def _resolve(base_dir: str, value: str) -> str:
@@ -173,223 +215,133 @@ def _resolve(base_dir: str, value: str) -> str:
     return os.path.normpath(os.path.join(base_dir, value))
 
 
-def _proportions(f: _Fields, key: str) -> tuple[tuple[str, float], ...] | None:
-    raw = f.get(key, dict)
-    if raw is None:
-        return None
-    out = []
-    for name, value in raw.items():
-        _split_name(f, key, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise f.err(key, f"proportion of '{name}' must be a non-negative number")
-        out.append((name, float(value)))
-    total = sum(v for _, v in out)
-    if not out or abs(total - 1.0) > 1e-6:
-        raise f.err(key, f"proportions must sum to 1, they sum to {total:g}")
-    return tuple(out)
+# --- the document as written -> the model's shape, and back for the messages ---------------------
+#
+# The document writes SampleOptions' fields among the corpus options and each source's SourceCheck in
+# the source's entry; the model keeps them apart (the per-sample steps get SampleOptions alone, the
+# workers never see the start check). _model_input moves them; _where maps an error's place back.
+
+_SAMPLE_FIELDS = frozenset(field_names(SampleOptions))
+_CHECK_FIELDS = frozenset(field_names(SourceCheck))
+# Set by parse_spec, never written in a spec: (model, field) pairs reported as unknown fields.
+_NOT_WRITTEN = {CorpusSpec: ("path",), CorpusOptions: ("sample", "source_checks")}
 
 
-def _name(f: _Fields, key: str, kind: str, value: Any) -> str:
-    try:
-        return check_name(kind, value)
-    except UnsafeName:
-        raise f.err(key, f"{kind} name {value!r} must be {NAME_RULE_TEXT[kind]}") from None
+def _document_fields(cls: type) -> list[str]:
+    """The names a spec may write in the mapping that model ``cls`` is read from."""
+    names = [n for n in field_names(cls) if n not in _NOT_WRITTEN.get(cls, ())]
+    if cls is CorpusOptions:
+        names += _SAMPLE_FIELDS
+    elif cls is SourceSpec:
+        names += _CHECK_FIELDS
+    elif cls is K2CConfig:
+        names = k2c_config.document_fields(cls)
+    return names
 
 
-def _split_name(f: _Fields, key: str, value: Any) -> str:
-    return _name(f, key, "split", value)
+def _present(raw: Any) -> Any:
+    """A mapping without its empty fields: ``shard_size:`` with no value means the default."""
+    return {k: v for k, v in raw.items() if v is not None} if isinstance(raw, Mapping) else raw
 
 
-def _parse_sample_options(f: _Fields) -> SampleOptions:
-    d = SampleOptions()
-    kw: dict[str, Any] = {}
-    for fld in fields(SampleOptions):
-        default = getattr(d, fld.name)
-        types: tuple[type, ...] = (int, float) if isinstance(default, float) else (type(default),)
-        value = f.get(fld.name, types, default)
-        if fld.name.endswith("_dbfs"):
-            if value > 0:
-                raise f.err(fld.name, "a level in dBFS must not be above 0")
-        elif isinstance(default, int | float) and not isinstance(default, bool) and value < 0:
-            raise f.err(fld.name, "must not be negative")
-        kw[fld.name] = type(default)(value) if isinstance(default, float) else value
-    _one_of(f, "on_incomplete", kw["on_incomplete"], ON_INCOMPLETE)
-    if kw["min_complete_fraction"] > 1:
-        raise f.err("min_complete_fraction", "must be a share between 0 and 1")
-    return SampleOptions(**kw)
+def _model_input(data: Any, file: str) -> tuple[Any, list[str]]:
+    """The document reshaped for CorpusSpec, and the paths of fields it may not write."""
+    if not isinstance(data, Mapping):
+        return data, []
+    written = [f"spec.{k}" for k in _NOT_WRITTEN[CorpusSpec] if k in data]
+    doc: dict[str, Any] = {**_present(data), "path": file}
+    checks: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(doc.get("sources"), list):
+        entries = []
+        for raw in map(_present, doc["sources"]):
+            if isinstance(raw, Mapping):
+                checks.append((str(raw.get("name")), {k: v for k, v in raw.items() if k in _CHECK_FIELDS}))
+                raw = {k: v for k, v in raw.items() if k not in _CHECK_FIELDS}
+            else:
+                checks.append(("", {}))  # keeps positions aligned with the sources
+            entries.append(raw)
+        doc["sources"] = entries
+    options = _present(doc.get("options", {}))
+    if isinstance(options, Mapping):
+        written += [f"options.{k}" for k in _NOT_WRITTEN[CorpusOptions] if k in options]
+        doc["options"] = {k: v for k, v in options.items() if k not in _NOT_WRITTEN[CorpusOptions]}
+        doc["options"]["sample"] = {k: v for k, v in options.items() if k in _SAMPLE_FIELDS}
+        for k in doc["options"]["sample"]:
+            del doc["options"][k]
+        doc["options"]["source_checks"] = checks
+        if "k2c" in options:
+            written += [f"options.k2c.{k}" for k in k2c_config.derived_fields_in(options["k2c"])]
+            doc["options"]["k2c"] = k2c_config.document(options["k2c"])
+    return doc, written
+
+
+def _where(loc: tuple[str | int, ...]) -> str | None:
+    """Where the user wrote what is at runtime location ``loc`` (None: reported elsewhere)."""
+    if loc[:2] == ("options", "sample"):
+        return dotted("options", loc[2:])
+    if loc[:2] == ("options", "source_checks"):
+        # ("options", "source_checks", i, 1, field): that field of sources[i]
+        return dotted(f"sources[{loc[2]}]", loc[4:]) if len(loc) > 3 and loc[3] == 1 else None
+    if len(loc) == 1:  # a field of the top: spec.corpus, spec.sources ...
+        return f"spec.{loc[0]}"
+    return dotted("", loc)
+
+
+def _order(path: str) -> tuple[int, int]:
+    """Lines of the spec's top, then options, then each source in order."""
+    m = re.match(r"sources\[(\d+)\]", path)
+    if m:
+        return (2, int(m.group(1)))
+    return (1, 0) if path.startswith("options") else (0, 0)
+
+
+_SPEC: TypeAdapter[CorpusSpec] = TypeAdapter(CorpusSpec)
 
 
 def parse_spec(
     data: Any, file: str = "<spec>", *, missing: list[tuple[str, str]] | None = None
 ) -> CorpusSpec:
-    """The spec in ``data`` (loaded from ``file``); raises one SpecError naming every problem.
+    """The spec in ``data`` (loaded from ``file``); raises one SpecError naming every problem, one per
+    line, in the order of the document.
 
     With a ``missing`` list, sources whose manifest file does not exist are not an error here: each
     adds (source name, message) to the list, so that the start check can name them together with the
     sources whose audio is missing (pipeline/preflight.py)."""
     base_dir = os.path.dirname(os.path.abspath(file)) if not storage.is_url(file) else file.rsplit("/", 1)[0]
-    top = _Fields(data, "spec", file)
-    corpus = _name(top, "corpus", "corpus", top.get("corpus", str, required=True))
-
-    opt = _Fields(top.get("options", dict, {}), "options", file)
-    shard_size = opt.get("shard_size", int, 512)
-    if shard_size < 1:
-        raise opt.err("shard_size", "must be at least 1")
-    formats = opt.get("formats", list, list(FORMATS))
-    for fmt in formats:
-        if fmt not in FORMATS:
-            raise opt.err("formats", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    if not formats:
-        raise opt.err("formats", "name at least one output format")
-    proportions = _proportions(opt, "split_proportions") or CorpusOptions().split_proportions
-    k2c = opt.get("k2c", dict)
-    sample = _parse_sample_options(opt)
-    duplicates = _one_of(opt, "duplicates", opt.get("duplicates", str, "report"), DUPLICATE_MODES)
-    cross_split = _one_of(
-        opt, "cross_split_duplicates", opt.get("cross_split_duplicates", str, "remove"), CROSS_SPLIT_MODES
-    )
-    leakage_guard = opt.get("leakage_guard", bool, True)
-    train_splits = opt.get("train_splits", list, list(CorpusOptions().train_splits))
-    for name in train_splits:
-        if not isinstance(name, str):
-            raise opt.err("train_splits", f"split names must be text, got {name!r}")
-        _split_name(opt, "train_splits", name)
-    start_check_rows = opt.get("start_check_rows", int, CorpusOptions.start_check_rows)
-    if start_check_rows < 0:
-        raise opt.err("start_check_rows", "must not be negative (0 turns the start check off)")
-    min_audio_found = _fraction(opt, "min_audio_found", CorpusOptions.min_audio_found)
-    max_caption_chars = opt.get("max_caption_chars", int, DEFAULT_MAX_CAPTION_CHARS)
-    if max_caption_chars < 1:
-        raise opt.err("max_caption_chars", "must be at least 1")
-    opt.done()
-    options = CorpusOptions(
-        shard_size=shard_size,
-        formats=tuple(f for f in FORMATS if f in formats),
-        split_proportions=proportions,
-        sample=sample,
-        k2c=k2c,
-        duplicates=duplicates,
-        cross_split_duplicates=cross_split,
-        leakage_guard=leakage_guard,
-        train_splits=tuple(train_splits),
-        start_check_rows=start_check_rows,
-        min_audio_found=min_audio_found,
-        max_caption_chars=max_caption_chars,
-    )
-
-    raw_sources = top.get("sources", list, required=True)
-    top.done()
-    if not raw_sources:
-        raise SpecError(f"{file}: spec.sources: name at least one source")
-    sources = []
-    checks: list[tuple[str, SourceCheck]] = []
-    seen: set[str] = set()
-    # Every source is looked at before failing, so that one message names every wrong source.
-    lines: list[str] = []  # every problem, in source order
-    failed = False
-    not_found: list[tuple[str, str]] = []
-    for i, raw in enumerate(raw_sources):
-        found_before = len(not_found)
-        try:
-            source, check = _parse_source(raw, f"sources[{i}]", file, base_dir, min_audio_found, not_found)
-        except SpecError as e:
-            lines.extend(line for _, line in not_found[found_before:])
-            lines.append(str(e))
-            failed = True
-            continue
-        lines.extend(line for _, line in not_found[found_before:])
-        if source.name in seen:
-            lines.append(f"{file}: sources[{i}].name: duplicate source name '{source.name}'")
-            failed = True
-            continue
-        seen.add(source.name)
-        sources.append(source)
-        checks.append((source.name, check))
-    if failed or (not_found and missing is None):
-        raise SpecError("\n".join(lines))
-    if missing is not None:
-        missing.extend(not_found)
-    options = replace(options, source_checks=tuple(checks))
-    if k2c is not None:  # validated last: it may name sources
-        try:
-            options = replace(options, k2c=parse_k2c(k2c, sources=seen, base_dir=base_dir))
-        except K2CConfigError as e:
-            raise SpecError(f"{file}: {e}") from None
-        if options.k2c is not None and options.k2c.max_caption_chars > max_caption_chars:
-            # K2C's own cap makes a long generated caption fall back to the template; above the
-            # corpus cap it would ship a caption that a source could not.
-            raise SpecError(
-                f"{file}: options.k2c.max_caption_chars ({options.k2c.max_caption_chars}) must not exceed "
-                f"options.max_caption_chars ({max_caption_chars})"
-            )
-    return CorpusSpec(corpus=corpus, sources=tuple(sources), options=options, path=file)
-
-
-def _one_of(f: _Fields, key: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise f.err(key, f"must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _fraction(f: _Fields, key: str, default: float) -> float:
-    value = float(f.get(key, (int, float), default))
-    if not 0.0 <= value <= 1.0:
-        raise f.err(key, f"must be a fraction between 0 and 1, got {value:g}")
-    return value
-
-
-def _parse_source(
-    raw: Any, where: str, file: str, base_dir: str, min_audio_found: float, not_found: list[tuple[str, str]]
-) -> tuple[SourceSpec, SourceCheck]:
-    f = _Fields(raw, where, file)
-    name = _name(f, "name", "source", f.get("name", str, required=True))
-    adapter = f.get("adapter", str, required=True)
-    if adapter not in ADAPTERS:
-        raise f.err("adapter", f"unknown adapter '{adapter}' (known: {', '.join(sorted(ADAPTERS))})")
-    manifest = f.get("manifest", str)
-    if manifest is None and needs_manifest(adapter):
-        raise SpecError(f"{file}: {where}: adapter '{adapter}' needs a 'manifest' field")
-    if manifest is not None:
-        manifest = _resolve(base_dir, manifest)
-        if not storage.is_url(manifest) and not os.path.exists(manifest):
-            not_found.append((name, str(f.err("manifest", f"file not found: {manifest}"))))
-    audio_root = _resolve(base_dir, f.get("audio_root", str, required=True))
-    split = f.get("split", str)
-    if split is not None:
-        _split_name(f, "split", split)
-    split_map = f.get("split_map", dict, {})
-    for native, target in split_map.items():
-        if not isinstance(target, str):
-            raise f.err("split_map", f"target of '{native}' must be a split name")
-        _split_name(f, "split_map", target)
-    proportions = _proportions(f, "split_proportions")
-    options = f.get("options", dict, {})
+    context = LoadContext(base_dir=base_dir, resolve=lambda p: _resolve(base_dir, p))
+    doc, written = _model_input(data, file)
+    found = [(path, "unknown field") for path in written]
+    spec = None
     try:
-        options = parse_options(adapter, options, lambda p: _resolve(base_dir, p))
-    except OptionError as e:
-        raise f.err(f"options.{e.field}", e.message) from None
-    expected = f.get("expected_count", int)
-    license_ = f.get("license", str)
-    schemes = f.get("allowed_schemes", list, [])
-    check = SourceCheck(
-        min_audio_found=_fraction(f, "min_audio_found", min_audio_found),
-        allow_empty=f.get("allow_empty", bool, False),
+        spec = _SPEC.validate_python(doc, context=context)
+    except ValidationError as e:
+        found += describe(e, CorpusSpec, _where, _document_fields)
+    not_found = _missing_manifests(data, file, context)
+    lines = sorted(
+        [(_order(path), 0, f"{file}: {path or 'spec'}: {message}") for path, message in found]
+        + [(_order(f"sources[{i}]"), -1, line) for i, _, line in not_found],
+        key=lambda t: (t[0], t[1]),
     )
-    f.done()
-    spec = SourceSpec(
-        name=name,
-        adapter=adapter,
-        audio_root=audio_root,
-        manifest=manifest,
-        split=split,
-        split_map={str(k): v for k, v in split_map.items()},
-        split_proportions=proportions,
-        options=options,
-        license=license_,
-        expected_count=expected,
-        allowed_schemes=tuple(str(s).lower() for s in schemes),
-    )
-    return spec, check
+    if found or (not_found and missing is None):
+        raise SpecError("\n".join(line for _, _, line in lines))
+    if missing is not None:
+        missing.extend((name, line) for _, name, line in not_found)
+    return spec  # type: ignore[return-value]  # set: no problem was found
+
+
+def _missing_manifests(data: Any, file: str, context: LoadContext) -> list[tuple[int, str, str]]:
+    """(position, source name, message) for each source whose local manifest file does not exist."""
+    out = []
+    sources = data.get("sources") if isinstance(data, Mapping) else None
+    for i, raw in enumerate(sources if isinstance(sources, list) else []):
+        manifest = raw.get("manifest") if isinstance(raw, Mapping) else None
+        if isinstance(manifest, str):
+            path = context.resolve(manifest)
+            if not storage.is_url(path) and not os.path.exists(path):
+                out.append(
+                    (i, str(raw.get("name")), f"{file}: sources[{i}].manifest: file not found: {path}")
+                )
+    return out
 
 
 def load_spec(path: str, *, missing: list[tuple[str, str]] | None = None) -> CorpusSpec:

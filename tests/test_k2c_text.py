@@ -240,24 +240,30 @@ def test_spec_k2c_bare_yaml_off_means_off():
     ("k2c", "message"),
     [
         ({}, "options.k2c: missing required field 'model'"),
-        ({"model": "tiny", "mode": "swap"}, "options.k2c.mode: unknown mode 'swap'"),
+        (
+            {"model": "tiny", "mode": "swap"},
+            "options.k2c.mode: must be one of replace, join, off, got 'swap'",
+        ),
         ({"model": "tiny", "sources": {"nope": "replace"}}, "options.k2c.sources: no source named 'nope'"),
         ({"model": "tiny", "sources": {"audioset": "x"}}, "options.k2c.sources: mode of 'audioset'"),
         (
             {"model": "tiny", "generation": {"num_beams": 0}},
             "options.k2c.generation.num_beams: must be at least 1",
         ),
-        ({"model": "tiny", "generation": {"top_k": 5}}, "options.k2c.generation: unknown field(s) top_k"),
+        ({"model": "tiny", "generation": {"top_k": 5}}, "options.k2c.generation.top_k: unknown field"),
         (
             {"model": "tiny", "min_clip_seconds": "2"},
-            "options.k2c.min_clip_seconds: expected an integer or a number",
+            "options.k2c.min_clip_seconds: expected a number, got str ('2')",
         ),
         ({"model": "tiny", "min_batch_size": 8, "max_batch_size": 4}, "options.k2c.max_batch_size"),
         ({"model": "tiny", "device": "tpu"}, "options.k2c.device"),
         ({"model": "tiny", "dedup": "yes"}, "options.k2c.dedup: expected true/false"),
         ({"model": "some/unknown-model"}, "options.k2c.preset: cannot tell the input format"),
-        ({"model": "tiny", "preset": "gpt"}, "options.k2c.preset: unknown preset 'gpt'"),
-        ({"model": "tiny", "temperature": 0.7}, "options.k2c: unknown field(s) temperature"),
+        (
+            {"model": "tiny", "preset": "gpt"},
+            "options.k2c.preset: must be one of auto, k2t, common_gen, got 'gpt'",
+        ),
+        ({"model": "tiny", "temperature": 0.7}, "options.k2c.temperature: unknown field"),
         ("tiny", "options.k2c: expected a mapping"),
     ],
 )

@@ -140,7 +140,7 @@ def test_wrong_adapter_options_fail_at_start(tmp_path, source, message):
     ("options", "message"),
     [
         ({"duplicates": "drop"}, "options.duplicates: must be one of report, keep_first, drop_all"),
-        ({"train_splits": ["Train"]}, "options.train_splits: split name 'Train'"),
+        ({"train_splits": ["Train"]}, r"options.train_splits\[0\]: split name 'Train'"),
         ({"leakage_guard": "no"}, "options.leakage_guard: expected true/false"),
     ],
 )

@@ -47,15 +47,18 @@ def test_loads_and_resolves_paths_relative_to_the_spec(tmp_path):
         (_doc(options={"shard_size": "big"}), "options.shard_size: expected an integer"),
         (_doc(options={"store_mel": 1}), "options.store_mel: expected true/false"),
         (_doc(options={"split_proportions": {"train": 0.5, "test": 0.2}}), "must sum to 1"),
-        (_doc(options={"formats": ["tfrecord"]}), "unknown format"),
-        (_doc(options={"shard_sise": 3}), "unknown field(s) shard_sise"),
+        (
+            _doc(options={"formats": ["tfrecord"]}),
+            "options.formats[0]: must be one of webdataset, parquet, got 'tfrecord'",
+        ),
+        (_doc(options={"shard_sise": 3}), "options.shard_sise: unknown field (did you mean 'shard_size'?)"),
         (
             _doc(
                 sources=[
                     {"name": "s", "adapter": "generic", "manifest": "m.jsonl", "audio_root": ".", "splt": "x"}
                 ]
             ),
-            "sources[0]: unknown field(s) splt",
+            "sources[0].splt: unknown field (did you mean 'split'?)",
         ),
         (
             _doc(sources=[{"name": "s", "adapter": "generic", "manifest": "m.jsonl", "audio_root": "."}] * 2),

@@ -9,11 +9,14 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import StrictBool
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from core.audio import INT16_SCALE, SAMPLE_RATE, quantize_int16
+from core.config import MODEL_CONFIG, Dbfs, Fraction, Natural, NonNegative
 from core.encoding import dumps_json
 from core.hashing import audio_digest
 from core.records import Record
@@ -28,25 +31,23 @@ if TYPE_CHECKING:
     from transforms.views import ViewPlan
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
 class SampleOptions:
-    """Per-sample limits and switches (the spec's ``options`` section)."""
+    """Per-sample limits and switches (fields of the spec's ``options`` section)."""
 
-    max_duration_s: float = 300.0  # decoding stops here; the sample is flagged `truncated`
-    min_duration_s: float = 0.0  # shorter clips are rejected
-    max_file_bytes: int = 256 * 1024 * 1024  # larger files are rejected without being read
-    decode_time_limit_s: float = 60.0  # a file that stalls the decoder longer is rejected
-    max_channels: int = 32
-    store_mel: bool = True  # write `<key>.mel.npy` (float16 [4, 1001, 64])
+    max_duration_s: NonNegative = 300.0  # decoding stops here; the sample is flagged `truncated`
+    min_duration_s: NonNegative = 0.0  # shorter clips are rejected
+    max_file_bytes: Natural = 256 * 1024 * 1024  # larger files are rejected without being read
+    decode_time_limit_s: NonNegative = 60.0  # a file that stalls the decoder longer is rejected
+    max_channels: Natural = 32
+    store_mel: StrictBool = True  # write `<key>.mel.npy` (float16 [4, 1001, 64])
     # A decode that ends before this share of the length the file declares is flagged `incomplete`
-    min_complete_fraction: float = 0.9
-    on_incomplete: str = "keep"  # keep | reject (code `incomplete`)
+    min_complete_fraction: Fraction = 0.9
+    on_incomplete: Literal["keep", "reject"] = "keep"  # reject: code `incomplete`
     # Clips whose peak or RMS level is below these are rejected (`silent`); digital silence always is
-    min_peak_dbfs: float = -60.0
-    min_rms_dbfs: float = -70.0
+    min_peak_dbfs: Dbfs = -60.0
+    min_rms_dbfs: Dbfs = -70.0
 
-
-ON_INCOMPLETE = ("keep", "reject")
 
 # Level measurement: dB relative to int16 full scale (32767), in 20 ms frames (960 samples at 48 kHz);
 # a frame is silent when its RMS is under SILENT_FRAME_DBFS. Digital silence (all zeros) reads
