@@ -127,6 +127,7 @@ class WriteShardFn(beam.DoFn):
             self.samples.inc(stats.samples)
             self.rejects.inc(stats.rejects)
             self.shards_done.inc()
+            # from the per-source seconds of the stats (rounded to the millisecond there)
             self.audio_ms.inc(round(sum(stats.audio_seconds_by_source.values()) * 1000))
         yield stats
 
