@@ -22,8 +22,8 @@ clip's audio in a train split (``options.train_splits``) is leakage whatever its
 
 - ``remove`` (default): before the shards, only the held-out records (valid/test: usually a few
   percent of a corpus) are read and decoded once more and their digests collected into a side input
-  (:class:`HeldOutAudio`). The train shard writers decode and hash every sample anyway; a train sample
-  whose digest is held out is not written but becomes a reject (stage ``leakage``, code
+  (:class:`transforms.heldout.HeldOutAudio`). The train shard builders decode and hash every sample
+  anyway; a train sample whose digest is held out is not written but becomes a reject (stage ``leakage``, code
   ``eval_overlap_audio``, as the id-based ``eval_overlap``) naming the held-out sample. Nothing is
   hashed when no record is in a train split. A train shard's fingerprint includes the held-out set's,
   so a resumed run rebuilds the train shards whenever the set they were checked against changed.
@@ -35,10 +35,9 @@ one split and lists the first ones (which splits, which keys and sources, which 
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
@@ -50,10 +49,9 @@ from core.hashing import audio_digest
 from core.layout import Layout
 from core.records import Record, Reject
 from pipeline.audio_input import failure_reject, read_audio
-from pipeline.leakage import STAGE as LEAKAGE_STAGE
-from pipeline.leakage import Holder
 from pipeline.spec import CorpusSpec
 from transforms import storage
+from transforms.heldout import HeldOutAudio, Holder
 from transforms.sample import SampleOptions, decode_with_options
 from transforms.shards import ShardStats
 
@@ -61,7 +59,6 @@ STAGE = "duplicates"
 REJECTS = "rejects"
 GROUPS = "groups"
 
-OVERLAP_CODE = "eval_overlap_audio"
 CROSS_SPLIT_LISTED = 20  # groups listed in summary.json; duplicates.jsonl has them all
 
 Member = tuple[str, str, str]  # (key, source, split)
@@ -253,45 +250,6 @@ class DropDuplicates(beam.PTransform):
             >> beam.Map(write_duplicates, self.layout, spec.options.duplicates, ts, cross_split_mode(spec))
         )
         return {"records": decided.records, "rejects": rejects, "report": report}
-
-
-@dataclass(frozen=True)
-class HeldOutAudio:
-    """The decoded-audio digests of the held-out records, each with the one sample a reject names."""
-
-    holders: Mapping[str, Holder]  # digest -> (source, split, key), the smallest holder
-    fingerprint: str  # of the whole set: part of every train shard's fingerprint
-
-    @classmethod
-    def build(cls, pairs: Iterable[tuple[str, Holder]]) -> HeldOutAudio:
-        holders: dict[str, Holder] = {}
-        for digest, holder in pairs:
-            holder = tuple(holder)
-            if digest not in holders or holder < holders[digest]:
-                holders[digest] = holder
-        h = hashlib.sha256()
-        for digest in sorted(holders):
-            h.update(dumps_json([digest, *holders[digest]]) + b"\n")
-        return cls(dict(sorted(holders.items())), h.hexdigest())
-
-
-def overlap_removal(
-    record: Record, digest: str, heldout: HeldOutAudio, train_splits: Iterable[str]
-) -> Reject | None:
-    """The reject of a train sample whose decoded audio a held-out split holds; None if it may ship."""
-    if record.split not in train_splits:
-        return None
-    holder = heldout.holders.get(digest)
-    if holder is None:
-        return None
-    source, split, key = holder
-    return Reject.for_record(
-        record,
-        LEAKAGE_STAGE,
-        OVERLAP_CODE,
-        f"same decoded audio as sample {key} in split '{split}' of source '{source}'; "
-        f"removed from split '{record.split}'",
-    )
 
 
 def _is_train(record: Record, train_splits: tuple[str, ...]) -> bool:

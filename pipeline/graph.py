@@ -12,50 +12,32 @@ its audio files itself, so no element comes near gRPC's 2 GB limit.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 from array import array
-from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
-from core.encoding import dumps_json
 from core.layout import Layout, shard_name
 from core.records import Record, Reject
 from manifests.registry import read_source
 from manifests.source import SourceSpec
 from pipeline import summary as summary_mod
 from pipeline.audio_input import failure_reject, read_audio
-from pipeline.duplicates import (
-    HeldOutAudio,
-    after_shards,
-    after_split,
-    heldout_audio,
-    overlap_removal,
-    without_hashes,
-)
+from pipeline.duplicates import after_shards, after_split, heldout_audio, without_hashes
 from pipeline.progress import write_plan
 from pipeline.report import aggregate_distributions
 from pipeline.spec import CorpusSpec
 from transforms import storage
-from transforms.captions import for_duration as k2c_for_duration
 from transforms.captions import render_captions
-from transforms.sample import process_sample
+from transforms.heldout import HeldOutAudio
+from transforms.shard_builder import ShardBuilder
 from transforms.sharding import placement_hash, shard_boundaries, shard_index, split_of
-from transforms.shards import (
-    ShardStats,
-    ShardWriter,
-    count_by,
-    distribution_fields,
-    level_fields,
-    read_stats,
-    rejects_jsonl,
-)
+from transforms.shards import ShardStats, count_by, rejects_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -109,34 +91,21 @@ class ShardBoundariesFn(beam.CombineFn):
         return shard_boundaries(acc, self.shard_size)
 
 
-def record_fingerprint(record: Record) -> bytes:
-    return dumps_json(asdict(record))
-
-
-def shard_fingerprint(
-    spec_fingerprint: str, records: list[Record], heldout: HeldOutAudio | None = None
-) -> str:
-    h = hashlib.sha256(spec_fingerprint.encode())
-    # A train shard checked against the held-out audio: what it leaves out depends on that set.
-    if heldout is not None:
-        h.update(f"heldout:{heldout.fingerprint}\n".encode())
-    for r in records:
-        h.update(record_fingerprint(r))
-        h.update(b"\n")
-    return h.hexdigest()
-
-
 class WriteShardFn(beam.DoFn):
-    """One shard's records in (sorted here); the shard's files written; its stats out.
+    """One shard's records in; the shard built (or found finished) by :class:`ShardBuilder`; its stats out.
 
-    A shard whose stats file carries the same fingerprint is skipped: that is what makes a killed
-    run resumable. Every failure of one input becomes a reject; the shard goes on.
-    """
+    Beam's part only: counters, per-process setup, the held-out side input."""
 
     def __init__(self, spec: CorpusSpec, layout: Layout):
-        self.spec, self.layout = spec, layout
-        self.spec_fp = spec.fingerprint()
-        self.train_splits = spec.options.train_splits
+        self.builder = ShardBuilder(
+            layout,
+            spec.options.formats,
+            spec.options.sample,
+            partial(read_audio, spec),
+            failure_reject,
+            spec.fingerprint(),
+            spec.options.train_splits,
+        )
         self.samples = Metrics.counter(NAMESPACE, "samples")
         self.rejects = Metrics.counter(NAMESPACE, "rejects")
         self.shards_done = Metrics.counter(NAMESPACE, "shards_done")
@@ -151,109 +120,16 @@ class WriteShardFn(beam.DoFn):
 
     def process(self, element: tuple[tuple[str, str], Any], heldout: HeldOutAudio | None = None):
         (split, shard), records = element
-        records = sorted(records, key=lambda r: (r.key, r.row))
-        checked = heldout if split in self.train_splits else None
-        fingerprint = shard_fingerprint(self.spec_fp, records, checked)
-        done = read_stats(self.layout, split, shard)
-        if done is not None and done.fingerprint == fingerprint:
+        stats = self.builder.build(split, shard, records, heldout)
+        if stats.reused:
             self.shards_skipped.inc()
-            log.info("shard %s/%s: already complete, skipped", split, shard)
-            yield replace(done, reused=True)
-            return
-        yield self._build(split, shard, records, fingerprint, checked)
-
-    def _build(
-        self, split: str, shard: str, records: list[Record], fingerprint: str, heldout: HeldOutAudio | None
-    ) -> ShardStats:
-        t0 = time.monotonic()
-        opts = self.spec.options.sample
-        writer = ShardWriter(self.layout, split, shard, self.spec.options.formats)
-        rejects: list[Reject] = []
-        kept: list[tuple[Record, float, bool]] = []
-        levels: list[tuple[float, float]] = []  # (peak, RMS) dBFS per sample
-        incomplete = 0
-        hashes: list[tuple[str, str, str]] = []  # (key, source, audio digest): duplicates report
-        removed: list[tuple[str, str, str]] = []  # the same, for train copies of held-out audio
-        previous_key = None
-        try:
-            for record in records:
-                if record.key == previous_key:
-                    rejects.append(
-                        Reject.for_record(
-                            record,
-                            "shard",
-                            "duplicate_key",
-                            f"another row of source '{record.source}' has the same id '{record.source_id}'",
-                        )
-                    )
-                    continue
-                previous_key = record.key
-                try:
-                    sample = process_sample(record, read_audio(self.spec, record), opts)
-                except Exception as e:  # one input must never take its shard down
-                    rejects.append(failure_reject(record, e))
-                    continue
-                # Decided here, where the digest comes free: a leaked sample must never reach the shard.
-                leak = heldout and overlap_removal(record, sample.audio_hash, heldout, self.train_splits)
-                if leak:
-                    rejects.append(leak)
-                    removed.append((record.key, record.source, sample.audio_hash))
-                    continue
-                writer.add(sample)
-                hashes.append((record.key, record.source, sample.audio_hash))
-                # as it ships: a clip under the K2C minimum has lost its K2C caption (k2c/apply.py)
-                record = k2c_for_duration(record, sample.duration_s)
-                kept.append((record, sample.duration_s, bool(sample.meta["truncated"])))
-                levels.append((sample.meta["peak_dbfs"], sample.meta["rms_dbfs"]))
-                incomplete += bool(sample.meta["incomplete"])
-            tar_bytes, parquet_bytes = writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-        storage.write_bytes_atomic(self.layout.shard_rejects_path(split, shard), rejects_jsonl(rejects))
-        seconds_by_source: Counter[str] = Counter()
-        for record, seconds, _ in kept:
-            seconds_by_source[record.source] += seconds
-        stats = ShardStats(
-            split=split,
-            shard=shard,
-            fingerprint=fingerprint,
-            samples=len(kept),
-            rejects=len(rejects),
-            samples_by_source=dict(sorted(Counter(r.source for r, _, _ in kept).items())),
-            rejects_by_source=count_by(rejects, "source"),
-            rejects_by_code=count_by(rejects, "code"),
-            audio_seconds_by_source={k: round(v, 3) for k, v in sorted(seconds_by_source.items())},
-            truncated=sum(1 for _, _, t in kept if t),
-            incomplete=incomplete,
-            silent=sum(1 for r in rejects if r.code == "silent"),
-            k2c_captions=sum(1 for r, _, _ in kept if r.k2c_caption is not None),
-            k2c_skipped_short=sum(1 for r, _, _ in kept if r.k2c_caption is None and r.k2c_min_seconds > 0),
-            tar_bytes=tar_bytes,
-            parquet_bytes=parquet_bytes,
-            seconds=round(time.monotonic() - t0, 3),
-            audio_hashes=tuple(sorted(hashes)),
-            overlap_removed=tuple(sorted(removed)),
-            **distribution_fields((r, s) for r, s, _ in kept),
-            **level_fields(levels),
-        )
-        # Written last: the shard counts as done only once this file exists.
-        storage.write_bytes_atomic(self.layout.stats_path(split, shard), dumps_json(stats.to_json()))
-        self.samples.inc(stats.samples)
-        self.rejects.inc(stats.rejects)
-        self.shards_done.inc()
-        self.audio_ms.inc(int(sum(s for _, s, _ in kept) * 1000))
-        rate = stats.samples / stats.seconds if stats.seconds else 0.0
-        log.info(
-            "shard %s/%s: %d samples, %d rejects in %.1f s (%.1f samples/s)",
-            split,
-            shard,
-            stats.samples,
-            stats.rejects,
-            stats.seconds,
-            rate,
-        )
-        return stats
+        else:
+            self.samples.inc(stats.samples)
+            self.rejects.inc(stats.rejects)
+            self.shards_done.inc()
+            # from the per-source seconds of the stats (rounded to the millisecond there)
+            self.audio_ms.inc(round(sum(stats.audio_seconds_by_source.values()) * 1000))
+        yield stats
 
 
 class WriteEarlyRejectsFn(beam.DoFn):

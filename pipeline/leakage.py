@@ -15,19 +15,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton, TaggedOutput
 
 from core.records import Record, Reject
+from transforms.heldout import LEAKAGE_STAGE as STAGE
+from transforms.heldout import Holder
 
 REJECTS = "rejects"
 PAIRS = "pairs"
-STAGE = "leakage"
 CODE = "eval_overlap"
-
-Holder = tuple[str, str, str]  # (source, split, key) of the held-out record that owns an origin id
 
 
 def heldout_origins(record: Record, train_splits: Iterable[str]) -> list[tuple[str, Holder]]:
@@ -61,10 +61,22 @@ def removal(record: Record, oid: str, holder: Holder) -> Reject:
     )
 
 
-def guard(record: Record, heldout: Mapping[str, Holder], train_splits: Iterable[str]) -> Record | Reject:
+@dataclass(frozen=True)
+class Removal:
+    """A train record left out: its reject, and (train source, held-out "source/split") for the report."""
+
+    reject: Reject
+    overlap: tuple[str, str]
+
+
+def guard(record: Record, heldout: Mapping[str, Holder], train_splits: Iterable[str]) -> Record | Removal:
     """The record, or its removal (a Reject naming the held-out source, split and sample)."""
     hit = find_overlap(record, heldout, train_splits)
-    return record if hit is None else removal(record, *hit)
+    if hit is None:
+        return record
+    oid, holder = hit
+    source, split, _ = holder
+    return Removal(removal(record, oid, holder), (record.source, f"{source}/{split}"))
 
 
 class _GuardFn(beam.DoFn):
@@ -72,13 +84,12 @@ class _GuardFn(beam.DoFn):
         self.train_splits = train_splits
 
     def process(self, record: Record, heldout: Mapping[str, Holder]):
-        hit = find_overlap(record, heldout, self.train_splits)
-        if hit is None:
-            yield record
-            return
-        oid, (source, split, _) = hit
-        yield TaggedOutput(REJECTS, removal(record, oid, hit[1]))
-        yield TaggedOutput(PAIRS, (record.source, f"{source}/{split}"))
+        out = guard(record, heldout, self.train_splits)
+        if isinstance(out, Removal):
+            yield TaggedOutput(REJECTS, out.reject)
+            yield TaggedOutput(PAIRS, out.overlap)
+        else:
+            yield out
 
 
 class _CountRemovals(beam.CombineFn):

@@ -14,9 +14,9 @@ import yaml
 from core.audio_ref import LocalFile
 from core.records import Record
 from pipeline import synth
-from pipeline.duplicates import HeldOutAudio, overlap_removal
 from pipeline.run import format_report, run_corpus
 from pipeline.spec import SpecError, parse_spec
+from transforms.heldout import HeldOutAudio, overlap_removal
 
 TRAIN = ("train", "balanced_train", "unbalanced_train")
 RATE = 16_000

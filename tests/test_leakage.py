@@ -1,12 +1,13 @@
 """The leakage guard: pure rules, and the Beam transform on records (no audio needed)."""
 
 import apache_beam as beam
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from core.audio_ref import LocalFile
-from core.records import Record, Reject
+from core.records import Record
 from pipeline.duplicates import preference
-from pipeline.leakage import LeakageGuard, find_overlap, guard, heldout_origins
+from pipeline.leakage import LeakageGuard, Removal, find_overlap, guard, heldout_origins
 
 TRAIN = ("train", "balanced_train", "unbalanced_train")
 
@@ -30,13 +31,14 @@ def test_held_out_origins_and_guard_rules():
     heldout = dict(heldout_origins(test_clip, TRAIN))
     leaked = _r("audioset", "as1", "unbalanced_train", "youtube:BBB", "youtube:AAA")
     out = guard(leaked, heldout, TRAIN)
-    assert isinstance(out, Reject) and (out.stage, out.code, out.key, out.row) == (
+    assert isinstance(out, Removal) and out.overlap == ("audioset", "audiocaps_test/test")
+    assert (out.reject.stage, out.reject.code, out.reject.key, out.reject.row) == (
         "leakage",
         "eval_overlap",
         "as1",
         1,
     )
-    assert out.reason == (
+    assert out.reject.reason == (
         "youtube:AAA is also in split 'test' of source 'audiocaps_test' (sample ac1); "
         "removed from split 'unbalanced_train'"
     )
@@ -69,7 +71,7 @@ def test_leakage_guard_transform():
         _r("freesound", "fs1", "train", "freesound:7"),
         _r("freesound", "fs2", "train", "freesound:8"),
     ]
-    with beam.Pipeline(runner="FnApiRunner") as p:
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(records) | LeakageGuard(TRAIN)
         assert_that(
             out["records"] | "Keys" >> beam.Map(lambda r: r.key),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import tarfile
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.encoding import dumps_json
-from core.layout import FLAC, JSON, MEL, Layout, member_name
+from core.layout import FLAC, JSON, MEL, Layout, check_name
 from core.records import Record, Reject
 from core.schema import DICTIONARY_COLUMNS, PARQUET_SCHEMA, parquet_row
 from transforms import storage
@@ -118,7 +117,8 @@ class ShardStats:
 
 
 class _CountingWriter(io.RawIOBase):
-    """Counts bytes on their way to the real stream (tarfile's stream mode can't tell the size)."""
+    """Counts bytes on their way to the real stream: a tar written in stream mode cannot tell its
+    size (TarWriter reports member payloads only; the headers and the end-of-archive padding count too)."""
 
     def __init__(self, inner: BinaryIO):
         self.inner, self.count = inner, 0
@@ -133,12 +133,19 @@ class _CountingWriter(io.RawIOBase):
         return n
 
 
-def _tar_info(name: str, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = size, TAR_MTIME, 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
+def _tar_writer(stream: BinaryIO) -> Any:
+    """webdataset's TarWriter with fixed member metadata (mode 0o644, uid/gid 0, no user or group
+    name, mtime 0): the same samples always give the same bytes.
+
+    TarWriter 1.0.2 ignores its ``format`` argument and writes tarfile's default (PAX). For every name
+    the key rule admits (ASCII, ``<key>.mel.npy`` under 100 bytes) and every member under 8 GiB, PAX
+    needs no extended header, and its header block is the USTAR one byte for byte
+    (tests/test_shard_builder.py compares the two)."""
+    # Imported here: webdataset imports torch (seconds of CPU), which a launcher that only builds
+    # the graph must not pay for.
+    from webdataset import TarWriter
+
+    return TarWriter(stream, user="", group="", mode=0o644, mtime=TAR_MTIME, encoder=False, compress=False)
 
 
 class ShardWriter:
@@ -147,7 +154,7 @@ class ShardWriter:
     def __init__(self, layout: Layout, split: str, shard: str, formats: tuple[str, ...]):
         self.layout, self.split, self.shard = layout, split, shard
         self._open: list[tuple[str, str, BinaryIO]] = []  # (temp, final, stream)
-        self._tar: tarfile.TarFile | None = None
+        self._tar: Any = None  # webdataset.TarWriter
         self._tar_count: _CountingWriter | None = None
         self._pq: pq.ParquetWriter | None = None
         self._pq_stream: BinaryIO | None = None
@@ -155,8 +162,7 @@ class ShardWriter:
         if "webdataset" in formats:
             raw = self._create(layout.tar_path(split, shard))
             self._tar_count = _CountingWriter(raw)
-            # Lives across add() calls, closed in close()/abort(): no context manager possible.
-            self._tar = tarfile.open(fileobj=self._tar_count, mode="w|", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+            self._tar = _tar_writer(self._tar_count)
         if "parquet" in formats:
             self._pq_stream = self._create(layout.parquet_path(split, shard))
             self._pq = pq.ParquetWriter(
@@ -174,11 +180,11 @@ class ShardWriter:
 
     def add(self, sample: Sample) -> None:
         if self._tar is not None:
-            members = [(FLAC, sample.flac), (JSON, sample.json_bytes())]
+            # TarWriter names members `<key>.<suffix>` in sorted suffix order: flac, json, mel.npy.
+            members = {"__key__": check_name("key", sample.key), FLAC: sample.flac, JSON: sample.json_bytes()}
             if sample.mel is not None:
-                members.append((MEL, sample.mel_bytes()))
-            for suffix, data in members:
-                self._tar.addfile(_tar_info(member_name(sample.key, suffix), len(data)), io.BytesIO(data))
+                members[MEL] = sample.mel_bytes()
+            self._tar.write(members)
         if self._pq is not None:
             self._rows.append(parquet_row(sample.key, sample.flac, sample.meta))
             if len(self._rows) >= PARQUET_ROWS_PER_GROUP:
@@ -209,6 +215,13 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Drop every temporary file (the shard will be redone by the next attempt)."""
+        # Closed first, into files deleted next: left to the garbage collector, they would flush
+        # into streams already closed.
+        for writer in (self._tar, self._pq):
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
+        self._tar = self._pq = None
         for tmp, _, stream in self._open:
             with contextlib.suppress(Exception):  # best effort: the file is deleted next
                 stream.close()

@@ -1,0 +1,235 @@
+"""The shard builder without Beam: real encoded files, real decoding, real tar and Parquet files.
+
+What the shard writer DoFn used to do inside Beam (duplicate keys, one failure one reject, train
+copies of held-out audio, the K2C short-clip rule, stats written last, resume by fingerprint) is
+checked here on a plain object.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from core.audio_ref import LocalFile
+from core.encoding import dumps_json
+from core.layout import Layout
+from core.records import Record
+from pipeline import synth
+from pipeline.audio_input import failure_reject
+from pipeline.duplicates import decoded_digest
+from transforms.heldout import HeldOutAudio
+from transforms.sample import SampleOptions
+from transforms.shard_builder import ShardBuilder
+from transforms.shards import ShardStats, read_stats
+
+RATE = 16_000
+TRAIN = ("train",)
+FORMATS = ("webdataset", "parquet")
+OPTIONS = SampleOptions(store_mel=False)  # the mel views are tested elsewhere; they only cost time here
+
+
+class WorkerKilled(BaseException):
+    """What a killed worker looks like from inside: not an input's failure, so it is not a reject."""
+
+
+def _clip(folder: Path, name: str, freq: float, seconds: float = 0.5, fmt: str = "wav") -> str:
+    path = folder / f"{name}.{fmt}"
+    path.write_bytes(synth.encode_audio(synth.tone(freq, seconds, RATE), RATE, fmt))
+    return str(path)
+
+
+def _record(key: str, path: str, row: int, split: str = "train", **fields) -> Record:
+    fields = {"text": (f"a tone called {key}",), "caption_kind": "source", **fields}
+    return Record(key=key, source="lib", source_id=key, audio=LocalFile(path), row=row, split=split, **fields)
+
+
+class Reads:
+    """The builder's audio reader: counts its calls, and can stand in for a worker killed mid-shard."""
+
+    def __init__(self, kill_at: str | None = None):
+        self.keys: list[str] = []
+        self.kill_at = kill_at
+
+    def __call__(self, record: Record) -> bytes:
+        self.keys.append(record.key)
+        if record.key == self.kill_at:
+            raise WorkerKilled
+        return Path(record.audio.storage_path).read_bytes()
+
+
+def _builder(out: Path, reads: Reads, formats: tuple[str, ...] = FORMATS) -> ShardBuilder:
+    return ShardBuilder(Layout(str(out), "c"), formats, OPTIONS, reads, failure_reject, "spec-fp", TRAIN)
+
+
+def _members(tar_path: str) -> list[tuple[str, tarfile.TarInfo, bytes]]:
+    with tarfile.open(tar_path) as tf:
+        return [(m.name, m, tf.extractfile(m).read()) for m in tf.getmembers()]
+
+
+def _rejects(layout: Layout, split: str, shard: str) -> list[dict]:
+    with open(layout.shard_rejects_path(split, shard)) as f:
+        return [json.loads(line) for line in f]
+
+
+def _as_json(stats: ShardStats) -> dict:
+    return json.loads(dumps_json(stats.to_json()))  # tuples read back as lists
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def audio(tmp_path) -> Path:
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    return folder
+
+
+def test_one_shard_with_every_kind_of_input(tmp_path, audio):
+    junk = audio / "junk.wav"
+    junk.write_bytes(b"RIFF this is not audio at all" * 20)
+    leaked_pcm = _clip(audio, "leaked", 660.0)
+    k2c_fields = {
+        "captions": ("a dog",),
+        "k2c_caption": "a dog barks twice",
+        "caption_kind": "k2c",
+        "text": ("a dog barks twice",),
+    }
+    records = [
+        # arrival order is not key order: the builder sorts
+        _record("d-tone", _clip(audio, "d", 550.0), 4),
+        _record("a-tone", _clip(audio, "a", 440.0, fmt="flac"), 1),
+        _record("a-tone", _clip(audio, "a2", 445.0), 9),  # a second row with the same key
+        _record("b-junk", str(junk), 2),
+        _record("c-leak", leaked_pcm, 3),
+        _record("e-short", _clip(audio, "e", 500.0, seconds=0.5), 5, **k2c_fields, k2c_min_seconds=2.0),
+        _record("f-long", _clip(audio, "f", 520.0, seconds=2.5), 6, **k2c_fields, k2c_min_seconds=2.0),
+    ]
+    # the held-out set as the Beam pass builds it: the digest of the same decode
+    heldout = HeldOutAudio.build(
+        [(decoded_digest(Path(leaked_pcm).read_bytes(), OPTIONS), ("lib", "test", "t-clip"))]
+    )
+    out = tmp_path / "out"
+    stats = _builder(out, Reads()).build("train", "000000", records, heldout)
+    layout = Layout(str(out), "c")
+
+    # inputs = samples + rejects, and each reject says why
+    assert (stats.samples, stats.rejects) == (4, 3)
+    rejects = _rejects(layout, "train", "000000")
+    assert [(r["key"], r["row"], r["stage"], r["code"]) for r in rejects] == [
+        ("a-tone", 9, "shard", "duplicate_key"),
+        ("b-junk", 2, "decode", rejects[1]["code"]),
+        ("c-leak", 3, "leakage", "eval_overlap_audio"),
+    ]
+    assert rejects[1]["path"] == str(junk)
+    assert "sample t-clip in split 'test' of source 'lib'" in rejects[2]["reason"]
+    assert stats.rejects_by_code == dict(
+        sorted({"duplicate_key": 1, rejects[1]["code"]: 1, "eval_overlap_audio": 1}.items())
+    )
+    assert [k for k, _, _ in stats.overlap_removed] == ["c-leak"]
+    assert [k for k, _, _ in stats.audio_hashes] == ["a-tone", "d-tone", "e-short", "f-long"]
+
+    # the tar: key order, flac then json per sample, fixed metadata, nothing of the rejected inputs
+    members = _members(layout.tar_path("train", "000000"))
+    assert [name for name, _, _ in members] == [
+        f"{k}.{s}" for k in ("a-tone", "d-tone", "e-short", "f-long") for s in ("flac", "json")
+    ]
+    assert {(m.mode, m.uid, m.gid, m.uname, m.gname, m.mtime) for _, m, _ in members} == {
+        (0o644, 0, 0, "", "", 0)
+    }
+    docs = {name: json.loads(data) for name, _, data in members if name.endswith(".json")}
+    # the K2C rule: the clip under k2c_min_seconds ships its template caption, the long one its K2C caption
+    assert "text_augment_t5" not in docs["e-short.json"] and docs["e-short.json"]["text"] == ["a dog"]
+    assert docs["f-long.json"]["text_augment_t5"] == "a dog barks twice"
+    assert (stats.k2c_captions, stats.k2c_skipped_short) == (1, 1)
+    assert stats.tar_bytes == os.path.getsize(layout.tar_path("train", "000000"))
+    assert pq.read_table(layout.parquet_path("train", "000000")).column("key").to_pylist() == [
+        "a-tone",
+        "d-tone",
+        "e-short",
+        "f-long",
+    ]
+    assert stats.audio_seconds_by_source == {"lib": 4.0}
+    assert _as_json(read_stats(layout, "train", "000000")) == _as_json(stats)
+
+
+def test_held_out_audio_is_checked_in_train_splits_only(tmp_path, audio):
+    path = _clip(audio, "x", 700.0)
+    heldout = HeldOutAudio.build([(decoded_digest(Path(path).read_bytes(), OPTIONS), ("lib", "test", "t"))])
+    stats = _builder(tmp_path / "out", Reads()).build(
+        "valid", "000000", [_record("x", path, 1, "valid")], heldout
+    )
+    assert (stats.samples, stats.rejects, stats.overlap_removed) == (1, 0, ())
+
+
+def test_a_crash_mid_shard_leaves_no_stats_and_no_final_files(tmp_path, audio):
+    records = [_record(k, _clip(audio, k, 400.0 + i * 50), i + 1) for i, k in enumerate(["a", "b", "c"])]
+    out = tmp_path / "out"
+    with pytest.raises(WorkerKilled):
+        _builder(out, Reads(kill_at="b")).build("train", "000000", records)
+    # not a tar, a Parquet file, a rejects file or a stats file: neither final nor temporary
+    assert _files(out) == {}
+
+    # the next attempt builds the whole shard
+    stats = _builder(out, Reads()).build("train", "000000", records)
+    assert (stats.samples, stats.reused) == (3, False)
+
+
+def test_resume_skips_a_shard_with_the_same_fingerprint(tmp_path, audio):
+    records = [_record(k, _clip(audio, k, 400.0 + i * 50), i + 1) for i, k in enumerate(["a", "b"])]
+    out = tmp_path / "out"
+    first = _builder(out, Reads()).build("train", "000000", records)
+    files = _files(out)
+
+    reads = Reads()
+    again = _builder(out, reads).build("train", "000000", list(reversed(records)))
+    assert reads.keys == [] and again.reused and _as_json(replace(again, reused=False)) == _as_json(first)
+    assert _files(out) == files
+
+    # anything the fingerprint covers rebuilds: a record's caption, the held-out set of a train shard
+    changed = [replace(records[0], text=("another caption",)), records[1]]
+    reads = Reads()
+    rebuilt = _builder(out, reads).build("train", "000000", changed)
+    assert reads.keys == ["a", "b"] and not rebuilt.reused and rebuilt.fingerprint != first.fingerprint
+    checked = _builder(out, Reads()).build("train", "000000", changed, HeldOutAudio.build([]))
+    assert not checked.reused and checked.fingerprint != rebuilt.fingerprint
+
+
+def test_the_tar_is_the_ustar_archive_byte_for_byte(tmp_path, audio):
+    """webdataset's TarWriter writes tarfile's default (PAX) whatever its ``format`` argument says;
+    for the names the key rule admits, that is the USTAR archive the writer made before, byte for byte."""
+    longest = "k" * 80  # the key rule's maximum: `<key>.mel.npy` is 88 bytes
+    records = [_record(longest, _clip(audio, "l", 440.0), 1), _record("s", _clip(audio, "s", 550.0), 2)]
+    out = tmp_path / "out"
+    ShardBuilder(
+        Layout(str(out), "c"), ("webdataset",), SampleOptions(), Reads(), failure_reject, "fp", TRAIN
+    ).build("train", "000000", records)
+    path = Layout(str(out), "c").tar_path("train", "000000")
+    members = _members(path)
+    assert [n for n, _, _ in members] == [
+        f"{k}.{s}" for k in (longest, "s") for s in ("flac", "json", "mel.npy")
+    ]
+
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w|", format=tarfile.USTAR_FORMAT) as tf:
+        for name, _, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = (
+                len(data),
+                0,
+                0o644,
+                0,
+                0,
+                "",
+                "",
+            )
+            tf.addfile(info, io.BytesIO(data))
+    assert Path(path).read_bytes() == expected.getvalue()
