@@ -19,6 +19,8 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu \
 
 WORKDIR /opt/clapcorpus
 COPY setup.py ./
+COPY clap_corpus ./clap_corpus
+COPY core ./core
 COPY pipeline ./pipeline
 COPY transforms ./transforms
 COPY manifests ./manifests

@@ -35,18 +35,26 @@ TEST_REQUIRES = [
     "imageio-ffmpeg>=0.5",  # the ffmpeg CLI, reference for the multichannel downmix (tests/test_codecs.py)
 ]
 
+# The source folders, installed under the clap_corpus namespace (clap_corpus.core, clap_corpus.pipeline
+# ...): no package named `pipeline` or `core` lands at the top of site-packages.
+FOLDERS = ("core", "transforms", "manifests", "k2c", "pipeline", "trainer")
+
 setup(
     name="clap-corpus",
     version="0.1.0",
     description="Build LAION-CLAP-compatible audio-caption corpora with Apache Beam, and train CLAP on them",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["core*", "pipeline*", "transforms*", "k2c*", "manifests*", "trainer*"]),
+    packages=[
+        "clap_corpus",
+        *(f"clap_corpus.{p}" for p in find_packages(include=[f"{f}*" for f in FOLDERS])),
+    ],
+    package_dir={"clap_corpus": "clap_corpus", **{f"clap_corpus.{f}": f for f in FOLDERS}},
     package_data={
-        "manifests": ["specs/*.yaml"],
-        "k2c": ["tiny/model/*", "tiny/*.json"],
+        "clap_corpus.manifests": ["specs/*.yaml"],
+        "clap_corpus.k2c": ["tiny/model/*", "tiny/*.json"],
     },
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "bench": ["psutil>=5.9", "ffmpeg-python>=0.2"]},  # bench/ only
-    entry_points={"console_scripts": ["clapcorpus=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["clapcorpus=clap_corpus.pipeline.cli:main"]},
 )

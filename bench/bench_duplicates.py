@@ -30,22 +30,21 @@ import tempfile
 import time
 
 import yaml
-
-from core.records import Record
-from core.rejects import RejectError
-from manifests.generic import read_generic
-from pipeline.demo import write_demo_corpus
-from pipeline.duplicates import decoded_digest
-from pipeline.spec import load_spec
-from transforms import storage
-from transforms.audio_source import read_audio_bytes
-from transforms.captions import render_captions
-from transforms.sample import process_sample
-from transforms.sharding import split_of
+from clap_corpus.core.records import Record
+from clap_corpus.core.rejects import RejectError
+from clap_corpus.manifests.generic import read_generic
+from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.duplicates import decoded_digest
+from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.audio_source import read_audio_bytes
+from clap_corpus.transforms.captions import render_captions
+from clap_corpus.transforms.sample import process_sample
+from clap_corpus.transforms.sharding import split_of
 
 RUN = """
 import json, sys
-from pipeline.run import run_corpus
+from clap_corpus.pipeline.run import run_corpus
 s = run_corpus(sys.argv[1], sys.argv[2], ["--runner=FnApiRunner"])
 print(json.dumps({"samples": s["samples"], "stages": s.get("stages", {}).get("duplicates")}))
 """

@@ -25,14 +25,13 @@ from dataclasses import replace
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
-
-from core.audio_ref import LocalFile
-from core.records import Record
-from k2c.config import parse_k2c
-from k2c.keywords import keyword_set
-from k2c.stage import K2CStage
-from k2c.tiny.world import EVENTS
-from transforms.captions import render_captions
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record
+from clap_corpus.k2c.config import parse_k2c
+from clap_corpus.k2c.keywords import keyword_set
+from clap_corpus.k2c.stage import K2CStage
+from clap_corpus.k2c.tiny.world import EVENTS
+from clap_corpus.transforms.captions import render_captions
 
 
 def label_names(n: int) -> list[str]:

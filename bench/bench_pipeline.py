@@ -89,7 +89,7 @@ def _peak_mb(who: int) -> float:
 
 
 def child_pipeline(spec_path: str, out: str) -> dict[str, Any]:
-    from pipeline.run import run_corpus
+    from clap_corpus.pipeline.run import run_corpus
 
     summary = run_corpus(spec_path, out)
     return {
@@ -124,17 +124,16 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
             "worker_peak_mb": _peak_mb(resource.RUSAGE_CHILDREN),
         }
     import torch
-
-    from core.layout import Layout, shard_name
-    from core.records import Record
-    from core.rejects import RejectError
-    from manifests.registry import read_source
-    from pipeline.spec import load_spec
-    from transforms.audio_source import read_audio_bytes
-    from transforms.captions import render_captions
-    from transforms.sample import process_sample
-    from transforms.sharding import split_of
-    from transforms.shards import ShardWriter
+    from clap_corpus.core.layout import Layout, shard_name
+    from clap_corpus.core.records import Record
+    from clap_corpus.core.rejects import RejectError
+    from clap_corpus.manifests.registry import read_source
+    from clap_corpus.pipeline.spec import load_spec
+    from clap_corpus.transforms.audio_source import read_audio_bytes
+    from clap_corpus.transforms.captions import render_captions
+    from clap_corpus.transforms.sample import process_sample
+    from clap_corpus.transforms.sharding import split_of
+    from clap_corpus.transforms.shards import ShardWriter
 
     torch.set_num_threads(1)  # as the pipeline's workers do
     spec = load_spec(spec_path)

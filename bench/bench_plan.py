@@ -81,8 +81,8 @@ def write_manifest(folder: str, rows: int, seed: int = 0) -> str:
 
 OURS = """
 import json, resource, sys, time
-from manifests.plan import plan_spec
-from pipeline.spec import load_spec
+from clap_corpus.manifests.plan import plan_spec
+from clap_corpus.pipeline.spec import load_spec
 t0 = time.perf_counter()
 plan = plan_spec(load_spec(sys.argv[1]))
 wall = time.perf_counter() - t0
@@ -103,7 +103,7 @@ print(json.dumps({"wall": wall, "rss_mb": rss, "records": len(df), "rejects": 0}
 
 IDLE = """
 import json, resource
-import manifests.plan, pipeline.spec, pandas
+import clap_corpus.manifests.plan, clap_corpus.pipeline.spec, pandas
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

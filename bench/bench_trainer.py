@@ -26,14 +26,13 @@ import time
 
 import numpy as np
 import torch
-
-from pipeline.demo import write_demo_corpus
-from pipeline.run import run_corpus
-from trainer.config import AudioConfig, ModelConfig, TextConfig
-from trainer.data import StreamConfig, list_shards, resolve_layout, train_loader
-from trainer.loss import clip_loss
-from trainer.text import build_tiny_text_model, tokenize
-from trainer.train import build_model, corpus_texts
+from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.trainer.config import AudioConfig, ModelConfig, TextConfig
+from clap_corpus.trainer.data import StreamConfig, list_shards, resolve_layout, train_loader
+from clap_corpus.trainer.loss import clip_loss
+from clap_corpus.trainer.text import build_tiny_text_model, tokenize
+from clap_corpus.trainer.train import build_model, corpus_texts
 
 
 def bench_corpus(cache: str, clips: int) -> str:

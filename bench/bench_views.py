@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torchaudio
-
-from core.audio import SAMPLE_RATE, int16_to_float, quantize_int16
-from transforms.views import compute_views, plan_views
+from clap_corpus.core.audio import SAMPLE_RATE, int16_to_float, quantize_int16
+from clap_corpus.transforms.views import compute_views, plan_views
 
 
 def _clip(seconds: float, seed: int) -> np.ndarray:

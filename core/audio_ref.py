@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.paths import is_url
+from clap_corpus.core.paths import is_url
 
 
 @dataclass(frozen=True, slots=True)

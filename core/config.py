@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args
 
+from clap_corpus.core.layout import NAME_RULE_TEXT, UnsafeName, check_name
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -30,8 +31,6 @@ from pydantic import (
 )
 from pydantic.dataclasses import is_pydantic_dataclass
 from pydantic_core import PydanticCustomError
-
-from core.layout import NAME_RULE_TEXT, UnsafeName, check_name
 
 # Unknown fields are errors (a typo must not silently fall back to a default).
 MODEL_CONFIG = ConfigDict(extra="forbid")

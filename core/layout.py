@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.paths import join
+from clap_corpus.core.paths import join
 
 FLAC = "flac"
 JSON = "json"

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.audio_ref import AudioRef
-from core.hashing import short_digest
-from core.rejects import Code, Stage
+from clap_corpus.core.audio_ref import AudioRef
+from clap_corpus.core.hashing import short_digest
+from clap_corpus.core.rejects import Code, Stage
 
 # Keys become tar member names (`<key>.flac`): make_key builds them within the "key" rule of
 # core.layout.NAME_RULES (no dots, at most 80 characters).

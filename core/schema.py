@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-
-from core.audio import SAMPLE_RATE
-from core.encoding import dumps_json
-from core.layout import FLAC, member_name
+from clap_corpus.core.audio import SAMPLE_RATE
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.layout import FLAC, member_name
 
 # kind -> (Arrow type in Parquet, Hugging Face feature, type name for people)
 _STRING = {"dtype": "string", "_type": "Value"}

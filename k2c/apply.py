@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from core.records import Record
-from k2c.config import K2CConfig
-from k2c.keywords import KeywordSet, keyword_set
-from k2c.outcomes import Outcome
+from clap_corpus.core.records import Record
+from clap_corpus.k2c.config import K2CConfig
+from clap_corpus.k2c.keywords import KeywordSet, keyword_set
+from clap_corpus.k2c.outcomes import Outcome
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,27 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
+from clap_corpus.core.config import (
+    MODEL_CONFIG,
+    Count,
+    LoadContext,
+    Natural,
+    NonNegative,
+    Number,
+    describe,
+    dotted,
+    field_names,
+    loading,
+    problem,
+)
+from clap_corpus.core.errors import ConfigError
+from clap_corpus.k2c.presets import (
+    GENERATION_DEFAULTS,
+    PRESETS,
+    TINY_MODEL_DIR,
+    TINY_MODEL_NAME,
+    infer_preset,
+)
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -46,22 +67,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic.dataclasses import dataclass
-
-from core.config import (
-    MODEL_CONFIG,
-    Count,
-    LoadContext,
-    Natural,
-    NonNegative,
-    Number,
-    describe,
-    dotted,
-    field_names,
-    loading,
-    problem,
-)
-from core.errors import ConfigError
-from k2c.presets import GENERATION_DEFAULTS, PRESETS, TINY_MODEL_DIR, TINY_MODEL_NAME, infer_preset
 
 Mode = Literal["replace", "join", "off"]
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

@@ -18,11 +18,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-
-from core.errors import ConfigError
-from k2c.config import K2CConfig
-from k2c.debias import bad_words_ids
-from k2c.presets import TINY_MODEL_NAME
+from clap_corpus.core.errors import ConfigError
+from clap_corpus.k2c.config import K2CConfig
+from clap_corpus.k2c.debias import bad_words_ids
+from clap_corpus.k2c.presets import TINY_MODEL_NAME
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from k2c.outcomes import Outcome
-from transforms.captions import is_technical_tag, label_phrase
+from clap_corpus.k2c.outcomes import Outcome
+from clap_corpus.transforms.captions import is_technical_tag, label_phrase
 
 SEPARATOR = "|"  # joins the canonical key; never inside a normalized keyword
 

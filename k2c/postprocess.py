@@ -23,9 +23,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from k2c.debias import contains_gendered, debias
-from k2c.outcomes import Outcome
-from transforms.captions import normalize_text
+from clap_corpus.k2c.debias import contains_gendered, debias
+from clap_corpus.k2c.outcomes import Outcome
+from clap_corpus.transforms.captions import normalize_text
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _TRAILING = re.compile(r"[\s.,;:!?…·\-–—|]+$")

@@ -19,14 +19,13 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
-
-from core.records import Record
-from k2c.apply import attach, plan
-from k2c.config import K2CConfig
-from k2c.handler import K2CModelHandler, load_captioner
-from k2c.outcomes import FALLBACKS, INPUT_FALLBACKS, Outcome
-from k2c.postprocess import CaptionResult, finish
-from k2c.presets import PRESETS
+from clap_corpus.core.records import Record
+from clap_corpus.k2c.apply import attach, plan
+from clap_corpus.k2c.config import K2CConfig
+from clap_corpus.k2c.handler import K2CModelHandler, load_captioner
+from clap_corpus.k2c.outcomes import FALLBACKS, INPUT_FALLBACKS, Outcome
+from clap_corpus.k2c.postprocess import CaptionResult, finish
+from clap_corpus.k2c.presets import PRESETS
 
 STAGE = "k2c"
 TODO = "todo"

@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from core.records import Reject
-from manifests.audioset import YTID_RE, youtube_id_of_stem
-from manifests.base import Adapter, Lookup, NativeRow
-from manifests.common import native_split_from_file, parse_float
-from manifests.options import AdapterOptions, file_pattern
-from manifests.tables import RowError, read_rows, text_value
+from clap_corpus.core.records import Reject
+from clap_corpus.manifests.audioset import YTID_RE, youtube_id_of_stem
+from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
+from clap_corpus.manifests.common import native_split_from_file, parse_float
+from clap_corpus.manifests.options import AdapterOptions, file_pattern
+from clap_corpus.manifests.tables import RowError, read_rows, text_value
 
 DEFAULT_DURATION_S = 10.0  # AudioSet segments
 FilePattern = file_pattern("youtube_id", "start_time", "audiocap_id")

@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from core.audio_ref import AudioRef, file_ref
-from core.records import Record, Reject, make_key
-from manifests.common import PLAN_NO_SCAN, AudioFinder, audio_path, corpus_split
-from manifests.options import AdapterOptions
-from manifests.source import PathRejected, SourceSpec
-from manifests.tables import RowError
+from clap_corpus.core.audio_ref import AudioRef, file_ref
+from clap_corpus.core.records import Record, Reject, make_key
+from clap_corpus.manifests.common import PLAN_NO_SCAN, AudioFinder, audio_path, corpus_split
+from clap_corpus.manifests.options import AdapterOptions
+from clap_corpus.manifests.source import PathRejected, SourceSpec
+from clap_corpus.manifests.tables import RowError
 
 
 @dataclass(frozen=True)

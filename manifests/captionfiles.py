@@ -27,14 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
+from clap_corpus.core.records import Reject
+from clap_corpus.manifests.base import Adapter, NativeRow
+from clap_corpus.manifests.common import parse_float
+from clap_corpus.manifests.options import AdapterOptions
+from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
+from clap_corpus.transforms import storage
 from pydantic import Field
-
-from core.records import Reject
-from manifests.base import Adapter, NativeRow
-from manifests.common import parse_float
-from manifests.options import AdapterOptions
-from manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
-from transforms import storage
 
 DEFAULT_DURATION_S = 10.0  # MACS: TAU Urban Acoustic Scenes 2019 files are 10 s segments
 

@@ -20,11 +20,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from core.records import Reject
-from manifests.base import Adapter, NativeRow
-from manifests.common import native_split_from_file
-from manifests.options import AdapterOptions, SpecPath
-from manifests.tables import RowError, read_rows, text_value
+from clap_corpus.core.records import Reject
+from clap_corpus.manifests.base import Adapter, NativeRow
+from clap_corpus.manifests.common import native_split_from_file
+from clap_corpus.manifests.options import AdapterOptions, SpecPath
+from clap_corpus.manifests.tables import RowError, read_rows, text_value
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from core.layout import UnsafeName, check_name
-from manifests.source import PathRejected, SourceSpec, resolve_audio_path
-from transforms import storage
+from clap_corpus.core.layout import UnsafeName, check_name
+from clap_corpus.manifests.source import PathRejected, SourceSpec, resolve_audio_path
+from clap_corpus.transforms import storage
 
 AUDIO_EXTENSIONS = frozenset(
     {

@@ -22,9 +22,9 @@ import posixpath
 import re
 from collections.abc import Iterator
 
-from manifests.base import Adapter, NativeRow
-from manifests.common import list_audio_files
-from manifests.options import AdapterOptions
+from clap_corpus.manifests.base import Adapter, NativeRow
+from clap_corpus.manifests.common import list_audio_files
+from clap_corpus.manifests.options import AdapterOptions
 
 DEFAULT_DURATION_S = 10.0  # no published figure for these libraries: an assumption, set mean_duration_s
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+from clap_corpus.manifests.base import Adapter, NativeRow
+from clap_corpus.manifests.options import AdapterOptions
+from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from pydantic import Field
-
-from manifests.base import Adapter, NativeRow
-from manifests.options import AdapterOptions
-from manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 
 DEFAULT_COLUMNS = {
     "audio": "audio",

@@ -32,16 +32,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from clap_corpus.core.audio_ref import EmbeddedCell
+from clap_corpus.core.records import Reject
+from clap_corpus.manifests.base import Adapter, NativeRow
+from clap_corpus.manifests.common import parse_float
+from clap_corpus.manifests.options import AdapterOptions, SpecPaths
+from clap_corpus.manifests.source import PathRejected, resolve_audio_path
+from clap_corpus.manifests.tables import NotText, jsonable, text_list, text_value
+from clap_corpus.transforms import storage
 from pydantic import Field
-
-from core.audio_ref import EmbeddedCell
-from core.records import Reject
-from manifests.base import Adapter, NativeRow
-from manifests.common import parse_float
-from manifests.options import AdapterOptions, SpecPaths
-from manifests.source import PathRejected, resolve_audio_path
-from manifests.tables import NotText, jsonable, text_list, text_value
-from transforms import storage
 
 DEFAULT_DURATION_S = 10.0  # no general figure for an arbitrary dataset: an assumption, set mean_duration_s
 

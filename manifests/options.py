@@ -19,9 +19,8 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Self
 
+from clap_corpus.transforms import storage
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
-
-from transforms import storage
 
 
 class OptionError(ValueError):

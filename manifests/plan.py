@@ -31,12 +31,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-
-from core.hashing import stable_hash64
-from core.records import Reject
-from manifests.common import PLAN_NO_SCAN
-from manifests.registry import default_duration_s, read_source
-from transforms.sharding import split_of
+from clap_corpus.core.hashing import stable_hash64
+from clap_corpus.core.records import Reject
+from clap_corpus.manifests.common import PLAN_NO_SCAN
+from clap_corpus.manifests.registry import default_duration_s, read_source
+from clap_corpus.transforms.sharding import split_of
 
 THROUGHPUT_X_REALTIME = 200.0
 

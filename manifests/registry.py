@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from core.layout import UnsafeName, check_name
-from core.records import Record, Reject
-from manifests import (
+from clap_corpus.core.layout import UnsafeName, check_name
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.manifests import (
     audiocaps,
     audioset,
     captionfiles,
@@ -27,8 +27,8 @@ from manifests import (
     generic,
     hf_datasets,
 )
-from manifests.options import AdapterOptions
-from manifests.source import SourceSpec
+from clap_corpus.manifests.options import AdapterOptions
+from clap_corpus.manifests.source import SourceSpec
 
 Reader = Callable[[SourceSpec], Iterator[Record | Reject]]
 

@@ -8,12 +8,11 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
+from clap_corpus.core.config import MODEL_CONFIG, Proportions, SourceName, SplitName, loading, problem
+from clap_corpus.core.rejects import Code, RejectError, Stage
+from clap_corpus.transforms import storage
 from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
-
-from core.config import MODEL_CONFIG, Proportions, SourceName, SplitName, loading, problem
-from core.rejects import Code, RejectError, Stage
-from transforms import storage
 
 
 @pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
@@ -41,7 +40,9 @@ class SourceSpec:
     @classmethod
     def _known_adapter(cls, value: str, info: ValidationInfo) -> str:
         if loading(info) is not None:
-            from manifests.registry import ADAPTERS  # the registry imports the adapters, which import us
+            from clap_corpus.manifests.registry import (
+                ADAPTERS,
+            )  # the registry imports the adapters, which import us
 
             if value not in ADAPTERS:
                 raise ValueError(f"unknown adapter '{value}' (known: {', '.join(sorted(ADAPTERS))})")
@@ -64,8 +65,8 @@ class SourceSpec:
         context = loading(info)
         if context is None or "adapter" not in info.data:  # built in code, or the adapter is wrong
             return value
-        from manifests.options import OptionError
-        from manifests.registry import parse_options
+        from clap_corpus.manifests.options import OptionError
+        from clap_corpus.manifests.registry import parse_options
 
         try:
             return parse_options(info.data["adapter"], value, context.resolve)
@@ -75,7 +76,7 @@ class SourceSpec:
     @model_validator(mode="after")
     def _manifest_when_needed(self, info: ValidationInfo) -> SourceSpec:
         if loading(info) is not None and self.manifest is None:
-            from manifests.registry import needs_manifest
+            from clap_corpus.manifests.registry import needs_manifest
 
             if needs_manifest(self.adapter):
                 raise problem(f"adapter '{self.adapter}' needs a 'manifest' field")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from core.records import Record, Reject
-from core.rejects import Code, RejectError, Stage
-from manifests.source import PathRejected, check_still_inside
-from pipeline.spec import CorpusSpec
-from transforms import storage
-from transforms.audio_source import read_audio_bytes
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import Code, RejectError, Stage
+from clap_corpus.manifests.source import PathRejected, check_still_inside
+from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.audio_source import read_audio_bytes
 
 log = logging.getLogger(__name__)
 

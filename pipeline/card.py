@@ -13,10 +13,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
-
-from core.layout import Layout
-from core.schema import field_table
-from transforms import storage
+from clap_corpus.core.layout import Layout
+from clap_corpus.core.schema import field_table
+from clap_corpus.transforms import storage
 
 # License ids the Hugging Face Hub knows, that corpus sources use.
 HF_LICENSES = frozenset(

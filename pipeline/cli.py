@@ -14,16 +14,16 @@ import importlib
 import logging
 import sys
 
-from core.errors import ConfigError
-from pipeline.options import UnknownOptionError, unknown_options
-from pipeline.preflight import StartCheckError
+from clap_corpus.core.errors import ConfigError
+from clap_corpus.pipeline.options import UnknownOptionError, unknown_options
+from clap_corpus.pipeline.preflight import StartCheckError
 
 COMMAND_MODULES = (
-    "pipeline.commands",  # run, demo
-    "pipeline.plan_command",  # plan
-    "pipeline.report",  # report
-    "trainer.cli",  # train, eval
-    "pipeline.bench_command",  # bench
+    "clap_corpus.pipeline.commands",  # run, demo
+    "clap_corpus.pipeline.plan_command",  # plan
+    "clap_corpus.pipeline.report",  # report
+    "clap_corpus.trainer.cli",  # train, eval
+    "clap_corpus.pipeline.bench_command",  # bench
 )
 
 

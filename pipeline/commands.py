@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from pipeline.run import format_report, run_corpus
+from clap_corpus.pipeline.run import format_report, run_corpus
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipeline.demo import write_demo_corpus
+    from clap_corpus.pipeline.demo import write_demo_corpus
 
     spec_path = write_demo_corpus(
         os.path.join(args.output, "source"), n_clips=args.clips, seed=args.seed, annotation=args.annotation

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import yaml
-
-from pipeline import synth
-from transforms.captions import template_caption
+from clap_corpus.pipeline import synth
+from clap_corpus.transforms.captions import template_caption
 
 RATES = (16000, 22050, 32000, 44100, 48000)
 OPUS_RATES = (16000, 24000, 48000)

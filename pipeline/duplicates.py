@@ -42,18 +42,17 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton, TaggedOutput
-
-from core.audio import quantize_int16
-from core.encoding import dumps_json
-from core.hashing import audio_digest
-from core.layout import Layout
-from core.records import Record, Reject
-from pipeline.audio_input import failure_reject, read_audio
-from pipeline.spec import CorpusSpec
-from transforms import storage
-from transforms.heldout import HeldOutAudio, Holder
-from transforms.sample import SampleOptions, decode_with_options
-from transforms.shards import ShardStats
+from clap_corpus.core.audio import quantize_int16
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.hashing import audio_digest
+from clap_corpus.core.layout import Layout
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.pipeline.audio_input import failure_reject, read_audio
+from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.heldout import HeldOutAudio, Holder
+from clap_corpus.transforms.sample import SampleOptions, decode_with_options
+from clap_corpus.transforms.shards import ShardStats
 
 STAGE = "duplicates"
 REJECTS = "rejects"
@@ -305,7 +304,7 @@ def heldout_audio(spec: CorpusSpec, records):
 def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, reports: list):
     """The record stages between the split and the shards: leakage guard, then duplicate removal.
     Appends their rejects to ``dropped`` and their reports to ``reports``; returns the records."""
-    from pipeline.leakage import LeakageGuard
+    from clap_corpus.pipeline.leakage import LeakageGuard
 
     if spec.options.leakage_guard:
         guarded = records | "LeakageGuard" >> LeakageGuard(spec.options.train_splits)

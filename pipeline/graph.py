@@ -21,23 +21,22 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
-
-from core.layout import Layout, shard_name
-from core.records import Record, Reject
-from manifests.registry import read_source
-from manifests.source import SourceSpec
-from pipeline import summary as summary_mod
-from pipeline.audio_input import failure_reject, read_audio
-from pipeline.duplicates import after_shards, after_split, heldout_audio, without_hashes
-from pipeline.progress import write_plan
-from pipeline.report import aggregate_distributions
-from pipeline.spec import CorpusSpec
-from transforms import storage
-from transforms.captions import render_captions
-from transforms.heldout import HeldOutAudio
-from transforms.shard_builder import ShardBuilder
-from transforms.sharding import placement_hash, shard_boundaries, shard_index, split_of
-from transforms.shards import ShardStats, count_by, rejects_jsonl
+from clap_corpus.core.layout import Layout, shard_name
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.manifests.registry import read_source
+from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.pipeline import summary as summary_mod
+from clap_corpus.pipeline.audio_input import failure_reject, read_audio
+from clap_corpus.pipeline.duplicates import after_shards, after_split, heldout_audio, without_hashes
+from clap_corpus.pipeline.progress import write_plan
+from clap_corpus.pipeline.report import aggregate_distributions
+from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.captions import render_captions
+from clap_corpus.transforms.heldout import HeldOutAudio
+from clap_corpus.transforms.shard_builder import ShardBuilder
+from clap_corpus.transforms.sharding import placement_hash, shard_boundaries, shard_index, split_of
+from clap_corpus.transforms.shards import ShardStats, count_by, rejects_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +186,7 @@ class BuildCorpus(beam.PTransform):
         if spec.options.k2c is not None:
             # Imported here: k2c.stage pulls in Beam's RunInference (and torch, scipy), ~0.5 s of CPU
             # in every process that unpickles this module's DoFns, K2C or not.
-            from k2c.stage import K2CStage
+            from clap_corpus.k2c.stage import K2CStage
 
             ready, k2c_report = ready | "K2C" >> K2CStage(spec.options.k2c, spec.path)
             reports.append(k2c_report)  # it drops nothing: a failed caption keeps the template one

@@ -20,10 +20,9 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton, TaggedOutput
-
-from core.records import Record, Reject
-from transforms.heldout import LEAKAGE_STAGE as STAGE
-from transforms.heldout import Holder
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.transforms.heldout import LEAKAGE_STAGE as STAGE
+from clap_corpus.transforms.heldout import Holder
 
 REJECTS = "rejects"
 PAIRS = "pairs"

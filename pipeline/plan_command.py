@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from manifests.plan import THROUGHPUT_X_REALTIME, format_plan, plan_spec
-from pipeline.preflight import format_results, load_checked_spec
+from clap_corpus.manifests.plan import THROUGHPUT_X_REALTIME, format_plan, plan_spec
+from clap_corpus.pipeline.preflight import format_results, load_checked_spec
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:

@@ -29,14 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from core.audio_ref import AudioRef
-from core.hashing import stable_hash64
-from core.records import Record, Reject
-from core.rejects import PATH_CODES
-from manifests.registry import read_source
-from manifests.source import SourceSpec
-from pipeline.spec import CorpusSpec, SourceCheck, SpecError, load_spec
-from transforms import storage
+from clap_corpus.core.audio_ref import AudioRef
+from clap_corpus.core.hashing import stable_hash64
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import PATH_CODES
+from clap_corpus.manifests.registry import read_source
+from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.pipeline.spec import CorpusSpec, SourceCheck, SpecError, load_spec
+from clap_corpus.transforms import storage
 
 SAMPLE_ONE_IN = 1000
 SCAN_FACTOR = 500

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from core.encoding import dumps_json
-from core.layout import SHARD_NAME_RE, Layout
-from transforms import storage
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.layout import SHARD_NAME_RE, Layout
+from clap_corpus.transforms import storage
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.encoding import dumps_json
-from core.layout import Layout
-from core.rejects import Code
-from transforms import storage
-from transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S, LEVEL_EDGES_DBFS, ShardStats
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.layout import Layout
+from clap_corpus.core.rejects import Code
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S, LEVEL_EDGES_DBFS, ShardStats
 
 log = logging.getLogger(__name__)
 
@@ -518,7 +518,7 @@ def write_report(summary: Mapping[str, Any]) -> str:
 
 def write_run_report(summary: Mapping[str, Any]) -> None:
     """Report and dataset card after a run; a failure here is logged, never fails the build."""
-    from pipeline.card import write_card
+    from clap_corpus.pipeline.card import write_card
 
     for what, fn in (("run report", write_report), ("dataset card", write_card)):
         try:
@@ -538,8 +538,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _report_command(args: argparse.Namespace, _extra: list[str]) -> int:
-    from core.layout import SUMMARY_FILE
-    from pipeline.card import write_card
+    from clap_corpus.core.layout import SUMMARY_FILE
+    from clap_corpus.pipeline.card import write_card
 
     path = storage.join(args.output, SUMMARY_FILE)
     if not storage.exists(path):

@@ -12,15 +12,14 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, TestOptions
-
-from core.layout import Layout
-from pipeline.graph import BuildCorpus
-from pipeline.options import pipeline_options
-from pipeline.preflight import check_spec, load_checked_spec
-from pipeline.progress import ProgressMonitor
-from pipeline.report import write_run_report
-from pipeline.spec import CorpusSpec
-from transforms import storage
+from clap_corpus.core.layout import Layout
+from clap_corpus.pipeline.graph import BuildCorpus
+from clap_corpus.pipeline.options import pipeline_options
+from clap_corpus.pipeline.preflight import check_spec, load_checked_spec
+from clap_corpus.pipeline.progress import ProgressMonitor
+from clap_corpus.pipeline.report import write_run_report
+from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.transforms import storage
 
 log = logging.getLogger(__name__)
 

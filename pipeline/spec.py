@@ -30,18 +30,7 @@ from dataclasses import asdict
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import (
-    Field,
-    StrictBool,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic.dataclasses import dataclass
-
-from core.config import (
+from clap_corpus.core.config import (
     MODEL_CONFIG,
     CorpusName,
     Count,
@@ -57,13 +46,23 @@ from core.config import (
     problem,
     problems,
 )
-from core.errors import ConfigError
-from k2c import config as k2c_config
-from k2c.config import K2CConfig
-from manifests.source import SourceSpec
-from transforms import storage
-from transforms.captions import DEFAULT_MAX_CAPTION_CHARS
-from transforms.sample import SampleOptions
+from clap_corpus.core.errors import ConfigError
+from clap_corpus.k2c import config as k2c_config
+from clap_corpus.k2c.config import K2CConfig
+from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.captions import DEFAULT_MAX_CAPTION_CHARS
+from clap_corpus.transforms.sample import SampleOptions
+from pydantic import (
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
 # run never reuses shards written by an incompatible version.

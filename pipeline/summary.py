@@ -12,11 +12,11 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from core.encoding import dumps_json
-from core.layout import SHARD_NAME_RE, Layout
-from pipeline.spec import CorpusSpec
-from transforms import storage
-from transforms.shards import ShardStats
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.layout import SHARD_NAME_RE, Layout
+from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.shards import ShardStats
 
 
 def build_summary(

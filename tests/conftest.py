@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from pipeline import synth
+from clap_corpus.pipeline import synth
 
 MATRIX_RATES = (16_000, 22_050, 44_100, 48_000)
 MATRIX_LAYOUTS = {"mono": 1, "stereo": 2}

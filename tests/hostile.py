@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
-from pipeline import synth
-from transforms.flac import encode_flac
+from clap_corpus.pipeline import synth
+from clap_corpus.transforms.flac import encode_flac
 
 HOURS_3 = 3 * 3600
 

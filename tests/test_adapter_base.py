@@ -7,14 +7,13 @@ about keys, split names, audio roots or licenses. Real files, a real spec, the r
 from collections.abc import Iterator
 
 import pytest
-
-from core.audio_ref import LocalFile
-from core.records import Record, Reject, make_key
-from manifests.base import Adapter, Lookup, NativeRow
-from manifests.options import AdapterOptions, OptionError, SpecPath, file_pattern
-from manifests.registry import ADAPTERS, AdapterInfo, needs_manifest, parse_options, read_source
-from manifests.source import SourceSpec
-from manifests.tables import RowError
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record, Reject, make_key
+from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
+from clap_corpus.manifests.options import AdapterOptions, OptionError, SpecPath, file_pattern
+from clap_corpus.manifests.registry import ADAPTERS, AdapterInfo, needs_manifest, parse_options, read_source
+from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.manifests.tables import RowError
 
 IdPattern = file_pattern("id")
 DEV_IS_TRAIN = {"dev": "train"}
@@ -112,7 +111,7 @@ def test_the_base_applies_key_split_path_license_and_reject_rules(lines, tmp_pat
 def test_a_spec_level_split_wins_and_plan_mode_lists_nothing(lines):
     from dataclasses import replace
 
-    from manifests.common import PLAN_NO_SCAN
+    from clap_corpus.manifests.common import PLAN_NO_SCAN
 
     out = list(read_source(replace(lines, split="test")))
     assert {r.split for r in out if isinstance(r, Record)} == {"test"}

@@ -1,12 +1,11 @@
 """Caption files (MACS, WavText5K, BBC) and filename-as-caption collections."""
 
 import pytest
-
-from core.audio_ref import LocalFile
-from core.records import Record, Reject
-from manifests.captionfiles import read_captionfiles
-from manifests.filenames import caption_from_name, read_filenames
-from manifests.source import SourceSpec
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.manifests.captionfiles import read_captionfiles
+from clap_corpus.manifests.filenames import caption_from_name, read_filenames
+from clap_corpus.manifests.source import SourceSpec
 
 
 def _split(items):

@@ -7,18 +7,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from clap_corpus.core.audio_ref import EmbeddedCell, LocalFile
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.manifests.hf_datasets import read_hf_dataset
+from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.duplicates import _DecideFn
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.audio_source import read_audio_bytes
+from clap_corpus.transforms.flac import decode_flac
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
-
-from core.audio_ref import EmbeddedCell, LocalFile
-from core.records import Record, Reject
-from manifests.hf_datasets import read_hf_dataset
-from manifests.source import SourceSpec
-from pipeline import synth
-from pipeline.duplicates import _DecideFn
-from pipeline.run import run_corpus
-from transforms import storage
-from transforms.audio_source import read_audio_bytes
-from transforms.flac import decode_flac
 
 FEATURES = Features(
     {

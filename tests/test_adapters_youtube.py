@@ -3,14 +3,13 @@
 from dataclasses import replace
 
 import pytest
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.manifests.audiocaps import read_audiocaps
+from clap_corpus.manifests.audioset import read_audioset, youtube_id_of_stem
+from clap_corpus.manifests.common import PLAN_NO_SCAN
+from clap_corpus.manifests.source import SourceSpec
 from fixtures_sources import AS_TRAIN, LEAK
-
-from core.audio_ref import LocalFile
-from core.records import Record, Reject
-from manifests.audiocaps import read_audiocaps
-from manifests.audioset import read_audioset, youtube_id_of_stem
-from manifests.common import PLAN_NO_SCAN
-from manifests.source import SourceSpec
 
 
 def _split(items):

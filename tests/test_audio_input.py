@@ -5,15 +5,14 @@ import os
 
 import numpy as np
 import pytest
-
-from core.audio_ref import LocalFile
-from core.records import Record
-from core.rejects import RejectError
-from pipeline import synth
-from pipeline.audio_input import failure_reject, read_audio
-from pipeline.duplicates import REJECTS, _HashAudioFn
-from pipeline.spec import parse_spec
-from transforms import storage
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record
+from clap_corpus.core.rejects import RejectError
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.audio_input import failure_reject, read_audio
+from clap_corpus.pipeline.duplicates import REJECTS, _HashAudioFn
+from clap_corpus.pipeline.spec import parse_spec
+from clap_corpus.transforms import storage
 
 
 def _spec(root, max_file_bytes=1_000_000):

@@ -6,13 +6,12 @@ import tarfile
 import zipfile
 
 import pytest
-
-from core.audio_ref import ArchiveMember, EmbeddedCell, LocalFile, RemoteFile, file_ref
-from core.records import Record, Reject
-from pipeline import synth
-from transforms import storage
-from transforms.audio_source import read_audio_bytes
-from transforms.decode import decode_audio
+from clap_corpus.core.audio_ref import ArchiveMember, EmbeddedCell, LocalFile, RemoteFile, file_ref
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.pipeline import synth
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.audio_source import read_audio_bytes
+from clap_corpus.transforms.decode import decode_audio
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,22 @@ import pytest
 from apache_beam.pvalue import AsDict
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
-
-from core.layout import Layout
-from core.records import Record, Reject
-from pipeline import synth
-from pipeline.duplicates import DropDuplicates, DuplicateReport, HeldOutAudioSet, decoded_digest
-from pipeline.graph import REJECTS, RenderCaptionsFn, ShardBoundariesFn, WriteEarlyRejectsFn, _shard_key
-from pipeline.spec import parse_spec
-from transforms.heldout import HeldOutAudio
-from transforms.sharding import placement_hash, shard_boundaries
-from transforms.shards import ShardStats
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.layout import Layout
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.duplicates import DropDuplicates, DuplicateReport, HeldOutAudioSet, decoded_digest
+from clap_corpus.pipeline.graph import (
+    REJECTS,
+    RenderCaptionsFn,
+    ShardBoundariesFn,
+    WriteEarlyRejectsFn,
+    _shard_key,
+)
+from clap_corpus.pipeline.spec import parse_spec
+from clap_corpus.transforms.heldout import HeldOutAudio
+from clap_corpus.transforms.sharding import placement_hash, shard_boundaries
+from clap_corpus.transforms.shards import ShardStats
 
 RATE = 16_000
 
@@ -37,7 +43,7 @@ def _r(key: str, split: str = "train", source: str = "lib", path: str = "", **fi
         key=key,
         source=source,
         source_id=key,
-        audio_path=path or f"/a/{key}.wav",
+        audio=LocalFile(path or f"/a/{key}.wav"),
         row=1,
         split=split,
         **fields,
@@ -100,10 +106,10 @@ def test_early_rejects_are_written_per_source_in_row_order(tmp_path):
         return Reject(source=source, stage="manifest", code=code, reason="r", row=row)
 
     rejects = [
-        reject("s1", 5, "bad_row"),
-        reject("s1", None, "empty"),
-        reject("s1", 2, "bad_row"),
-        reject("s2", 1, "x"),
+        reject("s1", 5, "malformed_row"),
+        reject("s1", None, "missing_path"),
+        reject("s1", 2, "malformed_row"),
+        reject("s2", 1, "bad_split"),
     ]
     layout = Layout(str(tmp_path), "c")
     with _pipeline() as p:

@@ -1,15 +1,12 @@
 import json
 import unicodedata
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-from core.audio_ref import LocalFile
-from core.encoding import dumps_json
-from core.records import Record, Reject
-from k2c.keywords import keyword_set
-from k2c.postprocess import clean, finish
-from transforms.captions import (
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.k2c.keywords import keyword_set
+from clap_corpus.k2c.postprocess import clean, finish
+from clap_corpus.transforms.captions import (
     KEPT_FORMAT,
     is_technical_tag,
     keyword_caption,
@@ -18,6 +15,8 @@ from transforms.captions import (
     render_captions,
     template_caption,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def _record(**kw) -> Record:

@@ -12,10 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 import yaml
-
-from pipeline import synth
-from pipeline.run import run_corpus
-from pipeline.spec import SpecError, parse_spec
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.spec import SpecError, parse_spec
 
 RUNNER = ["--runner=FnApiRunner"]
 HOSTILE = (

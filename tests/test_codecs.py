@@ -11,22 +11,21 @@ import av
 import numpy as np
 import pytest
 import yaml
-
-from core.audio import SAMPLE_RATE, quantize_int16
-from core.audio_ref import LocalFile
-from core.records import Record
-from core.rejects import RejectError
-from manifests.common import AUDIO_EXTENSIONS
-from pipeline import synth
-from pipeline.spec import SpecError, parse_spec
-from transforms.decode import (
+from clap_corpus.core.audio import SAMPLE_RATE, quantize_int16
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record
+from clap_corpus.core.rejects import RejectError
+from clap_corpus.manifests.common import AUDIO_EXTENSIONS
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.spec import SpecError, parse_spec
+from clap_corpus.transforms.decode import (
     ALLOWED_DEMUXERS,
     REFUSED_DEMUXERS,
     DecodeError,
     decode_audio,
     downmix_weights,
 )
-from transforms.sample import (
+from clap_corpus.transforms.sample import (
     DBFS_FLOOR,
     SampleOptions,
     measure_level,
@@ -375,8 +374,7 @@ def test_a_run_counts_silent_and_incomplete_clips(tmp_path) -> None:
     from pathlib import Path
 
     import pyarrow.parquet as pq
-
-    from pipeline.run import format_report, run_corpus
+    from clap_corpus.pipeline.run import format_report, run_corpus
 
     audio = tmp_path / "audio"
     audio.mkdir()

@@ -25,13 +25,12 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.typehints import Tuple
-
-from pipeline.graph import BuildCorpus
-from pipeline.options import pipeline_options
-from pipeline.spec import parse_spec
+from clap_corpus.pipeline.graph import BuildCorpus
+from clap_corpus.pipeline.options import pipeline_options
+from clap_corpus.pipeline.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipeline", "transforms", "k2c", "manifests", "trainer")
+PACKAGES = ("clap_corpus", "core", "pipeline", "transforms", "k2c", "manifests", "trainer")
 
 # The README's Dataflow command, minus the credentials-bound parts (temp/staging become local).
 README_ARGS = [
@@ -302,19 +301,29 @@ for t in proto.components.transforms.values():
         pickler.loads(payload)
         n += 1
 ours = {m: mod.__file__ for m, mod in sys.modules.items()
-        if m.split(".")[0] in ("pipeline", "transforms", "manifests", "k2c", "trainer") and mod.__file__}
+        if m.split(".")[0] == "clap_corpus" and mod.__file__}
 outside = {m: f for m, f in ours.items() if not f.startswith(root)}
 assert not outside, outside
-assert "pipeline.graph" in ours, sorted(ours)
+assert "clap_corpus.pipeline.graph" in ours, sorted(ours)
 print(n, len(ours))
 """
 
 
 def test_workers_can_load_every_dofn_from_the_staged_package_alone(staged, tmp_path):
     """What a Dataflow worker does first: install the sdist, unpickle the graph's functions."""
-    with tarfile.open(staged["staging"] / "workflow.tar.gz") as tf:
-        tf.extractall(tmp_path, filter="data")
-    (root,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    root = tmp_path / "site"
+    # As the worker does (pip install of the staged sdist), without fetching build tools: setup.py's
+    # package_dir mapping is what puts pipeline/ under clap_corpus.pipeline.
+    install = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"),
+            *("--target", str(root), str(staged["staging"] / "workflow.tar.gz")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
     proc = subprocess.run(
         [sys.executable, "-c", UNPICKLE_ALL, str(root), str(REPO), str(staged["staging"] / "pipeline.pb")],
         cwd=tmp_path,
@@ -348,8 +357,8 @@ def test_custom_container_with_gpu_options(tmp_path):
 def test_clapcorpus_run_writes_a_template_and_reports_that_nothing_ran(tmp_path, capsys):
     """`clapcorpus run ... --template_location` builds the job and submits nothing: there is no summary
     to read, and the command says so instead of failing."""
-    from pipeline.cli import main
-    from pipeline.demo import write_demo_corpus
+    from clap_corpus.pipeline.cli import main
+    from clap_corpus.pipeline.demo import write_demo_corpus
 
     spec = write_demo_corpus(str(tmp_path / "src"), n_clips=2, seed=0, k2c_model=None)
     (tmp_path / "staging").mkdir()

@@ -12,17 +12,16 @@ import av
 import numpy as np
 import pytest
 import soundfile
+from clap_corpus.core.audio import SAMPLE_RATE
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record
+from clap_corpus.core.rejects import RejectError
+from clap_corpus.pipeline import synth
+from clap_corpus.transforms.decode import SAFE_INPUT_OPTIONS, DecodedAudio, DecodeError, decode_audio
+from clap_corpus.transforms.flac import encode_flac
+from clap_corpus.transforms.sample import SampleOptions, process_sample
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from core.audio import SAMPLE_RATE
-from core.audio_ref import LocalFile
-from core.records import Record
-from core.rejects import RejectError
-from pipeline import synth
-from transforms.decode import SAFE_INPUT_OPTIONS, DecodedAudio, DecodeError, decode_audio
-from transforms.flac import encode_flac
-from transforms.sample import SampleOptions, process_sample
 
 # What conftest.encoded_matrix writes into every file.
 TONE_HZ = 440.0

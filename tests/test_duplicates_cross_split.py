@@ -10,13 +10,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from core.audio_ref import LocalFile
-from core.records import Record
-from pipeline import synth
-from pipeline.run import format_report, run_corpus
-from pipeline.spec import SpecError, parse_spec
-from transforms.heldout import HeldOutAudio, overlap_removal
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.run import format_report, run_corpus
+from clap_corpus.pipeline.spec import SpecError, parse_spec
+from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
 
 TRAIN = ("train", "balanced_train", "unbalanced_train")
 RATE = 16_000

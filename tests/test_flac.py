@@ -7,11 +7,10 @@ import io
 import numpy as np
 import pytest
 import soundfile
-
-from core.audio import quantize_int16
-from pipeline import synth
-from transforms.decode import DecodeError
-from transforms.flac import decode_flac, encode_flac
+from clap_corpus.core.audio import quantize_int16
+from clap_corpus.pipeline import synth
+from clap_corpus.transforms.decode import DecodeError
+from clap_corpus.transforms.flac import decode_flac, encode_flac
 
 
 def random_int16(n: int, seed: int = 0) -> np.ndarray:

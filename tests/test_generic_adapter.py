@@ -4,12 +4,11 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from core.audio_ref import LocalFile
-from core.layout import NAME_RULES
-from core.records import Record, Reject, make_key
-from manifests.generic import read_generic
-from manifests.source import PathRejected, SourceSpec, resolve_audio_path
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.layout import NAME_RULES
+from clap_corpus.core.records import Record, Reject, make_key
+from clap_corpus.manifests.generic import read_generic
+from clap_corpus.manifests.source import PathRejected, SourceSpec, resolve_audio_path
 
 
 def _source(tmp_path, manifest, **kw) -> SourceSpec:

@@ -17,12 +17,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.transforms.storage import TEMP_MARKER
 from hostile import three_hour_flac, write_hostile_corpus
-
-from pipeline import synth
-from pipeline.demo import write_demo_corpus
-from pipeline.run import run_corpus
-from transforms.storage import TEMP_MARKER
 
 RUNNER = ["--runner=FnApiRunner"]
 MEMBER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}\.(flac|json|mel\.npy)$")
@@ -94,7 +93,7 @@ def test_nothing_outside_the_source_root_is_read(hostile_run):
 
 
 def test_a_link_swapped_in_after_the_manifest_is_read_is_refused_at_read_time(tmp_path):
-    from manifests.source import PathRejected, SourceSpec, check_still_inside, resolve_audio_path
+    from clap_corpus.manifests.source import PathRejected, SourceSpec, check_still_inside, resolve_audio_path
 
     root = tmp_path / "audio"
     root.mkdir()
@@ -150,7 +149,7 @@ def test_worker_memory_stays_under_the_stated_cap(tmp_path):
     """README: a worker's peak RSS stays under 1.5 GB + max_file_bytes with the default caps."""
     spec, _ = write_hostile_corpus(tmp_path, extra_options={"max_duration_s": 300.0})
     code = (
-        "import resource, sys; from pipeline.run import run_corpus;"
+        "import resource, sys; from clap_corpus.pipeline.run import run_corpus;"
         f"s = run_corpus({spec!r}, {str(tmp_path / 'out')!r}, ['--runner=FnApiRunner']);"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
@@ -223,7 +222,7 @@ def test_sigkill_midway_then_rerun_equals_a_clean_run(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "pipeline",
+        "clap_corpus.pipeline",
         "run",
         "--spec",
         spec,
@@ -313,7 +312,7 @@ def test_stale_shards_from_a_bigger_earlier_run_are_removed(tmp_path):
 def test_three_hour_file_decodes_in_bounded_memory():
     import tracemalloc
 
-    from transforms.decode import decode_audio
+    from clap_corpus.transforms.decode import decode_audio
 
     data = three_hour_flac()
     tracemalloc.start()

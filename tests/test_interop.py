@@ -26,10 +26,9 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import webdataset as wds
-
-from core.layout import Layout
-from pipeline.demo import write_demo_corpus
-from pipeline.run import run_corpus
+from clap_corpus.core.layout import Layout
+from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.run import run_corpus
 
 N_CLIPS = 10
 

@@ -16,21 +16,20 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
-
-from core.audio_ref import LocalFile
-from core.errors import ConfigError
-from core.records import Record
-from k2c.apply import plan
-from k2c.config import K2CConfig, parse_k2c
-from k2c.debias import contains_gendered
-from k2c.handler import ModelUnavailable, load_captioner
-from k2c.keywords import keyword_set
-from k2c.outcomes import FALLBACKS, Outcome
-from k2c.postprocess import finish
-from k2c.presets import PRESETS
-from k2c.stage import K2CStage, apply_result
-from pipeline import synth
-from transforms.captions import render_captions
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.errors import ConfigError
+from clap_corpus.core.records import Record
+from clap_corpus.k2c.apply import plan
+from clap_corpus.k2c.config import K2CConfig, parse_k2c
+from clap_corpus.k2c.debias import contains_gendered
+from clap_corpus.k2c.handler import ModelUnavailable, load_captioner
+from clap_corpus.k2c.keywords import keyword_set
+from clap_corpus.k2c.outcomes import FALLBACKS, Outcome
+from clap_corpus.k2c.postprocess import finish
+from clap_corpus.k2c.presets import PRESETS
+from clap_corpus.k2c.stage import K2CStage, apply_result
+from clap_corpus.pipeline import synth
+from clap_corpus.transforms.captions import render_captions
 
 # Keyword sets of different token lengths, in the vocabulary of the embedded model.
 SETS = [
@@ -259,7 +258,16 @@ def test_cli_run_fails_at_start_naming_the_fix(tmp_path):
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", "--spec", str(spec), "--output", str(tmp_path / "out")],
+        [
+            sys.executable,
+            "-m",
+            "clap_corpus.pipeline",
+            "run",
+            "--spec",
+            str(spec),
+            "--output",
+            str(tmp_path / "out"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

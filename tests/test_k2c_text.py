@@ -7,17 +7,22 @@ from dataclasses import replace
 
 import pytest
 import yaml
-
-from core.audio_ref import LocalFile
-from core.records import Record
-from k2c.apply import attach, plan
-from k2c.config import K2CConfig
-from k2c.debias import GENDERED_WORDS, contains_gendered, debias
-from k2c.keywords import keyword_set, normalize_keyword
-from k2c.postprocess import clean, finish, is_copy_of_keywords
-from k2c.presets import PRESETS, TINY_MODEL_DIR
-from pipeline.spec import SpecError, parse_spec
-from transforms.captions import for_duration, render_captions, ships_k2c, template_texts, text_augment_all
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record
+from clap_corpus.k2c.apply import attach, plan
+from clap_corpus.k2c.config import K2CConfig
+from clap_corpus.k2c.debias import GENDERED_WORDS, contains_gendered, debias
+from clap_corpus.k2c.keywords import keyword_set, normalize_keyword
+from clap_corpus.k2c.postprocess import clean, finish, is_copy_of_keywords
+from clap_corpus.k2c.presets import PRESETS, TINY_MODEL_DIR
+from clap_corpus.pipeline.spec import SpecError, parse_spec
+from clap_corpus.transforms.captions import (
+    for_duration,
+    render_captions,
+    ships_k2c,
+    template_texts,
+    text_augment_all,
+)
 
 # (generated caption, after the debias pass)
 DEBIAS_TABLE = [

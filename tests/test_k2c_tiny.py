@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-
-from k2c.config import parse_k2c
-from k2c.debias import GENDERED_WORDS, bad_words_ids, contains_gendered
-from k2c.handler import load_captioner
-from k2c.keywords import keyword_set
-from k2c.presets import PRESETS, TINY_MODEL_DIR
-from k2c.tiny.train import EOS, PAD, UNK, TrainConfig, keyword_used, train
-from k2c.tiny.world import EVENTS, pairs
+from clap_corpus.k2c.config import parse_k2c
+from clap_corpus.k2c.debias import GENDERED_WORDS, bad_words_ids, contains_gendered
+from clap_corpus.k2c.handler import load_captioner
+from clap_corpus.k2c.keywords import keyword_set
+from clap_corpus.k2c.presets import PRESETS, TINY_MODEL_DIR
+from clap_corpus.k2c.tiny.train import EOS, PAD, UNK, TrainConfig, keyword_used, train
+from clap_corpus.k2c.tiny.world import EVENTS, pairs
 
 DEMO_SETS = [  # the demo corpus's keyword lists and label lists
     ("tone", "low", "steady"),

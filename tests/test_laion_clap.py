@@ -22,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from core.audio_ref import LocalFile
-from core.layout import Layout
-from core.records import Record
-from k2c.apply import attach
-from pipeline import synth
-from transforms.captions import render_captions
-from transforms.sample import Sample, SampleOptions, process_sample
-from transforms.shards import ShardWriter
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.layout import Layout
+from clap_corpus.core.records import Record
+from clap_corpus.k2c.apply import attach
+from clap_corpus.pipeline import synth
+from clap_corpus.transforms.captions import render_captions
+from clap_corpus.transforms.sample import Sample, SampleOptions, process_sample
+from clap_corpus.transforms.shards import ShardWriter
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("laion_clap") is None or importlib.util.find_spec("torchvision") is None,

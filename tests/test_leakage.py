@@ -3,11 +3,10 @@
 import apache_beam as beam
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
-
-from core.audio_ref import LocalFile
-from core.records import Record
-from pipeline.duplicates import preference
-from pipeline.leakage import LeakageGuard, Removal, find_overlap, guard, heldout_origins
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record
+from clap_corpus.pipeline.duplicates import preference
+from clap_corpus.pipeline.leakage import LeakageGuard, Removal, find_overlap, guard, heldout_origins
 
 TRAIN = ("train", "balanced_train", "unbalanced_train")
 

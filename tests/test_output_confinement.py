@@ -11,16 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
-
-from core.audio_ref import LocalFile
-from core.layout import Layout, UnsafeName, check_name
-from core.records import Record, Reject
-from manifests.options import AdapterOptions
-from manifests.registry import ADAPTERS, AdapterInfo, read_source
-from manifests.source import SourceSpec
-from pipeline import synth
-from pipeline.run import run_corpus
-from pipeline.spec import SpecError, parse_spec
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.layout import Layout, UnsafeName, check_name
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.manifests.options import AdapterOptions
+from clap_corpus.manifests.registry import ADAPTERS, AdapterInfo, read_source
+from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.spec import SpecError, parse_spec
 
 HOSTILE_SPLITS = [
     "../../../escaped",

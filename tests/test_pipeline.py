@@ -15,12 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import webdataset as wds
-
-from core.layout import Layout
-from pipeline.demo import write_demo_corpus
-from pipeline.run import format_report, run_corpus
-from transforms.flac import decode_flac
-from transforms.views import ViewPlan, views_from_int16
+from clap_corpus.core.layout import Layout
+from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.run import format_report, run_corpus
+from clap_corpus.transforms.flac import decode_flac
+from clap_corpus.transforms.views import ViewPlan, views_from_int16
 
 RUNNER = ["--runner=FnApiRunner"]
 N_CLIPS = 12
@@ -178,7 +177,7 @@ def test_rerun_into_same_output_skips_finished_shards(demo_spec, tmp_path):
 def test_cli_demo_with_default_multiprocess_runner(tmp_path):
     """The README's demo path: `clapcorpus demo` on the default local runner (all cores)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "demo", "--output", str(tmp_path), "--clips", "6"],
+        [sys.executable, "-m", "clap_corpus.pipeline", "demo", "--output", str(tmp_path), "--clips", "6"],
         capture_output=True,
         text=True,
         timeout=600,

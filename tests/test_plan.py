@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from manifests.plan import format_plan, plan_spec
-from pipeline.cli import main
-from pipeline.spec import SpecError, expand_env, load_spec
+from clap_corpus.manifests.plan import format_plan, plan_spec
+from clap_corpus.pipeline.cli import main
+from clap_corpus.pipeline.spec import SpecError, expand_env, load_spec
 
 SPECS = Path(__file__).resolve().parents[1] / "manifests" / "specs"
 SPEC_2M5 = str(SPECS / "laion_clap_2m5.yaml")

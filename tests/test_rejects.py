@@ -10,13 +10,12 @@ import re
 from pathlib import Path
 
 import pytest
-
-from core.audio_ref import LocalFile
-from core.encoding import dumps_json
-from core.records import Record, Reject
-from core.rejects import PATH_CODES, Code, RejectError, Stage, codes_table, stages_table
-from manifests.source import PathRejected
-from transforms.decode import DecodeError
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import PATH_CODES, Code, RejectError, Stage, codes_table, stages_table
+from clap_corpus.manifests.source import PathRejected
+from clap_corpus.transforms.decode import DecodeError
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ("core", "transforms", "manifests", "k2c", "pipeline", "trainer")

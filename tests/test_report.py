@@ -16,20 +16,19 @@ import pandas as pd
 import pytest
 import yaml
 from apache_beam.metrics.metric import MetricsFilter
+from clap_corpus.core.layout import Layout
+from clap_corpus.pipeline.card import hf_license, render_card, size_category
+from clap_corpus.pipeline.cli import main as cli_main
+from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.graph import BuildCorpus
+from clap_corpus.pipeline.options import pipeline_options
+from clap_corpus.pipeline.progress import ProgressMonitor, format_duration, plan_doc
+from clap_corpus.pipeline.report import build_report, render_html, render_plots
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S
 from PIL import Image
-
-from core.layout import Layout
-from pipeline.card import hf_license, render_card, size_category
-from pipeline.cli import main as cli_main
-from pipeline.demo import write_demo_corpus
-from pipeline.graph import BuildCorpus
-from pipeline.options import pipeline_options
-from pipeline.progress import ProgressMonitor, format_duration, plan_doc
-from pipeline.report import build_report, render_html, render_plots
-from pipeline.run import run_corpus
-from pipeline.spec import load_spec
-from transforms import storage
-from transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S
 
 RUNNER = ["--runner=FnApiRunner"]
 N_CLIPS = 10

@@ -6,8 +6,14 @@ import json
 
 import datasets
 import pytest
-
-from core.schema import FIELDS, JSON_FIELDS, PARQUET_COLUMNS, PARQUET_SCHEMA, check_document, hf_features
+from clap_corpus.core.schema import (
+    FIELDS,
+    JSON_FIELDS,
+    PARQUET_COLUMNS,
+    PARQUET_SCHEMA,
+    check_document,
+    hf_features,
+)
 
 
 def test_parquet_schema_is_what_datasets_makes_of_the_features():

@@ -16,18 +16,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from core.audio_ref import LocalFile
-from core.encoding import dumps_json
-from core.layout import Layout
-from core.records import Record
-from pipeline import synth
-from pipeline.audio_input import failure_reject
-from pipeline.duplicates import decoded_digest
-from transforms.heldout import HeldOutAudio
-from transforms.sample import SampleOptions
-from transforms.shard_builder import ShardBuilder
-from transforms.shards import ShardStats, read_stats
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.layout import Layout
+from clap_corpus.core.records import Record
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.audio_input import failure_reject
+from clap_corpus.pipeline.duplicates import decoded_digest
+from clap_corpus.transforms.heldout import HeldOutAudio
+from clap_corpus.transforms.sample import SampleOptions
+from clap_corpus.transforms.shard_builder import ShardBuilder
+from clap_corpus.transforms.shards import ShardStats, read_stats
 
 RATE = 16_000
 TRAIN = ("train",)

@@ -2,8 +2,8 @@ import subprocess
 import sys
 from collections import Counter
 
-from core.hashing import rng_for, stable_hash64
-from transforms.sharding import hash_split, placement_hash, shard_boundaries, shard_index
+from clap_corpus.core.hashing import rng_for, stable_hash64
+from clap_corpus.transforms.sharding import hash_split, placement_hash, shard_boundaries, shard_index
 
 PROPS = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
 PLACEMENT = 0xE02A6D5538C45DDC
@@ -13,7 +13,7 @@ RNG_K = 305192338
 
 def test_stable_hash_is_not_salted_per_process():
     # Python's hash() would differ between interpreters started with different PYTHONHASHSEED.
-    code = "from core.hashing import stable_hash64; print(stable_hash64('abc', salt='x'))"
+    code = "from clap_corpus.core.hashing import stable_hash64; print(stable_hash64('abc', salt='x'))"
     outs = {
         subprocess.run(
             [sys.executable, "-c", code],

@@ -2,8 +2,7 @@ import re
 
 import pytest
 import yaml
-
-from pipeline.spec import SpecError, load_spec
+from clap_corpus.pipeline.spec import SpecError, load_spec
 
 
 def _write(tmp_path, doc) -> str:

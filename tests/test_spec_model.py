@@ -14,12 +14,18 @@ from pathlib import Path
 import pytest
 import yaml
 from apache_beam.internal import pickler
+from clap_corpus.k2c.config import K2CConfig
+from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.pipeline.spec import (
+    CorpusOptions,
+    CorpusSpec,
+    SourceCheck,
+    SpecError,
+    _document_fields,
+    parse_spec,
+)
+from clap_corpus.transforms.sample import SampleOptions
 from pydantic import ValidationError
-
-from k2c.config import K2CConfig
-from manifests.source import SourceSpec
-from pipeline.spec import CorpusOptions, CorpusSpec, SourceCheck, SpecError, _document_fields, parse_spec
-from transforms.sample import SampleOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,12 +151,15 @@ def test_loaded_values_pickle_and_compare_by_value(tmp_path):
 def test_the_fingerprint_is_the_same_in_another_process(tmp_path):
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(_spec(tmp_path)))
-    code = "import sys; from pipeline.spec import load_spec; print(load_spec(sys.argv[1]).fingerprint())"
+    code = (
+        "import sys; from clap_corpus.pipeline.spec import load_spec; "
+        "print(load_spec(sys.argv[1]).fingerprint())"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"}
     other = subprocess.run(
         [sys.executable, "-c", code, str(spec_file)], env=env, capture_output=True, text=True
     )
-    from pipeline.spec import load_spec
+    from clap_corpus.pipeline.spec import load_spec
 
     assert other.stdout.strip() == load_spec(str(spec_file)).fingerprint()
 

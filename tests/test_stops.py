@@ -6,14 +6,13 @@ import json
 
 import pytest
 import yaml
-
-from manifests.registry import read_source
-from pipeline import synth
-from pipeline.cli import main
-from pipeline.options import UnknownOptionError, unknown_options
-from pipeline.preflight import SCAN_FACTOR, StartCheckError, check_spec, sample_positions
-from pipeline.run import run_corpus
-from pipeline.spec import load_spec
+from clap_corpus.manifests.registry import read_source
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.cli import main
+from clap_corpus.pipeline.options import UnknownOptionError, unknown_options
+from clap_corpus.pipeline.preflight import SCAN_FACTOR, StartCheckError, check_spec, sample_positions
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.spec import load_spec
 
 RUNNER = "--runner=FnApiRunner"
 YTIDS = ("aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc")

@@ -8,8 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from pipeline import synth
+from clap_corpus.pipeline import synth
 
 RATE = 16_000
 

@@ -18,14 +18,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
-from core.layout import Layout
-from pipeline.cli import main as cli_main
-from pipeline.demo import write_demo_corpus
-from pipeline.run import run_corpus
-from trainer.config import AudioConfig, ModelConfig, TextConfig, TrainConfig
-from trainer.data import (
+from clap_corpus.core.layout import Layout
+from clap_corpus.pipeline.cli import main as cli_main
+from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.trainer.config import AudioConfig, ModelConfig, TextConfig, TrainConfig
+from clap_corpus.trainer.data import (
     MISSING_MEMBER,
     TRUNCATED_SHARD,
     SkipCounts,
@@ -38,7 +36,8 @@ from trainer.data import (
     steps_per_epoch,
     train_loader,
 )
-from trainer.train import train
+from clap_corpus.trainer.train import train
+from safetensors.torch import load_file
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may touch the network
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -297,8 +296,8 @@ DDP_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys
     import torch
-    from trainer.config import AudioConfig, ModelConfig, TextConfig, TrainConfig
-    from trainer.train import train
+    from clap_corpus.trainer.config import AudioConfig, ModelConfig, TextConfig, TrainConfig
+    from clap_corpus.trainer.train import train
 
     corpus, out = sys.argv[1], sys.argv[2]
     mcfg = ModelConfig(audio=AudioConfig(encoder="cnn", size="micro"),

@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-
-from pipeline.cli import main as cli_main
-from pipeline.demo import write_demo_corpus
-from pipeline.run import run_corpus
+from clap_corpus.pipeline.cli import main as cli_main
+from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.run import run_corpus
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"

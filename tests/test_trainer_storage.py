@@ -11,11 +11,10 @@ import textwrap
 
 import fsspec
 import pytest
+from clap_corpus.core.layout import Layout
+from clap_corpus.trainer.data import DataError, SkipCounts, iter_tar, list_shards, resolve_layout
+from clap_corpus.trainer.storage import match
 from trainer_samples import sample_members, write_tar
-
-from core.layout import Layout
-from trainer.data import DataError, SkipCounts, iter_tar, list_shards, resolve_layout
-from trainer.storage import match
 
 # Which import brings in Beam, if one does: the test's failure names the chain of project files.
 NO_BEAM = textwrap.dedent(
@@ -31,7 +30,8 @@ NO_BEAM = textwrap.dedent(
                 sys.exit(1)
 
     sys.meta_path.insert(0, Watch())
-    import trainer.cli, trainer.train, trainer.evaluate, trainer.data
+    import clap_corpus.trainer.cli, clap_corpus.trainer.train
+    import clap_corpus.trainer.evaluate, clap_corpus.trainer.data
     assert "apache_beam" not in sys.modules
     """
 )
@@ -48,7 +48,7 @@ TRAIN_WITHOUT_BEAM = textwrap.dedent(
                 raise ImportError("apache_beam is not installed here")
 
     sys.meta_path.insert(0, NoBeam())
-    from trainer.__main__ import main
+    from clap_corpus.trainer.__main__ import main
 
     data, out = sys.argv[1], sys.argv[2]
     model = ["--audio-encoder", "cnn", "--audio-size", "micro", "--text-model", "tiny", "--joint-dim", "16"]

@@ -13,12 +13,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from trainer_samples import sample_members, write_tar
-
-from core.audio import quantize_int16
-from trainer.checkpoint import CheckpointError, check_compatible, load_state, load_weights, read_checkpoint
-from trainer.checkpoint import save_checkpoint as write_checkpoint
-from trainer.config import (
+from clap_corpus.core.audio import quantize_int16
+from clap_corpus.trainer.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    load_state,
+    load_weights,
+    read_checkpoint,
+)
+from clap_corpus.trainer.checkpoint import save_checkpoint as write_checkpoint
+from clap_corpus.trainer.config import (
     CAPTION_SOURCES,
     AudioConfig,
     ModelConfig,
@@ -26,7 +30,7 @@ from trainer.config import (
     TrainConfig,
     config_diff,
 )
-from trainer.data import (
+from clap_corpus.trainer.data import (
     BAD_JSON,
     MISSING_MEMBER,
     TRUNCATED_SHARD,
@@ -42,20 +46,27 @@ from trainer.data import (
     iter_tar,
     stream_shards,
 )
-from trainer.data import Shard as DataShard
-from trainer.evaluate import (
+from clap_corpus.trainer.data import Shard as DataShard
+from clap_corpus.trainer.evaluate import (
     chance_levels,
     ranks_of,
     retrieval_metrics,
     zero_shot_accuracy,
     zero_shot_classes,
 )
-from trainer.fusion import AFF, FusedStem
-from trainer.loss import clip_loss
-from trainer.model import CLAP, HTSATEncoder, SwinBlock, build_audio_encoder
-from trainer.text import TextModelError, build_tiny_text_model, load_text_encoder, load_tokenizer, tokenize
-from transforms.flac import encode_flac
-from transforms.views import CHUNK_FRAMES, MEL_BINS, compute_views, plan_views
+from clap_corpus.trainer.fusion import AFF, FusedStem
+from clap_corpus.trainer.loss import clip_loss
+from clap_corpus.trainer.model import CLAP, HTSATEncoder, SwinBlock, build_audio_encoder
+from clap_corpus.trainer.text import (
+    TextModelError,
+    build_tiny_text_model,
+    load_text_encoder,
+    load_tokenizer,
+    tokenize,
+)
+from clap_corpus.transforms.flac import encode_flac
+from clap_corpus.transforms.views import CHUNK_FRAMES, MEL_BINS, compute_views, plan_views
+from trainer_samples import sample_members, write_tar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

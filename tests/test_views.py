@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 import torch
 import torchaudio
-
-from core.audio import CLIP_SAMPLES, int16_to_float, quantize_int16
-from transforms.views import (
+from clap_corpus.core.audio import CLIP_SAMPLES, int16_to_float, quantize_int16
+from clap_corpus.transforms.views import (
     CHUNK_FRAMES,
     HOP,
     MEL_BINS,
@@ -277,7 +276,7 @@ def test_compute_views_torch_batch_equals_single() -> None:
 
 def test_accelerator_batching_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     # The stacking/splitting branch normally runs only on CUDA; route CPU through it to test it here.
-    import transforms.views as views
+    import clap_corpus.transforms.views as views
 
     as_device = views._batches
     monkeypatch.setattr(
@@ -393,7 +392,7 @@ def test_plan_views_deterministic_across_processes() -> None:
     cases = [(k, n) for (k, n) in PINNED_STARTS] + [("another", 3_000_000)]
     code = (
         "import json, sys\n"
-        "from transforms.views import plan_views\n"
+        "from clap_corpus.transforms.views import plan_views\n"
         "cases = json.loads(sys.argv[1])\n"
         "print(json.dumps([plan_views(n, k).to_json() for k, n in cases]))\n"
     )

@@ -8,10 +8,9 @@ import json
 import tarfile
 
 import numpy as np
-
-from core.audio import quantize_int16
-from transforms.flac import encode_flac
-from transforms.views import compute_views, plan_views
+from clap_corpus.core.audio import quantize_int16
+from clap_corpus.transforms.flac import encode_flac
+from clap_corpus.transforms.views import compute_views, plan_views
 
 
 def sample_members(key: str, seconds: float = 0.5, mel: bool = True) -> list[tuple[str, bytes]]:

@@ -8,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from trainer.cli import add_command
+from clap_corpus.trainer.cli import add_command
 
 
 def main(argv: list[str] | None = None) -> int:

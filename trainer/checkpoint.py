@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from clap_corpus.trainer.config import ModelConfig, TrainConfig, config_diff
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
-
-from trainer.config import ModelConfig, TrainConfig, config_diff
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"

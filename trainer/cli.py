@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from trainer.config import (
+from clap_corpus.trainer.config import (
     CAPTION_SOURCES,
     FORMATS,
     MEL_MODES,
@@ -187,10 +187,10 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, ModelConfi
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
-    from trainer.checkpoint import CheckpointError
-    from trainer.data import DataError
-    from trainer.text import TextModelError
-    from trainer.train import train
+    from clap_corpus.trainer.checkpoint import CheckpointError
+    from clap_corpus.trainer.data import DataError
+    from clap_corpus.trainer.text import TextModelError
+    from clap_corpus.trainer.train import train
 
     try:
         tcfg, mcfg = configs_from_args(args)
@@ -223,11 +223,11 @@ def eval_settings(args: argparse.Namespace, trained: TrainConfig | None) -> dict
 
 
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
-    from trainer.checkpoint import CheckpointError, latest_checkpoint, read_checkpoint
-    from trainer.data import DataError, list_shards, resolve_layout
-    from trainer.evaluate import evaluate, format_report
-    from trainer.text import TextModelError
-    from trainer.train import autocast_for, load_for_eval, pick_device, setup_distributed
+    from clap_corpus.trainer.checkpoint import CheckpointError, latest_checkpoint, read_checkpoint
+    from clap_corpus.trainer.data import DataError, list_shards, resolve_layout
+    from clap_corpus.trainer.evaluate import evaluate, format_report
+    from clap_corpus.trainer.text import TextModelError
+    from clap_corpus.trainer.train import autocast_for, load_for_eval, pick_device, setup_distributed
 
     try:
         found = latest_checkpoint(args.checkpoint)

@@ -40,18 +40,14 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.filters import shuffle
-from webdataset.tariterators import group_by_keys, tar_file_expander
-
-from core.audio import SAMPLE_RATE
-from core.hashing import stable_hash64
-from core.layout import FLAC, JSON, MEL, SIZES_FILE, SUMMARY_FILE, Layout
-from core.schema import FIELDS, PARQUET_COLUMNS
-from trainer import storage
-from transforms.decode import DecodeError
-from transforms.flac import decode_flac
-from transforms.views import (
+from clap_corpus.core.audio import SAMPLE_RATE
+from clap_corpus.core.hashing import stable_hash64
+from clap_corpus.core.layout import FLAC, JSON, MEL, SIZES_FILE, SUMMARY_FILE, Layout
+from clap_corpus.core.schema import FIELDS, PARQUET_COLUMNS
+from clap_corpus.trainer import storage
+from clap_corpus.transforms.decode import DecodeError
+from clap_corpus.transforms.flac import decode_flac
+from clap_corpus.transforms.views import (
     CHUNK_FRAMES,
     MEL_BINS,
     NUM_VIEWS,
@@ -59,6 +55,9 @@ from transforms.views import (
     compute_views_torch,
     laion_loader_input,
 )
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.filters import shuffle
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from trainer.data import EVAL_CAPTIONS, Batch, Shard, SkipCounts, eval_loader
-from trainer.model import CLAP
-from trainer.text import tokenize
-from transforms.captions import ZERO_SHOT_PROMPT, label_phrase
+from clap_corpus.trainer.data import EVAL_CAPTIONS, Batch, Shard, SkipCounts, eval_loader
+from clap_corpus.trainer.model import CLAP
+from clap_corpus.trainer.text import tokenize
+from clap_corpus.transforms.captions import ZERO_SHOT_PROMPT, label_phrase
 
 KS = (1, 5, 10)
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 import fsspec
-
-from core.paths import is_url, join  # noqa: F401  (the trainer's callers use storage.join)
+from clap_corpus.core.paths import is_url, join  # noqa: F401  (the trainer's callers use storage.join)
 
 
 class StorageError(Exception):

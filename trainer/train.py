@@ -24,9 +24,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
-
-from trainer.checkpoint import (
+from clap_corpus.trainer.checkpoint import (
     check_compatible,
     checkpoint_dir,
     latest_checkpoint,
@@ -36,8 +34,8 @@ from trainer.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from trainer.config import RESUME_SENSITIVE, ModelConfig, TrainConfig, config_diff
-from trainer.data import (
+from clap_corpus.trainer.config import RESUME_SENSITIVE, ModelConfig, TrainConfig, config_diff
+from clap_corpus.trainer.data import (
     DataError,
     Shard,
     SkipCounts,
@@ -49,10 +47,10 @@ from trainer.data import (
     steps_per_epoch,
     train_loader,
 )
-from trainer.evaluate import EvalReport, evaluate, format_report
-from trainer.loss import clip_loss
-from trainer.model import CLAP
-from trainer.text import (
+from clap_corpus.trainer.evaluate import EvalReport, evaluate, format_report
+from clap_corpus.trainer.loss import clip_loss
+from clap_corpus.trainer.model import CLAP
+from clap_corpus.trainer.text import (
     TINY,
     build_tiny_text_model,
     load_text_encoder,
@@ -60,7 +58,8 @@ from trainer.text import (
     save_text_files,
     tokenize,
 )
-from transforms.captions import ZERO_SHOT_PROMPT, label_phrase
+from clap_corpus.transforms.captions import ZERO_SHOT_PROMPT, label_phrase
+from torch import nn
 
 log = logging.getLogger("trainer")
 

@@ -14,8 +14,8 @@ import tarfile
 import zipfile
 from typing import Any
 
-from core.audio_ref import ArchiveMember, AudioRef, EmbeddedCell, LocalFile, RemoteFile
-from transforms import storage
+from clap_corpus.core.audio_ref import ArchiveMember, AudioRef, EmbeddedCell, LocalFile, RemoteFile
+from clap_corpus.transforms import storage
 
 
 def read_audio_bytes(ref: AudioRef, max_bytes: int | None = None) -> bytes:

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from core.records import Record, Reject
+from clap_corpus.core.records import Record, Reject
 
 ZERO_SHOT_PROMPT = "This is a sound of {label}."
 DEFAULT_MAX_CAPTION_CHARS = 1000

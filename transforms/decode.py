@@ -44,9 +44,8 @@ from typing import Any
 import av
 import av.logging
 import numpy as np
-
-from core.audio import SAMPLE_RATE
-from core.rejects import Code, RejectError, Stage
+from clap_corpus.core.audio import SAMPLE_RATE
+from clap_corpus.core.rejects import Code, RejectError, Stage
 
 # PyAV's default already drops FFmpeg's log lines; set it explicitly so that a library that turned
 # logging on does not flood worker logs with one line per damaged packet.

@@ -13,9 +13,8 @@ import io
 
 import av
 import numpy as np
-
-from core.audio import SAMPLE_RATE
-from transforms.decode import DecodeError
+from clap_corpus.core.audio import SAMPLE_RATE
+from clap_corpus.transforms.decode import DecodeError
 
 
 def encode_flac(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:

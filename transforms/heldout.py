@@ -11,8 +11,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from core.encoding import dumps_json
-from core.records import Record, Reject
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.records import Record, Reject
 
 # Both removals of a clip held out for evaluation (by origin id in pipeline/leakage.py, by decoded
 # audio here) are one stage, so the rejects of a source list them together.

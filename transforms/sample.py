@@ -12,23 +12,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from clap_corpus.core.audio import INT16_SCALE, SAMPLE_RATE, quantize_int16
+from clap_corpus.core.config import MODEL_CONFIG, Dbfs, Fraction, Natural, NonNegative
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.hashing import audio_digest
+from clap_corpus.core.records import Record
+from clap_corpus.core.rejects import Code, RejectError, Stage
+from clap_corpus.core.schema import check_document
+from clap_corpus.transforms.captions import for_duration as k2c_for_duration
+from clap_corpus.transforms.captions import text_augment_all
+from clap_corpus.transforms.decode import DecodedAudio, decode_audio
+from clap_corpus.transforms.flac import encode_flac
 from pydantic import StrictBool
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from core.audio import INT16_SCALE, SAMPLE_RATE, quantize_int16
-from core.config import MODEL_CONFIG, Dbfs, Fraction, Natural, NonNegative
-from core.encoding import dumps_json
-from core.hashing import audio_digest
-from core.records import Record
-from core.rejects import Code, RejectError, Stage
-from core.schema import check_document
-from transforms.captions import for_duration as k2c_for_duration
-from transforms.captions import text_augment_all
-from transforms.decode import DecodedAudio, decode_audio
-from transforms.flac import encode_flac
-
 if TYPE_CHECKING:
-    from transforms.views import ViewPlan
+    from clap_corpus.transforms.views import ViewPlan
 
 
 @pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
@@ -209,7 +208,7 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
         raise RejectError(Stage.DECODE, Code.INCOMPLETE, _incomplete_reason(decoded))
     # transforms.views imports torch (~2 s of CPU and ~600 MB per process): only processes that build
     # samples pay for it, not the launcher that merely builds the graph.
-    from transforms.views import plan_views, views_from_int16
+    from clap_corpus.transforms.views import plan_views, views_from_int16
 
     pcm = quantize_int16(decoded.samples)
     level = measure_level(pcm)

@@ -14,14 +14,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 
-from core.encoding import dumps_json
-from core.layout import Layout
-from core.records import Record, Reject
-from transforms import storage
-from transforms.captions import for_duration as k2c_for_duration
-from transforms.heldout import HeldOutAudio, overlap_removal
-from transforms.sample import SampleOptions, process_sample
-from transforms.shards import (
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.layout import Layout
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.captions import for_duration as k2c_for_duration
+from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
+from clap_corpus.transforms.sample import SampleOptions, process_sample
+from clap_corpus.transforms.shards import (
     ShardStats,
     ShardWriter,
     count_by,

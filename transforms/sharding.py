@@ -11,8 +11,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 
-from core.hashing import stable_hash64, unit_interval
-from core.records import Record
+from clap_corpus.core.hashing import stable_hash64, unit_interval
+from clap_corpus.core.records import Record
 
 
 def hash_split(key: str, proportions: Sequence[tuple[str, float]]) -> str:

@@ -19,13 +19,12 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from core.encoding import dumps_json
-from core.layout import FLAC, JSON, MEL, Layout, check_name
-from core.records import Record, Reject
-from core.schema import DICTIONARY_COLUMNS, PARQUET_SCHEMA, parquet_row
-from transforms import storage
-from transforms.sample import Sample
+from clap_corpus.core.encoding import dumps_json
+from clap_corpus.core.layout import FLAC, JSON, MEL, Layout, check_name
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.schema import DICTIONARY_COLUMNS, PARQUET_SCHEMA, parquet_row
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.sample import Sample
 
 TAR_MTIME = 0  # fixed member mtime: archives must not depend on when they were written
 PARQUET_ROWS_PER_GROUP = 64  # bounds memory: a row group holds the FLAC bytes of this many samples

@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from core.audio import CLIP_SAMPLES, INT16_SCALE, SAMPLE_RATE
-from core.hashing import rng_for
+from clap_corpus.core.audio import CLIP_SAMPLES, INT16_SCALE, SAMPLE_RATE
+from clap_corpus.core.hashing import rng_for
 
 MEL_BINS = 64
 N_FFT = 1024

@@ -1,7 +1,7 @@
 """Build the embedded demo keyword-to-caption model: SentencePiece vocabulary plus a tiny T5, trained here.
 
-    python -m k2c.tiny.train                  # writes k2c/tiny/model/ and k2c/tiny/train_report.json
-    python -m k2c.tiny.train --steps 300 --out /tmp/m   # a quick, smaller run (tests use this)
+    python -m clap_corpus.k2c.tiny.train          # writes k2c/tiny/model/ and k2c/tiny/train_report.json
+    python -m clap_corpus.k2c.tiny.train --steps 300 --out /tmp/m   # quick and small (tests use this)
 
 It is a demo model: it knows the few hundred words of :mod:`k2c.tiny.world` and nothing else. Point
 ``options.k2c.model`` at a real model (``gagan3012/k2t-base``) for real corpora.
@@ -22,9 +22,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from k2c.keywords import keyword_set
-from k2c.presets import GENERATION_DEFAULTS, PRESETS, TINY_MODEL_DIR
-from k2c.tiny.world import Pair, pairs
+from clap_corpus.k2c.keywords import keyword_set
+from clap_corpus.k2c.presets import GENERATION_DEFAULTS, PRESETS, TINY_MODEL_DIR
+from clap_corpus.k2c.tiny.world import Pair, pairs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAD, EOS, UNK = 0, 1, 2  # T5's special ids; the SentencePiece training must put them there
