@@ -15,7 +15,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # CPU workers never load. setup.py's torch==2.11.0 is then already satisfied (local labels such as
 # +cpu do not count in that comparison).
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu \
-        "torch==2.11.0+cpu" "torchaudio==2.11.0+cpu"
+        "torch==2.11.0+cpu"
 
 WORKDIR /opt/clapcorpus
 COPY setup.py ./

@@ -4,21 +4,19 @@ from setuptools import find_packages, setup
 
 # Versions are pinned where they change bytes on disk (the FFmpeg inside PyAV decodes and encodes
 # the audio; pyarrow writes the Parquet) or where releases must move together (torch + torchaudio).
+# Only what shipped code imports (or what transformers loads for it) is installed for users.
 INSTALL_REQUIRES = [
     "apache-beam[gcp]==2.77.0",
     "pyarrow>=18,<26",  # Beam 2.77 requires pyarrow<26
     "numpy>=2.0,<2.5",  # Beam 2.77 requires numpy<2.5
     "av==18.1.0",  # PyAV: in-process FFmpeg, bundled in the wheel
     "torch==2.11.0",
-    "torchaudio==2.11.0",
     "transformers>=5.0,<6",
-    "sentencepiece>=0.2,<0.3",
+    "sentencepiece>=0.2,<0.3",  # T5 tokenizers (K2C) and k2c/tiny/train.py
     "safetensors>=0.4",
-    "datasets>=4.0,<6",
-    "pandas>=2.2",
     "pyyaml>=6.0",
     "pydantic>=2.7,<3",  # the spec model (core/config.py); also what Beam's gcp extra installs
-    "webdataset>=1.0,<2",
+    "webdataset>=1.0,<2",  # the shard writer's TarWriter, the trainer's tar reader and shuffle
     "fsspec>=2023.1",  # the trainer's storage (trainer/storage.py); gs:// and s3:// need gcsfs / s3fs
     "matplotlib>=3.8,<4",  # run report plots (Agg backend, no display needed)
 ]
@@ -33,6 +31,14 @@ TEST_REQUIRES = [
     # decode them with soundfile, a second decoder independent of torchaudio's backend.
     "soundfile>=0.12",
     "imageio-ffmpeg>=0.5",  # the ffmpeg CLI, reference for the multichannel downmix (tests/test_codecs.py)
+    # The readers the shards are promised to (Hugging Face datasets, pandas), and torchaudio, which
+    # LAION-CLAP's loader and the mel reference of tests/test_views.py use: tests only.
+    "datasets>=4.0,<6",
+    "pandas>=2.2",
+    "torchaudio==2.11.0",  # the same release as torch
+    # tests/test_dataflow.py pip-installs the staged sdist as a worker does, offline: setuptools with
+    # its own bdist_wheel (70.1+); torch 2.11 wants it under 82.
+    "setuptools>=70.1,<82",
 ]
 
 # The source folders, installed under the clap_corpus namespace (clap_corpus.core, clap_corpus.pipeline
@@ -55,6 +61,10 @@ setup(
     },
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES, "bench": ["psutil>=5.9", "ffmpeg-python>=0.2"]},  # bench/ only
+    extras_require={
+        "test": TEST_REQUIRES,
+        # bench/ only; bench_views.py compares the views against torchaudio's
+        "bench": ["psutil>=5.9", "ffmpeg-python>=0.2", "torchaudio==2.11.0"],
+    },
     entry_points={"console_scripts": ["clapcorpus=clap_corpus.pipeline.cli:main"]},
 )
