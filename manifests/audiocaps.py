@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from clap_corpus.core.records import Reject
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.audioset import YTID_RE, youtube_id_of_stem
 from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
 from clap_corpus.manifests.common import native_split_from_file, parse_float
@@ -67,10 +68,10 @@ class AudioCapsAdapter(Adapter):
             row_no, row = item
             ytid = text_value(row.get("youtube_id"))
             if ytid is None:
-                yield self.reject(row_no, "missing_id", "column 'youtube_id' is empty")
+                yield self.reject(row_no, Code.MISSING_ID, "column 'youtube_id' is empty")
                 continue
             if not YTID_RE.match(ytid):
-                yield self.reject(row_no, "bad_id", f"'{ytid[:40]}' is not an 11-character YouTube id")
+                yield self.reject(row_no, Code.BAD_ID, f"'{ytid[:40]}' is not an 11-character YouTube id")
                 continue
             start_text = text_value(row.get("start_time")) or ""
             start = parse_float(start_text)
@@ -81,7 +82,7 @@ class AudioCapsAdapter(Adapter):
                 continue
             caption = text_value(row.get("caption"))
             if caption is None:
-                yield self.reject(row_no, "empty_caption", "column 'caption' is empty", source_id=ytid)
+                yield self.reject(row_no, Code.EMPTY_CAPTION, "column 'caption' is empty", source_id=ytid)
                 continue
             clip = clips.get(ytid)
             if clip is None:

@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterator
 
 from clap_corpus.core.records import Reject
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
 from clap_corpus.manifests.common import native_split_from_file, parse_float
 from clap_corpus.manifests.options import AdapterOptions, SpecPath, file_pattern
@@ -104,7 +105,7 @@ class AudioSetAdapter(Adapter):
             names = load_class_index(self.options.class_index)
         except (SourceError, OSError) as e:
             # Every row would be rejected for it: one reject says why, and the run goes on.
-            yield self.reject(None, "unreadable_metadata", str(e), path=self.options.class_index)
+            yield self.reject(None, Code.UNREADABLE_METADATA, str(e), path=self.options.class_index)
             return
         native = native_split_from_file(self.source.manifest, SPLITS_BY_FILE)
         for row_no, line in segment_lines(self.source.manifest):
@@ -114,7 +115,7 @@ class AudioSetAdapter(Adapter):
         try:
             fields = next(csv.reader([line], skipinitialspace=True, strict=True))
         except csv.Error as e:
-            return self.reject(row_no, "broken_quoting", f"unparseable line (quoting): {e}")
+            return self.reject(row_no, Code.BROKEN_QUOTING, f"unparseable line (quoting): {e}")
         if len(fields) != 4:
             return self.reject(
                 row_no,
@@ -123,7 +124,7 @@ class AudioSetAdapter(Adapter):
             )
         ytid, start_s, end_s, label_field = (f.strip() for f in fields)
         if not ytid:
-            return self.reject(row_no, "missing_id", "the row has no YouTube id")
+            return self.reject(row_no, Code.MISSING_ID, "the row has no YouTube id")
         if not YTID_RE.match(ytid):
             return self.reject(
                 row_no, "bad_id", f"'{ytid[:40]}' is not an 11-character YouTube id", source_id=ytid
@@ -138,7 +139,7 @@ class AudioSetAdapter(Adapter):
             )
         mids = [m.strip() for m in label_field.split(",") if m.strip()]
         if not mids:
-            return self.reject(row_no, "no_labels", "the row has no label id", source_id=ytid)
+            return self.reject(row_no, Code.NO_LABELS, "the row has no label id", source_id=ytid)
         unknown = [m for m in mids if m not in names]
         if unknown:
             return self.reject(

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from clap_corpus.core.audio_ref import AudioRef, file_ref
 from clap_corpus.core.records import Record, Reject, make_key
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.common import PLAN_NO_SCAN, AudioFinder, audio_path, corpus_split
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import PathRejected, SourceSpec
@@ -98,7 +99,7 @@ class Adapter:
     def records(self) -> Iterator[Record | Reject]:
         for item in self.rows():
             if isinstance(item, RowError):
-                yield self.reject(item.row, "malformed_row", item.reason)
+                yield self.reject(item.row, Code.MALFORMED_ROW, item.reason)
             elif isinstance(item, Reject):
                 yield item
             else:
@@ -135,7 +136,9 @@ class Adapter:
         except PathRejected as e:
             return self.reject(native.row, e.code, e.reason, path=native.reject_path, source_id=source_id)
         except ValueError as e:  # corpus_split: not a usable split folder
-            return self.reject(native.row, "bad_split", str(e), path=native.reject_path, source_id=source_id)
+            return self.reject(
+                native.row, Code.BAD_SPLIT, str(e), path=native.reject_path, source_id=source_id
+            )
         if native.problem is not None:
             code, reason = native.problem
             return self.reject(native.row, code, reason, path=native.reject_path, source_id=source_id)

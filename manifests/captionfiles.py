@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import yaml
 from clap_corpus.core.records import Reject
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.common import parse_float
 from clap_corpus.manifests.options import AdapterOptions
@@ -126,11 +127,11 @@ class CaptionFilesAdapter(Adapter):
             return
         for n, entry in enumerate(files, start=1):
             if not isinstance(entry, dict):
-                yield self.reject(n, "malformed_row", f"entry is a {type(entry).__name__}, not a mapping")
+                yield self.reject(n, Code.MALFORMED_ROW, f"entry is a {type(entry).__name__}, not a mapping")
                 continue
             name = text_value(entry.get("filename"))
             if name is None:
-                yield self.reject(n, "missing_path", "entry has no 'filename'")
+                yield self.reject(n, Code.MISSING_PATH, "entry has no 'filename'")
                 continue
             annotations = entry.get("annotations")
             if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
@@ -144,7 +145,7 @@ class CaptionFilesAdapter(Adapter):
                     k for a in annotations for k in text_list(a.get("tags"), separator=",", strict=False)
                 ]
             except NotText as e:
-                yield self.reject(n, "caption_not_text", str(e), source_id=name)
+                yield self.reject(n, Code.CAPTION_NOT_TEXT, str(e), source_id=name)
                 continue
             yield (
                 name,
@@ -180,7 +181,7 @@ class CaptionFilesAdapter(Adapter):
                     for k in text_list(row.get(col), separator=opts.keyword_separator, strict=False)
                 ]
             except NotText as e:
-                yield self.reject(row_no, "caption_not_text", str(e), source_id=name)
+                yield self.reject(row_no, Code.CAPTION_NOT_TEXT, str(e), source_id=name)
                 continue
             named = {file_col, *caption_cols, *opts.keyword_columns}
             yield (

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from clap_corpus.core.records import Reject
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.common import native_split_from_file
 from clap_corpus.manifests.options import AdapterOptions, SpecPath
@@ -81,7 +82,7 @@ class ClothoAdapter(Adapter):
             row_no, row = item
             name = text_value(row.get("file_name"))
             if name is None:
-                yield self.reject(row_no, "missing_path", "column 'file_name' is empty")
+                yield self.reject(row_no, Code.MISSING_PATH, "column 'file_name' is empty")
                 continue
             caption_cols = sorted((int(m.group(1)), k) for k in row if (m := _CAPTION_RE.match(k)))
             meta = metadata.get(name, {})

@@ -37,6 +37,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from clap_corpus.core.records import Reject
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
 from clap_corpus.manifests.common import clean_title, first_sentence, parse_float
 from clap_corpus.manifests.options import AdapterOptions, file_pattern
@@ -135,7 +136,7 @@ class FreesoundAdapter(Adapter):
             file_cell = urllib.parse.unquote(posixpath.basename(urllib.parse.urlparse(url).path)) or None
         source_id = sid or file_cell
         if source_id is None:
-            return self.reject(row_no, "missing_id", "the row has neither an id nor a file name")
+            return self.reject(row_no, Code.MISSING_ID, "the row has neither an id nor a file name")
         caption_cols = sorted(
             (int(m.group(1) or 0), k) for k in row if (m := _CAPTION_RE.match(str(k))) and k != "caption_t5"
         )

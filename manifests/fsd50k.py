@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from clap_corpus.core.records import Reject
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.common import native_split_from_file
 from clap_corpus.manifests.options import AdapterOptions, SpecPath, file_pattern
@@ -81,7 +82,7 @@ class FSD50KAdapter(Adapter):
             vocab = load_vocabulary(opts.vocabulary) if opts.vocabulary else None
             info = load_clips_info(opts.clips_info) if opts.clips_info else {}
         except (ValueError, OSError) as e:
-            yield self.reject(None, "unreadable_metadata", str(e)[:300])
+            yield self.reject(None, Code.UNREADABLE_METADATA, str(e)[:300])
             return
         include = set(opts.include_splits)
         file_split = native_split_from_file(source.manifest, SPLITS_BY_FILE)
@@ -95,7 +96,7 @@ class FSD50KAdapter(Adapter):
                 continue
             fname = text_value(row.get("fname"))
             if fname is None:
-                yield self.reject(row_no, "missing_id", "column 'fname' is empty")
+                yield self.reject(row_no, Code.MISSING_ID, "column 'fname' is empty")
                 continue
             mids = text_list(row.get("mids"), separator=",", strict=False)
             names = text_list(row.get("labels"), separator=",", strict=False)
@@ -113,7 +114,7 @@ class FSD50KAdapter(Adapter):
             else:
                 labels = tuple(n.replace("_", " ") for n in names)
             if not labels:
-                yield self.reject(row_no, "no_labels", "the row has no label", source_id=fname)
+                yield self.reject(row_no, Code.NO_LABELS, "the row has no label", source_id=fname)
                 continue
             clip = info.get(fname, {})
             title, uploader = text_value(clip.get("title")), text_value(clip.get("uploader"))

@@ -34,6 +34,7 @@ from typing import Any
 
 from clap_corpus.core.audio_ref import EmbeddedCell
 from clap_corpus.core.records import Reject
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.common import parse_float
 from clap_corpus.manifests.options import AdapterOptions, SpecPaths
@@ -132,10 +133,14 @@ class HFDatasetAdapter(Adapter):
         try:
             files = files if files is not None else dataset_files(self.source.audio_root)
         except (OSError, ValueError, KeyError) as e:
-            yield self.reject(None, "unreadable_metadata", f"cannot read the dataset folder: {str(e)[:300]}")
+            yield self.reject(
+                None, Code.UNREADABLE_METADATA, f"cannot read the dataset folder: {str(e)[:300]}"
+            )
             return
         if not files:
-            yield self.reject(None, "unreadable_metadata", "no .arrow or .parquet file under the audio root")
+            yield self.reject(
+                None, Code.UNREADABLE_METADATA, "no .arrow or .parquet file under the audio root"
+            )
             return
         rows_before = 0  # rows are numbered across the dataset's files, 1-based
         for native, path in files:
@@ -155,10 +160,12 @@ class HFDatasetAdapter(Adapter):
             batches = _batches(opts.audio_column, path)
             schema, audio_col, features = next(batches)
         except Exception as e:  # a broken file is one reject, not a failed run
-            yield self.reject(None, "unreadable_metadata", f"cannot read {path}: {str(e)[:300]}", path=path)
+            yield self.reject(
+                None, Code.UNREADABLE_METADATA, f"cannot read {path}: {str(e)[:300]}", path=path
+            )
             return
         if audio_col is None:
-            yield self.reject(None, "no_audio_column", "no Audio column in the dataset", path=path)
+            yield self.reject(None, Code.NO_AUDIO_COLUMN, "no Audio column in the dataset", path=path)
             return
         names = [f.name for f in schema if f.name != audio_col]
         cols = {

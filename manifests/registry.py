@@ -16,6 +16,7 @@ from typing import Any
 
 from clap_corpus.core.layout import UnsafeName, check_name
 from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests import (
     audiocaps,
     audioset,
@@ -150,7 +151,7 @@ def _checked(source: SourceSpec, record: Record) -> Record | Reject:
 
     if record.source != source.name:
         return refuse(
-            "bad_source", f"the adapter named source {record.source!r} for a record of {source.name!r}"
+            Code.BAD_SOURCE, f"the adapter named source {record.source!r} for a record of {source.name!r}"
         )
     for kind, value, code in (("key", record.key, "bad_key"), ("split", record.split, "bad_split")):
         if value is None and kind == "split":

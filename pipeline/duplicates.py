@@ -47,6 +47,7 @@ from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.hashing import audio_digest
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import Code, Stage
 from clap_corpus.pipeline.audio_input import failure_reject, read_audio
 from clap_corpus.pipeline.spec import CorpusSpec
 from clap_corpus.transforms import storage
@@ -216,7 +217,7 @@ class _DecideFn(beam.DoFn):
             else:
                 others = [o.key for o in ranked if o is not r]
                 reason = f"same decoded audio as {len(others)} other sample(s): {', '.join(others[:5])}"
-            yield TaggedOutput(REJECTS, Reject.for_record(r, "duplicate", "duplicate_audio", reason))
+            yield TaggedOutput(REJECTS, Reject.for_record(r, Stage.DUPLICATE, Code.DUPLICATE_AUDIO, reason))
         members = [(r.key, r.source, str(r.split)) for r in ranked]
         yield TaggedOutput(GROUPS, group_doc(digest, members, kept={r.key for r in keep}))
 

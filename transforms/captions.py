@@ -38,6 +38,7 @@ from dataclasses import replace
 from typing import Any
 
 from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import Code, Stage
 
 ZERO_SHOT_PROMPT = "This is a sound of {label}."
 DEFAULT_MAX_CAPTION_CHARS = 1000
@@ -210,7 +211,7 @@ def render_captions(record: Record, max_chars: int | None = None) -> Record | Re
                 continue
         else:
             why = "only technical tags" if record.keywords else "no caption, label or keyword"
-            return Reject.for_record(record, "captions", "no_text", f"the clip has {why}")
+            return Reject.for_record(record, Stage.CAPTIONS, Code.NO_TEXT, f"the clip has {why}")
     if max_chars is not None:
         for i, caption in enumerate(captions):
             if len(caption) > max_chars:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import Code
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import for_duration as k2c_for_duration
 from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
@@ -163,7 +164,7 @@ class ShardBuilder:
             audio_seconds_by_source={k: round(v, 3) for k, v in sorted(seconds_by_source.items())},
             truncated=sum(1 for k in kept if k.truncated),
             incomplete=incomplete,
-            silent=sum(1 for r in rejects if r.code == "silent"),
+            silent=sum(1 for r in rejects if r.code == Code.SILENT),
             k2c_captions=sum(1 for k in kept if k.record.k2c_caption is not None),
             k2c_skipped_short=sum(
                 1 for k in kept if k.record.k2c_caption is None and k.record.k2c_min_seconds > 0
