@@ -77,7 +77,7 @@ class AudioCapsAdapter(Adapter):
             start = parse_float(start_text)
             if start is None or start < 0:
                 yield self.reject(
-                    row_no, "bad_timestamps", f"start_time {start_text!r} is not a time", source_id=ytid
+                    row_no, Code.BAD_TIMESTAMPS, f"start_time {start_text!r} is not a time", source_id=ytid
                 )
                 continue
             caption = text_value(row.get("caption"))
@@ -90,7 +90,7 @@ class AudioCapsAdapter(Adapter):
             elif clip.start != start:
                 yield self.reject(
                     row_no,
-                    "conflicting_segment",
+                    Code.CONFLICTING_SEGMENT,
                     f"clip {ytid} starts at {clip.start_text} in row {clip.row} but at {start_text} here",
                     source_id=ytid,
                 )

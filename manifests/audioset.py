@@ -119,7 +119,7 @@ class AudioSetAdapter(Adapter):
         if len(fields) != 4:
             return self.reject(
                 row_no,
-                "malformed_row",
+                Code.MALFORMED_ROW,
                 f"row has {len(fields)} fields, expected 4 (YTID, start_seconds, end_seconds, quoted labels)",
             )
         ytid, start_s, end_s, label_field = (f.strip() for f in fields)
@@ -127,13 +127,13 @@ class AudioSetAdapter(Adapter):
             return self.reject(row_no, Code.MISSING_ID, "the row has no YouTube id")
         if not YTID_RE.match(ytid):
             return self.reject(
-                row_no, "bad_id", f"'{ytid[:40]}' is not an 11-character YouTube id", source_id=ytid
+                row_no, Code.BAD_ID, f"'{ytid[:40]}' is not an 11-character YouTube id", source_id=ytid
             )
         start, end = parse_float(start_s), parse_float(end_s)
         if start is None or end is None or start < 0 or end <= start:
             return self.reject(
                 row_no,
-                "bad_timestamps",
+                Code.BAD_TIMESTAMPS,
                 f"start {start_s!r}, end {end_s!r}: not 0 <= start < end",
                 source_id=ytid,
             )
@@ -144,7 +144,7 @@ class AudioSetAdapter(Adapter):
         if unknown:
             return self.reject(
                 row_no,
-                "unknown_label",
+                Code.UNKNOWN_LABEL,
                 f"label id(s) {', '.join(unknown[:5])} not in the class index",
                 source_id=ytid,
             )

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 from clap_corpus.core.audio_ref import AudioRef, file_ref
 from clap_corpus.core.records import Record, Reject, make_key
-from clap_corpus.core.rejects import Code
+from clap_corpus.core.rejects import Code, Stage
 from clap_corpus.manifests.common import PLAN_NO_SCAN, AudioFinder, audio_path, corpus_split
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import PathRejected, SourceSpec
@@ -117,7 +117,7 @@ class Adapter:
         """A manifest-stage reject of this source; ``path`` (None: the manifest) says what it names."""
         return Reject(
             self.source.name,
-            "manifest",
+            Stage.MANIFEST,
             code,
             reason,
             path=(self.source.manifest or "") if path is None else path,

@@ -116,13 +116,13 @@ class CaptionFilesAdapter(Adapter):
             doc = yaml.safe_load(storage.read_text(self.source.manifest))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             yield self.reject(
-                None, "unreadable_metadata", f"not a readable YAML caption file: {str(e)[:300]}"
+                None, Code.UNREADABLE_METADATA, f"not a readable YAML caption file: {str(e)[:300]}"
             )
             return
         files = doc.get("files") if isinstance(doc, dict) else None
         if not isinstance(files, list):
             yield self.reject(
-                None, "unreadable_metadata", "expected a top-level 'files' list (the MACS layout)"
+                None, Code.UNREADABLE_METADATA, "expected a top-level 'files' list (the MACS layout)"
             )
             return
         for n, entry in enumerate(files, start=1):
@@ -136,7 +136,7 @@ class CaptionFilesAdapter(Adapter):
             annotations = entry.get("annotations")
             if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
                 yield self.reject(
-                    n, "malformed_row", "'annotations' is not a list of mappings", source_id=name
+                    n, Code.MALFORMED_ROW, "'annotations' is not a list of mappings", source_id=name
                 )
                 continue
             try:
@@ -170,7 +170,7 @@ class CaptionFilesAdapter(Adapter):
             name = text_value(row.get(file_col)) if file_col else None
             if name is None:
                 yield self.reject(
-                    row_no, "missing_path", f"no file name (column '{file_col or FILE_COLUMNS[0]}')"
+                    row_no, Code.MISSING_PATH, f"no file name (column '{file_col or FILE_COLUMNS[0]}')"
                 )
                 continue
             try:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from clap_corpus.core.layout import UnsafeName, check_name
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.source import PathRejected, SourceSpec, resolve_audio_path
 from clap_corpus.transforms import storage
 
@@ -165,7 +166,7 @@ class AudioFinder:
             return storage.join(self.source.audio_root, lookup_id)
         rel = self.index().get(lookup_id)
         if rel is None:
-            raise PathRejected("missing_audio", f"no audio file for id '{lookup_id}' under the audio root")
+            raise PathRejected(Code.MISSING_AUDIO, f"no audio file for id '{lookup_id}' under the audio root")
         return resolve_audio_path(self.source, rel)
 
     def index(self) -> dict[str, str]:

@@ -105,7 +105,7 @@ class FSD50KAdapter(Adapter):
                 if unknown:
                     yield self.reject(
                         row_no,
-                        "unknown_label",
+                        Code.UNKNOWN_LABEL,
                         f"label id(s) {', '.join(unknown[:5])} not in the vocabulary",
                         source_id=fname,
                     )

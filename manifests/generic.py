@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
@@ -62,7 +63,7 @@ class GenericAdapter(Adapter):
             if raw_path is None:
                 yield self.reject(
                     row_no,
-                    "missing_path",
+                    Code.MISSING_PATH,
                     f"column '{cols['audio']}' is empty",
                     path="",
                     source_id=source_id or None,

@@ -203,7 +203,7 @@ class HFDatasetAdapter(Adapter):
         if not embedded and not apath:
             return self.reject(
                 row,
-                "missing_audio",
+                Code.MISSING_AUDIO,
                 "the row's audio has neither bytes nor a path",
                 path=f.path,
                 source_id=source_id,

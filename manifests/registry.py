@@ -16,7 +16,7 @@ from typing import Any
 
 from clap_corpus.core.layout import UnsafeName, check_name
 from clap_corpus.core.records import Record, Reject
-from clap_corpus.core.rejects import Code
+from clap_corpus.core.rejects import Code, Stage
 from clap_corpus.manifests import (
     audiocaps,
     audioset,
@@ -141,7 +141,7 @@ def _checked(source: SourceSpec, record: Record) -> Record | Reject:
     def refuse(code: str, reason: str) -> Reject:
         return Reject(
             source.name,
-            "manifest",
+            Stage.MANIFEST,
             code,
             reason,
             path=str(record.audio),

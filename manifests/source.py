@@ -103,9 +103,9 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
     """
     value = value.strip()
     if not value:
-        raise PathRejected("missing_path", "the row has no audio path")
+        raise PathRejected(Code.MISSING_PATH, "the row has no audio path")
     if "\x00" in value:
-        raise PathRejected("bad_path", "the audio path contains a NUL byte")
+        raise PathRejected(Code.BAD_PATH, "the audio path contains a NUL byte")
     root = source.audio_root
     if storage.is_url(value) and storage.scheme(value) == "file":
         value = value[len("file://") :]  # a local path in URL clothing gets the local rules
@@ -113,7 +113,7 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
         allowed = {storage.scheme(root), *source.allowed_schemes}
         if storage.scheme(value) not in allowed:
             raise PathRejected(
-                "scheme_not_allowed",
+                Code.SCHEME_NOT_ALLOWED,
                 f"URL scheme '{storage.scheme(value)}' is not allowed for this source "
                 f"(allowed: {', '.join(sorted(allowed))})",
             )
@@ -122,7 +122,9 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
         return value
     if storage.is_url(root):
         if value.startswith("/"):
-            raise PathRejected("outside_root", "absolute local path for a source whose audio root is a URL")
+            raise PathRejected(
+                Code.OUTSIDE_ROOT, "absolute local path for a source whose audio root is a URL"
+            )
         joined = posixpath.normpath(posixpath.join(root.split("://", 1)[1], value))
         full = f"{storage.scheme(root)}://{joined}"
         _require_inside_url(root, full)
@@ -130,11 +132,13 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
     root_abs = os.path.abspath(root)
     full = os.path.normpath(value if os.path.isabs(value) else os.path.join(root_abs, value))
     if not _inside(full, root_abs):
-        raise PathRejected("outside_root", f"path '{value}' is outside the audio root")
+        raise PathRejected(Code.OUTSIDE_ROOT, f"path '{value}' is outside the audio root")
     # Symlinks are resolved so that a link inside the root cannot point at a file outside it.
     real, real_root = os.path.realpath(full), _real_root(root_abs)
     if not _inside(real, real_root):
-        raise PathRejected("outside_root", f"path '{value}' resolves (through a link) outside the audio root")
+        raise PathRejected(
+            Code.OUTSIDE_ROOT, f"path '{value}' resolves (through a link) outside the audio root"
+        )
     return full
 
 
@@ -144,7 +148,9 @@ def check_still_inside(source: SourceSpec, path: str) -> None:
     if storage.is_url(path) or storage.is_url(source.audio_root):
         return
     if not _inside(os.path.realpath(path), _real_root(os.path.abspath(source.audio_root))):
-        raise PathRejected("outside_root", "the audio path resolves (through a link) outside the audio root")
+        raise PathRejected(
+            Code.OUTSIDE_ROOT, "the audio path resolves (through a link) outside the audio root"
+        )
 
 
 @functools.lru_cache(maxsize=64)
@@ -161,4 +167,4 @@ def _require_inside_url(root: str, url: str) -> None:
     r = root.split("://", 1)[1]
     u = posixpath.normpath(url.split("://", 1)[1])
     if not (u == r.rstrip("/") or u.startswith(r.rstrip("/") + "/")):
-        raise PathRejected("outside_root", f"URL '{url}' is outside the audio root '{root}'")
+        raise PathRejected(Code.OUTSIDE_ROOT, f"URL '{url}' is outside the audio root '{root}'")

@@ -217,8 +217,8 @@ def render_captions(record: Record, max_chars: int | None = None) -> Record | Re
             if len(caption) > max_chars:
                 return Reject.for_record(
                     record,
-                    "captions",
-                    "caption_too_long",
+                    Stage.CAPTIONS,
+                    Code.CAPTION_TOO_LONG,
                     f"{kind} caption {i + 1} has {len(caption)} characters, over the {max_chars} of "
                     "options.max_caption_chars",
                 )

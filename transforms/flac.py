@@ -14,6 +14,7 @@ import io
 import av
 import numpy as np
 from clap_corpus.core.audio import SAMPLE_RATE
+from clap_corpus.core.rejects import Code
 from clap_corpus.transforms.decode import DecodeError
 
 
@@ -48,10 +49,10 @@ def decode_flac(data: bytes) -> tuple[np.ndarray, int]:
     bytes that are not a readable 16-bit FLAC.
     """
     if len(data) == 0:
-        raise DecodeError("empty_file", "the file is empty (0 bytes)")
+        raise DecodeError(Code.EMPTY_FILE, "the file is empty (0 bytes)")
     if not data.startswith(b"fLaC"):
         # forced to the FLAC demuxer, FFmpeg would otherwise scan any bytes for frame headers
-        raise DecodeError("not_audio", "not a FLAC file (no fLaC marker)")
+        raise DecodeError(Code.NOT_AUDIO, "not a FLAC file (no fLaC marker)")
     chunks: list[np.ndarray] = []
     try:
         # Only the FLAC demuxer, and no protocols: the same locks as transforms.decode.
@@ -59,20 +60,22 @@ def decode_flac(data: bytes) -> tuple[np.ndarray, int]:
             io.BytesIO(data), format="flac", container_options={"protocol_whitelist": "none"}
         ) as container:
             if not container.streams.audio:
-                raise DecodeError("no_audio_stream", "the FLAC file has no audio stream")
+                raise DecodeError(Code.NO_AUDIO_STREAM, "the FLAC file has no audio stream")
             stream = container.streams.audio[0]
             rate = int(stream.codec_context.sample_rate)
             channels = int(stream.codec_context.channels)
             for frame in container.decode(stream):
                 if frame.format.name not in ("s16", "s16p"):
-                    raise DecodeError("corrupt", f"expected 16-bit FLAC, got samples as {frame.format.name}")
+                    raise DecodeError(
+                        Code.CORRUPT, f"expected 16-bit FLAC, got samples as {frame.format.name}"
+                    )
                 arr = frame.to_ndarray()
                 # packed s16 arrives as (1, n * channels), planar as (channels, n)
                 chunks.append(arr.reshape(-1, channels).T if not frame.format.is_planar else arr)
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError("corrupt", f"not a readable FLAC file ({type(exc).__name__})") from None
+        raise DecodeError(Code.CORRUPT, f"not a readable FLAC file ({type(exc).__name__})") from None
     samples = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), dtype=np.int16)
     if channels == 1:
         samples = samples[0]

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record, Reject
-from clap_corpus.core.rejects import Code
+from clap_corpus.core.rejects import Code, Stage
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import for_duration as k2c_for_duration
 from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
@@ -115,8 +115,8 @@ class ShardBuilder:
                     rejects.append(
                         Reject.for_record(
                             record,
-                            "shard",
-                            "duplicate_key",
+                            Stage.SHARD,
+                            Code.DUPLICATE_KEY,
                             f"another row of source '{record.source}' has the same id '{record.source_id}'",
                         )
                     )
