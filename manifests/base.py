@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from clap_corpus.core.audio_ref import AudioRef, file_ref
 from clap_corpus.core.records import Record, Reject, make_key
 from clap_corpus.core.rejects import Code, Stage
-from clap_corpus.manifests.common import PLAN_NO_SCAN, AudioFinder, audio_path, corpus_split
+from clap_corpus.manifests.common import AudioFinder, audio_path, corpus_split
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import PathRejected, SourceSpec
 from clap_corpus.manifests.tables import RowError
@@ -74,20 +74,18 @@ class Adapter:
     Options: ClassVar[type[AdapterOptions]] = AdapterOptions
     split_defaults: ClassVar[Mapping[str, str]] = {}  # native split -> corpus split, before split_map
 
-    def __init__(self, source: SourceSpec):
+    def __init__(self, source: SourceSpec, scan_audio: bool = True):
         self.source = source
-        given = source.options
-        # `clapcorpus plan` reads metadata only: no audio folder is listed and no file looked at.
-        self.no_scan = isinstance(given, Mapping) and bool(given.get(PLAN_NO_SCAN, False))
-        if self.no_scan:
-            given = {k: v for k, v in given.items() if k != PLAN_NO_SCAN}
-        self.options = self.Options.read_back(given)
+        # scan_audio False (`clapcorpus plan`): metadata only, no audio folder listed, no file looked at;
+        # audio paths are placeholders that nobody reads.
+        self.no_scan = not scan_audio
+        self.options = self.Options.read_back(source.options)
         self._finder: AudioFinder | None = None
 
     @classmethod
-    def read(cls, source: SourceSpec) -> Iterator[Record | Reject]:
+    def read(cls, source: SourceSpec, scan_audio: bool = True) -> Iterator[Record | Reject]:
         """Every record and reject of ``source`` (the registry's reader)."""
-        return cls(source).records()
+        return cls(source, scan_audio).records()
 
     def rows(self) -> Iterator[NativeRow | RowError | Reject]:
         raise NotImplementedError

@@ -30,10 +30,6 @@ AUDIO_EXTENSIONS = frozenset(
     }
 )
 
-# Set by `clapcorpus plan` (never by a spec: option names starting with '_' fail validation):
-# audio is neither listed nor checked, paths are only placeholders that nobody reads.
-PLAN_NO_SCAN = "_plan_no_audio_scan"
-
 
 def corpus_split(
     source: SourceSpec, native: str | None, defaults: Mapping[str, str] | None = None

@@ -27,13 +27,12 @@ import math
 import time
 from array import array
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from clap_corpus.core.hashing import stable_hash64
 from clap_corpus.core.records import Reject
-from clap_corpus.manifests.common import PLAN_NO_SCAN
 from clap_corpus.manifests.registry import default_duration_s, read_source
 from clap_corpus.transforms.sharding import split_of
 
@@ -121,11 +120,8 @@ def plan_spec(
         default = float(source.option("mean_duration_s") or default_duration_s(source.adapter))
         sp = SourcePlan(source.name, source.adapter, source.expected_count, default)
         sources.append(sp)
-        run_source = (
-            source if check_audio else replace(source, options={**source.options, PLAN_NO_SCAN: True})
-        )
         proportions = source.split_proportions or spec.options.split_proportions
-        for item in read_source(run_source):
+        for item in read_source(source, scan_audio=check_audio):
             sp.rows += 1
             if isinstance(item, Reject):
                 sp.rejects[item.code] += 1

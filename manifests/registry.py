@@ -31,7 +31,8 @@ from clap_corpus.manifests import (
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import SourceSpec
 
-Reader = Callable[[SourceSpec], Iterator[Record | Reject]]
+# (source, scan_audio) -> records and rejects; scan_audio False: metadata only (`clapcorpus plan`)
+Reader = Callable[[SourceSpec, bool], Iterator[Record | Reject]]
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,10 @@ def adapter(name: str) -> AdapterInfo:
         raise KeyError(f"unknown adapter '{name}' (known: {', '.join(sorted(ADAPTERS))})") from None
 
 
-def read_source(source: SourceSpec) -> Iterator[Record | Reject]:
-    """Every record and reject of ``source``, each held to the rules of the output layout."""
-    for item in adapter(source.adapter).read(source):
+def read_source(source: SourceSpec, *, scan_audio: bool = True) -> Iterator[Record | Reject]:
+    """Every record and reject of ``source``, each held to the rules of the output layout. With
+    ``scan_audio`` False the adapter lists no audio folder and checks no file (`clapcorpus plan`)."""
+    for item in adapter(source.adapter).read(source, scan_audio):
         if isinstance(item, Reject):
             # Rejects are filed by source name: a stray name must not pick the rejects file.
             yield item if item.source == source.name else replace(item, source=source.name)

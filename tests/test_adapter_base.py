@@ -111,11 +111,9 @@ def test_the_base_applies_key_split_path_license_and_reject_rules(lines, tmp_pat
 def test_a_spec_level_split_wins_and_plan_mode_lists_nothing(lines):
     from dataclasses import replace
 
-    from clap_corpus.manifests.common import PLAN_NO_SCAN
-
     out = list(read_source(replace(lines, split="test")))
     assert {r.split for r in out if isinstance(r, Record)} == {"test"}
-    planned = list(read_source(replace(lines, options={PLAN_NO_SCAN: True})))
+    planned = list(read_source(lines, scan_audio=False))
     # without listing the root, an id lookup is a placeholder path, not a missing file
     assert [r.code for r in planned if isinstance(r, Reject)] == [
         "outside_root",

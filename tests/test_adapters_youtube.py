@@ -7,7 +7,6 @@ from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.audiocaps import read_audiocaps
 from clap_corpus.manifests.audioset import read_audioset, youtube_id_of_stem
-from clap_corpus.manifests.common import PLAN_NO_SCAN
 from clap_corpus.manifests.source import SourceSpec
 from fixtures_sources import AS_TRAIN, LEAK
 
@@ -105,8 +104,7 @@ def test_file_pattern_builds_paths_without_listing(clap_data):
 
 def test_plan_mode_lists_nothing(clap_data, tmp_path):
     src = replace(_audioset(clap_data), audio_root=str(tmp_path / "nowhere"))
-    src = replace(src, options={**src.options, PLAN_NO_SCAN: True})
-    records, _ = _split(read_audioset(src))
+    records, _ = _split(read_audioset(src, scan_audio=False))
     assert len(records) == 7  # every well-formed row, audio unchecked
 
 

@@ -74,7 +74,7 @@ def test_hostile_split_values_in_a_generic_manifest_never_write_outside_output(t
 
 
 def _toy_adapter(records):
-    def read(source):
+    def read(source, scan_audio):
         yield from records
 
     return read
