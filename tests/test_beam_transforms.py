@@ -120,7 +120,9 @@ def test_early_rejects_are_written_per_source_in_row_order(tmp_path):
             | beam.GroupByKey()
             | beam.ParDo(WriteEarlyRejectsFn(layout))
         )
-        assert_that(counts, equal_to([("s1", {"bad_row": 2, "empty": 1}), ("s2", {"x": 1})]))
+        assert_that(
+            counts, equal_to([("s1", {"malformed_row": 2, "missing_path": 1}), ("s2", {"bad_split": 1})])
+        )
     lines = Path(layout.manifest_rejects_path("s1")).read_text().splitlines()
     assert [json.loads(line)["row"] for line in lines] == [None, 2, 5]
 
