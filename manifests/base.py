@@ -24,7 +24,7 @@ reader written without this class cannot place a file outside the output folder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -171,6 +171,3 @@ class Adapter:
             pattern = getattr(self.options, "file_pattern", None)
             self._finder = AudioFinder(self.source, pattern, self.index_key, placeholder=self.no_scan)
         return self._finder
-
-
-Reader = Callable[[SourceSpec], Iterator[Record | Reject]]
