@@ -30,6 +30,7 @@ import tempfile
 import time
 
 import yaml
+
 from clap_corpus.core.records import Record
 from clap_corpus.core.rejects import RejectError
 from clap_corpus.manifests.generic import read_generic

@@ -124,6 +124,7 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
             "worker_peak_mb": _peak_mb(resource.RUSAGE_CHILDREN),
         }
     import torch
+
     from clap_corpus.core.layout import Layout, shard_name
     from clap_corpus.core.records import Record
     from clap_corpus.core.rejects import RejectError

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 import torch
+
 from clap_corpus.pipeline.demo import write_demo_corpus
 from clap_corpus.pipeline.run import run_corpus
 from clap_corpus.trainer.config import AudioConfig, ModelConfig, TextConfig

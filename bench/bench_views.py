@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torchaudio
+
 from clap_corpus.core.audio import SAMPLE_RATE, int16_to_float, quantize_int16
 from clap_corpus.transforms.views import compute_views, plan_views
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import yaml
+
 from clap_corpus.pipeline import synth
 from clap_corpus.pipeline.demo import SOUND_KINDS
 

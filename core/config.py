@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args
 
-from clap_corpus.core.layout import NAME_RULE_TEXT, UnsafeName, check_name
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -31,6 +30,8 @@ from pydantic import (
 )
 from pydantic.dataclasses import is_pydantic_dataclass
 from pydantic_core import PydanticCustomError
+
+from clap_corpus.core.layout import NAME_RULE_TEXT, UnsafeName, check_name
 
 # Unknown fields are errors (a typo must not silently fall back to a default).
 MODEL_CONFIG = ConfigDict(extra="forbid")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+
 from clap_corpus.core.audio import SAMPLE_RATE
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import FLAC, member_name

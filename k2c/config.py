@@ -33,6 +33,20 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+
 from clap_corpus.core.config import (
     MODEL_CONFIG,
     Count,
@@ -54,19 +68,6 @@ from clap_corpus.k2c.presets import (
     TINY_MODEL_NAME,
     infer_preset,
 )
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    Field,
-    StrictBool,
-    StrictStr,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic.dataclasses import dataclass
 
 Mode = Literal["replace", "join", "off"]
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

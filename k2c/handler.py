@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
 from clap_corpus.core.errors import ConfigError
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.k2c.debias import bad_words_ids

@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
+
 from clap_corpus.core.records import Record
 from clap_corpus.k2c.apply import attach, plan
 from clap_corpus.k2c.config import K2CConfig

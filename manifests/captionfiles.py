@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
+from pydantic import Field
+
 from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
@@ -34,7 +36,6 @@ from clap_corpus.manifests.common import parse_float
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from clap_corpus.transforms import storage
-from pydantic import Field
 
 DEFAULT_DURATION_S = 10.0  # MACS: TAU Urban Acoustic Scenes 2019 files are 10 s segments
 

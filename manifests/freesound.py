@@ -36,6 +36,8 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
+from pydantic import Field
+
 from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
@@ -43,7 +45,6 @@ from clap_corpus.manifests.common import clean_title, first_sentence, parse_floa
 from clap_corpus.manifests.options import AdapterOptions, file_pattern
 from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from clap_corpus.transforms import storage
-from pydantic import Field
 
 # LAION-Audio-630K's Freesound part: 515 581 clips, 3 033.38 h (its Hugging Face card) -> 21.2 s.
 DEFAULT_DURATION_S = 21.2

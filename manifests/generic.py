@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+from pydantic import Field
+
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
-from pydantic import Field
 
 DEFAULT_COLUMNS = {
     "audio": "audio",

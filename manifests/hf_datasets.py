@@ -32,6 +32,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field
+
 from clap_corpus.core.audio_ref import EmbeddedCell
 from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
@@ -41,7 +43,6 @@ from clap_corpus.manifests.options import AdapterOptions, SpecPaths
 from clap_corpus.manifests.source import PathRejected, resolve_audio_path
 from clap_corpus.manifests.tables import NotText, jsonable, text_list, text_value
 from clap_corpus.transforms import storage
-from pydantic import Field
 
 DEFAULT_DURATION_S = 10.0  # no general figure for an arbitrary dataset: an assumption, set mean_duration_s
 

@@ -19,8 +19,9 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Self
 
-from clap_corpus.transforms import storage
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
+
+from clap_corpus.transforms import storage
 
 
 class OptionError(ValueError):

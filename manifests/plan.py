@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from clap_corpus.core.hashing import stable_hash64
 from clap_corpus.core.records import Reject
 from clap_corpus.manifests.registry import default_duration_s, read_source

@@ -8,11 +8,12 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
 from clap_corpus.core.config import MODEL_CONFIG, Proportions, SourceName, SplitName, loading, problem
 from clap_corpus.core.rejects import Code, RejectError, Stage
 from clap_corpus.transforms import storage
-from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 
 @pydantic_dataclass(frozen=True, config=MODEL_CONFIG)

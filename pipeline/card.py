@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
+
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.schema import field_table
 from clap_corpus.transforms import storage

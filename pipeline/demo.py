@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import yaml
+
 from clap_corpus.pipeline import synth
 from clap_corpus.transforms.captions import template_caption
 

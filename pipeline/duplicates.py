@@ -42,6 +42,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton, TaggedOutput
+
 from clap_corpus.core.audio import quantize_int16
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.hashing import audio_digest

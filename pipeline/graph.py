@@ -21,6 +21,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
+
 from clap_corpus.core.layout import Layout, shard_name
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.registry import read_source

@@ -20,6 +20,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton, TaggedOutput
+
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.transforms.heldout import LEAKAGE_STAGE as STAGE
 from clap_corpus.transforms.heldout import Holder

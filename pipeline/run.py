@@ -12,6 +12,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, TestOptions
+
 from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.graph import BuildCorpus
 from clap_corpus.pipeline.options import pipeline_options

@@ -30,6 +30,17 @@ from dataclasses import asdict
 from typing import Any, Literal, get_args
 
 import yaml
+from pydantic import (
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+
 from clap_corpus.core.config import (
     MODEL_CONFIG,
     CorpusName,
@@ -53,16 +64,6 @@ from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import DEFAULT_MAX_CAPTION_CHARS
 from clap_corpus.transforms.sample import SampleOptions
-from pydantic import (
-    Field,
-    StrictBool,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic.dataclasses import dataclass
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
 # run never reuses shards written by an incompatible version.

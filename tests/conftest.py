@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from clap_corpus.pipeline import synth
 
 MATRIX_RATES = (16_000, 22_050, 44_100, 48_000)

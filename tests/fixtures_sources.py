@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
 from clap_corpus.pipeline import synth
 
 RATE = 16_000

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
 from clap_corpus.pipeline import synth
 from clap_corpus.transforms.flac import encode_flac
 

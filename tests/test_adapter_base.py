@@ -7,6 +7,7 @@ about keys, split names, audio roots or licenses. Real files, a real spec, the r
 from collections.abc import Iterator
 
 import pytest
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record, Reject, make_key
 from clap_corpus.manifests.base import Adapter, Lookup, NativeRow

@@ -1,6 +1,7 @@
 """Caption files (MACS, WavText5K, BBC) and filename-as-caption collections."""
 
 import pytest
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.captionfiles import read_captionfiles

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fixtures_sources import FACTS, FS_LEAK_CLOTHO, FS_LEAK_FSD, LEAK
+
 from clap_corpus.manifests.plan import plan_spec
 from clap_corpus.pipeline.cli import main
 from clap_corpus.pipeline.spec import load_spec
-from fixtures_sources import FACTS, FS_LEAK_CLOTHO, FS_LEAK_FSD, LEAK
 
 SPEC = str(Path(__file__).resolve().parents[1] / "manifests" / "specs" / "laion_clap_2m5.yaml")
 

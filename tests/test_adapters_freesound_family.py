@@ -4,13 +4,14 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fixtures_sources import FS_LEAK_FSD
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.clotho import read_clotho
 from clap_corpus.manifests.freesound import read_freesound
 from clap_corpus.manifests.fsd50k import read_fsd50k
 from clap_corpus.manifests.source import SourceSpec
-from fixtures_sources import FS_LEAK_FSD
 
 
 def _split(items):

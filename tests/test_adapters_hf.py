@@ -7,6 +7,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
+
 from clap_corpus.core.audio_ref import EmbeddedCell, LocalFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.hf_datasets import read_hf_dataset
@@ -17,7 +19,6 @@ from clap_corpus.pipeline.run import run_corpus
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.audio_source import read_audio_bytes
 from clap_corpus.transforms.flac import decode_flac
-from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
 
 FEATURES = Features(
     {

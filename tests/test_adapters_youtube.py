@@ -3,12 +3,13 @@
 from dataclasses import replace
 
 import pytest
+from fixtures_sources import AS_TRAIN, LEAK
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.audiocaps import read_audiocaps
 from clap_corpus.manifests.audioset import read_audioset, youtube_id_of_stem
 from clap_corpus.manifests.source import SourceSpec
-from fixtures_sources import AS_TRAIN, LEAK
 
 
 def _split(items):

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.core.rejects import RejectError

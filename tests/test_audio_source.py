@@ -6,6 +6,7 @@ import tarfile
 import zipfile
 
 import pytest
+
 from clap_corpus.core.audio_ref import ArchiveMember, EmbeddedCell, LocalFile, RemoteFile, file_ref
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.pipeline import synth

@@ -14,6 +14,7 @@ import pytest
 from apache_beam.pvalue import AsDict
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record, Reject

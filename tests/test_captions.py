@@ -1,6 +1,9 @@
 import json
 import unicodedata
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.records import Record, Reject
@@ -15,8 +18,6 @@ from clap_corpus.transforms.captions import (
     render_captions,
     template_caption,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def _record(**kw) -> Record:

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 import yaml
+
 from clap_corpus.pipeline import synth
 from clap_corpus.pipeline.run import run_corpus
 from clap_corpus.pipeline.spec import SpecError, parse_spec

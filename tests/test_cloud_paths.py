@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from apache_beam.io.filesystem import BeamIOError, CompressedFile, CompressionTypes, FileMetadata, FileSystem
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
 from clap_corpus.core.layout import Layout
 from clap_corpus.manifests.source import PathRejected, SourceSpec, resolve_audio_path
 from clap_corpus.pipeline.demo import write_demo_corpus
@@ -29,7 +31,6 @@ from clap_corpus.pipeline.progress import ProgressMonitor
 from clap_corpus.pipeline.run import run_corpus
 from clap_corpus.pipeline.spec import load_spec
 from clap_corpus.transforms import storage
-from webdataset.tariterators import group_by_keys, tar_file_expander
 
 RUNNER = ["--runner=FnApiRunner"]  # in-process: the memfs registration is visible to the workers
 N_CLIPS = 6

@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 import yaml
+
 from clap_corpus.core.audio import SAMPLE_RATE, quantize_int16
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
@@ -374,6 +375,7 @@ def test_a_run_counts_silent_and_incomplete_clips(tmp_path) -> None:
     from pathlib import Path
 
     import pyarrow.parquet as pq
+
     from clap_corpus.pipeline.run import format_report, run_corpus
 
     audio = tmp_path / "audio"

@@ -25,6 +25,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.typehints import Tuple
+
 from clap_corpus.pipeline.graph import BuildCorpus
 from clap_corpus.pipeline.options import pipeline_options
 from clap_corpus.pipeline.spec import parse_spec

@@ -12,6 +12,9 @@ import av
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from clap_corpus.core.audio import SAMPLE_RATE
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
@@ -20,8 +23,6 @@ from clap_corpus.pipeline import synth
 from clap_corpus.transforms.decode import SAFE_INPUT_OPTIONS, DecodedAudio, DecodeError, decode_audio
 from clap_corpus.transforms.flac import encode_flac
 from clap_corpus.transforms.sample import SampleOptions, process_sample
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 # What conftest.encoded_matrix writes into every file.
 TONE_HZ = 440.0

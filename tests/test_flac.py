@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import soundfile
+
 from clap_corpus.core.audio import quantize_int16
 from clap_corpus.pipeline import synth
 from clap_corpus.transforms.decode import DecodeError

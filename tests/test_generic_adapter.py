@@ -4,6 +4,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.layout import NAME_RULES
 from clap_corpus.core.records import Record, Reject, make_key

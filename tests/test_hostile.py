@@ -17,11 +17,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from hostile import three_hour_flac, write_hostile_corpus
+
 from clap_corpus.pipeline import synth
 from clap_corpus.pipeline.demo import write_demo_corpus
 from clap_corpus.pipeline.run import run_corpus
 from clap_corpus.transforms.storage import TEMP_MARKER
-from hostile import three_hour_flac, write_hostile_corpus
 
 RUNNER = ["--runner=FnApiRunner"]
 MEMBER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}\.(flac|json|mel\.npy)$")

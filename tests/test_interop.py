@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import webdataset as wds
+
 from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.demo import write_demo_corpus
 from clap_corpus.pipeline.run import run_corpus

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
 from clap_corpus.k2c.debias import contains_gendered
 from clap_corpus.pipeline.demo import write_demo_corpus
 from clap_corpus.pipeline.run import run_corpus

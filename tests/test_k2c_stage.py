@@ -16,6 +16,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.errors import ConfigError
 from clap_corpus.core.records import Record

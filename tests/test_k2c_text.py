@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 import yaml
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.k2c.apply import attach, plan

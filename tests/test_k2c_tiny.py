@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from clap_corpus.k2c.config import parse_k2c
 from clap_corpus.k2c.debias import GENDERED_WORDS, bad_words_ids, contains_gendered
 from clap_corpus.k2c.handler import load_captioner

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record

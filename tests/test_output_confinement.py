@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.layout import Layout, UnsafeName, check_name
 from clap_corpus.core.records import Record, Reject

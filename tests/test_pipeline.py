@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import webdataset as wds
+
 from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.demo import write_demo_corpus
 from clap_corpus.pipeline.run import format_report, run_corpus

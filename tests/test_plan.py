@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from clap_corpus.manifests.plan import format_plan, plan_spec
 from clap_corpus.pipeline.cli import main
 from clap_corpus.pipeline.spec import SpecError, expand_env, load_spec

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.records import Record, Reject

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 from apache_beam.metrics.metric import MetricsFilter
+from PIL import Image
+
 from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.card import hf_license, render_card, size_category
 from clap_corpus.pipeline.cli import main as cli_main
@@ -28,7 +30,6 @@ from clap_corpus.pipeline.run import run_corpus
 from clap_corpus.pipeline.spec import load_spec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S
-from PIL import Image
 
 RUNNER = ["--runner=FnApiRunner"]
 N_CLIPS = 10

@@ -6,6 +6,7 @@ import json
 
 import datasets
 import pytest
+
 from clap_corpus.core.schema import (
     FIELDS,
     JSON_FIELDS,

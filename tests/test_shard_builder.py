@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import Layout

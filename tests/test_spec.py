@@ -2,6 +2,7 @@ import re
 
 import pytest
 import yaml
+
 from clap_corpus.pipeline.spec import SpecError, load_spec
 
 

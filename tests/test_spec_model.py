@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 from apache_beam.internal import pickler
+from pydantic import ValidationError
+
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.pipeline.spec import (
@@ -25,7 +27,6 @@ from clap_corpus.pipeline.spec import (
     parse_spec,
 )
 from clap_corpus.transforms.sample import SampleOptions
-from pydantic import ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
 

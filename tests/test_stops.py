@@ -6,6 +6,7 @@ import json
 
 import pytest
 import yaml
+
 from clap_corpus.manifests.registry import read_source
 from clap_corpus.pipeline import synth
 from clap_corpus.pipeline.cli import main

@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from clap_corpus.pipeline import synth
 
 RATE = 16_000

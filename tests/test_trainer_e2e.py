@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
 from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.cli import main as cli_main
 from clap_corpus.pipeline.demo import write_demo_corpus
@@ -37,7 +39,6 @@ from clap_corpus.trainer.data import (
     train_loader,
 )
 from clap_corpus.trainer.train import train
-from safetensors.torch import load_file
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may touch the network
 os.environ["TOKENIZERS_PARALLELISM"] = "false"

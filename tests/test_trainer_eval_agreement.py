@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from clap_corpus.pipeline.cli import main as cli_main
 from clap_corpus.pipeline.demo import write_demo_corpus
 from clap_corpus.pipeline.run import run_corpus

@@ -11,10 +11,11 @@ import textwrap
 
 import fsspec
 import pytest
+from trainer_samples import sample_members, write_tar
+
 from clap_corpus.core.layout import Layout
 from clap_corpus.trainer.data import DataError, SkipCounts, iter_tar, list_shards, resolve_layout
 from clap_corpus.trainer.storage import match
-from trainer_samples import sample_members, write_tar
 
 # Which import brings in Beam, if one does: the test's failure names the chain of project files.
 NO_BEAM = textwrap.dedent(

@@ -13,6 +13,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from trainer_samples import sample_members, write_tar
+
 from clap_corpus.core.audio import quantize_int16
 from clap_corpus.trainer.checkpoint import (
     CheckpointError,
@@ -66,7 +68,6 @@ from clap_corpus.trainer.text import (
 )
 from clap_corpus.transforms.flac import encode_flac
 from clap_corpus.transforms.views import CHUNK_FRAMES, MEL_BINS, compute_views, plan_views
-from trainer_samples import sample_members, write_tar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

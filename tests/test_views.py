@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torchaudio
+
 from clap_corpus.core.audio import CLIP_SAMPLES, int16_to_float, quantize_int16
 from clap_corpus.transforms.views import (
     CHUNK_FRAMES,

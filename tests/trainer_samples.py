@@ -8,6 +8,7 @@ import json
 import tarfile
 
 import numpy as np
+
 from clap_corpus.core.audio import quantize_int16
 from clap_corpus.transforms.flac import encode_flac
 from clap_corpus.transforms.views import compute_views, plan_views

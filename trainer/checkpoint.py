@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from clap_corpus.trainer.config import ModelConfig, TrainConfig, config_diff
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
+
+from clap_corpus.trainer.config import ModelConfig, TrainConfig, config_diff
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"

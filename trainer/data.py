@@ -40,6 +40,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.filters import shuffle
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
 from clap_corpus.core.audio import SAMPLE_RATE
 from clap_corpus.core.hashing import stable_hash64
 from clap_corpus.core.layout import FLAC, JSON, MEL, SIZES_FILE, SUMMARY_FILE, Layout
@@ -55,9 +59,6 @@ from clap_corpus.transforms.views import (
     compute_views_torch,
     laion_loader_input,
 )
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.filters import shuffle
-from webdataset.tariterators import group_by_keys, tar_file_expander
 
 log = logging.getLogger(__name__)
 

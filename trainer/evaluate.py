@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from clap_corpus.trainer.data import EVAL_CAPTIONS, Batch, Shard, SkipCounts, eval_loader
 from clap_corpus.trainer.model import CLAP
 from clap_corpus.trainer.text import tokenize

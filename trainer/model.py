@@ -21,11 +21,12 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from clap_corpus.trainer.config import CNN_SIZES, HTSAT_SIZES, AudioConfig, ModelConfig
 from clap_corpus.trainer.fusion import FusedStem
 from clap_corpus.trainer.text import TextEncoder
 from clap_corpus.transforms.views import MEL_BINS
-from torch import nn
 
 
 class MelNorm(nn.Module):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 import fsspec
+
 from clap_corpus.core.paths import is_url, join  # noqa: F401  (the trainer's callers use storage.join)
 
 

@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from clap_corpus.trainer.config import TextConfig
 from torch import nn
+
+from clap_corpus.trainer.config import TextConfig
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
 from clap_corpus.trainer.checkpoint import (
     check_compatible,
     checkpoint_dir,
@@ -59,7 +61,6 @@ from clap_corpus.trainer.text import (
     tokenize,
 )
 from clap_corpus.transforms.captions import ZERO_SHOT_PROMPT, label_phrase
-from torch import nn
 
 log = logging.getLogger("trainer")
 

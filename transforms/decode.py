@@ -44,6 +44,7 @@ from typing import Any
 import av
 import av.logging
 import numpy as np
+
 from clap_corpus.core.audio import SAMPLE_RATE
 from clap_corpus.core.rejects import Code, RejectError, Stage
 

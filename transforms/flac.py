@@ -13,6 +13,7 @@ import io
 
 import av
 import numpy as np
+
 from clap_corpus.core.audio import SAMPLE_RATE
 from clap_corpus.core.rejects import Code
 from clap_corpus.transforms.decode import DecodeError

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import StrictBool
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
 from clap_corpus.core.audio import INT16_SCALE, SAMPLE_RATE, quantize_int16
 from clap_corpus.core.config import MODEL_CONFIG, Dbfs, Fraction, Natural, NonNegative
 from clap_corpus.core.encoding import dumps_json
@@ -23,8 +26,6 @@ from clap_corpus.transforms.captions import for_duration as k2c_for_duration
 from clap_corpus.transforms.captions import text_augment_all
 from clap_corpus.transforms.decode import DecodedAudio, decode_audio
 from clap_corpus.transforms.flac import encode_flac
-from pydantic import StrictBool
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 if TYPE_CHECKING:
     from clap_corpus.transforms.views import ViewPlan

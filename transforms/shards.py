@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import FLAC, JSON, MEL, Layout, check_name
 from clap_corpus.core.records import Record, Reject

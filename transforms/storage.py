@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
 from clap_corpus.core.paths import is_url, join, scheme  # noqa: F401  (callers use storage.join etc.)
 
 _PLAIN = CompressionTypes.UNCOMPRESSED

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from clap_corpus.core.audio import CLIP_SAMPLES, INT16_SCALE, SAMPLE_RATE
 from clap_corpus.core.hashing import rng_for
 
