@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 
-def dumps_json(doc: Any) -> bytes:
-    """Sorted keys, UTF-8, no NaN: the same document always gives the same bytes."""
+def dumps_json(doc: Any, *, indent: int | None = None) -> bytes:
+    """Sorted keys, UTF-8, no NaN: the same document always gives the same bytes. ``indent`` for the
+    files people read (summary.json); machine-read files stay compact."""
+    separators = (",", ": ") if indent is not None else (",", ":")
     return json.dumps(
-        doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        doc, sort_keys=True, ensure_ascii=False, separators=separators, allow_nan=False, indent=indent
     ).encode()

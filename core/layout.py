@@ -68,6 +68,8 @@ def check_name(kind: str, value: object) -> str:
 
 SIZES_FILE = "sizes.json"
 SUMMARY_FILE = "summary.json"
+# `clapcorpus demo --output D` writes its raw source to D/source and builds the corpus into D/corpus
+DEMO_CORPUS_FOLDER = "corpus"
 PLAN_FILE = "plan.json"
 REPORT_DIR = "report"
 CARD_FILE = "README.md"

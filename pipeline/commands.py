@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from clap_corpus.core.layout import DEMO_CORPUS_FOLDER
 from clap_corpus.pipeline.run import format_report, run_corpus
 
 
@@ -55,4 +56,6 @@ def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
         os.path.join(args.output, "source"), n_clips=args.clips, seed=args.seed, annotation=args.annotation
     )
     print(f"demo source written: {spec_path}")
-    return _finish(run_corpus(spec_path, os.path.join(args.output, "corpus"), beam_args, progress=True))
+    return _finish(
+        run_corpus(spec_path, os.path.join(args.output, DEMO_CORPUS_FOLDER), beam_args, progress=True)
+    )

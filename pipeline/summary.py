@@ -132,7 +132,8 @@ def write_outputs(
         if not source["rejects_before_sharding"]:
             storage.write_bytes_atomic(layout.manifest_rejects_path(name), b"")
     remove_stale_files(spec, layout, stats, set(summary["sources"]))
-    storage.write_bytes_atomic(layout.summary_path(), dumps_json(summary) + b"\n")
+    # indented: people open it as often as programs do
+    storage.write_bytes_atomic(layout.summary_path(), dumps_json(summary, indent=2) + b"\n")
 
 
 def remove_stale_files(

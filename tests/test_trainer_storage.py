@@ -148,3 +148,23 @@ def test_a_url_no_installed_filesystem_serves_stops_clearly():
         resolve_layout("nosuchproto://bucket/corpus")
     with pytest.raises(DataError, match="nosuchproto"):
         list_shards(Layout("nosuchproto://bucket/corpus", "x"), "train")
+
+
+def test_the_demo_folder_itself_is_accepted_and_an_empty_one_says_what_to_pass(tmp_path):
+    demo = tmp_path / "demo-run"  # what `clapcorpus demo --output demo-run` leaves: source/ and corpus/
+    (demo / "source").mkdir(parents=True)
+    layout = Layout(str(demo / "corpus"), "demo")
+    os.makedirs(layout.webdataset_dir("train"))
+    write_tar(
+        layout.tar_path("train", "000000"), [m for k in ("a", "b") for m in sample_members(k, mel=False)]
+    )
+    with open(layout.sizes_path("train"), "w") as f:
+        json.dump({"000000.tar": 2}, f)
+    with open(layout.summary_path(), "w") as f:
+        json.dump({"corpus": "demo"}, f)
+    found = resolve_layout(str(demo))
+    assert (found.root, found.corpus) == (str(demo / "corpus"), "demo")
+    assert [s.samples for s in list_shards(found, "train")] == [2]
+    assert resolve_layout(str(demo / "corpus")).root == str(demo / "corpus")  # the corpus folder as before
+    with pytest.raises(DataError, match=r"no built corpus here .*clapcorpus run --output"):
+        resolve_layout(str(demo / "source"))

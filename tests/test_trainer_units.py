@@ -378,8 +378,10 @@ def test_any_hugging_face_encoder_with_its_weights(tiny_text, tmp_path):
 
 
 def test_missing_text_model_says_how_to_provide_it():
-    with pytest.raises(TextModelError, match="--text-model tiny"):
+    with pytest.raises(TextModelError, match="--text-model tiny") as e:
         load_tokenizer("no-such-org/no-such-model-xyz", offline=True)
+    # the download command that huggingface_hub installs (`huggingface-cli` is gone from it)
+    assert "`hf download no-such-org/no-such-model-xyz`" in str(e.value)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from clap_corpus.core.audio import SAMPLE_RATE
 from clap_corpus.core.hashing import stable_hash64
-from clap_corpus.core.layout import FLAC, JSON, MEL, SIZES_FILE, SUMMARY_FILE, Layout
+from clap_corpus.core.layout import DEMO_CORPUS_FOLDER, FLAC, JSON, MEL, SIZES_FILE, SUMMARY_FILE, Layout
 from clap_corpus.core.schema import FIELDS, PARQUET_COLUMNS
 from clap_corpus.trainer import storage
 from clap_corpus.transforms.decode import DecodeError
@@ -108,8 +108,11 @@ def _storage_errors() -> Iterator[None]:
 
 
 def resolve_layout(root: str, corpus: str | None = None) -> Layout:
-    """The layout of the corpus built into ``root``; the corpus name from summary.json or the folder."""
+    """The layout of the corpus built into ``root``; the corpus name from summary.json or the folder.
+
+    ``root`` may also be the folder `clapcorpus demo --output` wrote: its corpus is ``root/corpus``."""
     with _storage_errors():
+        root = _built_corpus_folder(root)
         if corpus is None:
             summary = storage.join(root, SUMMARY_FILE)
             if storage.exists(summary):
@@ -118,10 +121,25 @@ def resolve_layout(root: str, corpus: str | None = None) -> Layout:
             pattern = storage.join(root, "webdataset", "*", "*", SIZES_FILE)
             names = sorted({p.split("/")[-3] for p in storage.match(pattern)})
             if len(names) != 1:
-                found = names or "none"
-                raise DataError(f"{root}: cannot tell the corpus name (found {found}); pass --corpus")
+                if not names:
+                    raise DataError(
+                        f"{root}: no built corpus here (no {SUMMARY_FILE}, no webdataset/ shards): pass the "
+                        "folder that `clapcorpus run --output` wrote (for `clapcorpus demo --output D`: D)"
+                    )
+                raise DataError(f"{root}: it holds the corpora {', '.join(names)}: pick one with --corpus")
             corpus = names[0]
     return Layout(root, corpus)
+
+
+def _built_corpus_folder(root: str) -> str:
+    """``root``, or ``root/corpus`` when ``root`` is a demo folder (``source/`` + ``corpus/``)."""
+    if storage.exists(storage.join(root, SUMMARY_FILE)) or storage.exists(storage.join(root, "webdataset")):
+        return root
+    inner = storage.join(root, DEMO_CORPUS_FOLDER)
+    if storage.exists(storage.join(inner, SUMMARY_FILE)):
+        log.info("%s is a demo folder: reading the corpus built into %s", root, inner)
+        return inner
+    return root
 
 
 def list_shards(layout: Layout, split: str, fmt: str = "webdataset") -> list[Shard]:

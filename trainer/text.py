@@ -163,7 +163,8 @@ def tokenize(tokenizer: Any, captions: list[str], max_length: int) -> tuple[torc
 def _how_to(source: str, err: Exception) -> str:
     return (
         f"cannot load the text model {source!r} ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
-        "Download it once into the Hugging Face cache (e.g. `huggingface-cli download roberta-base`), "
+        f"Download it once into the Hugging Face cache (`hf download {source}`, the command line that "
+        "comes with huggingface_hub), "
         "point --text-model at a local folder, or use --text-model tiny to build a small encoder "
         "from the corpus captions."
     )
