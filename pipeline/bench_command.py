@@ -16,6 +16,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench",
         help="benchmark the pipeline against LAION's way and a bare loop (source checkout; see --help)",
+        # --help and every other option belong to bench/bench_pipeline.py, which describes itself
         add_help=False,
     )
     bench.set_defaults(func=_bench, beam_args=True)  # every option goes to bench/bench_pipeline.py

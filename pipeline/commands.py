@@ -5,12 +5,26 @@ from __future__ import annotations
 import argparse
 import os
 
+from clap_corpus.core.cli_help import add_command_parser
 from clap_corpus.core.layout import DEMO_CORPUS_FOLDER
 from clap_corpus.pipeline.run import format_report, run_corpus
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="build a corpus from a spec (unknown options go to Beam)")
+    run = add_command_parser(
+        sub,
+        "run",
+        help="build a corpus from a spec (unknown options go to Beam)",
+        description="Build the corpus a spec describes: read every source's manifest, decode and check "
+        "the audio, write captions, and write WebDataset and Parquet shards with their rejects, stats, "
+        "summary, report and dataset card under --output. Options clapcorpus does not know go to Beam "
+        "(--runner, --project, --region ...); without --runner the job runs locally on every core.",
+        examples=[
+            "clapcorpus run --spec my_corpus.yaml --output out/",
+            "clapcorpus run --spec gs://b/spec.yaml --output gs://b/out --runner=DataflowRunner "
+            "--project=P --region=us-central1 --temp_location=gs://b/tmp --setup_file=./setup.py",
+        ],
+    )
     run.add_argument("--spec", required=True, help="corpus spec (YAML)")
     run.add_argument("--output", required=True, help="output folder or URL (gs://...)")
     run.add_argument(
@@ -20,10 +34,21 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     run.set_defaults(func=_run, beam_args=True, beam_options=True)
 
-    demo = sub.add_parser("demo", help="generate the embedded demo corpus and build it")
-    demo.add_argument("--output", default="demo-out", help="output folder (default: demo-out)")
+    demo = add_command_parser(
+        sub,
+        "demo",
+        help="generate the embedded demo corpus and build it",
+        description="Write a small raw source (real mp3/ogg/opus/m4a/flac/wav files of sounds whose "
+        "captions say what they are, plus a few broken rows) to OUTPUT/source and build it into "
+        "OUTPUT/corpus with the embedded K2C model, as `clapcorpus run` would.",
+        examples=[
+            "clapcorpus demo --output demo-out",
+            "clapcorpus demo --output demo-run --clips 160 --annotation described  # for clapcorpus train",
+        ],
+    )
+    demo.add_argument("--output", default="demo-out", help="output folder")
     demo.add_argument("--clips", type=int, default=24, help="number of good clips to generate")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the generated sounds and captions")
     demo.add_argument(
         "--annotation",
         choices=("mixed", "captions", "described"),
@@ -33,7 +58,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_demo, beam_args=True, beam_options=True)
 
     for sp in (run, demo):
-        sp.add_argument("--log-level", default="INFO")
+        sp.add_argument("--log-level", default="INFO", help="DEBUG also shows Beam's own logs")
 
 
 def _finish(summary: dict) -> int:

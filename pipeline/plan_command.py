@@ -5,12 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 
+from clap_corpus.core.cli_help import add_command_parser
 from clap_corpus.manifests.plan import THROUGHPUT_X_REALTIME, format_plan, plan_spec
 from clap_corpus.pipeline.preflight import format_results, load_checked_spec
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plan", help="what a spec will produce, from its metadata alone (no audio read)")
+    p = add_command_parser(
+        sub,
+        "plan",
+        help="what a spec will produce, from its metadata alone (no audio read)",
+        description="Read a spec's manifests (not the audio) and print per source and split the clips, "
+        "rejects, hours and shards the run would make, and an estimate of its cost in worker hours.",
+        examples=[
+            "clapcorpus plan --spec my_corpus.yaml",
+            "clapcorpus plan --spec my_corpus.yaml --check-audio --json > plan.json",
+        ],
+    )
     p.add_argument("--spec", required=True, help="corpus spec (YAML)")
     p.add_argument(
         "--check-audio",
@@ -21,7 +32,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "--throughput",
         type=float,
         default=THROUGHPUT_X_REALTIME,
-        help=f"processing speed in x realtime per worker core (default {THROUGHPUT_X_REALTIME:g})",
+        help="processing speed in x realtime per worker core",
     )
     p.add_argument(
         "--skip-start-check",
@@ -29,7 +40,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="plan without checking that a sample of each source's audio files exists",
     )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--log-level", default="WARNING", help="logging level")
     p.set_defaults(func=_plan)
 
 

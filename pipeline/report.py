@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clap_corpus.core.cli_help import add_command_parser
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.rejects import Code
@@ -531,9 +532,16 @@ def write_run_report(summary: Mapping[str, Any]) -> None:
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="(re)write the run report and dataset card of a built corpus")
+    p = add_command_parser(
+        sub,
+        "report",
+        help="(re)write the run report and dataset card of a built corpus",
+        description="Rebuild report/index.html, report.json, the plots and the dataset card (README.md) "
+        "of a corpus from its summary.json and shard stats; no audio is read.",
+        examples=["clapcorpus report --output out/"],
+    )
     p.add_argument("--output", required=True, help="the corpus output folder or URL (has summary.json)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", help="logging level")
     p.set_defaults(func=_report_command)
 
 

@@ -12,7 +12,9 @@ from clap_corpus.trainer.cli import add_command
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description="Train and evaluate CLAP.")
+    parser = argparse.ArgumentParser(
+        prog="python -m clap_corpus.trainer", description="Train and evaluate CLAP."
+    )
     add_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from clap_corpus.core.cli_help import add_command_parser
 from clap_corpus.trainer.config import (
     CAPTION_SOURCES,
     FORMATS,
@@ -24,15 +25,27 @@ EVAL_BATCH = 64  # eval's batch size for a checkpoint that does not say how it w
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser("train", help="train CLAP on a built corpus (torchrun for several GPUs)")
+    train = add_command_parser(
+        sub,
+        "train",
+        help="train CLAP on a built corpus (torchrun for several GPUs)",
+        description="Train a CLAP model (HTS-AT or a small CNN audio encoder, a Hugging Face or tiny text "
+        "encoder) contrastively on a built corpus's shards, with checkpoints and an evaluation after each "
+        "epoch. Downloads: the default --text-model roberta-base comes from the Hugging Face hub (once, "
+        "into its cache: `hf download roberta-base`); --text-model tiny and --audio-encoder cnn need none.",
+        examples=[
+            "clapcorpus train --data demo-run --output demo-run/clap --audio-encoder cnn --text-model tiny "
+            "--epochs 5",
+            "torchrun --nproc_per_node=8 -m clap_corpus.trainer train --data gs://b/corpus "
+            "--output runs/clap",
+        ],
+    )
     train.add_argument(
         "--data", required=True, help="a built corpus: the folder `clapcorpus run --output` wrote"
     )
-    train.add_argument(
-        "--output", default="clap-run", help="run folder: checkpoints, logs (default: clap-run)"
-    )
+    train.add_argument("--output", default="clap-run", help="run folder: checkpoints, logs")
     _data_args(train)
-    train.add_argument("--train-split", default="train")
+    train.add_argument("--train-split", default="train", help="split trained on")
     train.add_argument(
         "--eval-split", default="valid", help="split evaluated after each epoch; 'none' for none"
     )
@@ -45,7 +58,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "there is one",
     )
     model = train.add_argument_group("model")
-    model.add_argument("--audio-encoder", choices=("htsat", "cnn"), default="htsat")
+    model.add_argument(
+        "--audio-encoder",
+        choices=("htsat", "cnn"),
+        default="htsat",
+        help="LAION-CLAP's HTS-AT or a small CNN",
+    )
     model.add_argument(
         "--audio-size",
         default=None,
@@ -59,22 +77,24 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         default="roberta-base",
         help="Hugging Face id or folder, or 'tiny' (built from the corpus captions)",
     )
-    model.add_argument("--text-max-length", type=int, default=77)
-    model.add_argument("--joint-dim", type=int, default=512)
+    model.add_argument("--text-max-length", type=int, default=77, help="caption tokens kept")
+    model.add_argument("--joint-dim", type=int, default=512, help="size of the shared embedding")
     opt = train.add_argument_group("optimisation")
     opt.add_argument("--batch-size", type=int, default=64, help="per process")
-    opt.add_argument("--grad-accum", type=int, default=1)
-    opt.add_argument("--epochs", type=int, default=1)
+    opt.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
+    opt.add_argument("--epochs", type=int, default=1, help="passes over the train split")
     opt.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
-    opt.add_argument("--lr", type=float, default=1e-4)
-    opt.add_argument("--weight-decay", type=float, default=0.1)
-    opt.add_argument("--warmup-steps", type=int, default=100)
-    opt.add_argument("--min-lr", type=float, default=0.0)
-    opt.add_argument("--grad-clip", type=float, default=None)
+    opt.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW)")
+    opt.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    opt.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up, then cosine decay")
+    opt.add_argument("--min-lr", type=float, default=0.0, help="learning rate at the end of the cosine")
+    opt.add_argument(
+        "--grad-clip", type=float, default=None, help="clip gradients to this norm (default: off)"
+    )
     opt.add_argument(
         "--shuffle-buffer", type=int, default=500, help="samples per worker (~0.5 MB each with stored mel)"
     )
-    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--seed", type=int, default=0, help="initialisation, shuffling and caption draws")
     opt.add_argument(
         "--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 autocast on CUDA"
     )
@@ -85,15 +105,15 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="torch CPU threads (default: torch's choice); on a busy or small CPU, 1 is often fastest",
     )
-    run.add_argument("--log-every", type=int, default=10)
+    run.add_argument("--log-every", type=int, default=10, help="steps between log lines")
     run.add_argument(
         "--save-every",
         type=int,
         default=None,
         help="steps between checkpoints (the last step is always saved)",
     )
-    run.add_argument("--keep-checkpoints", type=int, default=2)
-    run.add_argument("--eval-every-epochs", type=int, default=1)
+    run.add_argument("--keep-checkpoints", type=int, default=2, help="newest checkpoints kept on disk")
+    run.add_argument("--eval-every-epochs", type=int, default=1, help="epochs between evaluations")
     run.add_argument(
         "--resume", default=None, help="checkpoint or run folder, or 'auto' (newest under --output)"
     )
@@ -105,18 +125,24 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     train.set_defaults(func=_train)
 
-    ev = sub.add_parser(
+    ev = add_command_parser(
+        sub,
         "eval",
         help="retrieval and zero-shot metrics of a checkpoint on a corpus split",
-        description="Threads, batch size, workers, mel mode and precision default to the checkpoint's "
-        "training run, so that eval prints exactly what the evaluation at the end of train printed "
-        "(CPU kernels sum in another order with other threads or batch shapes).",
+        description="Text-to-audio and audio-to-text retrieval (R@1/5/10, mAP@10) and zero-shot "
+        "classification of a checkpoint on a corpus split. Threads, batch size, workers, mel mode and "
+        "precision default to the checkpoint's training run, so that eval prints exactly what the "
+        "evaluation at the end of train printed (CPU kernels sum in another order with other threads or "
+        "batch shapes).",
+        examples=[
+            "clapcorpus eval --checkpoint demo-run/clap --data demo-run --split valid --json report.json",
+        ],
     )
     ev.add_argument(
         "--checkpoint", required=True, help="checkpoint folder, or a run folder (its newest checkpoint)"
     )
-    ev.add_argument("--data", required=True, help="a built corpus")
-    ev.add_argument("--split", default="valid")
+    ev.add_argument("--data", required=True, help="a built corpus (or the demo folder)")
+    ev.add_argument("--split", default="valid", help="split evaluated")
     ev.add_argument("--json", default=None, help="also write the report here as JSON")
     ev.add_argument(
         "--batch-size", type=int, default=None, help=f"default: the training run's, else {EVAL_BATCH}"
@@ -131,12 +157,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_eval, workers=None, mel=None)
 
     for sp in (train, ev):
-        sp.add_argument("--log-level", default="INFO")
+        sp.add_argument("--log-level", default="INFO", help="logging level")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", default=None, help="corpus name (default: from summary.json)")
-    p.add_argument("--format", choices=FORMATS, default="webdataset")
+    p.add_argument("--format", choices=FORMATS, default="webdataset", help="which shards to read")
     p.add_argument(
         "--mel",
         choices=MEL_MODES,
@@ -144,7 +170,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         help="auto: stored views, else computed on the device from the FLAC",
     )
     p.add_argument("--workers", type=int, default=2, help="data-loader processes (0: in the main process)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto: CUDA when there is one, else CPU")
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, ModelConfig]:
