@@ -33,6 +33,20 @@ class HelpFormatter(argparse.HelpFormatter):
         return text
 
 
+def add_logging_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--log-level`` and ``-v`` (INFO) / ``-vv`` (DEBUG, Beam's own logs too); read back by
+    :func:`log_level`."""
+    parser.add_argument("--log-level", default=default, help="logging level")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v: INFO logs; -vv: DEBUG, Beam's own logs too"
+    )
+
+
+def log_level(args: argparse.Namespace) -> str:
+    verbose = getattr(args, "verbose", 0)
+    return "DEBUG" if verbose >= 2 else "INFO" if verbose == 1 else getattr(args, "log_level", "INFO").upper()
+
+
 def add_command_parser(
     sub: argparse._SubParsersAction,
     name: str,

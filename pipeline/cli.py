@@ -14,6 +14,7 @@ import importlib
 import logging
 import sys
 
+from clap_corpus.core.cli_help import log_level
 from clap_corpus.core.errors import ConfigError
 from clap_corpus.pipeline.options import UnknownOptionError, unknown_options
 from clap_corpus.pipeline.preflight import StartCheckError
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = unknown_options(extra, known=command._option_string_actions)
         if problems:
             command.error("; ".join(problems))
-    setup_logging(getattr(args, "log_level", "INFO"))
+    setup_logging(log_level(args))
     try:
         return int(args.func(args, extra))
     except StartCheckError as e:

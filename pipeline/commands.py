@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from clap_corpus.core.cli_help import add_command_parser
+from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.core.layout import DEMO_CORPUS_FOLDER
 from clap_corpus.pipeline.run import format_report, run_corpus
 
@@ -58,7 +58,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_demo, beam_args=True, beam_options=True)
 
     for sp in (run, demo):
-        sp.add_argument("--log-level", default="INFO", help="DEBUG also shows Beam's own logs")
+        # quiet by default: the progress line and the final report say what a local run needs
+        add_logging_options(sp, "WARNING")
 
 
 def _finish(summary: dict) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from clap_corpus.core.cli_help import add_command_parser
+from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.manifests.plan import THROUGHPUT_X_REALTIME, format_plan, plan_spec
 from clap_corpus.pipeline.preflight import format_results, load_checked_spec
 
@@ -40,7 +40,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="plan without checking that a sample of each source's audio files exists",
     )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    p.add_argument("--log-level", default="WARNING", help="logging level")
+    add_logging_options(p, "WARNING")
     p.set_defaults(func=_plan)
 
 

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from clap_corpus.core.cli_help import add_command_parser
+from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.rejects import Code
@@ -541,7 +541,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         examples=["clapcorpus report --output out/"],
     )
     p.add_argument("--output", required=True, help="the corpus output folder or URL (has summary.json)")
-    p.add_argument("--log-level", default="INFO", help="logging level")
+    add_logging_options(p, "WARNING")
     p.set_defaults(func=_report_command)
 
 

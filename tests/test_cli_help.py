@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from clap_corpus.core.cli_help import log_level
 from clap_corpus.pipeline.cli import build_parser
 from clap_corpus.trainer.__main__ import main as trainer_main
 
@@ -52,3 +53,16 @@ def test_the_trainers_own_entry_point_shows_the_same_help(capsys):
         and "examples:" in out
         and "hf download roberta-base" in out
     )
+
+
+def test_quiet_by_default_and_v_for_more():
+    for argv, level in (
+        ([], "WARNING"),
+        (["-v"], "INFO"),
+        (["-vv"], "DEBUG"),
+        (["--log-level", "error"], "ERROR"),
+    ):
+        args, _ = PARSER.parse_known_args(["run", "--spec", "s.yaml", "--output", "o", *argv])
+        assert log_level(args) == level, argv
+    args, _ = PARSER.parse_known_args(["train", "--data", "d"])
+    assert log_level(args) == "INFO"  # the trainer's loss lines are its output

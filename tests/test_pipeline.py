@@ -185,6 +185,8 @@ def test_cli_demo_with_default_multiprocess_runner(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "accounting: inputs 13 = samples 6 + rejects 7: holds" in proc.stdout
+    # quiet by default: progress lines on stderr, no log records (-v brings the INFO ones)
+    assert " INFO " not in proc.stderr and "progress:" in proc.stderr
     summary = (tmp_path / "corpus" / "summary.json").read_text()
     # indented for people, and the same document for programs
     assert summary.startswith('{\n  "') and json.loads(summary)["corpus"] == "demo"

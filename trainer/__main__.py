@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 
+from clap_corpus.core.cli_help import log_level
 from clap_corpus.trainer.cli import add_command
 
 
@@ -17,9 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args, []))
 
 

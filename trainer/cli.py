@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from clap_corpus.core.cli_help import add_command_parser
+from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.trainer.config import (
     CAPTION_SOURCES,
     FORMATS,
@@ -157,7 +157,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_eval, workers=None, mel=None)
 
     for sp in (train, ev):
-        sp.add_argument("--log-level", default="INFO", help="logging level")
+        add_logging_options(sp, "INFO")  # the loss and eval lines are the trainer's output
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
