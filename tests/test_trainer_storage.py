@@ -168,3 +168,21 @@ def test_the_demo_folder_itself_is_accepted_and_an_empty_one_says_what_to_pass(t
     assert resolve_layout(str(demo / "corpus")).root == str(demo / "corpus")  # the corpus folder as before
     with pytest.raises(DataError, match=r"no built corpus here .*clapcorpus run --output"):
         resolve_layout(str(demo / "source"))
+
+
+def test_a_hub_text_model_missing_from_the_cache_stops_before_any_download(tmp_path, capsys):
+    from clap_corpus.trainer.__main__ import main as trainer_main
+
+    layout = Layout(str(tmp_path / "built"), "mini")
+    os.makedirs(layout.webdataset_dir("train"))
+    keys = [f"k{i}" for i in range(4)]
+    write_tar(layout.tar_path("train", "000000"), [m for k in keys for m in sample_members(k, mel=False)])
+    with open(layout.sizes_path("train"), "w") as f:
+        json.dump({"000000.tar": 4}, f)
+    with open(layout.summary_path(), "w") as f:
+        json.dump({"corpus": "mini"}, f)
+    argv = ["train", "--data", layout.root, "--output", str(tmp_path / "run"), "--audio-encoder", "cnn"]
+    argv += ["--text-model", "no-such-org/no-such-model-xyz", "--batch-size", "2", "--workers", "0"]
+    assert trainer_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not in the Hugging Face cache" in err and "`hf download no-such-org/no-such-model-xyz`" in err

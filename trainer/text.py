@@ -112,6 +112,24 @@ def resolve_pooling(cfg: TextConfig) -> str:
     return "mean" if cfg.model == TINY else "pooler"
 
 
+def require_local_model(source: str) -> None:
+    """Stop at once unless ``source`` is a local folder or a hub model already in the Hugging Face cache.
+
+    From a machine that cannot reach the hub, ``from_pretrained`` spends most of a minute in retries
+    (and prints each warning twice) before it fails; this check costs a file lookup."""
+    if os.path.isdir(source):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+        return
+    raise TextModelError(
+        f"the text model {source!r} is not in the Hugging Face cache: download it once with "
+        f"`hf download {source}` (the command line that comes with huggingface_hub), point --text-model "
+        "at a local folder, or use --text-model tiny to build a small encoder from the corpus captions."
+    )
+
+
 def load_tokenizer(source: str, offline: bool = False) -> Any:
     from transformers import AutoTokenizer
 

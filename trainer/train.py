@@ -57,6 +57,7 @@ from clap_corpus.trainer.text import (
     build_tiny_text_model,
     load_text_encoder,
     load_tokenizer,
+    require_local_model,
     save_text_files,
     tokenize,
 )
@@ -291,6 +292,7 @@ def _train(
             dist.barrier()
         text_source, pretrained = text_dir, False
     else:
+        require_local_model(mcfg.text.model)  # before the hub's retries, not after
         text_source, pretrained = mcfg.text.model, True
     model, tokenizer = build_model(mcfg, text_source, pretrained=pretrained, seed=tcfg.seed, offline=offline)
     if d.main and not os.path.isfile(os.path.join(text_dir, "config.json")):
