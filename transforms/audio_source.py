@@ -23,16 +23,12 @@ def read_audio_bytes(ref: AudioRef, max_bytes: int | None = None) -> bytes:
     if isinstance(ref, LocalFile | RemoteFile):
         return storage.read_bytes(ref.storage_path, max_bytes=max_bytes)
     if isinstance(ref, EmbeddedCell):
-        return _capped(read_cell(ref), max_bytes, "audio cell")
+        data = read_cell(ref)
+        storage.check_size(len(data), max_bytes, "audio cell")
+        return data
     if isinstance(ref, ArchiveMember):
         return read_member(ref, max_bytes)
     raise TypeError(f"not an audio reference: {ref!r}")
-
-
-def _capped(data: bytes, max_bytes: int | None, what: str) -> bytes:
-    if max_bytes is not None and len(data) > max_bytes:
-        raise storage.FileTooLarge(f"{what} is {len(data)} bytes, over the {max_bytes}-byte cap")
-    return data
 
 
 def read_cell(ref: EmbeddedCell) -> bytes:
@@ -92,7 +88,7 @@ def read_member(ref: ArchiveMember, max_bytes: int | None = None) -> bytes:
                         raise FileNotFoundError(f"no {where}") from None
                     if info.is_dir():
                         raise OSError(f"{where} is a folder, not a file")
-                    _check_declared(info.file_size, max_bytes, where)
+                    storage.check_size(info.file_size, max_bytes, where)
                     with z.open(info) as m:
                         data = m.read(-1 if max_bytes is None else max_bytes + 1)
             else:
@@ -103,16 +99,12 @@ def read_member(ref: ArchiveMember, max_bytes: int | None = None) -> bytes:
                         raise FileNotFoundError(f"no {where}") from None
                     if not member.isfile():
                         raise OSError(f"{where} is not a regular file")
-                    _check_declared(member.size, max_bytes, where)
+                    storage.check_size(member.size, max_bytes, where)
                     m = t.extractfile(member)
                     assert m is not None  # a regular file member always has a file object
                     data = m.read(-1 if max_bytes is None else max_bytes + 1)
     except (tarfile.TarError, zipfile.BadZipFile) as e:
         # A broken archive is a read error of this clip, like an unreadable file.
         raise OSError(f"cannot read {where}: {e}") from None
-    return _capped(data, max_bytes, where)
-
-
-def _check_declared(size: int, max_bytes: int | None, where: str) -> None:
-    if max_bytes is not None and size > max_bytes:
-        raise storage.FileTooLarge(f"{where} is {size} bytes, over the {max_bytes}-byte cap")
+    storage.check_size(len(data), max_bytes, where)
+    return data

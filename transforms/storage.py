@@ -65,14 +65,18 @@ def open_read(path: str) -> BinaryIO:
     return FileSystems.open(path, compression_type=_PLAIN)
 
 
+def check_size(size: int, max_bytes: int | None, what: str = "file") -> None:
+    """Raise :class:`FileTooLarge` when ``size`` bytes are over ``max_bytes`` (None: no cap)."""
+    if max_bytes is not None and size > max_bytes:
+        raise FileTooLarge(f"{what} is {size} bytes, over the {max_bytes}-byte cap")
+
+
 def read_bytes(path: str, *, max_bytes: int | None = None) -> bytes:
     """Whole file as bytes; refuses files over ``max_bytes`` before reading them. A missing file
     raises FileNotFoundError and any other failure an OSError, whatever the filesystem."""
     with _typed_read_errors(path):
         if max_bytes is not None:
-            n = size(path)
-            if n > max_bytes:
-                raise FileTooLarge(f"file is {n} bytes, over the {max_bytes}-byte cap")
+            check_size(size(path), max_bytes)
         with open_read(path) as f:
             data = f.read(max_bytes + 1 if max_bytes is not None else -1)
     if max_bytes is not None and len(data) > max_bytes:
