@@ -190,10 +190,12 @@ def render_card(summary: Mapping[str, Any]) -> str:
     out.append(
         "```python\n"
         "import io, json, soundfile, datasets, webdataset as wds\n\n"
-        "# Parquet (this card's config): `audio` is Audio(48 kHz); decoding it needs torchcodec + FFmpeg,\n"
-        "# the FLAC bytes do not.\n"
+        "# Parquet (this card's config; on the Hub, the repository id): `audio` is Audio(48 kHz).\n"
+        "# Decoding it inside datasets needs torchcodec + FFmpeg's shared libraries; the FLAC bytes with\n"
+        "# soundfile do not, and sampling_rate=48000 keeps the rate in the features.\n"
         'ds = datasets.load_dataset("path/to/this/folder")\n'
-        'raw = ds.cast_column("audio", datasets.Audio(decode=False))\n\n'
+        'raw = ds.cast_column("audio", datasets.Audio(sampling_rate=48000, decode=False))\n'
+        f'audio, rate = soundfile.read(io.BytesIO(raw["{first_split}"][0]["audio"]["bytes"]))\n\n'
         "# WebDataset, as LAION-CLAP reads it: shard list from sizes.json, soundfile on the FLAC.\n"
         f'sizes = json.load(open("{wds_dir}/sizes.json"))\n'
         f'urls = ["{wds_dir}/" + name for name, n in sizes.items() if n]\n'

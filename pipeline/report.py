@@ -24,7 +24,13 @@ from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.rejects import Code
 from clap_corpus.transforms import storage
-from clap_corpus.transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S, LEVEL_EDGES_DBFS, ShardStats
+from clap_corpus.transforms.shards import (
+    CAPTION_WORD_EDGES,
+    DURATION_EDGES_S,
+    EXAMPLES_PER_SOURCE,
+    LEVEL_EDGES_DBFS,
+    ShardStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,8 @@ def aggregate_distributions(stats: Iterable[ShardStats]) -> dict[str, Any]:
     peaks = [0] * len(LEVEL_EDGES_DBFS)
     rmss = [0] * len(LEVEL_EDGES_DBFS)
     kinds: Counter[str] = Counter()
+    inputs: dict[str, Counter[str]] = {name: Counter() for name in INPUT_COUNTERS}
+    examples: dict[str, list[dict[str, Any]]] = {}
     licenses: dict[str, Counter[str]] = {}
     built = reused = 0
     shard_seconds = 0.0
@@ -54,6 +62,10 @@ def aggregate_distributions(stats: Iterable[ShardStats]) -> dict[str, Any]:
             for i, n in enumerate(hist[: len(acc)]):
                 acc[i] += n
         kinds.update(s.caption_kinds)
+        for name, acc in inputs.items():
+            acc.update(getattr(s, name))
+        for e in s.examples:
+            examples.setdefault(e["source"], []).append({**e, "split": s.split, "shard": s.shard})
         for source, counts in s.licenses_by_source.items():
             licenses.setdefault(source, Counter()).update(counts)
         if s.reused:
@@ -70,12 +82,26 @@ def aggregate_distributions(stats: Iterable[ShardStats]) -> dict[str, Any]:
         "rms_dbfs": {"edges": list(LEVEL_EDGES_DBFS), "counts": rmss},
         "caption_kinds": dict(sorted(kinds.items())),
         "licenses_by_source": {k: dict(sorted(v.items())) for k, v in sorted(licenses.items())},
+        **{name: _by_count(acc) for name, acc in inputs.items()},
+        # every shard keeps its first few samples per source; the run keeps the first few of those
+        "examples": {
+            source: sorted(found, key=lambda e: e["key"])[:EXAMPLES_PER_SOURCE]
+            for source, found in sorted(examples.items())
+        },
         "shards_built": built,
         "shards_reused": reused,
         "shard_seconds": round(shard_seconds, 3),
         "tar_bytes": tar_bytes,
         "parquet_bytes": parquet_bytes,
     }
+
+
+INPUT_COUNTERS = ("input_codecs", "input_channels", "input_sample_rates")
+
+
+def _by_count(counts: Counter[str]) -> dict[str, int]:
+    """Most common first, ties by name: the order a person reads a breakdown in."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _empty_distributions() -> dict[str, Any]:
@@ -144,9 +170,12 @@ def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
         "peak_level_histogram": {"unit": "dBFS", **(dist.get("peak_dbfs") or _empty_level())},
         "rms_level_histogram": {"unit": "dBFS", **(dist.get("rms_dbfs") or _empty_level())},
         "caption_kinds": dist.get("caption_kinds", {}),
+        "inputs": {name: dist.get(name, {}) for name in INPUT_COUNTERS},
+        "examples": dist.get("examples", {}),
         "k2c": {
             "captions": k2c,
             "share_of_samples": round(k2c / samples, 6) if samples else 0.0,
+            "skipped_short": int(summary.get("k2c_skipped_short", 0)),
             "stage": stages.get("k2c"),
         },
         "rejects_by_code": summary.get("rejects_by_code", {}),
@@ -338,7 +367,13 @@ def _table(rows: list[list[Any]], header: list[str] | None = None) -> str:
     return "\n".join(out)
 
 
+class _Raw(str):
+    """Table cell HTML written by this module (a player, a link): not escaped."""
+
+
 def _fmt(value: Any) -> str:
+    if isinstance(value, _Raw):
+        return str(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -372,6 +407,7 @@ th, td { border: 1px solid #ddd; padding: 3px 8px; } th { background: #f3f3f3; t
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; display: block; margin: .5em 0; }
 .bad { color: #b00; font-weight: bold; } .ok { color: #070; }
+.cols { display: flex; gap: 2em; flex-wrap: wrap; } audio { height: 2em; }
 """
 
 
@@ -432,9 +468,14 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
         img("sources.png", "samples and hours per source"),
         "<h2>Splits</h2>",
         _table(
-            [[k, v["shards"], v["samples"], v["rejects"]] for k, v in report["splits"].items()],
-            ["split", "shards", "samples", "rejects"],
+            [
+                [k, v["shards"], v["samples"], v["rejects"], v.get("hours")]
+                for k, v in report["splits"].items()
+            ],
+            ["split", "shards", "samples", "rejects", "audio hours"],
         ),
+        inputs_html(report["inputs"]),
+        examples_html(report),
         "<h2>Durations</h2>",
         img("durations.png", "duration histogram"),
         "<h2>Levels</h2>",
@@ -444,14 +485,14 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
         "<h2>Captions</h2>",
         img("caption_lengths.png", "caption length histogram"),
         _table([[k, v] for k, v in report["caption_kinds"].items()], ["caption kind", "samples"]),
-        f"<p>Keyword-to-caption (K2C): {report['k2c']['captions']:,} samples carry a generated caption "
-        f"({100 * report['k2c']['share_of_samples']:.1f}% of samples).</p>",
+        k2c_html(report["k2c"]),
         img("caption_kinds.png", "caption kinds"),
         "<h2>Rejects by reason</h2>",
         _table([[k, v] for k, v in report["rejects_by_code"].items()], ["code", "inputs"])
         if report["rejects_by_code"]
         else "<p>No rejects.</p>",
         img("rejects.png", "rejects by reason"),
+        reject_examples_html(report.get("reject_examples") or {}),
         "<h2>Removals</h2>",
         _table([[k, v] for k, v in report["removals"].items()], ["stage", "samples removed"])
         if report["removals"]
@@ -464,6 +505,8 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
             "<p>What the record stages (keyword-to-caption, duplicates, leakage guard ...) reported.</p>"
         )
         for name, doc in report["stages"].items():
+            if name == "k2c":
+                continue  # said in words under Captions; the numbers are in report.json
             parts.append(f"<h3>{_e(name)}</h3>")
             parts.append(_table([[k, v] for k, v in flatten(doc)]))
     else:
@@ -504,10 +547,185 @@ def cross_split_html(report: Mapping[str, Any]) -> str:
     return head + _table(rows, ["splits", "copies (key, source/split)", "removed"]) + tail
 
 
+# -- what a person looks at first: inputs, examples, K2C in words, example rejects ----------------
+
+REJECT_EXAMPLES_PER_CODE = 3
+# Reading reject files for examples stops after this many bytes: a run with millions of rejects
+# must not make its report slow; the codes not reached by then just show no example.
+REJECT_EXAMPLE_READ_BYTES = 8 * 1024 * 1024
+EXAMPLE_AUDIO_DIR = "audio"
+
+
+def reject_files(layout: Layout) -> list[str]:
+    """Every reject file of the run: before sharding (per source), then per shard, in name order."""
+    root = storage.join(layout.root, "rejects")
+    return sorted(storage.match(storage.join(root, "manifest", "*.jsonl"))) + sorted(
+        storage.match(storage.join(root, "shards", "*", "*.jsonl"))
+    )
+
+
+def reject_examples(layout: Layout, rejects_by_code: Mapping[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """A few rejects per code, each with the reject file it came from (relative to the output)."""
+    wanted = {code for code, n in rejects_by_code.items() if n}
+    found: dict[str, list[dict[str, Any]]] = {}
+    read = 0
+    for path in reject_files(layout):
+        if not wanted or read > REJECT_EXAMPLE_READ_BYTES:
+            break
+        try:
+            text = storage.read_text(path)
+        except OSError:
+            continue
+        read += len(text)
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            doc = json.loads(line)
+            code = doc.get("code")
+            if code not in wanted:
+                continue
+            found.setdefault(code, []).append({**doc, "file": _relative(layout.root, path)})
+            if len(found[code]) >= REJECT_EXAMPLES_PER_CODE:
+                wanted.discard(code)
+    return dict(sorted(found.items()))
+
+
+def _relative(root: str, path: str) -> str:
+    return path[len(root) :].lstrip("/") if path.startswith(root) else path
+
+
+def write_example_audio(layout: Layout, examples: Mapping[str, list[Mapping[str, Any]]]) -> list[str]:
+    """Copy the example samples' FLAC out of their tars into ``report/audio/``; return the keys copied.
+
+    One ranged read per example (the shard writer recorded where the FLAC lies), so a report over
+    gigabyte shards on a bucket reads a few hundred kilobytes. A shard that is gone, or a run without
+    tars, just leaves its examples without a player."""
+    copied = []
+    for found in examples.values():
+        for e in found:
+            if e.get("flac_offset") is None:
+                continue
+            try:
+                with storage.open_read(layout.tar_path(e["split"], e["shard"])) as f:
+                    f.seek(int(e["flac_offset"]))
+                    flac = f.read(int(e["flac_bytes"]))
+            except (OSError, ValueError):
+                log.warning("report: no audio for example %s", e["key"], exc_info=True)
+                continue
+            if not flac.startswith(b"fLaC"):
+                log.warning(
+                    "report: %s in %s/%s is not where the stats say", e["key"], e["split"], e["shard"]
+                )
+                continue
+            storage.write_bytes_atomic(layout.report_path(f"{EXAMPLE_AUDIO_DIR}/{e['key']}.flac"), flac)
+            copied.append(e["key"])
+    return sorted(copied)
+
+
+_INPUT_TITLES = {
+    "input_codecs": "codec",
+    "input_channels": "channels",
+    "input_sample_rates": "sample rate (Hz)",
+}
+
+
+def inputs_html(inputs: Mapping[str, Mapping[str, int]]) -> str:
+    if not any(inputs.values()):
+        return ""
+    tables = "".join(
+        "<div>" + _table([[k, v] for k, v in counts.items()], [_INPUT_TITLES[name], "samples"]) + "</div>"
+        for name, counts in inputs.items()
+        if counts
+    )
+    return (
+        "<h2>Input files</h2><p>What the kept samples were before decoding to 48 kHz mono FLAC.</p>"
+        f'<div class="cols">{tables}</div>'
+    )
+
+
+def examples_html(report: Mapping[str, Any]) -> str:
+    examples = report.get("examples") or {}
+    if not examples:
+        return ""
+    audio = set(report.get("example_audio") or [])
+    parts = ["<h2>Examples</h2><p>The first samples of each source in key order, as they ship.</p>"]
+    for source, found in examples.items():
+        rows = []
+        for e in found:
+            player = (
+                f'<audio controls preload="none" src="{EXAMPLE_AUDIO_DIR}/{_e(e["key"])}.flac"></audio>'
+                if e["key"] in audio
+                else ""
+            )
+            more = f" (+{e['captions'] - 1} more)" if e.get("captions", 1) > 1 else ""
+            rows.append(
+                [_Raw(player), f"{e['caption']}{more}", e.get("caption_kind"), e.get("duration"), e["key"]]
+            )
+        parts.append(f"<h3>{_e(source)}</h3>")
+        parts.append(_table(rows, ["listen", "caption", "kind", "seconds", "key"]))
+    return "\n".join(parts)
+
+
+def k2c_html(k2c: Mapping[str, Any]) -> str:
+    """The keyword-to-caption stage in sentences; its raw counters stay in report.json."""
+    shipped = (
+        f"<p>Keyword-to-caption (K2C): {k2c['captions']:,} samples ship a generated caption "
+        f"({100 * k2c['share_of_samples']:.1f}% of samples).</p>"
+    )
+    st = k2c.get("stage")
+    if not isinstance(st, Mapping) or "records" not in st:
+        return shipped
+    said = [
+        f"Of {st['records']:,} records, {st.get('eligible', 0):,} had only labels or keywords and were "
+        f"eligible; {st.get('not_template', 0):,} had a caption of their own"
+        + (f" and {st['mode_off']:,} came from sources with K2C off" if st.get("mode_off") else "")
+        + "."
+    ]
+    if st.get("eligible"):
+        said.append(
+            f"The model <code>{_e(st.get('model'))}</code> (preset <code>{_e(st.get('preset'))}</code>) "
+            f"wrote {st.get('generated', 0):,} captions from {st.get('model_inputs', 0):,} distinct keyword "
+            f"lists (identical lists are generated once: {st.get('dedup_ratio', 1):g} records per "
+            "model input)" + (", then gender-debiased." if st.get("debias") else "; debiasing was off.")
+        )
+    fallbacks = st.get("fallbacks") or {}
+    if fallbacks:
+        said.append(
+            "These kept their template caption instead: "
+            + ", ".join(f"{n:,} {_e(reason.replace('_', ' '))}" for reason, n in fallbacks.items())
+            + "."
+        )
+    if k2c.get("skipped_short"):
+        said.append(
+            f"{k2c['skipped_short']:,} decoded clips were shorter than {st.get('min_clip_seconds', 0):g} s "
+            "and ship without their generated caption."
+        )
+    return shipped + "<p>" + " ".join(said) + "</p>"
+
+
+def reject_examples_html(examples: Mapping[str, list[Mapping[str, Any]]]) -> str:
+    if not examples:
+        return ""
+    rows = [
+        [
+            code,
+            e.get("source"),
+            e.get("source_id"),
+            e.get("reason"),
+            _Raw(f'<a href="../{_e(e["file"])}">{_e(e["file"])}</a>'),
+        ]
+        for code, found in examples.items()
+        for e in found
+    ]
+    return "<h3>Example rejects</h3>" + _table(rows, ["code", "source", "id", "reason", "file"])
+
+
 def write_report(summary: Mapping[str, Any]) -> str:
     """Write ``<out>/report/`` (plots first, the page and report.json last); return the page's path."""
     layout = Layout(summary["output"], summary["corpus"])
     report = build_report(summary)
+    report["reject_examples"] = reject_examples(layout, report["rejects_by_code"])
+    report["example_audio"] = write_example_audio(layout, report["examples"])
     plots = render_plots(report)
     for name, data in plots.items():
         storage.write_bytes_atomic(layout.report_path(name), data)

@@ -63,10 +63,13 @@ def build_summary(
         }
     splits: dict[str, dict[str, Any]] = {}
     for s in sorted(stats, key=lambda s: (s.split, s.shard)):
-        d = splits.setdefault(s.split, {"shards": 0, "samples": 0, "rejects": 0})
+        d = splits.setdefault(s.split, {"shards": 0, "samples": 0, "rejects": 0, "hours": 0.0})
         d["shards"] += 1
         d["samples"] += s.samples
         d["rejects"] += s.rejects
+        d["hours"] += sum(s.audio_seconds_by_source.values()) / 3600.0
+    for d in splits.values():
+        d["hours"] = round(d["hours"], 4)
     total_inputs = sum(v["inputs"] for v in sources.values())
     total_samples = sum(v["samples"] for v in sources.values())
     total_rejects = sum(v["rejects"] for v in sources.values())

@@ -23,10 +23,13 @@ from clap_corpus.transforms.captions import for_duration as k2c_for_duration
 from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
 from clap_corpus.transforms.sample import SampleOptions, process_sample
 from clap_corpus.transforms.shards import (
+    EXAMPLES_PER_SOURCE,
     ShardStats,
     ShardWriter,
     count_by,
     distribution_fields,
+    example_entry,
+    input_fields,
     level_fields,
     read_stats,
     rejects_jsonl,
@@ -105,6 +108,9 @@ class ShardBuilder:
         rejects: list[Reject] = []
         kept: list[_Kept] = []
         levels: list[tuple[float, float]] = []  # (peak, RMS) dBFS per sample
+        inputs: list[tuple[object, object, object]] = []  # codec, channels, rate of the kept samples' files
+        examples: list[dict[str, object]] = []
+        examples_per_source: Counter[str] = Counter()
         incomplete = 0
         hashes: list[tuple[str, str, str]] = []  # (key, source, audio digest): duplicates report
         removed: list[tuple[str, str, str]] = []  # the same, for train copies of held-out audio
@@ -133,7 +139,12 @@ class ShardBuilder:
                     rejects.append(leak)
                     removed.append((record.key, record.source, sample.audio_hash))
                     continue
-                writer.add(sample)
+                flac_offset = writer.add(sample)
+                if examples_per_source[record.source] < EXAMPLES_PER_SOURCE:
+                    examples_per_source[record.source] += 1
+                    examples.append(example_entry(sample.meta, flac_offset, len(sample.flac)))
+                m = sample.meta
+                inputs.append((m["original_codec"], m["original_channels"], m["original_sample_rate"]))
                 hashes.append((record.key, record.source, sample.audio_hash))
                 kept.append(
                     _Kept(
@@ -176,6 +187,8 @@ class ShardBuilder:
             overlap_removed=tuple(sorted(removed)),
             **distribution_fields((k.record, k.seconds) for k in kept),
             **level_fields(levels),
+            **input_fields(inputs),
+            examples=examples,
         )
         # Written last: the shard counts as done only once this file exists.
         storage.write_bytes_atomic(self.layout.stats_path(split, shard), dumps_json(stats.to_json()))

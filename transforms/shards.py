@@ -36,6 +36,8 @@ CAPTION_WORD_EDGES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50,
 # dBFS; the first bin (from -120, the digital-silence floor) collects everything under -90
 LEVEL_EDGES_DBFS = (-120, -90, -80, -70, -60, -50, -45, -40, -35, -30, -25, -20, -15, -10, -6, -3, -1)
 UNKNOWN_LICENSE = "unknown"
+TAR_BLOCK = 512
+EXAMPLES_PER_SOURCE = 3  # example samples a shard keeps per source for the run report
 
 
 def histogram(values: Iterable[float], edges: tuple[float, ...]) -> list[int]:
@@ -51,6 +53,32 @@ def level_fields(levels: Iterable[tuple[float, float]]) -> dict[str, Any]:
     return {
         "peak_dbfs_hist": histogram((p for p, _ in levels), LEVEL_EDGES_DBFS),
         "rms_dbfs_hist": histogram((r for _, r in levels), LEVEL_EDGES_DBFS),
+    }
+
+
+def input_fields(inputs: Iterable[tuple[Any, Any, Any]]) -> dict[str, Any]:
+    """What the kept samples were before decoding: counts by codec, channel count and sample rate,
+    from (original_codec, original_channels, original_sample_rate) per sample."""
+    inputs = list(inputs)
+
+    def counts(i: int) -> dict[str, int]:
+        c = Counter("unknown" if x[i] is None else str(x[i]) for x in inputs)
+        return dict(sorted(c.items()))
+
+    return {"input_codecs": counts(0), "input_channels": counts(1), "input_sample_rates": counts(2)}
+
+
+def example_entry(meta: Mapping[str, Any], flac_offset: int | None, flac_bytes: int) -> dict[str, Any]:
+    """A sample as the run report shows it, with where its FLAC lies in the shard's tar."""
+    return {
+        "key": meta["key"],
+        "source": meta["source"],
+        "caption": (meta.get("text") or [""])[0],
+        "captions": len(meta.get("text") or []),
+        "caption_kind": meta.get("caption_kind"),
+        "duration": meta.get("duration"),
+        "flac_offset": flac_offset,
+        "flac_bytes": flac_bytes,
     }
 
 
@@ -107,6 +135,12 @@ class ShardStats:
     licenses_by_source: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     peak_dbfs_hist: list[int] = field(default_factory=list)  # samples per LEVEL_EDGES_DBFS bin
     rms_dbfs_hist: list[int] = field(default_factory=list)
+    # Kept samples by what they were before decoding (see input_fields)
+    input_codecs: Mapping[str, int] = field(default_factory=dict)
+    input_channels: Mapping[str, int] = field(default_factory=dict)
+    input_sample_rates: Mapping[str, int] = field(default_factory=dict)
+    # The first EXAMPLES_PER_SOURCE samples of each source, in key order (see example_entry)
+    examples: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,8 +212,14 @@ class ShardWriter:
         self._open.append((tmp, final, stream))
         return stream
 
-    def add(self, sample: Sample) -> None:
+    def add(self, sample: Sample) -> int | None:
+        """Write the sample; return where its FLAC bytes start in the tar (None without a tar).
+
+        The offset lets the run report cut a few example clips out of a shard with one ranged read.
+        The FLAC member comes first and has a single 512-byte header (see :func:`_tar_writer`)."""
+        flac_offset = None
         if self._tar is not None:
+            flac_offset = self._tar.tarstream.offset + TAR_BLOCK
             # TarWriter names members `<key>.<suffix>` in sorted suffix order: flac, json, mel.npy.
             members = {"__key__": check_name("key", sample.key), FLAC: sample.flac, JSON: sample.json_bytes()}
             if sample.mel is not None:
@@ -189,6 +229,7 @@ class ShardWriter:
             self._rows.append(parquet_row(sample.key, sample.flac, sample.meta))
             if len(self._rows) >= PARQUET_ROWS_PER_GROUP:
                 self._flush_rows()
+        return flac_offset
 
     def _flush_rows(self) -> None:
         if self._rows and self._pq is not None:
