@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -107,6 +108,62 @@ class Captioner:
         return {"device": self.device, "forbidden_sequences": len(self.bad_words or [])}
 
 
+class LazyCaptioner:
+    """What RunInference holds: the model loads with the first batch of keyword sets.
+
+    Beam loads a handler's model in ``DoFn.setup``, whether any element will come or not; a run in
+    which every record has a caption of its own would load the weights for nothing, once per worker
+    process. The lock: with ``large_model`` one object serves every thread of the worker."""
+
+    def __init__(self, config: K2CConfig):
+        self.config = config
+        self._captioner: Captioner | None = None
+        self._lock = threading.Lock()
+
+    def generate(self, inputs: list[str]) -> list[str | None]:
+        with self._lock:
+            if self._captioner is None:
+                self._captioner = load_captioner(self.config)
+        return self._captioner.generate(inputs)
+
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_captioner(config: K2CConfig, spec_path: str = "") -> None:
+    """At launch, before any worker starts: the model's config, tokenizer and weight files are there.
+
+    Loads no weights (the workers do, when a record needs a caption); raises :class:`ModelUnavailable`
+    saying how to provide the model, as :func:`load_captioner` does."""
+    problem = _missing_files(config)
+    if problem is None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        local_only = config.is_local or not config.download
+        try:
+            AutoConfig.from_pretrained(config.model_path, local_files_only=local_only)
+            AutoTokenizer.from_pretrained(config.model_path, local_files_only=local_only)
+        except (OSError, ValueError) as e:
+            problem = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+    if problem is None and local_only and not _has_weights(config):
+        problem = f"no weights ({' or '.join(WEIGHT_FILES[::2])}) for {config.model_path}"
+    if problem is not None:
+        raise ModelUnavailable(_how_to_provide(config, problem, spec_path))
+
+
+def _has_weights(config: K2CConfig) -> bool:
+    if config.is_local:
+        return any(os.path.exists(os.path.join(config.model_path, f)) for f in WEIGHT_FILES)
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(config.model_path, f), str) for f in WEIGHT_FILES)
+
+
 def load_captioner(config: K2CConfig, spec_path: str = "") -> Captioner:
     """Load the model, or raise :class:`ModelUnavailable` saying how to provide it."""
     problem = _missing_files(config)
@@ -158,7 +215,7 @@ def _how_to_provide(config: K2CConfig, problem: str, spec_path: str) -> str:
     return "\n".join(lines)
 
 
-class K2CModelHandler(ModelHandler[str, PredictionResult, Captioner]):
+class K2CModelHandler(ModelHandler[str, PredictionResult, LazyCaptioner]):
     """Model inputs (formatted keyword text) in, raw decoded captions out; wrap it in KeyedModelHandler."""
 
     def __init__(self, config: K2CConfig):
@@ -170,11 +227,11 @@ class K2CModelHandler(ModelHandler[str, PredictionResult, Captioner]):
         )
         self.config = config
 
-    def load_model(self) -> Captioner:
-        return load_captioner(self.config)
+    def load_model(self) -> LazyCaptioner:
+        return LazyCaptioner(self.config)
 
     def run_inference(
-        self, batch: Sequence[str], model: Captioner, inference_args: dict[str, Any] | None = None
+        self, batch: Sequence[str], model: LazyCaptioner, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
         texts = model.generate(list(batch))
         return [PredictionResult(x, y, model_id=self.config.model) for x, y in zip(batch, texts, strict=True)]

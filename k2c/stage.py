@@ -23,7 +23,7 @@ from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 from clap_corpus.core.records import Record
 from clap_corpus.k2c.apply import attach, plan
 from clap_corpus.k2c.config import K2CConfig
-from clap_corpus.k2c.handler import K2CModelHandler, load_captioner
+from clap_corpus.k2c.handler import K2CModelHandler, check_captioner
 from clap_corpus.k2c.outcomes import FALLBACKS, INPUT_FALLBACKS, Outcome
 from clap_corpus.k2c.postprocess import CaptionResult, finish
 from clap_corpus.k2c.presets import PRESETS
@@ -141,9 +141,9 @@ class K2CStage(beam.PTransform):
 
     def expand(self, records):
         cfg = self.config
-        # In the launcher, before any worker starts: a model that cannot be loaded fails the run here,
-        # with a message saying how to provide it.
-        load_captioner(cfg, self.spec_path)
+        # In the launcher, before any worker starts: a model that is not there fails the run here,
+        # with a message saying how to provide it. Its weights load on a worker, once a record needs them.
+        check_captioner(cfg, self.spec_path)
         planned = records | "Plan" >> beam.ParDo(PlanFn(cfg)).with_outputs(TODO, OUTCOMES, main="passthrough")
         todo = planned[TODO]
         sets = (

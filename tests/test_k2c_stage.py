@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -23,7 +24,7 @@ from clap_corpus.core.records import Record
 from clap_corpus.k2c.apply import plan
 from clap_corpus.k2c.config import K2CConfig, parse_k2c
 from clap_corpus.k2c.debias import contains_gendered
-from clap_corpus.k2c.handler import ModelUnavailable, load_captioner
+from clap_corpus.k2c.handler import ModelUnavailable, check_captioner, load_captioner
 from clap_corpus.k2c.keywords import keyword_set
 from clap_corpus.k2c.outcomes import FALLBACKS, Outcome
 from clap_corpus.k2c.postprocess import finish
@@ -236,14 +237,42 @@ def test_missing_local_model_fails_with_instructions(tmp_path):
     assert "does not exist" in msg and "options.k2c.model: tiny" in msg and "save_pretrained" in msg
 
 
-def test_uncached_hub_model_fails_without_network(tmp_path, monkeypatch):
+@pytest.mark.parametrize("check", [load_captioner, check_captioner])
+def test_uncached_hub_model_fails_without_network(tmp_path, monkeypatch, check):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     cfg = parse_k2c({"model": "gagan3012/k2t-base"}, sources=[])
     with pytest.raises(ModelUnavailable) as e:
-        load_captioner(cfg)
+        check(cfg)
     msg = str(e.value)
     assert "cannot load the keyword-to-caption model 'gagan3012/k2t-base'" in msg
     assert "hf download gagan3012/k2t-base" in msg and "download: true" in msg
+
+
+def _tiny_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "k2c-model"
+    shutil.copytree(Path(_cfg().model_path), folder)
+    return folder
+
+
+def test_the_launch_check_wants_the_weights_without_loading_them(tmp_path):
+    folder = _tiny_copy(tmp_path)
+    cfg = parse_k2c({"model": str(folder), "preset": "k2t"}, sources=[])
+    check_captioner(cfg)  # all there
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelUnavailable, match="no weights"):
+        check_captioner(cfg, "spec.yaml")
+
+
+def test_weights_load_only_when_a_record_needs_a_caption(tmp_path):
+    """Weights the model cannot load: a run whose records all have captions never notices them."""
+    folder = _tiny_copy(tmp_path)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file" * 100)
+    cfg = replace(_cfg(), model=str(folder), model_path=str(folder), is_local=True)
+    with pytest.raises(Exception):  # noqa: B017 - whichever error transformers raises for these bytes
+        load_captioner(cfg)
+    records = [_record(i, captions=(f"A dog barks {i} times.",), keywords=("dog",)) for i in range(5)]
+    recs, report = _run_stage(records, cfg, tmp_path / "out")
+    assert len(recs) == 5 and report["generated"] == 0 and report["not_template"] == 5
 
 
 def test_cli_run_fails_at_start_naming_the_fix(tmp_path):
