@@ -39,6 +39,7 @@ TEST_REQUIRES = [
     # tests/test_dataflow.py pip-installs the staged sdist as a worker does, offline: setuptools with
     # its own bdist_wheel (70.1+); torch 2.11 wants it under 82.
     "setuptools>=70.1,<82",
+    "tensorboard>=2.15",  # train --tensorboard writes its event files with torch's SummaryWriter
 ]
 
 # The source folders, installed under the clap_corpus namespace (clap_corpus.core, clap_corpus.pipeline

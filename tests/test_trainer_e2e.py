@@ -271,6 +271,7 @@ def test_cpu_run_beats_three_times_chance(corpus, tmp_path, capsys):
             *("train", "--data", corpus, "--output", out, "--audio-encoder", "cnn", "--text-model", "tiny"),
             *("--batch-size", "16", "--epochs", "5", "--lr", "1e-3", "--warmup-steps", "10"),
             *("--eval-every-epochs", "0", "--log-every", "10", "--threads", "1", "--log-level", "WARNING"),
+            "--tensorboard",
         ]
     )
     assert code == 0
@@ -291,6 +292,20 @@ def test_cpu_run_beats_three_times_chance(corpus, tmp_path, capsys):
     log = [json.loads(line) for line in (Path(out) / "train_log.jsonl").read_text().splitlines()]
     final = [r for r in log if r["event"] == "eval"][-1]
     assert final["metrics"]["text_to_audio_R@1"] == pytest.approx(m["text_to_audio_R@1"])
+    # TensorBoard's event files, read back with TensorBoard's own reader, hold the same numbers
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(Path(out) / "tensorboard"))
+    board.Reload()
+    train_rows = [r for r in log if r["event"] == "train"]
+    loss = board.Scalars("train/loss")
+    assert [e.step for e in loss] == [r["step"] for r in train_rows]
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in train_rows], rel=1e-6)
+    temperature = board.Scalars("train/temperature")[-1].value
+    assert temperature == pytest.approx(1 / train_rows[-1]["logit_scale"], rel=1e-6)
+    assert [e.value for e in board.Scalars("train/lr")] == pytest.approx([r["lr"] for r in train_rows])
+    r1 = board.Scalars(f"eval/{final['split']}/text_to_audio_R@1")
+    assert r1[-1].step == final["step"] and r1[-1].value == pytest.approx(m["text_to_audio_R@1"], rel=1e-6)
 
 
 DDP_SCRIPT = textwrap.dedent(

@@ -37,7 +37,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
             "clapcorpus train --data demo-run --output demo-run/clap --audio-encoder cnn --text-model tiny "
             "--epochs 5",
             "torchrun --nproc_per_node=8 -m clap_corpus.trainer train --data gs://b/corpus "
-            "--output runs/clap",
+            "--output runs/clap --tensorboard   # then: tensorboard --logdir runs/clap/tensorboard",
         ],
     )
     train.add_argument(
@@ -106,6 +106,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="torch CPU threads (default: torch's choice); on a busy or small CPU, 1 is often fastest",
     )
     run.add_argument("--log-every", type=int, default=10, help="steps between log lines")
+    run.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write loss, learning rate, logit scale / temperature and eval metrics as TensorBoard "
+        "event files under <output>/tensorboard (needs the tensorboard package: the trainer extra)",
+    )
     run.add_argument(
         "--save-every",
         type=int,
@@ -205,6 +211,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, ModelConfi
         device=args.device,
         threads=args.threads,
         log_every=args.log_every,
+        tensorboard=args.tensorboard,
         save_every=args.save_every,
         eval_every_epochs=args.eval_every_epochs,
         keep_checkpoints=args.keep_checkpoints,

@@ -111,6 +111,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None  # torch CPU threads for this run (None: torch's default)
     log_every: int = 10
+    tensorboard: bool = False  # also log to <output>/tensorboard (TensorBoard event files)
     save_every: int | None = None  # steps between checkpoints; the last step is always saved
     eval_every_epochs: int = 1
     keep_checkpoints: int = 2

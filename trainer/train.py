@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,20 +191,63 @@ def _zero_loss(model: nn.Module) -> torch.Tensor:
     return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
 
 
+TENSORBOARD_DIR = "tensorboard"  # under the run's output folder
+
+
+def scalars(row: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of a train_log.jsonl row as TensorBoard scalars (tag -> value).
+
+    Train rows: loss, learning rate, the logit scale and its inverse, the temperature (LAION's
+    trainer logs both), throughput. Eval rows: every metric, under the evaluated split."""
+    if row.get("event") == "train":
+        out = {
+            f"train/{k}": float(row[k]) for k in ("loss", "lr", "logit_scale", "samples_per_s", "data_wait")
+        }
+        out["train/temperature"] = 1.0 / out["train/logit_scale"]
+        return out
+    if row.get("event") == "eval":
+        split = row.get("split") or "eval"
+        return {
+            f"eval/{split}/{k}": float(v)
+            for k, v in (row.get("metrics") or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+    return {}
+
+
 class _Logger:
-    def __init__(self, path: str | None, echo: Callable[[str], None] | None):
+    """train_log.jsonl, the console, and TensorBoard's event files when asked for."""
+
+    def __init__(self, path: str | None, echo: Callable[[str], None] | None, tensorboard: str | None = None):
         self.path, self.echo, self.rows = path, echo, []
+        self.board = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:  # torch's writer needs the tensorboard package
+                raise RuntimeError(
+                    "--tensorboard needs the tensorboard package: pip install 'clap-corpus[trainer]'"
+                ) from e
+            self.board = SummaryWriter(tensorboard)
 
     def __call__(self, row: dict[str, Any], text: str) -> None:
         self.rows.append(row)
         if self.path:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, sort_keys=True) + "\n")
+        if self.board is not None and "step" in row:
+            for tag, value in scalars(row).items():
+                self.board.add_scalar(tag, value, row["step"])
+            self.board.flush()  # a run killed later still leaves its curves
         # One place on the console: the CLI prints, library callers get the log record.
         if self.echo:
             self.echo(text)
         else:
             log.info(text)
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
 
 
 def train(
@@ -330,7 +373,9 @@ def _train(
             log.warning("no evaluation: %s", e)
 
     logger = _Logger(
-        os.path.join(tcfg.output, "train_log.jsonl") if d.main else None, echo if d.main else None
+        os.path.join(tcfg.output, "train_log.jsonl") if d.main else None,
+        echo if d.main else None,
+        os.path.join(tcfg.output, TENSORBOARD_DIR) if d.main and tcfg.tensorboard else None,
     )
     n_params = sum(p.numel() for p in model.parameters())
     if d.main:
@@ -480,6 +525,7 @@ def _train(
     if state.step >= total or report is None:
         report = run_eval()
     wall = time.perf_counter() - t_run
+    logger.close()  # (an exception leaves it open: every row was flushed as it was written)
     return TrainResult(
         model=model,
         state=state,
