@@ -27,6 +27,7 @@ from clap_corpus.manifests import (
     fsd50k,
     generic,
     hf_datasets,
+    webdataset,
 )
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import SourceSpec
@@ -115,6 +116,14 @@ ADAPTERS: dict[str, AdapterInfo] = {
             hf_datasets.Options,
             hf_datasets.DEFAULT_DURATION_S,
             "a Hugging Face datasets folder (Arrow or Parquet) with an Audio column",
+            needs_manifest=False,
+        ),
+        AdapterInfo(
+            "webdataset",
+            webdataset.WebDatasetAdapter.read,
+            webdataset.Options,
+            webdataset.DEFAULT_DURATION_S,
+            "WebDataset tars (LAION's, mirrors', this project's shards), streamed",
             needs_manifest=False,
         ),
     )
