@@ -31,6 +31,7 @@ from clap_corpus.manifests import (
 )
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.manifests.wanted import hold_to_list
 
 # (source, scan_audio) -> records and rejects; scan_audio False: metadata only (`clapcorpus plan`)
 Reader = Callable[[SourceSpec, bool], Iterator[Record | Reject]]
@@ -140,7 +141,12 @@ def adapter(name: str) -> AdapterInfo:
 def read_source(source: SourceSpec, *, scan_audio: bool = True) -> Iterator[Record | Reject]:
     """Every record and reject of ``source``, each held to the rules of the output layout. With
     ``scan_audio`` False the adapter lists no audio folder and checks no file (`clapcorpus plan`)."""
-    for item in adapter(source.adapter).read(source, scan_audio):
+    info = adapter(source.adapter)
+    items = info.read(source, scan_audio)
+    wanted = info.options.read_back(source.options).wanted if source.options.get("wanted") else None
+    if wanted is not None:
+        items = hold_to_list(source.name, wanted, items)
+    for item in items:
         if isinstance(item, Reject):
             # Rejects are filed by source name: a stray name must not pick the rejects file.
             yield item if item.source == source.name else replace(item, source=source.name)
