@@ -49,6 +49,8 @@ class AdapterInfo:
     default_duration_s: float
     doc: str  # one line, for listings
     needs_manifest: bool = True  # whether a source must name a `manifest` file
+    # raises ValueError when the source cannot be read as its spec says (checked when the spec loads)
+    check: Callable[[SourceSpec], None] | None = None
 
 
 ADAPTERS: dict[str, AdapterInfo] = {
@@ -116,8 +118,9 @@ ADAPTERS: dict[str, AdapterInfo] = {
             hf_datasets.HFDatasetAdapter.read,
             hf_datasets.Options,
             hf_datasets.DEFAULT_DURATION_S,
-            "a Hugging Face datasets folder (Arrow or Parquet) with an Audio column",
+            "a Hugging Face datasets folder (Arrow or Parquet) with an Audio column, or a Hub snapshot",
             needs_manifest=False,
+            check=hf_datasets.check_source,
         ),
         AdapterInfo(
             "webdataset",
@@ -178,6 +181,13 @@ def _checked(source: SourceSpec, record: Record) -> Record | Reject:
         except UnsafeName as e:
             return refuse(code, str(e))
     return record
+
+
+def check_source(source: SourceSpec) -> None:
+    """The adapter's own check of a source when the spec loads; raises ValueError."""
+    check = adapter(source.adapter).check
+    if check is not None:
+        check(source)
 
 
 def needs_manifest(name: str) -> bool:
