@@ -19,7 +19,8 @@ per annotator); the rows of a table are grouped in memory.
 
 WavCaps (``format: wavcaps``, the default for a ``.json`` manifest): one of its ``json_files``
 (``fsd_final.json``, ``bbc_final.json``, ``sb_final.json``, ``as_final.json``), a ``data`` list of
-entries with ``id``, ``caption`` and, per subset, ``tags``, ``author``, ``duration``, ``download_link``.
+entries with ``id``, ``caption`` (``options.caption_columns`` may name others, such as BBC's
+``description``) and, per subset, ``tags``, ``author``, ``duration``, ``download_link``.
 The file is ``<id>`` (AudioSet_SL's ids are already file names); ``options.origin`` makes the ids
 origin ids (``freesound`` -> ``freesound:<id>``; ``youtube`` -> ``youtube:<11-character id>``, the
 ``Y`` prefix and extension dropped) so the leakage guard sees WavCaps' overlap with the other sources.
@@ -99,7 +100,7 @@ class CaptionFilesAdapter(Adapter):
         fmt = self.options.format or _format_of(manifest)
         archives = self.options.archives
         index: dict[str, ArchiveMember] | None = None
-        if archives and not self.no_scan:
+        if archives:  # a zip's directory is metadata: `clapcorpus plan` reads it too
             try:
                 index = member_index(archives)
             except OSError as e:
@@ -129,7 +130,7 @@ class CaptionFilesAdapter(Adapter):
         for name, sound in sounds.items():
             audio: str | ArchiveMember = name
             if archives:
-                member = index.get(stem_of(name)) if index is not None else ArchiveMember(archives[0], name)
+                member = index.get(stem_of(name)) if index is not None else None
                 if member is None:
                     yield self.reject(
                         sound.row, Code.MISSING_AUDIO, f"no archive member for {name!r}", source_id=name
@@ -220,7 +221,11 @@ class CaptionFilesAdapter(Adapter):
                 yield self.reject(n, Code.MISSING_ID, "entry has no 'id'")
                 continue
             try:
-                captions = list(text_list(entry.get("caption"), separator=None))
+                captions = [
+                    c
+                    for col in self.options.caption_columns or ["caption"]
+                    for c in text_list(entry.get(col), separator=None)
+                ]
                 keywords = list(text_list(entry.get("tags"), separator=",", strict=False))
             except NotText as e:
                 yield self.reject(n, Code.CAPTION_NOT_TEXT, str(e), source_id=name)
@@ -236,7 +241,7 @@ class CaptionFilesAdapter(Adapter):
                     keywords=keywords,
                     attribution=text_value(entry.get("author")),
                     duration=parse_float(entry.get("duration")),
-                    original=_original(entry, {"id", "caption", "tags"}),
+                    original=_original(entry, {"id", "tags", *(self.options.caption_columns or ["caption"])}),
                     origin_ids=(f"{origin}:{oid}",) if origin else (),
                 ),
             )
