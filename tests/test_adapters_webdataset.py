@@ -172,22 +172,38 @@ def test_end_to_end_then_our_own_shards_read_back(tmp_path):
         _add(t, "big.json", _laion_doc("Too big", ["x"]))
         _add(t, "yt.flac", _clip(880.0))
         _add(t, "yt.json", _laion_doc("A youtube tone", ["beep"], youtube_id="0123456789A"))
+    # A held-out set whose JSON names the Freesound id of the third train clip: the leakage guard
+    # finds it through the origin ids the adapter read from both JSON documents.
+    with tarfile.open(tmp_path / "held.tar", "w") as t:
+        _add(t, "h.flac", _clip(990.0))
+        _add(t, "h.json", _laion_doc("A held-out tone", ["held"], freesound_id="1002"))
     cap = len(_clip(660.0, seconds=3.0)) - 1
     assert all(len(_clip(f)) <= cap for f in (330.0, 880.0))
     spec = {
         "corpus": "wdsdemo",
         "options": {"shard_size": 8, "store_mel": False, "max_file_bytes": cap},
-        "sources": [{"name": "laion", "adapter": "webdataset", "audio_root": str(raw)}],
+        "sources": [
+            {"name": "laion", "adapter": "webdataset", "audio_root": str(raw)},
+            {
+                "name": "held",
+                "adapter": "webdataset",
+                "audio_root": str(tmp_path),
+                "split": "test",
+                "options": {"pattern": "held.tar"},
+            },
+        ],
     }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
     s = run_corpus(str(tmp_path / "spec.yaml"), str(out), ["--runner=FnApiRunner"])
     assert s["accounting_ok"]
-    assert (s["sources"]["laion"]["inputs"], s["sources"]["laion"]["samples"]) == (5, 4)
-    shard_rejects = [
-        json.loads(x) for p in (out / "rejects").rglob("*.jsonl") for x in p.read_text().splitlines()
+    assert (s["sources"]["laion"]["inputs"], s["sources"]["laion"]["samples"]) == (5, 3)
+    assert s["sources"]["held"]["samples"] == 1
+    rejects = [json.loads(x) for p in (out / "rejects").rglob("*.jsonl") for x in p.read_text().splitlines()]
+    assert sorted((r["source_id"], r["code"]) for r in rejects) == [
+        ("train/0/2", "eval_overlap"),
+        ("train/1/big", "too_large"),
     ]
-    assert [(r["source_id"], r["code"]) for r in shard_rejects] == [("train/1/big", "too_large")]
 
     again = {
         "corpus": "readback",
@@ -205,12 +221,9 @@ def test_end_to_end_then_our_own_shards_read_back(tmp_path):
         for sample in wds.WebDataset(str(tar), shardshuffle=False):
             doc = json.loads(sample["json"])
             docs[doc["text"][0]] = doc
-    assert sorted(docs) == [
-        "A tone at 330 hertz",
-        "A tone at 440 hertz",
-        "A tone at 550 hertz",
-        "A youtube tone",
-    ]
+    assert sorted(docs) == ["A held-out tone", "A tone at 330 hertz", "A tone at 440 hertz", "A youtube tone"]
     yt = docs["A youtube tone"]
     assert (yt["split"], yt["keywords"], yt["origin_ids"]) == ("train", ["beep"], ["youtube:0123456789A"])
     assert docs["A tone at 330 hertz"]["origin_ids"] == ["freesound:1000"]
+    held = docs["A held-out tone"]  # the split comes back from the document, the ids too
+    assert (held["split"], held["origin_ids"]) == ("test", ["freesound:1002"])
