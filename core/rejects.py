@@ -80,6 +80,17 @@ class Code(StrEnum):
     BAD_SPLIT = "bad_split", (_M,), "the split name cannot be a folder name (`../x`)"
     BAD_KEY = "bad_key", (_M,), "the adapter made a key that cannot be a file name (an adapter bug)"
     BAD_SOURCE = "bad_source", (_M,), "the adapter named another source (an adapter bug)"
+    BAD_MEMBER = (
+        "bad_member",
+        (_M,),
+        "an archive member named outside its sample (`../x`), or a link or device member",
+    )
+    TRUNCATED_ARCHIVE = "truncated_archive", (_M,), "the archive ends inside this sample (a cut download)"
+    NOT_IN_MIRROR = (
+        "not_in_mirror",
+        (_M,),
+        "a row of the source's official list that its mirror does not hold (`wanted`)",
+    )
     # captions
     NO_TEXT = "no_text", (_C,), "no caption, label or non-technical keyword to write a caption from"
     CAPTION_TOO_LONG = "caption_too_long", (_C,), "a caption is longer than `max_caption_chars`"

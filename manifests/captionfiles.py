@@ -17,11 +17,23 @@ caption, captions, sentence, text, description), ``options.keyword_columns`` key
 Rows naming the same file become ONE sample with all their captions (a MACS-like CSV with one row
 per annotator); the rows of a table are grouped in memory.
 
-Tags such as ``adults_talking`` become keywords ("adults talking"). Audio: ``<audio_root>/<file>``.
+WavCaps (``format: wavcaps``, the default for a ``.json`` manifest): one of its ``json_files``
+(``fsd_final.json``, ``bbc_final.json``, ``sb_final.json``, ``as_final.json``), a ``data`` list of
+entries with ``id``, ``caption`` (``options.caption_columns`` may name others, such as BBC's
+``description``) and, per subset, ``tags``, ``author``, ``duration``, ``download_link``.
+The file is ``<id>`` (AudioSet_SL's ids are already file names); ``options.origin`` makes the ids
+origin ids (``freesound`` -> ``freesound:<id>``; ``youtube`` -> ``youtube:<11-character id>``, the
+``Y`` prefix and extension dropped) so the leakage guard sees WavCaps' overlap with the other sources.
+
+Tags such as ``adults_talking`` become keywords ("adults talking"). Audio: ``<audio_root>/<file>``, or,
+with ``options.archives`` (zip or tar files, globs allowed), the member of those archives whose stem is
+the file's stem (``180913.wav`` -> ``FreeSound_flac/180913.flac``): WavCaps ships FLAC in zips, read in
+place by :mod:`manifests.archives`; a file no archive holds is ``missing_audio``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,11 +41,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field
 
+from clap_corpus.core.audio_ref import ArchiveMember
 from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
+from clap_corpus.manifests.archives import member_index, stem_of
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.common import parse_float
-from clap_corpus.manifests.options import AdapterOptions
+from clap_corpus.manifests.options import AdapterOptions, SpecPaths
 from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from clap_corpus.transforms import storage
 
@@ -41,7 +55,7 @@ DEFAULT_DURATION_S = 10.0  # MACS: TAU Urban Acoustic Scenes 2019 files are 10 s
 
 
 class Options(AdapterOptions):
-    format: Literal["yaml", "csv", "tsv", "jsonl", "parquet"] | None = None  # default: from the extension
+    format: Literal["yaml", "csv", "tsv", "jsonl", "parquet", "wavcaps"] | None = None  # default: extension
     encoding: str = "utf-8-sig"  # text encoding of a CSV/TSV file
     file_column: str | None = None
     caption_columns: list[str] = Field(default_factory=list)
@@ -51,6 +65,8 @@ class Options(AdapterOptions):
     license_column: str | None = None
     attribution_column: str | None = None
     split_column: str | None = None
+    archives: SpecPaths | None = None  # zip / tar files holding the audio (WavCaps' zips)
+    origin: Literal["freesound", "youtube"] | None = None  # the ids are these origin ids (WavCaps)
 
 
 FILE_COLUMNS = ("fname", "file_name", "filename", "location", "file", "audio", "path")
@@ -67,6 +83,7 @@ class _Sound:
     duration: float | None = None
     split: str | None = None
     original: dict[str, Any] = field(default_factory=dict)
+    origin_ids: tuple[str, ...] = ()
 
 
 def _tag_text(tag: str) -> str:
@@ -80,9 +97,22 @@ class CaptionFilesAdapter(Adapter):
     def rows(self) -> Iterator[NativeRow | RowError | Reject]:
         manifest = self.source.manifest
         assert manifest is not None
-        fmt = self.options.format or ("yaml" if manifest.lower().endswith((".yaml", ".yml")) else None)
+        fmt = self.options.format or _format_of(manifest)
+        archives = self.options.archives
+        index: dict[str, ArchiveMember] | None = None
+        if archives:  # a zip's directory is metadata: `clapcorpus plan` reads it too
+            try:
+                index = member_index(archives)
+            except OSError as e:
+                yield self.reject(None, Code.UNREADABLE_METADATA, str(e)[:300])
+                return
         sounds: dict[str, _Sound] = {}
-        rows = self._macs_rows() if fmt == "yaml" else self._table_rows(fmt)
+        if fmt == "yaml":
+            rows = self._macs_rows()
+        elif fmt == "wavcaps":
+            rows = self._wavcaps_rows()
+        else:
+            rows = self._table_rows(fmt)
         for item in rows:
             if not isinstance(item, tuple):
                 yield item
@@ -98,10 +128,20 @@ class CaptionFilesAdapter(Adapter):
             have.attribution = have.attribution or sound.attribution
             have.duration = have.duration if have.duration is not None else sound.duration
         for name, sound in sounds.items():
+            audio: str | ArchiveMember = name
+            if archives:
+                member = index.get(stem_of(name)) if index is not None else None
+                if member is None:
+                    yield self.reject(
+                        sound.row, Code.MISSING_AUDIO, f"no archive member for {name!r}", source_id=name
+                    )
+                    continue
+                audio = member
             yield NativeRow(
                 row=sound.row,
                 id=name,
-                audio=name,
+                audio=audio,
+                origin_ids=sound.origin_ids,
                 split=sound.split,
                 captions=tuple(dict.fromkeys(sound.captions)),
                 keywords=tuple(dict.fromkeys(k for k in (_tag_text(x) for x in sound.keywords) if k)),
@@ -158,6 +198,54 @@ class CaptionFilesAdapter(Adapter):
                 ),
             )
 
+    def _wavcaps_rows(self) -> Iterator[tuple[str, _Sound] | Reject]:
+        assert self.source.manifest is not None
+        try:
+            doc = json.loads(storage.read_text(self.source.manifest))
+        except (ValueError, UnicodeDecodeError) as e:
+            yield self.reject(None, Code.UNREADABLE_METADATA, f"not a readable JSON file: {str(e)[:300]}")
+            return
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, list):
+            yield self.reject(
+                None, Code.UNREADABLE_METADATA, "expected a top-level 'data' list (the WavCaps layout)"
+            )
+            return
+        origin = self.options.origin
+        for n, entry in enumerate(data, start=1):
+            if not isinstance(entry, dict):
+                yield self.reject(n, Code.MALFORMED_ROW, f"entry is a {type(entry).__name__}, not an object")
+                continue
+            name = text_value(entry.get("id"))
+            if name is None:
+                yield self.reject(n, Code.MISSING_ID, "entry has no 'id'")
+                continue
+            try:
+                captions = [
+                    c
+                    for col in self.options.caption_columns or ["caption"]
+                    for c in text_list(entry.get(col), separator=None)
+                ]
+                keywords = list(text_list(entry.get("tags"), separator=",", strict=False))
+            except NotText as e:
+                yield self.reject(n, Code.CAPTION_NOT_TEXT, str(e), source_id=name)
+                continue
+            oid = stem_of(name)
+            if origin == "youtube" and len(oid) == 12 and oid.startswith("Y"):
+                oid = oid[1:]
+            yield (
+                name,
+                _Sound(
+                    row=n,
+                    captions=captions,
+                    keywords=keywords,
+                    attribution=text_value(entry.get("author")),
+                    duration=parse_float(entry.get("duration")),
+                    original=_original(entry, {"id", "tags", *(self.options.caption_columns or ["caption"])}),
+                    origin_ids=(f"{origin}:{oid}",) if origin else (),
+                ),
+            )
+
     def _table_rows(self, fmt: str | None) -> Iterator[tuple[str, _Sound] | RowError | Reject]:
         assert self.source.manifest is not None
         opts = self.options
@@ -201,6 +289,11 @@ class CaptionFilesAdapter(Adapter):
 
 
 read_captionfiles = CaptionFilesAdapter.read
+
+
+def _format_of(manifest: str) -> str | None:
+    name = manifest.lower()
+    return "yaml" if name.endswith((".yaml", ".yml")) else "wavcaps" if name.endswith(".json") else None
 
 
 def _cell(row: Mapping[str, Any], column: str | None) -> str | None:

@@ -5,6 +5,18 @@ files) or ``DatasetDict.save_to_disk`` (``dataset_dict.json`` + one folder per s
 Parquet / Arrow files as the Hub stores them (``data/train-00000-of-00002.parquet``; the split comes
 from the ``<split>-NNNNN-of-NNNNN`` name). ``options.files`` lists the files explicitly instead.
 
+A local snapshot of a Hub dataset repository, as ``hf download <id> --repo-type dataset --local-dir D``
+leaves it, is read through its ``README.md``: the YAML front matter's ``configs`` (each a
+``config_name`` and ``data_files``: a pattern, a list, or ``{split, path}`` entries) say which files
+make each config and split. ``options.config`` picks the config (default: ``default``, or the only one)
+and ``options.splits`` the native splits to read (default: all); a name the README does not have
+stops the run at start, naming the ones it has. A config's files may be Parquet / Arrow with an
+Audio column (read as below), WebDataset tars (read as the ``webdataset`` adapter reads them, the
+config's split as their native split) or audio files with a ``metadata.csv`` / ``metadata.jsonl``
+(``datasets``' AudioFolder: ``file_name`` names the audio, relative to the metadata file, the other
+columns take the roles below). A hub id instead of a folder goes through ``hf download`` first: the
+adapter reads files, never the network.
+
 Columns come from the features that ``datasets`` writes into every file's schema (metadata key
 ``huggingface``): the Audio column is the one typed ``Audio`` (or ``options.audio_column``);
 ClassLabel ids become their names. Other roles are found by name or set in options:
@@ -29,9 +41,10 @@ import os
 import posixpath
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import yaml
 from pydantic import Field
 
 from clap_corpus.core.audio_ref import EmbeddedCell
@@ -41,7 +54,7 @@ from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.common import parse_float
 from clap_corpus.manifests.options import AdapterOptions, SpecPaths
 from clap_corpus.manifests.source import PathRejected, resolve_audio_path
-from clap_corpus.manifests.tables import NotText, jsonable, text_list, text_value
+from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from clap_corpus.transforms import storage
 
 DEFAULT_DURATION_S = 10.0  # no general figure for an arbitrary dataset: an assumption, set mean_duration_s
@@ -49,6 +62,10 @@ DEFAULT_DURATION_S = 10.0  # no general figure for an arbitrary dataset: an assu
 
 class Options(AdapterOptions):
     files: SpecPaths | None = None  # Parquet/Arrow files of the dataset (default: found under audio_root)
+    config: str | None = (
+        None  # a Hub snapshot's config (README.md `configs`); default: `default` or the only one
+    )
+    splits: list[str] | None = None  # the native splits to read (default: every split)
     audio_column: str | None = None
     caption_columns: list[str] = Field(default_factory=list)
     label_column: str | None = None
@@ -87,6 +104,114 @@ def dataset_files(root: str) -> list[tuple[str | None, str]]:
     pattern_hits = storage.match(storage.join(root, "**"))
     files = sorted(p for p in pattern_hits if p.endswith((".parquet", ".arrow")))
     return [(_split_of_file(f), f) for f in files]
+
+
+class HubLayoutError(ValueError):
+    """A Hub snapshot's README does not have the config or split the spec names."""
+
+
+def hub_configs(root: str) -> dict[str, list[tuple[str, list[str]]]] | None:
+    """config name -> [(split, file patterns)] from a snapshot's README.md front matter; None when the
+    folder has no README with ``configs``."""
+    readme = storage.join(root.rstrip("/"), "README.md")
+    if not storage.exists(readme):
+        return None
+    text = storage.read_text(readme).lstrip("\ufeff")
+    if not text.startswith("---"):
+        return None
+    end = text.find("\n---", 3)
+    try:
+        front = yaml.safe_load(text[3:end] if end > 0 else "")
+    except yaml.YAMLError as e:
+        raise HubLayoutError(f"README.md front matter is not YAML: {str(e)[:200]}") from None
+    configs = front.get("configs") if isinstance(front, dict) else None
+    if not isinstance(configs, list):
+        return None
+    out: dict[str, list[tuple[str, list[str]]]] = {}
+    for c in configs:
+        if isinstance(c, dict):
+            out[str(c.get("config_name", "default"))] = _data_files(c.get("data_files"))
+    return out
+
+
+def _data_files(value: Any) -> list[tuple[str, list[str]]]:
+    if isinstance(value, str):
+        return [("train", [value])]
+    if isinstance(value, dict):  # {split: pattern(s)}
+        return [(str(k), [v] if isinstance(v, str) else [str(x) for x in v]) for k, v in value.items()]
+    if isinstance(value, list):
+        if all(isinstance(v, str) for v in value):
+            return [("train", list(value))]
+        out = []
+        for v in value:
+            if isinstance(v, dict) and "path" in v:
+                path = v["path"]
+                out.append((str(v.get("split", "train")), [path] if isinstance(path, str) else list(path)))
+        return out
+    return []
+
+
+def choose_config(
+    configs: Mapping[str, list[tuple[str, list[str]]]], config: str | None, splits: list[str] | None
+) -> tuple[str, list[tuple[str, list[str]]]]:
+    """The config and its (split, patterns) the options name; raises :class:`HubLayoutError`."""
+    names = ", ".join(sorted(configs)) or "none"
+    if config is None:
+        if "default" in configs:
+            config = "default"
+        elif len(configs) == 1:
+            config = next(iter(configs))
+        else:
+            raise HubLayoutError(
+                f"the snapshot has several configs ({names}): choose one with options.config"
+            )
+    if config not in configs:
+        raise HubLayoutError(f"no config {config!r} in the snapshot's README.md (configs: {names})")
+    parts = configs[config]
+    if splits is not None:
+        have = [s for s, _ in parts]
+        missing = [s for s in splits if s not in have]
+        if missing:
+            raise HubLayoutError(
+                f"config {config!r} has no split {', '.join(map(repr, missing))} (splits: {', '.join(have)})"
+            )
+        parts = [(s, p) for s, p in parts if s in splits]
+    return config, parts
+
+
+def hub_files(root: str, config: str | None, splits: list[str] | None) -> list[tuple[str | None, str]] | None:
+    """(native split, file) of the chosen config of a Hub snapshot, or None when ``root`` is not one."""
+    configs = hub_configs(root)
+    if configs is None:
+        if config is not None:
+            raise HubLayoutError(f"options.config is {config!r} but {root} has no README.md with `configs`")
+        return None
+    _, parts = choose_config(configs, config, splits)
+    out: list[tuple[str | None, str]] = []
+    for split, patterns in parts:
+        found: dict[str, None] = {}
+        for pattern in patterns:
+            full = storage.join(root.rstrip("/"), pattern)
+            hits = storage.match(full) if any(c in pattern for c in "*?[") else [full]
+            found.update((h, None) for h in sorted(hits) if _readable_kind(h))
+        out += [(split, f) for f in found]
+    return out
+
+
+def _readable_kind(path: str) -> bool:
+    name = path.lower().rsplit("/", 1)[-1]
+    return name.endswith((".parquet", ".arrow", ".tar")) or name in METADATA_FILES
+
+
+METADATA_FILES = ("metadata.csv", "metadata.jsonl")
+
+
+def check_source(source: Any) -> None:
+    """At spec load: a Hub snapshot must have the config and splits the options name."""
+    opts = Options.read_back(source.options)
+    if opts.files or storage.is_url(source.audio_root) or not os.path.isdir(source.audio_root):
+        return
+    hub_files(source.audio_root, opts.config, opts.splits)
 
 
 def _saved_files(folder: str, split: str | None) -> list[tuple[str | None, str]]:
@@ -129,10 +254,14 @@ class HFDatasetAdapter(Adapter):
     options: Options
 
     def rows(self) -> Iterator[NativeRow | Reject]:
-        given = self.options.files
+        given, opts = self.options.files, self.options
         files = [(_split_of_file(f), f) for f in given] if given else None
         try:
+            if files is None:
+                files = hub_files(self.source.audio_root, opts.config, opts.splits)
             files = files if files is not None else dataset_files(self.source.audio_root)
+            if opts.splits is not None:
+                files = [(n, f) for n, f in files if n in opts.splits]
         except (OSError, ValueError, KeyError) as e:
             yield self.reject(
                 None, Code.UNREADABLE_METADATA, f"cannot read the dataset folder: {str(e)[:300]}"
@@ -145,10 +274,58 @@ class HFDatasetAdapter(Adapter):
             return
         rows_before = 0  # rows are numbered across the dataset's files, 1-based
         for native, path in files:
-            for item in self._file_rows(native, path, rows_before):
+            name = path.lower().rsplit("/", 1)[-1]
+            if name.endswith(".tar"):
+                rows = self._tar_rows(native, path, rows_before)
+            elif name in METADATA_FILES:
+                rows = self._folder_rows(native, path, rows_before)
+            else:
+                rows = self._file_rows(native, path, rows_before)
+            for item in rows:
                 if isinstance(item, NativeRow) or item.row is not None:
                     rows_before += 1
                 yield item
+
+    def _tar_rows(self, native: str | None, path: str, rows_before: int) -> Iterator[NativeRow | Reject]:
+        """A WebDataset tar of the snapshot, read by the webdataset adapter; the config's split wins."""
+        from clap_corpus.manifests.webdataset import WebDatasetAdapter
+
+        root = self.source.audio_root.rstrip("/")
+        rel = path[len(root) + 1 :] if path.startswith(root + "/") else path
+        tars = WebDatasetAdapter(replace(self.source, options={"pattern": rel}), not self.no_scan)
+        for item in tars.rows():
+            if isinstance(item, NativeRow):
+                yield replace(item, row=rows_before + item.row, split=native or item.split)
+            else:
+                yield item if item.row is None else replace(item, row=rows_before + item.row)
+
+    def _folder_rows(self, native: str | None, path: str, rows_before: int) -> Iterator[NativeRow | Reject]:
+        """``datasets``' AudioFolder: audio files next to a metadata file whose ``file_name`` names them."""
+        folder = posixpath.dirname(path)
+        root = self.source.audio_root.rstrip("/")
+        prefix = folder[len(root) + 1 :] + "/" if folder.startswith(root + "/") else ""
+        opts = self.options
+        for item in read_rows(path, "jsonl" if path.endswith(".jsonl") else "csv"):
+            if isinstance(item, RowError):
+                yield self.reject(rows_before + item.row, Code.MALFORMED_ROW, item.reason, path=path)
+                continue
+            n, values = item
+            names = list(values)
+            cols = {
+                role: getattr(opts, f"{role}_column", None) or next((c for c in cands if c in names), None)
+                for role, cands in ROLES.items()
+            }
+            file_name = text_value(values.get("file_name"))
+            if file_name is None:
+                yield self.reject(rows_before + n, Code.MISSING_PATH, "no file_name", path=path)
+                continue
+            caption_cols = opts.caption_columns or ([cols["captions"]] if cols["captions"] else [])
+            rel = prefix + posixpath.basename(path)
+            layout = _Layout(path, rel, "file_name", cols, caption_cols, opts.keyword_columns, None)
+            row = self._row(native, layout, (rows_before + n, n - 1), values, prefix + file_name, False)
+            if isinstance(row, NativeRow) and not cols["id"]:
+                row = replace(row, id=prefix + file_name)  # the file is the clip's identity here
+            yield row
 
     def _file_rows(self, native: str | None, path: str, rows_before: int) -> Iterator[NativeRow | Reject]:
         source, opts = self.source, self.options

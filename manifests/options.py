@@ -96,6 +96,17 @@ def file_pattern(*fields: str) -> Any:
     return Annotated[str, BeforeValidator(functools.partial(_pattern, fields))]
 
 
+class WantedList(BaseModel):
+    """``options.wanted``: the official list a source read from a mirror is held against
+    (manifests/wanted.py)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    files: SpecPaths  # the list's CSV files (AudioSet segments, AudioCaps / Clotho captions)
+    id_column: str | None = None  # default: the first of manifests.wanted.ID_COLUMNS present
+    origin: str | None = None  # match the mirror's origin ids '<origin>:<id>' (else its ids' stems)
+
+
 class AdapterOptions(BaseModel):
     """What every adapter accepts. Types are strict (``"yes"`` is not a bool, ``1`` not a string), as
     the hand-written checks were; a value given as null counts as not given."""
@@ -103,6 +114,7 @@ class AdapterOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     mean_duration_s: float | None = None  # what `clapcorpus plan` assumes for clips whose metadata has none
+    wanted: WantedList | None = None  # the official list this source (a mirror) is meant to cover
 
     @classmethod
     def check(cls, options: Mapping[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:

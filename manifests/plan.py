@@ -52,8 +52,17 @@ class SourcePlan:
     seconds: float = 0.0
     seconds_from_metadata: int = 0  # records whose duration came from the metadata
     by_split: Counter[str] = field(default_factory=Counter)
+    wanted: bool = False  # held against an official list (options.wanted)
 
     def to_json(self) -> dict[str, Any]:
+        coverage = {}
+        if self.wanted:  # the rows are the list's; those the mirror lacks are its not_in_mirror rejects
+            missing = self.rejects.get("not_in_mirror", 0)
+            present = self.rows - missing
+            pct = round(100.0 * present / self.rows, 2) if self.rows else 0.0
+            coverage = {
+                "coverage": {"wanted": self.rows, "present": present, "missing": missing, "present_pct": pct}
+            }
         return {
             "adapter": self.adapter,
             "rows": self.rows,
@@ -66,6 +75,7 @@ class SourcePlan:
             "durations_from_metadata": self.seconds_from_metadata,
             "assumed_duration_s": self.mean_duration_s,
             "records_by_split": dict(sorted(self.by_split.items())),
+            **coverage,
         }
 
 
@@ -120,6 +130,7 @@ def plan_spec(
     for idx, source in enumerate(spec.sources):
         default = float(source.option("mean_duration_s") or default_duration_s(source.adapter))
         sp = SourcePlan(source.name, source.adapter, source.expected_count, default)
+        sp.wanted = bool(source.option("wanted"))
         sources.append(sp)
         proportions = source.split_proportions or spec.options.split_proportions
         for item in read_source(source, scan_audio=check_audio):
@@ -206,6 +217,12 @@ def format_plan(plan: dict[str, Any]) -> str:
         )
     if codes:
         lines.append("  rejects at the manifest: " + ", ".join(f"{k} {v}" for k, v in sorted(codes.items())))
+    for name, s in plan["sources"].items():
+        if c := s.get("coverage"):
+            lines.append(
+                f"  {name}: the mirror holds {c['present']} of the {c['wanted']} listed rows "
+                f"({c['present_pct']:g} %), {c['missing']} missing (not_in_mirror)"
+            )
     lines.append(
         f"  {'split':<24}{'records':>10}{'hours':>10}{'shards':>8}   ({plan['shard_size']} per shard)"
     )

@@ -27,9 +27,11 @@ from clap_corpus.manifests import (
     fsd50k,
     generic,
     hf_datasets,
+    webdataset,
 )
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.manifests.wanted import hold_to_list
 
 # (source, scan_audio) -> records and rejects; scan_audio False: metadata only (`clapcorpus plan`)
 Reader = Callable[[SourceSpec, bool], Iterator[Record | Reject]]
@@ -47,6 +49,8 @@ class AdapterInfo:
     default_duration_s: float
     doc: str  # one line, for listings
     needs_manifest: bool = True  # whether a source must name a `manifest` file
+    # raises ValueError when the source cannot be read as its spec says (checked when the spec loads)
+    check: Callable[[SourceSpec], None] | None = None
 
 
 ADAPTERS: dict[str, AdapterInfo] = {
@@ -114,7 +118,16 @@ ADAPTERS: dict[str, AdapterInfo] = {
             hf_datasets.HFDatasetAdapter.read,
             hf_datasets.Options,
             hf_datasets.DEFAULT_DURATION_S,
-            "a Hugging Face datasets folder (Arrow or Parquet) with an Audio column",
+            "a Hugging Face datasets folder (Arrow or Parquet) with an Audio column, or a Hub snapshot",
+            needs_manifest=False,
+            check=hf_datasets.check_source,
+        ),
+        AdapterInfo(
+            "webdataset",
+            webdataset.WebDatasetAdapter.read,
+            webdataset.Options,
+            webdataset.DEFAULT_DURATION_S,
+            "WebDataset tars (LAION's, mirrors', this project's shards), streamed",
             needs_manifest=False,
         ),
     )
@@ -131,7 +144,12 @@ def adapter(name: str) -> AdapterInfo:
 def read_source(source: SourceSpec, *, scan_audio: bool = True) -> Iterator[Record | Reject]:
     """Every record and reject of ``source``, each held to the rules of the output layout. With
     ``scan_audio`` False the adapter lists no audio folder and checks no file (`clapcorpus plan`)."""
-    for item in adapter(source.adapter).read(source, scan_audio):
+    info = adapter(source.adapter)
+    items = info.read(source, scan_audio)
+    wanted = info.options.read_back(source.options).wanted if source.options.get("wanted") else None
+    if wanted is not None:
+        items = hold_to_list(source.name, wanted, items)
+    for item in items:
         if isinstance(item, Reject):
             # Rejects are filed by source name: a stray name must not pick the rejects file.
             yield item if item.source == source.name else replace(item, source=source.name)
@@ -163,6 +181,13 @@ def _checked(source: SourceSpec, record: Record) -> Record | Reject:
         except UnsafeName as e:
             return refuse(code, str(e))
     return record
+
+
+def check_source(source: SourceSpec) -> None:
+    """The adapter's own check of a source when the spec loads; raises ValueError."""
+    check = adapter(source.adapter).check
+    if check is not None:
+        check(source)
 
 
 def needs_manifest(name: str) -> bool:

@@ -81,6 +81,13 @@ class SourceSpec:
 
             if needs_manifest(self.adapter):
                 raise problem(f"adapter '{self.adapter}' needs a 'manifest' field")
+        if loading(info) is not None:
+            from clap_corpus.manifests.registry import check_source
+
+            try:
+                check_source(self)
+            except ValueError as e:
+                raise problem(str(e), at="options") from None
         return self
 
 

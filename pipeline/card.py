@@ -16,6 +16,7 @@ import yaml
 
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.schema import field_table
+from clap_corpus.pipeline.summary import COVERAGE_HEADER, coverage_rows
 from clap_corpus.transforms import storage
 
 # License ids the Hugging Face Hub knows, that corpus sources use.
@@ -168,6 +169,14 @@ def render_card(summary: Mapping[str, Any]) -> str:
     out.append(
         _table(["source", "samples", "hours", "rejected inputs", "licenses (samples)", "Hub id"], rows)
     )
+    covered = coverage_rows(summary.get("sources", {}))
+    if covered:
+        out.append("\n### Coverage of the official lists\n")
+        out.append(
+            "Sources built from a mirror, against the official list each is meant to cover; the rows the "
+            "mirror lacks are listed in `rejects/manifest/<source>.jsonl` (code `not_in_mirror`).\n"
+        )
+        out.append(_table(COVERAGE_HEADER, covered))
     out.append("\n## Dataset structure\n")
     out.append(
         f"- `{wds_dir.rsplit('/', 1)[0]}/<split>/<shard>.tar` and `sizes.json`: WebDataset, for LAION-CLAP "

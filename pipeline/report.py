@@ -23,6 +23,7 @@ from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.rejects import Code
+from clap_corpus.pipeline.summary import COVERAGE_HEADER, coverage_rows
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.shards import (
     CAPTION_WORD_EDGES,
@@ -128,6 +129,7 @@ def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
             "hours": s["hours"],
             "expected": s.get("expected"),
             "licenses": licenses.get(name, {}),
+            **({"coverage": s["coverage"]} if "coverage" in s else {}),
         }
         for name, s in summary.get("sources", {}).items()
     }
@@ -466,6 +468,7 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
             ["source", "inputs", "samples", "rejects", "hours", "expected", "licenses (samples)"],
         ),
         img("sources.png", "samples and hours per source"),
+        coverage_html(report),
         "<h2>Splits</h2>",
         _table(
             [
@@ -515,6 +518,17 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
     parts.append(_table([[k, v] for k, v in report["throughput"].items()]))
     parts.append("<p>Data: <a href='report.json'>report.json</a>.</p></body></html>")
     return "\n".join(p for p in parts if p) + "\n"
+
+
+def coverage_html(report: Mapping[str, Any]) -> str:
+    rows = coverage_rows(report["sources"])
+    if not rows:
+        return ""
+    return (
+        "<h2>Coverage of the official lists</h2><p>Sources read from a mirror, against the list they are "
+        "meant to cover (<code>options.wanted</code>); each missing row is a <code>not_in_mirror</code> "
+        "reject.</p>" + _table(rows, COVERAGE_HEADER)
+    )
 
 
 def cross_split_rows(report: Mapping[str, Any]) -> list[list[Any]]:

@@ -61,6 +61,8 @@ def build_summary(
             "expected_delta": None if src.expected_count is None else samples[name] - src.expected_count,
             "accounting_ok": n_inputs == samples[name] + n_rejects,
         }
+        if src.options.get("wanted"):
+            sources[name]["coverage"] = coverage(n_inputs, early.get("not_in_mirror", 0), samples[name])
     splits: dict[str, dict[str, Any]] = {}
     for s in sorted(stats, key=lambda s: (s.split, s.shard)):
         d = splits.setdefault(s.split, {"shards": 0, "samples": 0, "rejects": 0, "hours": 0.0})
@@ -100,6 +102,39 @@ def build_summary(
         "shards_skipped_as_complete": sum(1 for s in stats if s.reused),
         "outputs": outputs_index(spec, layout, sorted(splits)),
     }
+
+
+def coverage(wanted: int, missing: int, samples: int) -> dict[str, Any]:
+    """What a mirror holds of its source's official list (``options.wanted``): ``inputs`` count the
+    list, so the listed rows the mirror lacks are its ``not_in_mirror`` rejects."""
+    obtained = wanted - missing
+    return {
+        "wanted": wanted,
+        "obtained": obtained,
+        "missing": missing,
+        "obtained_pct": round(100.0 * obtained / wanted, 2) if wanted else 0.0,
+        "samples": samples,
+    }
+
+
+def coverage_rows(sources: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
+    """Per source held against an official list: wanted, obtained, missing, %, samples, LAION's count."""
+    return [
+        [
+            name,
+            c["wanted"],
+            c["obtained"],
+            c["missing"],
+            f"{c['obtained_pct']:g} %",
+            c["samples"],
+            s.get("expected"),
+        ]
+        for name, s in sources.items()
+        if (c := s.get("coverage"))
+    ]
+
+
+COVERAGE_HEADER = ["source", "wanted", "obtained", "missing", "obtained %", "samples", "expected"]
 
 
 def outputs_index(spec: CorpusSpec, layout: Layout, splits: list[str]) -> dict[str, Any]:

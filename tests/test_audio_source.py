@@ -97,3 +97,35 @@ def test_plain_files_keep_the_size_cap(tmp_path, flac):
     assert read_audio_bytes(LocalFile(str(path))) == flac
     with pytest.raises(storage.FileTooLarge):
         read_audio_bytes(LocalFile(str(path)), max_bytes=10)
+
+
+def test_a_tar_member_is_read_at_its_offset_and_a_stale_offset_is_not_other_bytes(tmp_path, flac):
+    long_name = "x" * 120 + ".flac"  # over the 100-byte ustar name: an extended header comes first
+    path = _tar(tmp_path / "a.tar", {"pad.flac": b"0" * 3000, long_name: flac, "b.flac": flac[::-1]})
+    with tarfile.open(path) as t:
+        offsets = {m.name: m.offset for m in t.getmembers()}
+    assert read_audio_bytes(ArchiveMember(path, long_name, offsets[long_name]), max_bytes=len(flac)) == flac
+    assert read_audio_bytes(ArchiveMember(path, "b.flac", offsets["b.flac"])) == flac[::-1]
+    with pytest.raises(FileNotFoundError, match="the tar changed"):
+        read_audio_bytes(ArchiveMember(path, "b.flac", offsets[long_name]))
+    with pytest.raises(storage.FileTooLarge):
+        read_audio_bytes(ArchiveMember(path, "b.flac", offsets["b.flac"]), max_bytes=100)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes((tmp_path / "a.tar").read_bytes()[: offsets["b.flac"] + 512 + 10])
+    with pytest.raises(OSError, match="unexpected end of data"):
+        read_audio_bytes(ArchiveMember(str(cut), "b.flac", offsets["b.flac"]))
+
+
+def test_a_zip_bomb_that_understates_its_size_is_never_read_past_the_cap(tmp_path):
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bomb.flac", b"\0" * (8 << 20))  # 8 MiB of zeros: about 8 KiB deflated
+    data = bytearray(path.read_bytes())
+    data[22:26] = (1000).to_bytes(4, "little")  # the local header's uncompressed size
+    central = data.index(b"PK\x01\x02")
+    data[central + 24 : central + 28] = (1000).to_bytes(4, "little")  # ... and the directory's
+    path.write_bytes(bytes(data))
+    with pytest.raises(OSError):  # the bytes past the declared size fail the CRC: a read error
+        read_audio_bytes(ArchiveMember(str(path), "bomb.flac"), max_bytes=1 << 20)
+    with pytest.raises(OSError, match="Bad CRC"):  # without a cap too: zipfile stops at the declared size
+        read_audio_bytes(ArchiveMember(str(path), "bomb.flac"), max_bytes=None)

@@ -91,20 +91,35 @@ def read_member(ref: ArchiveMember, max_bytes: int | None = None) -> bytes:
                     storage.check_size(info.file_size, max_bytes, where)
                     with z.open(info) as m:
                         data = m.read(-1 if max_bytes is None else max_bytes + 1)
+            elif ref.offset is not None:
+                f.seek(ref.offset)
+                # tarfile starts reading where the file object stands: its first member is ours
+                with tarfile.open(fileobj=f, mode="r:") as t:
+                    member = t.next()
+                    if member is None or member.name != ref.member:
+                        raise FileNotFoundError(f"no {where} at offset {ref.offset} (the tar changed?)")
+                    data = _member_bytes(t, member, where, max_bytes)
             else:
                 with tarfile.open(fileobj=f, mode="r:*") as t:
                     try:
                         member = t.getmember(ref.member)
                     except KeyError:
                         raise FileNotFoundError(f"no {where}") from None
-                    if not member.isfile():
-                        raise OSError(f"{where} is not a regular file")
-                    storage.check_size(member.size, max_bytes, where)
-                    m = t.extractfile(member)
-                    assert m is not None  # a regular file member always has a file object
-                    data = m.read(-1 if max_bytes is None else max_bytes + 1)
-    except (tarfile.TarError, zipfile.BadZipFile) as e:
+                    data = _member_bytes(t, member, where, max_bytes)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
         # A broken archive is a read error of this clip, like an unreadable file.
         raise OSError(f"cannot read {where}: {e}") from None
     storage.check_size(len(data), max_bytes, where)
+    return data
+
+
+def _member_bytes(t: tarfile.TarFile, member: tarfile.TarInfo, where: str, max_bytes: int | None) -> bytes:
+    if not member.isfile():
+        raise OSError(f"{where} is not a regular file")
+    storage.check_size(member.size, max_bytes, where)
+    m = t.extractfile(member)
+    assert m is not None  # a regular file member always has a file object
+    data = m.read(-1 if max_bytes is None else max_bytes + 1)
+    if len(data) < member.size:  # the declared size passed the cap, so all of it was asked for
+        raise OSError(f"{where} is cut short: {len(data)} of {member.size} bytes (a truncated tar)")
     return data

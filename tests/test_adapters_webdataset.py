@@ -1,0 +1,229 @@
+"""The `webdataset` adapter: LAION-style tars, hostile tars, and this project's own shards read back."""
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import webdataset as wds
+import yaml
+
+from clap_corpus.core.audio_ref import ArchiveMember
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.manifests.webdataset import expand_braces, read_webdataset
+from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.transforms.audio_source import read_audio_bytes
+
+
+def _clip(freq: float, fmt: str = "flac", seconds: float = 1.0) -> bytes:
+    return synth.encode_audio(synth.tone(freq, seconds, 16000), 16000, fmt)
+
+
+def _add(t: tarfile.TarFile, name: str, data: bytes, **kw) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for k, v in kw.items():
+        setattr(info, k, v)
+    t.addfile(info, io.BytesIO(data))
+
+
+def _laion_doc(caption: str, tags: list[str], **original) -> bytes:
+    return json.dumps({"text": [caption], "tag": tags, "original_data": original}).encode()
+
+
+def _laion_tar(path: Path, first: int, freqs: list[float]) -> None:
+    """A tar as LAION's CLAP_freesound shards are: <n>.flac + <n>.json, written by webdataset itself."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wds.TarWriter(str(path)) as w:
+        for i, f in enumerate(freqs):
+            n = first + i
+            w.write(
+                {
+                    "__key__": str(n),
+                    "flac": _clip(f),
+                    "json": _laion_doc(
+                        f"A tone at {int(f)} hertz",
+                        ["sine", "test"],
+                        id=1000 + n,
+                        download_link=f"https://freesound.org/people/someone/sounds/{1000 + n}/",
+                        license="http://creativecommons.org/publicdomain/zero/1.0/",
+                    ),
+                }
+            )
+
+
+def _split(items):
+    items = list(items)
+    return [i for i in items if isinstance(i, Record)], [i for i in items if isinstance(i, Reject)]
+
+
+def test_brace_patterns():
+    assert expand_braces("train/{000000..000002}.tar") == [f"train/00000{i}.tar" for i in range(3)]
+    assert expand_braces("{a,b}/{8..10}.tar") == [
+        "a/8.tar",
+        "a/9.tar",
+        "a/10.tar",
+        "b/8.tar",
+        "b/9.tar",
+        "b/10.tar",
+    ]
+
+
+def test_laion_tars_read_with_no_options(tmp_path):
+    root = tmp_path / "freesound"
+    _laion_tar(root / "train" / "0.tar", 0, [330.0, 440.0])
+    _laion_tar(root / "test" / "0.tar", 2, [550.0])
+    records, rejects = _split(
+        read_webdataset(SourceSpec(name="fs", adapter="webdataset", audio_root=str(root)))
+    )
+    assert not rejects
+    assert [(r.source_id, r.split, r.captions, r.keywords, r.origin_ids) for r in records] == [
+        ("test/0/2", "test", ("A tone at 550 hertz",), ("sine", "test"), ("freesound:1002",)),
+        ("train/0/0", "train", ("A tone at 330 hertz",), ("sine", "test"), ("freesound:1000",)),
+        ("train/0/1", "train", ("A tone at 440 hertz",), ("sine", "test"), ("freesound:1001",)),
+    ]
+    first = records[1]
+    assert isinstance(first.audio, ArchiveMember) and first.audio.member == "0.flac"
+    assert first.audio.offset == 0  # an uncompressed tar: read by one seek
+    assert first.original["id"] == 1000 and first.original["webdataset_key"] == "0"
+    assert read_audio_bytes(records[2].audio) == _clip(440.0)
+    # A brace pattern picks tars; a label role and a compressed tar read the same way.
+    gz = root / "gz" / "000000.tar.gz"
+    gz.parent.mkdir()
+    with tarfile.open(gz, "w:gz") as t:
+        _add(t, "k.wav", _clip(660.0, "wav"))
+        _add(t, "k.json", json.dumps({"text": "Gz tone", "tag": ["Dog"]}).encode())
+    spec = SourceSpec(
+        name="fs",
+        adapter="webdataset",
+        audio_root=str(root),
+        options={"pattern": ["train/{0..0}.tar", "gz/*.tar.gz"], "tag_role": "labels"},
+    )
+    records, rejects = _split(read_webdataset(spec))
+    assert not rejects
+    assert [(r.source_id, r.labels) for r in records] == [
+        ("gz/000000/k", ("Dog",)),
+        *[(f"train/0/{i}", ("sine", "test")) for i in (0, 1)],
+    ]
+    assert records[0].audio.offset is None and read_audio_bytes(records[0].audio) == _clip(660.0, "wav")
+
+
+def _hostile_tar(path: Path) -> None:
+    with tarfile.open(path, "w") as t:
+        _add(t, "good.flac", _clip(330.0))
+        _add(t, "good.json", _laion_doc("Good", ["a"]))
+        _add(t, "../escape.flac", _clip(440.0))
+        _add(t, "link.flac", b"", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+        _add(t, "link.json", _laion_doc("Link", []))
+        _add(t, "list.flac", _clip(550.0))
+        _add(t, "list.json", b'["not", "an", "object"]')
+        _add(t, "broken.flac", _clip(560.0))
+        _add(t, "broken.json", b"{not json")
+        _add(t, "noaudio.json", _laion_doc("No audio", []))
+        _add(t, "noaudio.txt", b"hello")
+        _add(t, "big.flac", _clip(660.0, seconds=4.0))
+        _add(t, "big.json", _laion_doc("Big", []))
+        _add(t, "last.flac", _clip(770.0))
+        _add(t, "last.json", _laion_doc("Last", []))
+
+
+def test_hostile_members_become_rejects(tmp_path):
+    root = tmp_path / "tars"
+    root.mkdir()
+    _hostile_tar(root / "a.tar")
+    whole = (root / "a.tar").read_bytes()
+    # The same tar cut inside its last sample's audio: the last sample is refused, the rest kept.
+    last = whole.index(b"last.flac")
+    (root / "b.tar").write_bytes(whole[: last + 512 + 100])
+    (root / "c.tar").write_bytes(b"this is not a tar at all" * 40)
+    records, rejects = _split(
+        read_webdataset(SourceSpec(name="h", adapter="webdataset", audio_root=str(root)))
+    )
+    got = sorted((r.source_id or "-", r.code) for r in rejects)
+    bad_a = [
+        ("a/../escape", "bad_member"),
+        ("a/broken", "malformed_row"),
+        ("a/link", "bad_member"),
+        ("a/list", "malformed_row"),
+        ("a/noaudio", "missing_audio"),
+    ]
+    assert got == sorted(
+        [
+            *bad_a,
+            *[("b" + s[1:], c) for s, c in bad_a],
+            ("b/last", "truncated_archive"),
+            ("-", "unreadable_metadata"),
+        ]
+    )
+    assert sorted(r.source_id for r in records) == ["a/big", "a/good", "a/last", "b/big", "b/good"]
+    # Every sample counted once: 8 in a, 8 in b (the cut one a reject), one for the tar that is none.
+    assert len(records) + len(rejects) == 8 + 8 + 1
+
+
+def test_end_to_end_then_our_own_shards_read_back(tmp_path):
+    """LAION-style tars -> a corpus (a member over max_file_bytes is refused while its shard is built);
+    then that corpus's own tars are a source of a second corpus, captions, tags and origin ids intact."""
+    raw = tmp_path / "raw"
+    _laion_tar(raw / "train" / "0.tar", 0, [330.0, 440.0, 550.0])
+    with tarfile.open(raw / "train" / "1.tar", "w") as t:
+        _add(t, "big.flac", _clip(660.0, seconds=3.0))  # over the cap set below
+        _add(t, "big.json", _laion_doc("Too big", ["x"]))
+        _add(t, "yt.flac", _clip(880.0))
+        _add(t, "yt.json", _laion_doc("A youtube tone", ["beep"], youtube_id="0123456789A"))
+    # A held-out set whose JSON names the Freesound id of the third train clip: the leakage guard
+    # finds it through the origin ids the adapter read from both JSON documents.
+    with tarfile.open(tmp_path / "held.tar", "w") as t:
+        _add(t, "h.flac", _clip(990.0))
+        _add(t, "h.json", _laion_doc("A held-out tone", ["held"], freesound_id="1002"))
+    cap = len(_clip(660.0, seconds=3.0)) - 1
+    assert all(len(_clip(f)) <= cap for f in (330.0, 880.0))
+    spec = {
+        "corpus": "wdsdemo",
+        "options": {"shard_size": 8, "store_mel": False, "max_file_bytes": cap},
+        "sources": [
+            {"name": "laion", "adapter": "webdataset", "audio_root": str(raw)},
+            {
+                "name": "held",
+                "adapter": "webdataset",
+                "audio_root": str(tmp_path),
+                "split": "test",
+                "options": {"pattern": "held.tar"},
+            },
+        ],
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    s = run_corpus(str(tmp_path / "spec.yaml"), str(out), ["--runner=FnApiRunner"])
+    assert s["accounting_ok"]
+    assert (s["sources"]["laion"]["inputs"], s["sources"]["laion"]["samples"]) == (5, 3)
+    assert s["sources"]["held"]["samples"] == 1
+    rejects = [json.loads(x) for p in (out / "rejects").rglob("*.jsonl") for x in p.read_text().splitlines()]
+    assert sorted((r["source_id"], r["code"]) for r in rejects) == [
+        ("train/0/2", "eval_overlap"),
+        ("train/1/big", "too_large"),
+    ]
+
+    again = {
+        "corpus": "readback",
+        "options": {"shard_size": 8, "store_mel": False},
+        "sources": [
+            {"name": "ours", "adapter": "webdataset", "audio_root": str(out / "webdataset" / "wdsdemo")}
+        ],
+    }
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump(again))
+    out2 = tmp_path / "out2"
+    s2 = run_corpus(str(tmp_path / "again.yaml"), str(out2), ["--runner=FnApiRunner"])
+    assert s2["accounting_ok"] and s2["sources"]["ours"]["samples"] == 4
+    docs = {}
+    for tar in (out2 / "webdataset" / "readback").rglob("*.tar"):
+        for sample in wds.WebDataset(str(tar), shardshuffle=False):
+            doc = json.loads(sample["json"])
+            docs[doc["text"][0]] = doc
+    assert sorted(docs) == ["A held-out tone", "A tone at 330 hertz", "A tone at 440 hertz", "A youtube tone"]
+    yt = docs["A youtube tone"]
+    assert (yt["split"], yt["keywords"], yt["origin_ids"]) == ("train", ["beep"], ["youtube:0123456789A"])
+    assert docs["A tone at 330 hertz"]["origin_ids"] == ["freesound:1000"]
+    held = docs["A held-out tone"]  # the split comes back from the document, the ids too
+    assert (held["split"], held["origin_ids"]) == ("test", ["freesound:1002"])
