@@ -19,12 +19,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clap_corpus.core.audio_ref import ArchiveMember
 from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.core.encoding import dumps_json
-from clap_corpus.core.layout import Layout
+from clap_corpus.core.layout import FLAC, Layout, member_name
 from clap_corpus.core.rejects import Code
 from clap_corpus.pipeline.summary import COVERAGE_HEADER, coverage_rows
 from clap_corpus.transforms import storage
+from clap_corpus.transforms.audio_source import read_member
 from clap_corpus.transforms.shards import (
     CAPTION_WORD_EDGES,
     DURATION_EDGES_S,
@@ -611,7 +613,7 @@ def _relative(root: str, path: str) -> str:
 def write_example_audio(layout: Layout, examples: Mapping[str, list[Mapping[str, Any]]]) -> list[str]:
     """Copy the example samples' FLAC out of their tars into ``report/audio/``; return the keys copied.
 
-    One ranged read per example (the shard writer recorded where the FLAC lies), so a report over
+    One seek per example (the shard writer recorded where the FLAC member lies), so a report over
     gigabyte shards on a bucket reads a few hundred kilobytes. A shard that is gone, or a run without
     tars, just leaves its examples without a player."""
     copied = []
@@ -619,17 +621,13 @@ def write_example_audio(layout: Layout, examples: Mapping[str, list[Mapping[str,
         for e in found:
             if e.get("flac_offset") is None:
                 continue
+            ref = ArchiveMember(
+                layout.tar_path(e["split"], e["shard"]), member_name(e["key"], FLAC), e["flac_offset"]
+            )
             try:
-                with storage.open_read(layout.tar_path(e["split"], e["shard"])) as f:
-                    f.seek(int(e["flac_offset"]))
-                    flac = f.read(int(e["flac_bytes"]))
-            except (OSError, ValueError):
-                log.warning("report: no audio for example %s", e["key"], exc_info=True)
-                continue
-            if not flac.startswith(b"fLaC"):
-                log.warning(
-                    "report: %s in %s/%s is not where the stats say", e["key"], e["split"], e["shard"]
-                )
+                flac = read_member(ref)
+            except OSError:
+                log.warning("report: no audio for example %s", ref, exc_info=True)
                 continue
             storage.write_bytes_atomic(layout.report_path(f"{EXAMPLE_AUDIO_DIR}/{e['key']}.flac"), flac)
             copied.append(e["key"])

@@ -142,7 +142,7 @@ class ShardBuilder:
                 flac_offset = writer.add(sample)
                 if examples_per_source[record.source] < EXAMPLES_PER_SOURCE:
                     examples_per_source[record.source] += 1
-                    examples.append(example_entry(sample.meta, flac_offset, len(sample.flac)))
+                    examples.append(example_entry(sample.meta, flac_offset))
                 m = sample.meta
                 inputs.append((m["original_codec"], m["original_channels"], m["original_sample_rate"]))
                 hashes.append((record.key, record.source, sample.audio_hash))

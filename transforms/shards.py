@@ -36,7 +36,6 @@ CAPTION_WORD_EDGES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 40, 50,
 # dBFS; the first bin (from -120, the digital-silence floor) collects everything under -90
 LEVEL_EDGES_DBFS = (-120, -90, -80, -70, -60, -50, -45, -40, -35, -30, -25, -20, -15, -10, -6, -3, -1)
 UNKNOWN_LICENSE = "unknown"
-TAR_BLOCK = 512
 EXAMPLES_PER_SOURCE = 3  # example samples a shard keeps per source for the run report
 
 
@@ -68,8 +67,8 @@ def input_fields(inputs: Iterable[tuple[Any, Any, Any]]) -> dict[str, Any]:
     return {"input_codecs": counts(0), "input_channels": counts(1), "input_sample_rates": counts(2)}
 
 
-def example_entry(meta: Mapping[str, Any], flac_offset: int | None, flac_bytes: int) -> dict[str, Any]:
-    """A sample as the run report shows it, with where its FLAC lies in the shard's tar."""
+def example_entry(meta: Mapping[str, Any], flac_offset: int | None) -> dict[str, Any]:
+    """A sample as the run report shows it, with where its FLAC member's header lies in the shard's tar."""
     return {
         "key": meta["key"],
         "source": meta["source"],
@@ -78,7 +77,6 @@ def example_entry(meta: Mapping[str, Any], flac_offset: int | None, flac_bytes: 
         "caption_kind": meta.get("caption_kind"),
         "duration": meta.get("duration"),
         "flac_offset": flac_offset,
-        "flac_bytes": flac_bytes,
     }
 
 
@@ -213,13 +211,12 @@ class ShardWriter:
         return stream
 
     def add(self, sample: Sample) -> int | None:
-        """Write the sample; return where its FLAC bytes start in the tar (None without a tar).
-
-        The offset lets the run report cut a few example clips out of a shard with one ranged read.
-        The FLAC member comes first and has a single 512-byte header (see :func:`_tar_writer`)."""
+        """Write the sample; return where its first member's (the FLAC's) header starts in the tar,
+        None without a tar: with it, the run report reads an example clip with one seek
+        (an :class:`~clap_corpus.core.audio_ref.ArchiveMember` with that offset)."""
         flac_offset = None
         if self._tar is not None:
-            flac_offset = self._tar.tarstream.offset + TAR_BLOCK
+            flac_offset = self._tar.tarstream.offset
             # TarWriter names members `<key>.<suffix>` in sorted suffix order: flac, json, mel.npy.
             members = {"__key__": check_name("key", sample.key), FLAC: sample.flac, JSON: sample.json_bytes()}
             if sample.mel is not None:
