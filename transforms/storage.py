@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -95,6 +96,8 @@ def temp_name(final_path: str) -> str:
 
 
 def rename(src: str, dst: str) -> None:
+    if not is_url(dst):  # buckets have no folders; a local one may not exist yet (the fetch cache)
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
     if exists(dst):
         FileSystems.delete([dst])
     FileSystems.rename([src], [dst])

@@ -1,0 +1,139 @@
+"""Fetching one status shard's rows: the cache first, then the previous status, then the network.
+
+No Beam here; pipeline/fetch_stage.py hands each shard's rows to :class:`ShardFetcher` and turns the
+outcomes into records (their audio now a :class:`~core.audio_ref.FetchedFile`) and fetch rejects.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+from clap_corpus.core.rejects import Code
+from clap_corpus.transforms.fetch import status as st
+from clap_corpus.transforms.fetch.cache import ContentCache
+from clap_corpus.transforms.fetch.config import FetchOptions
+from clap_corpus.transforms.fetch.http import FetchError, FetchPolicy, fetch, make_pool
+from clap_corpus.transforms.fetch.limits import shared_limiter
+
+
+@dataclass(frozen=True)
+class FetchItem:
+    source: str
+    row: int | None
+    key: str
+    url: str
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    item: FetchItem
+    status: st.StatusRow
+    object: str | None  # the cache object holding the bytes (status ok or cached)
+
+
+class ShardFetcher:
+    """Fetches the rows of one status shard, ``connections`` at a time.
+
+    ``policies`` gives each source's :class:`FetchPolicy`. Rows whose URL is in the cache are not
+    fetched; rows the previous table says ``failed`` stay failed unless ``retry_failed``."""
+
+    def __init__(
+        self,
+        options: FetchOptions,
+        cache: ContentCache,
+        policies: Mapping[str, FetchPolicy],
+        *,
+        retry_failed: bool = False,
+        environ: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.options, self.cache, self.policies = options, cache, policies
+        self.retry_failed = retry_failed
+        self.environ = os.environ if environ is None else environ
+        self.sleep = sleep
+        self.pool = make_pool(options)
+        self.limiter = shared_limiter(options.max_per_host, options.requests_per_second_per_host)
+        self._freesound = None
+
+    def run(self, items: Iterable[FetchItem], previous: Mapping[str, st.StatusRow]) -> list[FetchOutcome]:
+        items = list(items)
+        by_url: dict[str, FetchItem] = {}
+        for item in items:
+            by_url.setdefault(item.url, item)  # a URL twice in a shard is fetched once
+        with ThreadPoolExecutor(max_workers=self.options.connections) as pool:
+            done = dict(zip(by_url, pool.map(lambda i: self._one(i, previous.get(i.url)), by_url.values())))
+        if self._freesound is not None:
+            self._freesound.save()
+        out = []
+        for item in items:
+            row, obj = done[item.url]
+            out.append(FetchOutcome(item, replace(row, source=item.source, row=item.row, key=item.key), obj))
+        return out
+
+    def _one(self, item: FetchItem, before: st.StatusRow | None) -> tuple[st.StatusRow, str | None]:
+        base = st.StatusRow(item.source, item.row, item.key, item.url, st.CACHED)
+        entry = self.cache.lookup(item.url)
+        if entry is not None:
+            return replace(base, bytes=entry.bytes, digest=entry.digest), entry.object
+        if before is not None and before.status == st.FAILED and not self.retry_failed:
+            return replace(before, attempts=0, seconds=0.0), None
+        t0 = time.monotonic()
+        sink = self.cache.pending()
+        try:
+            attempts, http_code = self._fetch(item, sink)
+            entry = sink.commit(item.url)
+        except FetchError as e:
+            sink.discard()
+            status = st.DEFERRED if e.code == Code.DOWNLOAD_CAP else st.FAILED
+            return (
+                replace(
+                    base,
+                    status=status,
+                    code=str(e.code),
+                    http_code=e.http_code,
+                    error_class=e.error_class,
+                    error=e.message[:500],
+                    attempts=e.attempts,
+                    seconds=round(time.monotonic() - t0, 3),
+                ),
+                None,
+            )
+        except BaseException:
+            sink.discard()
+            raise
+        row = replace(
+            base,
+            status=st.OK,
+            http_code=http_code,
+            bytes=entry.bytes,
+            digest=entry.digest,
+            attempts=attempts,
+            seconds=round(time.monotonic() - t0, 3),
+        )
+        return row, entry.object
+
+    def _fetch(self, item: FetchItem, sink) -> tuple[int, int | None]:
+        policy = self.policies[item.source]
+        host = (urlsplit(item.url).hostname or "").lower()
+        if host in self.options.youtube.hosts:
+            from clap_corpus.transforms.fetch.youtube import fetch_youtube
+
+            return fetch_youtube(item.url, self.options.youtube, policy, sink), None
+        if host == self.options.freesound.api_host.lower():
+            return self.freesound().fetch(item.url, policy, sink)
+        got = fetch(item.url, policy, sink, self.pool, limiter=self.limiter, sleep=self.sleep)
+        return got.attempts, got.http_code
+
+    def freesound(self):
+        if self._freesound is None:
+            from clap_corpus.transforms.fetch.freesound import FreesoundClient
+
+            self._freesound = FreesoundClient(
+                self.options, self.cache, self.pool, self.limiter, self.environ, sleep=self.sleep
+            )
+        return self._freesound
