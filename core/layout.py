@@ -144,7 +144,11 @@ class Layout:
 
     def fetch_status_path(self, source: str, shard: str) -> str:
         return join(
-            self.root, "fetch", "status", check_name("source", source), f"{check_name('shard', shard)}.parquet"
+            self.root,
+            "fetch",
+            "status",
+            check_name("source", source),
+            f"{check_name('shard', shard)}.parquet",
         )
 
     def fetch_cache_dir(self) -> str:

@@ -26,9 +26,9 @@ class Stage(StrEnum):
 
     MANIFEST = "manifest", "an adapter or the adapter registry refused a manifest row (before sharding)"
     CAPTIONS = "captions", "the clip's captions could not be rendered (before sharding)"
+    FETCH = "fetch", "the audio URL could not be downloaded (the fetch status table has the detail)"
     DUPLICATE = "duplicate", "duplicate removal (`duplicates`: `keep_first` or `drop_all`) removed this copy"
     LEAKAGE = "leakage", "a train sample that is also in a held-out split was removed"
-    FETCH = "fetch", "the audio URL could not be downloaded (the fetch status table has the detail)"
     SHARD = "shard", "the shard writer refused the record before reading it"
     READ = "read", "the audio file could not be read"
     DECODE = "decode", "the audio could not be decoded into a usable clip"
@@ -103,7 +103,11 @@ class Code(StrEnum):
     )
     VIDEO_UNAVAILABLE = "video_unavailable", (_F,), "YouTube: the video is removed, unavailable or private"
     AGE_RESTRICTED = "age_restricted", (_F,), "YouTube: the video needs a signed-in adult (`cookies_file`)"
-    BOT_CHECK = "bot_check", (_F,), "YouTube asked to sign in to prove it is not a bot (`cookies_file`, `proxy`)"
+    BOT_CHECK = (
+        "bot_check",
+        (_F,),
+        "YouTube asked to sign in to prove it is not a bot (`cookies_file`, `proxy`)",
+    )
     GEO_BLOCKED = "geo_blocked", (_F,), "YouTube: not available in the fetching machine's country (`proxy`)"
     DOWNLOAD_CAP = (
         "download_cap",

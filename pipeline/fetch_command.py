@@ -75,7 +75,9 @@ def fetch_corpus(
             read.records
             | "Spread" >> beam.Reshuffle()
             | "Captions"
-            >> beam.ParDo(RenderCaptionsFn(spec.options.max_caption_chars)).with_outputs(REJECTS, main="records")
+            >> beam.ParDo(RenderCaptionsFn(spec.options.max_caption_chars)).with_outputs(
+                REJECTS, main="records"
+            )
         )
         _, _, status = captioned.records | "Fetch" >> FetchStage(spec, layout, retry_failed)
         _ = (

@@ -113,7 +113,7 @@ class FetchShardFn(beam.DoFn):
             else:
                 self.failed.inc()
                 detail = f"HTTP {row.http_code}, " if row.http_code else ""
-                reason = f"{detail}{row.error_class}: {row.error} (status table {path})"
+                reason = f"{detail}{row.error_class}: {row.error} (see the fetch status table)"
                 yield TaggedOutput(REJECTS, Reject.for_record(record, Stage.FETCH, Code(row.code), reason))
         log.info("fetch %s/%s: %s", source, shard, dict(sorted(counts.items())))
         yield TaggedOutput(STATUS, (source, dict(counts)))

@@ -28,8 +28,8 @@ from clap_corpus.manifests.registry import read_source
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.pipeline import summary as summary_mod
 from clap_corpus.pipeline.audio_input import failure_reject, read_audio
-from clap_corpus.pipeline.fetch_stage import FetchStage, fetch_report, fetches
 from clap_corpus.pipeline.duplicates import after_shards, after_split, heldout_audio, without_hashes
+from clap_corpus.pipeline.fetch_stage import FetchStage, fetch_report, fetches
 from clap_corpus.pipeline.progress import write_plan
 from clap_corpus.pipeline.report import aggregate_distributions
 from clap_corpus.pipeline.spec import CorpusSpec
@@ -186,7 +186,9 @@ class BuildCorpus(beam.PTransform):
         reports: list = []
         ready = captioned.records
         if fetches(spec):  # a source may name http(s) URLs: download them into the cache first
-            ready, fetch_rejects, fetch_counts = ready | "Fetch" >> FetchStage(spec, layout, self.retry_failed)
+            ready, fetch_rejects, fetch_counts = ready | "Fetch" >> FetchStage(
+                spec, layout, self.retry_failed
+            )
             dropped.append(fetch_rejects)
             reports.append(
                 fetch_counts

@@ -63,6 +63,7 @@ class FetchServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None  # clients that hang up mid-body
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -94,8 +95,12 @@ class FetchServer:
     def route(self, h: BaseHTTPRequestHandler) -> None:
         parts = h.path.split("?", 1)[0].strip("/").split("/")
         kind, rest = parts[0], parts[1:]
+        if kind in ("audio", "slow", "stall", "reset", "reset-once", "longer") and rest[-1] not in self.files:
+            return self._send(h, b"not found", status=404)
         if kind == "audio":
-            return self._send(h, self.files[rest[0]])
+            ext = rest[0].rsplit(".", 1)[-1]
+            kind_of = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+            return self._send(h, self.files[rest[0]], extra={"Content-Type": kind_of.get(ext, "audio/mpeg")})
         if kind == "slow":
             return self._slow(h, self.files[rest[0]])
         if kind == "stall":

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from fetch_server import FetchServer
 
 from clap_corpus.pipeline import synth
 from clap_corpus.transforms.fetch import status as st
@@ -15,7 +17,6 @@ from clap_corpus.transforms.fetch.batch import FetchItem, ShardFetcher
 from clap_corpus.transforms.fetch.cache import ContentCache
 from clap_corpus.transforms.fetch.config import FetchOptions
 from clap_corpus.transforms.fetch.http import FetchPolicy, backoff_seconds, retry_after_seconds
-from fetch_server import FetchServer
 
 FAST = dict(backoff_s=0.01, max_backoff_s=0.05, connect_timeout_s=2.0, read_timeout_s=2.0)
 
@@ -40,8 +41,12 @@ def server(files):
 def _fetch(server, tmp_path, paths, *, previous=None, retry_failed=False, hosts=(), max_bytes=None, **opts):
     options = FetchOptions(**(FAST | opts))
     policy = FetchPolicy(options, frozenset({"http", "https"}), tuple(hosts), max_bytes)
-    fetcher = ShardFetcher(options, ContentCache(str(tmp_path / "cache")), {"s": policy}, retry_failed=retry_failed)
-    items = [FetchItem("s", i + 1, f"k{i}", server.url(p) if p.startswith("/") else p) for i, p in enumerate(paths)]
+    fetcher = ShardFetcher(
+        options, ContentCache(str(tmp_path / "cache")), {"s": policy}, retry_failed=retry_failed
+    )
+    items = [
+        FetchItem("s", i + 1, f"k{i}", server.url(p) if p.startswith("/") else p) for i, p in enumerate(paths)
+    ]
     return {o.item.url: o for o in fetcher.run(items, previous or {})}
 
 
@@ -60,7 +65,9 @@ def test_a_file_is_fetched_once_into_the_content_addressed_cache(server, files, 
     digest = hashlib.sha256(files["a.flac"]).hexdigest()
     assert (o.status.status, o.status.http_code, o.status.attempts) == (st.OK, 200, 1)
     assert (o.status.digest, o.status.bytes) == (digest, len(files["a.flac"]))
-    assert o.object.endswith(f"objects/{digest[:2]}/{digest}") and open(o.object, "rb").read() == files["a.flac"]
+    assert (
+        o.object.endswith(f"objects/{digest[:2]}/{digest}") and Path(o.object).read_bytes() == files["a.flac"]
+    )
     again = _one(_fetch(server, tmp_path, ["/audio/a.flac"]))
     assert (again.status.status, again.status.attempts, again.object) == (st.CACHED, 0, o.object)
     assert server.count("/audio/a.flac") == 1
@@ -78,7 +85,9 @@ def test_a_file_is_fetched_once_into_the_content_addressed_cache(server, files, 
         ("/to-file", "redirect_refused", "redirect_refused", 1),
     ],
 )
-def test_failures_get_a_code_an_error_class_and_their_attempts(server, tmp_path, path, code, error_class, attempts):
+def test_failures_get_a_code_an_error_class_and_their_attempts(
+    server, tmp_path, path, code, error_class, attempts
+):
     o = _one(_fetch(server, tmp_path, [path], retries=2, max_redirects=4))
     assert (o.status.status, o.status.code, o.status.error_class, o.status.attempts) == (
         st.FAILED,
@@ -97,7 +106,7 @@ def test_failures_get_a_code_an_error_class_and_their_attempts(server, tmp_path,
 def test_500s_then_success_is_retried_with_backoff(server, files, tmp_path):
     o = _one(_fetch(server, tmp_path, ["/500-until/2/b.mp3"], retries=3))
     assert (o.status.status, o.status.attempts) == (st.OK, 3)
-    assert open(o.object, "rb").read() == files["b.mp3"]
+    assert Path(o.object).read_bytes() == files["b.mp3"]
 
 
 def test_429_waits_what_retry_after_says(server, tmp_path):
@@ -116,10 +125,14 @@ def test_slow_bodies_stalls_and_resets_are_network_errors(server, files, tmp_pat
     stall = _one(_fetch(server, tmp_path, ["/stall/a.flac"], retries=0, read_timeout_s=0.3))
     assert (stall.status.code, stall.status.error_class) == ("network_error", "timeout")
     reset = _one(_fetch(server, tmp_path, ["/reset/a.flac"], retries=1))
-    assert (reset.status.code, reset.status.error_class, reset.status.attempts) == ("network_error", "reset", 2)
+    assert (reset.status.code, reset.status.error_class, reset.status.attempts) == (
+        "network_error",
+        "reset",
+        2,
+    )
     once = _one(_fetch(server, tmp_path, ["/reset-once/c.ogg"], retries=1))
     assert (once.status.status, once.status.attempts) == (st.OK, 2)
-    assert open(once.object, "rb").read() == files["c.ogg"]  # the reset attempt left nothing behind
+    assert Path(once.object).read_bytes() == files["c.ogg"]  # the reset attempt left nothing behind
     _no_temporaries(tmp_path)
 
 
@@ -136,7 +149,7 @@ def test_the_byte_cap_is_counted_while_streaming(server, files, tmp_path):
 def test_a_body_longer_than_its_content_length_is_cut_there(server, files, tmp_path):
     out = _fetch(server, tmp_path, ["/longer/b.mp3", "/audio/c.ogg"], connections=1)
     longer = out[server.url("/longer/b.mp3")]
-    assert open(longer.object, "rb").read() == files["b.mp3"]
+    assert Path(longer.object).read_bytes() == files["b.mp3"]
     assert out[server.url("/audio/c.ogg")].status.status == st.OK  # the connection after it is sound
 
 
@@ -151,7 +164,9 @@ def test_redirects_stay_on_allowed_hosts_and_never_carry_credentials(server, fil
 
     sink = ContentCache(str(tmp_path / "c2")).pending()
     secret = {"Authorization": "Token abc", "Cookie": "session=1"}
-    got = fetch(server.url("/to-host/localhost/audio/a.flac"), policy, sink, make_pool(options), headers=secret)
+    got = fetch(
+        server.url("/to-host/localhost/audio/a.flac"), policy, sink, make_pool(options), headers=secret
+    )
     sink.commit(got.url)
     assert got.url == server.url("/audio/a.flac", host="localhost")
     first = server.headers_for("/to-host/localhost/audio/a.flac")[-1]
@@ -174,7 +189,9 @@ def test_failed_rows_stay_failed_unless_retry_failed(server, files, tmp_path):
     assert first.status.status == st.FAILED
     previous = {url: first.status}
     kept = _one(_fetch(server, tmp_path, ["/500-until/1/c.ogg"], previous=previous, retries=0))
-    assert (kept.status.status, kept.status.attempts) == (st.FAILED, 0) and server.count("/500-until/1/c.ogg") == 1
+    assert (kept.status.status, kept.status.attempts) == (st.FAILED, 0) and server.count(
+        "/500-until/1/c.ogg"
+    ) == 1
     retried = _one(_fetch(server, tmp_path, ["/500-until/1/c.ogg"], previous=previous, retry_failed=True))
     assert retried.status.status == st.OK and server.count("/500-until/1/c.ogg") == 2
 

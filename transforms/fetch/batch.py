@@ -66,7 +66,13 @@ class ShardFetcher:
         for item in items:
             by_url.setdefault(item.url, item)  # a URL twice in a shard is fetched once
         with ThreadPoolExecutor(max_workers=self.options.connections) as pool:
-            done = dict(zip(by_url, pool.map(lambda i: self._one(i, previous.get(i.url)), by_url.values())))
+            done = dict(
+                zip(
+                    by_url,
+                    pool.map(lambda i: self._one(i, previous.get(i.url)), by_url.values()),
+                    strict=True,
+                )
+            )
         if self._freesound is not None:
             self._freesound.save()
         out = []

@@ -203,14 +203,24 @@ def _attempt(
             if status in REDIRECTS:
                 location = resp.headers.get("Location")
                 if not location:
-                    raise FetchError(Code.HTTP_ERROR, "redirect_without_location", f"HTTP {status} without Location", http_code=status)
+                    raise FetchError(
+                        Code.HTTP_ERROR,
+                        "redirect_without_location",
+                        f"HTTP {status} without Location",
+                        http_code=status,
+                    )
                 current = urljoin(current, location)
                 resp.drain_conn()
                 continue
             if status != 200:
                 raise _status_error(status, resp.headers.get("Retry-After"), options)
             declared = resp.headers.get("Content-Length")
-            if policy.max_bytes is not None and declared and declared.isdigit() and int(declared) > policy.max_bytes:
+            if (
+                policy.max_bytes is not None
+                and declared
+                and declared.isdigit()
+                and int(declared) > policy.max_bytes
+            ):
                 raise FetchError(
                     Code.TOO_LARGE,
                     "too_large",
@@ -270,6 +280,10 @@ def _status_error(status: int, retry_after: str | None, options: FetchOptions) -
                 http_code=status,
             )
         code = Code.RATE_LIMITED if status == 429 else Code.HTTP_ERROR
-        return FetchError(code, f"http_{status}", f"HTTP {status}", http_code=status, retryable=True, retry_after=wait)
+        return FetchError(
+            code, f"http_{status}", f"HTTP {status}", http_code=status, retryable=True, retry_after=wait
+        )
     retryable = status >= 500 or status == 408
-    return FetchError(Code.HTTP_ERROR, f"http_{status}", f"HTTP {status}", http_code=status, retryable=retryable)
+    return FetchError(
+        Code.HTTP_ERROR, f"http_{status}", f"HTTP {status}", http_code=status, retryable=retryable
+    )

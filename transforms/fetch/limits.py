@@ -44,4 +44,6 @@ _SHARED_LOCK = threading.Lock()
 def shared_limiter(max_per_host: int, requests_per_second: float) -> HostLimiter:
     """The process's limiter for these limits: every fetching task in a worker process shares it."""
     with _SHARED_LOCK:
-        return _SHARED.setdefault((max_per_host, requests_per_second), HostLimiter(max_per_host, requests_per_second))
+        return _SHARED.setdefault(
+            (max_per_host, requests_per_second), HostLimiter(max_per_host, requests_per_second)
+        )
