@@ -7,6 +7,7 @@ outcomes into records (their audio now a :class:`~core.audio_ref.FetchedFile`) a
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +60,7 @@ class ShardFetcher:
         self.pool = make_pool(options)
         self.limiter = shared_limiter(options.max_per_host, options.requests_per_second_per_host)
         self._freesound = None
+        self._freesound_lock = threading.Lock()
 
     def run(self, items: Iterable[FetchItem], previous: Mapping[str, st.StatusRow]) -> list[FetchOutcome]:
         items = list(items)
@@ -75,6 +77,7 @@ class ShardFetcher:
             )
         if self._freesound is not None:
             self._freesound.save()
+            self._freesound = None  # the next shard reads the day's count again (other workers', a new day)
         out = []
         for item in items:
             row, obj = done[item.url]
@@ -136,10 +139,11 @@ class ShardFetcher:
         return got.attempts, got.http_code
 
     def freesound(self):
-        if self._freesound is None:
-            from clap_corpus.transforms.fetch.freesound import FreesoundClient
+        with self._freesound_lock:
+            if self._freesound is None:
+                from clap_corpus.transforms.fetch.freesound import FreesoundClient
 
-            self._freesound = FreesoundClient(
-                self.options, self.cache, self.pool, self.limiter, self.environ, sleep=self.sleep
-            )
-        return self._freesound
+                self._freesound = FreesoundClient(
+                    self.options, self.cache, self.pool, self.limiter, self.environ, sleep=self.sleep
+                )
+            return self._freesound
