@@ -156,3 +156,14 @@ def test_sigkill_during_fetch_then_rerun(tmp_path, files):
         clean = tmp_path / "clean"
         assert main(["run", "--spec", spec, "--output", str(clean), RUNNER]) == 0
     assert _shard_bytes(out) == _shard_bytes(clean)
+
+
+def test_readme_fetch_block_states_the_defaults():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Fetching audio: URLs, YouTube, Freesound", 1)[1].split("\n## ", 1)[0]
+    block = next(b for b in section.split("```yaml\n")[1:] if b.startswith("options:\n  fetch:"))
+    written = yaml.safe_load(block.split("```", 1)[0])["options"]["fetch"]
+    from clap_corpus.transforms.fetch.config import FetchOptions
+
+    assert FetchOptions(**written) == FetchOptions()
+    assert set(written) == set(FetchOptions.__dataclass_fields__)
