@@ -115,7 +115,7 @@ def test_a_run_fetches_rejects_what_fails_and_a_rerun_fetches_nothing_twice(tmp_
         assert all(server.count(f"/audio/{n}") == 1 for n in files)
 
 
-def test_sigkill_during_fetch_then_rerun(tmp_path, files):
+def test_sigkill_during_fetch_then_rerun(tmp_path, files, capsys):
     """Killed mid-fetch: no URL whose download had completed is fetched again, and the rerun's
     shards are the bytes of an uninterrupted run's."""
     with FetchServer(files, slow_s=0.04) as server:
@@ -148,10 +148,15 @@ def test_sigkill_during_fetch_then_rerun(tmp_path, files):
         assert 2 <= len(done) < len(rows), "the kill came too late to test anything"
         assert not list((out / "fetch" / "status").rglob("*.parquet"))  # the shard never finished
 
-        resumed = run_corpus(spec, str(out), [RUNNER])
-        assert resumed["accounting_ok"] and resumed["samples"] == len(files) + 1
+        assert main(["fetch", "--spec", spec, "--output", str(out), RUNNER]) == 0  # the fetch, resumed
+        printed = capsys.readouterr().out
+        assert f"{'total':<24}{len(files) - len(done):>8}{len(done):>8}{0:>8}" in printed, printed
         for url in done:
             assert server.count(url.split(str(server.port), 1)[1]) == 1, url
+        fetched = server.counts()
+        resumed = run_corpus(spec, str(out), [RUNNER])
+        assert resumed["accounting_ok"] and resumed["samples"] == len(files) + 1
+        assert server.counts() == fetched  # the run found every URL in the cache
 
         clean = tmp_path / "clean"
         assert main(["run", "--spec", spec, "--output", str(clean), RUNNER]) == 0
