@@ -129,6 +129,10 @@ def format_report(summary: dict[str, Any]) -> str:
             f"{dup['removed']} removed -> {dup['file']}"
         )
         lines.extend(cross_split_lines(dup.get("cross_split")))
+    if "fetch" in stages:
+        total = stages["fetch"]["total"]
+        counts = ", ".join(f"{k} {total.get(k, 0)}" for k in ("ok", "cached", "failed", "deferred"))
+        lines.append(f"  fetch: {counts} (status tables under {summary['output']}/fetch/status)")
     if "k2c" in stages:
         k2c = stages["k2c"]
         falls = ", ".join(f"{k} {v}" for k, v in k2c["fallbacks"].items()) or "none"

@@ -226,3 +226,28 @@ def test_a_killed_download_leaves_no_entry(tmp_path):
     p.write(b"partial")
     assert cache.lookup("http://h/x") is None  # written, never committed: not obtained
     assert os.listdir(tmp_path / "cache") == ["tmp"]
+
+
+def test_the_per_host_rate_limit_spaces_requests(server, tmp_path):
+    t0 = time.monotonic()
+    out = _fetch(
+        server, tmp_path, [f"/audio/a.flac?{i}" for i in range(6)], requests_per_second_per_host=10.0
+    )
+    assert all(o.status.status == st.OK for o in out.values())
+    assert time.monotonic() - t0 >= 0.5  # six starts at 10 per second: the last one 0.5 s after the first
+
+
+def test_the_cache_works_on_an_object_store(server, files, tmp_path):
+    from test_cloud_paths import BUCKET  # registers the memfs:// Beam FileSystem, the cloud stand-in
+
+    options = FetchOptions(**FAST)
+    cache = ContentCache(f"{BUCKET}/fetch-cache-{tmp_path.name}")
+    fetcher = ShardFetcher(options, cache, {"s": FetchPolicy(options)})
+    item = FetchItem("s", 1, "k", server.url("/audio/b.mp3"))
+    (o,) = fetcher.run([item], {})
+    assert o.status.status == st.OK and o.object.startswith(f"{BUCKET}/fetch-cache-")
+    from clap_corpus.transforms import storage
+
+    assert storage.read_bytes(o.object) == files["b.mp3"]
+    (again,) = ShardFetcher(options, cache, {"s": FetchPolicy(options)}).run([item], {})
+    assert again.status.status == st.CACHED and server.count("/audio/b.mp3") == 1
