@@ -173,3 +173,40 @@ def test_readme_fetch_block_states_the_defaults():
 
     assert FetchOptions(**written) == FetchOptions()
     assert set(written) == set(FetchOptions.__dataclass_fields__)
+
+
+def test_the_fetch_stage_translates_for_dataflow(tmp_path):
+    """A spec with URL sources: the fetch stage is in the Dataflow graph, its group key deterministic."""
+    from apache_beam.runners import pipeline_context
+    from test_dataflow import _labels, translate
+
+    from clap_corpus.pipeline.graph import BuildCorpus
+    from clap_corpus.pipeline.spec import parse_spec
+
+    doc = {
+        "corpus": "web",
+        "sources": [
+            {
+                "name": "web",
+                "adapter": "generic",
+                "manifest": "gs://my-bucket/web/urls.jsonl",
+                "audio_root": "gs://my-bucket/web/audio",
+                "allowed_schemes": ["https"],
+                "allowed_hosts": ["media.example.org"],
+            }
+        ],
+    }
+    spec = parse_spec(doc, "gs://my-bucket/specs/web.yaml")
+    out = translate(
+        tmp_path, [], build=lambda p: p | "BuildCorpus" >> BuildCorpus(spec, "gs://my-bucket/out")
+    )
+    names = _labels(out["proto"])
+    for stage in ("WebOrNot", "CountWeb", "GroupStatusShard", "FetchShards", "FetchReport"):
+        assert any(
+            n.startswith(f"BuildCorpus/Fetch/{stage}") or n.startswith(f"BuildCorpus/{stage}") for n in names
+        )
+    proto = out["proto"]
+    context = pipeline_context.PipelineContext(proto.components)
+    gbk = names["BuildCorpus/Fetch/GroupStatusShard"]
+    coder = context.coders.get_by_id(proto.components.pcollections[next(iter(gbk.inputs.values()))].coder_id)
+    assert coder.key_coder().is_deterministic()
