@@ -210,7 +210,7 @@ def _attempt(
                         http_code=status,
                     )
                 current = urljoin(current, location)
-                resp.drain_conn()
+                resp.close()  # not drained: a redirect's body could be endless
                 continue
             if status != 200:
                 raise _status_error(status, resp.headers.get("Retry-After"), options)
