@@ -210,3 +210,16 @@ def test_the_fetch_stage_translates_for_dataflow(tmp_path):
     gbk = names["BuildCorpus/Fetch/GroupStatusShard"]
     coder = context.coders.get_by_id(proto.components.pcollections[next(iter(gbk.inputs.values()))].coder_id)
     assert coder.key_coder().is_deterministic()
+
+
+def test_retry_failed_is_an_option_of_run_and_fetch():
+    from clap_corpus.pipeline.cli import build_parser
+
+    parser = build_parser()
+    for command in ("run", "fetch"):
+        args, extra = parser.parse_known_args(
+            [command, "--spec", "s.yaml", "--output", "o", "--retry-failed"]
+        )
+        assert args.retry_failed and not extra
+        args, _ = parser.parse_known_args([command, "--spec", "s.yaml", "--output", "o"])
+        assert not args.retry_failed
