@@ -124,6 +124,11 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
             )
         if storage.scheme(value) == storage.scheme(root):
             _require_inside_url(root, value)
+        if is_web_url(value):
+            try:
+                urlsplit(value)
+            except ValueError as e:  # "http://[::1": an unclosed IPv6 host
+                raise PathRejected(Code.BAD_PATH, f"not a valid URL: {e}") from None
         if is_web_url(value) and source.allowed_hosts and not host_allowed(value, source.allowed_hosts):
             raise PathRejected(
                 Code.HOST_NOT_ALLOWED,

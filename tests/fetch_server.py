@@ -13,6 +13,7 @@ purpose, by path. Every request is logged (path, headers) so that tests can coun
     /500-until/<n>/<name>    500 for the first n requests, then the file
     /loop/<i>                302 to /loop/<i+1>
     /to-file                 302 to file:///etc/passwd
+    /to-nonsense             302 to a Location that is no URL (an unclosed IPv6 host)
     /to-host/<host>/<path>   302 to http://<host>:<port>/<path>
     /freesound/apiv2/sounds/<id>/   Freesound's sound instance JSON (token required), `previews` ->
                              /audio/<id>.ogg; over ``freesound_cap`` API requests: 429
@@ -150,6 +151,8 @@ class FetchServer:
             return self._send(h, self.files[rest[1]])
         if kind == "loop":
             return self._send(h, b"", status=302, extra={"Location": f"/loop/{int(rest[0]) + 1}"})
+        if kind == "to-nonsense":
+            return self._send(h, b"", status=302, extra={"Location": "http://[::1/audio"})
         if kind == "to-file":
             return self._send(h, b"", status=302, extra={"Location": "file:///etc/passwd"})
         if kind == "to-host":

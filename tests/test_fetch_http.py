@@ -83,6 +83,7 @@ def test_a_file_is_fetched_once_into_the_content_addressed_cache(server, files, 
         ("/status/500", "http_error", "http_500", 3),  # retried: retries=2
         ("/loop/0", "redirect_refused", "too_many_redirects", 1),
         ("/to-file", "redirect_refused", "redirect_refused", 1),
+        ("/to-nonsense", "fetch_failed", "unexpected", 1),
     ],
 )
 def test_failures_get_a_code_an_error_class_and_their_attempts(

@@ -223,3 +223,27 @@ def test_retry_failed_is_an_option_of_run_and_fetch():
         assert args.retry_failed and not extra
         args, _ = parser.parse_known_args([command, "--spec", "s.yaml", "--output", "o"])
         assert not args.retry_failed
+
+
+def test_url_rows_are_checked_for_host_and_form_when_read(tmp_path):
+    from clap_corpus.manifests.source import PathRejected, SourceSpec, resolve_audio_path
+
+    source = SourceSpec(
+        name="s",
+        adapter="generic",
+        audio_root=str(tmp_path),
+        allowed_schemes=("http", "https"),
+        allowed_hosts=("media.example.org",),
+    )
+    assert (
+        resolve_audio_path(source, " https://media.example.org/a.mp3 ") == "https://media.example.org/a.mp3"
+    )
+    for url, code in (
+        ("https://evil.example.org/a.mp3", "host_not_allowed"),
+        ("https://MEDIA.example.org.evil.net/a.mp3", "host_not_allowed"),
+        ("http://[::1/a.mp3", "bad_path"),
+        ("ftp://media.example.org/a.mp3", "scheme_not_allowed"),
+    ):
+        with pytest.raises(PathRejected) as e:
+            resolve_audio_path(source, url)
+        assert e.value.code == code, url

@@ -98,20 +98,14 @@ class ShardFetcher:
             entry = sink.commit(item.url)
         except FetchError as e:
             sink.discard()
-            status = st.DEFERRED if e.code == Code.DOWNLOAD_CAP else st.FAILED
-            return (
-                replace(
-                    base,
-                    status=status,
-                    code=str(e.code),
-                    http_code=e.http_code,
-                    error_class=e.error_class,
-                    error=e.message[:500],
-                    attempts=e.attempts,
-                    seconds=round(time.monotonic() - t0, 3),
-                ),
-                None,
-            )
+            return self._failed(base, e, t0), None
+        except Exception as e:
+            # What a server sends must never stop the task (a Location that is no URL, a preview
+            # field of the wrong type ...): the row fails with the error named.
+            sink.discard()
+            failure = FetchError(Code.FETCH_FAILED, "unexpected", f"{type(e).__name__}: {str(e)[:300]}")
+            failure.attempts = 1
+            return self._failed(base, failure, t0), None
         except BaseException:
             sink.discard()
             raise
@@ -125,6 +119,19 @@ class ShardFetcher:
             seconds=round(time.monotonic() - t0, 3),
         )
         return row, entry.object
+
+    @staticmethod
+    def _failed(base: st.StatusRow, e: FetchError, t0: float) -> st.StatusRow:
+        return replace(
+            base,
+            status=st.DEFERRED if e.code == Code.DOWNLOAD_CAP else st.FAILED,
+            code=str(e.code),
+            http_code=e.http_code,
+            error_class=e.error_class,
+            error=e.message[:500],
+            attempts=e.attempts,
+            seconds=round(time.monotonic() - t0, 3),
+        )
 
     def _fetch(self, item: FetchItem, sink) -> tuple[int, int | None]:
         policy = self.policies[item.source]
