@@ -139,7 +139,8 @@ class ShardFetcher:
         if host in self.options.youtube.hosts:
             from clap_corpus.transforms.fetch.youtube import fetch_youtube
 
-            return fetch_youtube(item.url, self.options.youtube, policy, sink), None
+            with self.limiter.slot(host):  # the per-host limits hold for yt-dlp's page requests too
+                return fetch_youtube(item.url, self.options.youtube, policy, sink), None
         if host == self.options.freesound.api_host.lower():
             return self.freesound().fetch(item.url, policy, sink)
         got = fetch(item.url, policy, sink, self.pool, limiter=self.limiter, sleep=self.sleep)
