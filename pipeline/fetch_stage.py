@@ -88,9 +88,13 @@ class FetchShardFn(beam.DoFn):
         self.failed = Metrics.counter(NAMESPACE, "urls_failed")
 
     def setup(self):
+        options = self.spec.options.fetch
+        cache = ContentCache(cache_root(self.spec, self.layout))
+        # A live download writes at least every read_timeout_s; an hour without a write is a dead one.
+        cache.sweep(max(3600.0, 10 * options.read_timeout_s))
         self.fetcher = ShardFetcher(
-            self.spec.options.fetch,
-            ContentCache(cache_root(self.spec, self.layout)),
+            options,
+            cache,
             policies(self.spec),
             retry_failed=self.retry_failed,
         )

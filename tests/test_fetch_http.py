@@ -252,3 +252,18 @@ def test_the_cache_works_on_an_object_store(server, files, tmp_path):
     assert storage.read_bytes(o.object) == files["b.mp3"]
     (again,) = ShardFetcher(options, cache, {"s": FetchPolicy(options)}).run([item], {})
     assert again.status.status == st.CACHED and server.count("/audio/b.mp3") == 1
+
+
+def test_a_killed_download_is_swept_once_it_is_stale(tmp_path):
+    cache = ContentCache(str(tmp_path / "cache"))
+    assert cache.sweep(60) == 0  # no tmp/ yet
+    dead, live = cache.pending(), cache.pending()
+    dead.write(b"left by a killed task")
+    live.write(b"still downloading")
+    dead._file.flush()
+    two_hours_ago = time.time() - 7200
+    os.utime(dead.tmp, (two_hours_ago, two_hours_ago))
+    assert cache.sweep(3600) == 1
+    assert not os.path.exists(dead.tmp) and os.path.exists(live.tmp)
+    live.commit("http://h/live")
+    assert cache.lookup("http://h/live").bytes == len(b"still downloading")

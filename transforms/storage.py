@@ -136,6 +136,15 @@ def match(pattern: str) -> list[str]:
     return sorted(m.path for m in result.metadata_list)
 
 
+def match_ages(pattern: str) -> list[tuple[str, float]]:
+    """(path, seconds since its last change) for every path matching ``pattern``."""
+    import time
+
+    result = FileSystems.match([pattern])[0]
+    now = time.time()
+    return sorted((m.path, now - (m.last_updated_in_seconds or now)) for m in result.metadata_list)
+
+
 def delete(paths: list[str]) -> None:
     if paths:
         FileSystems.delete(paths)

@@ -71,10 +71,14 @@ class ShardFetcher:
             done = dict(
                 zip(
                     by_url,
-                    pool.map(lambda i: self._one(i, previous.get(i.url)), by_url.values()),
+                    pool.map(lambda i: self._settled(i, previous.get(i.url)), by_url.values()),
                     strict=True,
                 )
             )
+            todo = [item for url, item in by_url.items() if done[url] is None]
+            capped = self._over_the_cap(todo)
+            fetched = pool.map(lambda i: self._download(i, i.url in capped), todo)
+            done.update(zip((i.url for i in todo), fetched, strict=True))
         if self._freesound is not None:
             self._freesound.save()
             self._freesound = None  # the next shard reads the day's count again (other workers', a new day)
@@ -84,13 +88,36 @@ class ShardFetcher:
             out.append(FetchOutcome(item, replace(row, source=item.source, row=item.row, key=item.key), obj))
         return out
 
-    def _one(self, item: FetchItem, before: st.StatusRow | None) -> tuple[st.StatusRow, str | None]:
-        base = st.StatusRow(item.source, item.row, item.key, item.url, st.CACHED)
+    def _base(self, item: FetchItem) -> st.StatusRow:
+        return st.StatusRow(item.source, item.row, item.key, item.url, st.CACHED)
+
+    def _settled(
+        self, item: FetchItem, before: st.StatusRow | None
+    ) -> tuple[st.StatusRow, str | None] | None:
+        """The outcome without a request (in the cache, or failed before), else None."""
         entry = self.cache.lookup(item.url)
         if entry is not None:
-            return replace(base, bytes=entry.bytes, digest=entry.digest), entry.object
+            return replace(self._base(item), bytes=entry.bytes, digest=entry.digest), entry.object
         if before is not None and before.status == st.FAILED and not self.retry_failed:
             return replace(before, attempts=0, seconds=0.0), None
+        return None
+
+    def _over_the_cap(self, todo: list[FetchItem]) -> set[str]:
+        """The Freesound URLs past what is left of the day's cap, in row order, so that which rows wait
+        for tomorrow does not depend on thread timing."""
+        api = [i.url for i in todo if self._host(i.url) == self.options.freesound.api_host.lower()]
+        if not api or not self.options.freesound.daily_limit:
+            return set()
+        return set(api[self.freesound().remaining() :])
+
+    @staticmethod
+    def _host(url: str) -> str:
+        return (urlsplit(url).hostname or "").lower()
+
+    def _download(self, item: FetchItem, capped: bool) -> tuple[st.StatusRow, str | None]:
+        base = self._base(item)
+        if capped:
+            return self._failed(base, self.freesound().cap_error(), time.monotonic()), None
         t0 = time.monotonic()
         sink = self.cache.pending()
         try:
@@ -135,7 +162,7 @@ class ShardFetcher:
 
     def _fetch(self, item: FetchItem, sink) -> tuple[int, int | None]:
         policy = self.policies[item.source]
-        host = (urlsplit(item.url).hostname or "").lower()
+        host = self._host(item.url)
         if host in self.options.youtube.hosts:
             from clap_corpus.transforms.fetch.youtube import fetch_youtube
 

@@ -2,7 +2,7 @@
 
     <cache>/objects/<sha[:2]>/<sha256>     the bytes, named by their SHA-256
     <cache>/urls/<h[:2]>/<h>.json          {"url", "digest", "bytes"}: what a URL gave (h: its SHA-256)
-    <cache>/tmp/<random>                   a download in progress
+    <cache>/tmp/<random>                   a download in progress (a killed one's is swept later)
 
 A download streams into ``tmp/`` and is renamed to its object name only once complete; the URL's
 entry is written (atomically) after that. A killed fetch therefore leaves at most a temporary file,
@@ -52,6 +52,19 @@ class ContentCache:
         if not storage.exists(path):
             return None
         return CacheEntry(entry["digest"], int(entry["bytes"]), path)
+
+    def sweep(self, older_than_s: float) -> int:
+        """Delete downloads left in ``tmp/`` by killed tasks: those unchanged for ``older_than_s``
+        (longer than any live download can go without writing). Returns how many."""
+        try:
+            stale = [
+                p for p, age in storage.match_ages(storage.join(self.root, "tmp", "*")) if age > older_than_s
+            ]
+        except Exception:  # nothing there yet, or a store that cannot list: nothing to sweep
+            return 0
+        with contextlib.suppress(Exception):  # another task may have swept them first
+            storage.delete(stale)
+        return len(stale)
 
     def pending(self) -> PendingObject:
         return PendingObject(self)

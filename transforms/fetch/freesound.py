@@ -83,15 +83,25 @@ class FreesoundClient:
             count = max(self.requests, self._saved_count())
             storage.write_bytes_atomic(self.counter_path, json.dumps({"requests": count}).encode())
 
+    def remaining(self) -> int:
+        """API requests left today (a large number when there is no cap)."""
+        with self._lock:
+            if self.capped:
+                return 0
+            return max(0, self.fs.daily_limit - self.requests) if self.fs.daily_limit else 1 << 62
+
+    def cap_error(self) -> FetchError:
+        return FetchError(
+            Code.DOWNLOAD_CAP,
+            "daily_limit",
+            f"Freesound's daily cap ({self.fs.daily_limit} API requests) is reached; rerun tomorrow",
+        )
+
     def _take(self) -> None:
         with self._lock:
             if self.capped or (self.fs.daily_limit and self.requests >= self.fs.daily_limit):
                 self.capped = True
-                raise FetchError(
-                    Code.DOWNLOAD_CAP,
-                    "daily_limit",
-                    f"Freesound's daily cap ({self.fs.daily_limit} API requests) is reached; rerun tomorrow",
-                )
+                raise self.cap_error()
             self.requests += 1
 
     def fetch(self, url: str, policy: FetchPolicy, sink: Sink) -> tuple[int, int | None]:
