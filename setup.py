@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "webdataset>=1.0,<2",  # the shard writer's TarWriter, the trainer's tar reader and shuffle
     "fsspec>=2023.1",  # the trainer's storage (trainer/storage.py); gs:// and s3:// need gcsfs / s3fs
     "matplotlib>=3.8,<4",  # run report plots (Agg backend, no display needed)
+    "urllib3>=2.0,<3",  # the fetch stage's HTTP client (transforms/fetch/http.py)
 ]
 
 TEST_REQUIRES = [
@@ -66,6 +67,8 @@ setup(
         "test": TEST_REQUIRES,
         # bench/ only; bench_views.py compares the views against torchaudio's
         "bench": ["psutil>=5.9", "ffmpeg-python>=0.2", "torchaudio==2.11.0"],
+        # YouTube URLs in manifests (transforms/fetch/youtube.py): yt-dlp's Python API
+        "youtube": ["yt-dlp>=2025.1"],
     },
     entry_points={"console_scripts": ["clapcorpus=clap_corpus.pipeline.cli:main"]},
 )

@@ -5,7 +5,10 @@ reference into a dataset file, told apart by pattern matching at read time (a lo
 looked like a cell reference would have been read as one). Each kind is now its own frozen type:
 
 - :class:`LocalFile`: a path on this machine's (or the worker's) disk;
-- :class:`RemoteFile`: a filesystem URL Beam's FileSystems reads (``gs://``, ``s3://`` ...);
+- :class:`RemoteFile`: a filesystem URL Beam's FileSystems reads (``gs://``, ``s3://`` ...), or a web URL
+  (``http(s)://``, YouTube, the Freesound API) that the fetch stage downloads first;
+- :class:`FetchedFile`: a web URL whose bytes the fetch stage put in its content-addressed cache (a
+  :class:`RemoteFile` still: rejects name the URL, reading takes the cached copy);
 - :class:`EmbeddedCell`: the audio bytes stored in one cell of an Arrow/Parquet file (Hugging Face
   ``datasets``), by file, column and 0-based row;
 - :class:`ArchiveMember`: one member of a tar or zip archive (local or remote).
@@ -44,6 +47,26 @@ class RemoteFile:
     @property
     def storage_path(self) -> str:
         return self.url
+
+
+WEB_SCHEMES = frozenset({"http", "https"})
+
+
+def is_web_url(path: str) -> bool:
+    """An ``http(s)://`` URL: fetched over the network by the fetch stage, never by Beam FileSystems."""
+    return is_url(path) and path.split("://", 1)[0].lower() in WEB_SCHEMES
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedFile(RemoteFile):
+    """A web URL's bytes as the fetch stage stored them: ``object`` is the cache file named by the
+    content's SHA-256, so a shard's fingerprint changes when the URL starts serving other bytes."""
+
+    object: str
+
+    @property
+    def storage_path(self) -> str:
+        return self.object
 
 
 @dataclass(frozen=True, slots=True)

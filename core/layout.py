@@ -13,6 +13,8 @@ Writer, summary, readers, trainer and tests all go through here.
     <out>/report/index.html, report.json, *.png       run report
     <out>/README.md                                   dataset card (Hugging Face style)
     <out>/duplicates.jsonl                            groups of samples with identical decoded audio
+    <out>/fetch/status/<source>/<shard>.parquet       one row per fetched URL (sources with URLs only)
+    <out>/fetch/cache/                                fetched bytes, content-addressed (options.fetch.cache)
 """
 
 from __future__ import annotations
@@ -139,6 +141,18 @@ class Layout:
 
     def duplicates_path(self) -> str:
         return join(self.root, DUPLICATES_FILE)
+
+    def fetch_status_path(self, source: str, shard: str) -> str:
+        return join(
+            self.root,
+            "fetch",
+            "status",
+            check_name("source", source),
+            f"{check_name('shard', shard)}.parquet",
+        )
+
+    def fetch_cache_dir(self) -> str:
+        return join(self.root, "fetch", "cache")
 
     def shard_files(self, split: str, shard: str) -> list[str]:
         """Every file a shard owns, stats last (the order they must be written in)."""

@@ -26,6 +26,7 @@ class Stage(StrEnum):
 
     MANIFEST = "manifest", "an adapter or the adapter registry refused a manifest row (before sharding)"
     CAPTIONS = "captions", "the clip's captions could not be rendered (before sharding)"
+    FETCH = "fetch", "the audio URL could not be downloaded (the fetch status table has the detail)"
     DUPLICATE = "duplicate", "duplicate removal (`duplicates`: `keep_first` or `drop_all`) removed this copy"
     LEAKAGE = "leakage", "a train sample that is also in a held-out split was removed"
     SHARD = "shard", "the shard writer refused the record before reading it"
@@ -39,6 +40,7 @@ class Stage(StrEnum):
 
 # Short names keep every code's declaration on one line.
 _M, _C, _D, _L, _SH, _R = Stage.MANIFEST, Stage.CAPTIONS, Stage.DECODE, Stage.LEAKAGE, Stage.SHARD, Stage.READ
+_F = Stage.FETCH
 
 
 class Code(StrEnum):
@@ -72,6 +74,7 @@ class Code(StrEnum):
         (_M,),
         "a URL scheme the spec does not list (`allowed_schemes`)",
     )
+    HOST_NOT_ALLOWED = "host_not_allowed", (_M,), "a URL host the spec does not list (`allowed_hosts`)"
     EMPTY_CAPTION = "empty_caption", (_M,), "the caption column is empty"
     CAPTION_NOT_TEXT = "caption_not_text", (_M,), "a caption is not text"
     TAG_NOT_TEXT = "tag_not_text", (_M,), "a label or keyword is not text"
@@ -99,10 +102,38 @@ class Code(StrEnum):
     EVAL_OVERLAP = "eval_overlap", (_L,), "the clip's id is also in a held-out split"
     EVAL_OVERLAP_AUDIO = "eval_overlap_audio", (_L,), "the same decoded audio as a sample of a held-out split"
     DUPLICATE_KEY = "duplicate_key", (_SH,), "another row of the source has the same id"
+    # fetching (the status table, fetch/status/<source>/<shard>.parquet, has the HTTP code and the error)
+    URL_GONE = "url_gone", (_F,), "HTTP 404 or 410: nothing at the URL"
+    HTTP_ERROR = "http_error", (_F,), "another HTTP error status, after the retries (401, 403, 500 ...)"
+    RATE_LIMITED = "rate_limited", (_F,), "HTTP 429 on every attempt (`Retry-After` honoured)"
+    NETWORK_ERROR = "network_error", (_F,), "timeouts, resets, refused connections, after the retries"
+    REDIRECT_REFUSED = (
+        "redirect_refused",
+        (_F,),
+        "a redirect to a scheme or host the source does not allow, or too many redirects (a loop)",
+    )
+    VIDEO_UNAVAILABLE = "video_unavailable", (_F,), "YouTube: the video is removed, unavailable or private"
+    AGE_RESTRICTED = "age_restricted", (_F,), "YouTube: the video needs a signed-in adult (`cookies_file`)"
+    BOT_CHECK = (
+        "bot_check",
+        (_F,),
+        "YouTube asked to sign in to prove it is not a bot (`cookies_file`, `proxy`)",
+    )
+    GEO_BLOCKED = "geo_blocked", (_F,), "YouTube: not available in the fetching machine's country (`proxy`)"
+    DOWNLOAD_CAP = (
+        "download_cap",
+        (_F,),
+        "not fetched: the daily download cap (Freesound's) was reached; a rerun tomorrow fetches it",
+    )
+    FETCH_FAILED = "fetch_failed", (_F,), "another download failure (the status table has the error)"
     # reading
     MISSING_FILE = "missing_file", (_R,), "the audio file does not exist"
     READ_ERROR = "read_error", (_R,), "the audio file exists but could not be read"
-    TOO_LARGE = "too_large", (_R, _D), "over `max_file_bytes` (never read), or decoding ran out of memory"
+    TOO_LARGE = (
+        "too_large",
+        (_F, _R, _D),
+        "over `max_file_bytes` (never read; a download stops there), or decoding ran out of memory",
+    )
     # decoding
     EMPTY_FILE = "empty_file", (_D,), "the file is empty (0 bytes)"
     NOT_AUDIO = "not_audio", (_D,), "text or garbage: not an audio file in an accepted format"
@@ -128,12 +159,19 @@ class Code(StrEnum):
     INTERNAL_ERROR = "internal_error", (Stage.PROCESS,), "an unexpected exception (a bug: see the log)"
 
 
-del _M, _C, _D, _L, _SH, _R
+del _M, _C, _D, _L, _SH, _R, _F
 
 # The manifest codes that say a row's audio cannot be found or may not be read (the start check counts
 # them as "not found"), as opposed to a row that is bad otherwise.
 PATH_CODES = frozenset(
-    {Code.MISSING_AUDIO, Code.MISSING_PATH, Code.BAD_PATH, Code.OUTSIDE_ROOT, Code.SCHEME_NOT_ALLOWED}
+    {
+        Code.MISSING_AUDIO,
+        Code.MISSING_PATH,
+        Code.BAD_PATH,
+        Code.OUTSIDE_ROOT,
+        Code.SCHEME_NOT_ALLOWED,
+        Code.HOST_NOT_ALLOWED,
+    }
 )
 
 

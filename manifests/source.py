@@ -7,10 +7,12 @@ import os
 import posixpath
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from clap_corpus.core.audio_ref import is_web_url
 from clap_corpus.core.config import MODEL_CONFIG, Proportions, SourceName, SplitName, loading, problem
 from clap_corpus.core.rejects import Code, RejectError, Stage
 from clap_corpus.transforms import storage
@@ -33,6 +35,8 @@ class SourceSpec:
     license: StrictStr | None = None  # default license for clips whose row names none
     expected_count: StrictInt | None = None
     allowed_schemes: tuple[StrictStr, ...] = ()  # URL schemes audio paths may use besides the root's own
+    # hosts http(s) audio URLs may name (and redirects may lead to); empty: any host
+    allowed_hosts: tuple[StrictStr, ...] = ()
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
@@ -55,7 +59,7 @@ class SourceSpec:
         context = loading(info)
         return context.resolve(value) if context is not None and value is not None else value
 
-    @field_validator("allowed_schemes")
+    @field_validator("allowed_schemes", "allowed_hosts")
     @classmethod
     def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(s.lower() for s in value)
@@ -127,6 +131,17 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
             )
         if storage.scheme(value) == storage.scheme(root):
             _require_inside_url(root, value)
+        if is_web_url(value):
+            try:
+                urlsplit(value)
+            except ValueError as e:  # "http://[::1": an unclosed IPv6 host
+                raise PathRejected(Code.BAD_PATH, f"not a valid URL: {e}") from None
+        if is_web_url(value) and source.allowed_hosts and not host_allowed(value, source.allowed_hosts):
+            raise PathRejected(
+                Code.HOST_NOT_ALLOWED,
+                f"host '{url_host(value)}' is not allowed for this source "
+                f"(allowed: {', '.join(sorted(source.allowed_hosts))})",
+            )
         return value
     if storage.is_url(root):
         if value.startswith("/"):
@@ -148,6 +163,16 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
             Code.OUTSIDE_ROOT, f"path '{value}' resolves (through a link) outside the audio root"
         )
     return full
+
+
+def url_host(url: str) -> str:
+    """The lowercase host name of a URL ('' when it has none)."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
+    """Whether ``url``'s host is in ``allowed`` (empty: every host is)."""
+    return not allowed or url_host(url) in allowed
 
 
 def check_still_inside(source: SourceSpec, path: str) -> None:

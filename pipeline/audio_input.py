@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from clap_corpus.core.audio_ref import FetchedFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code, RejectError, Stage
 from clap_corpus.manifests.source import PathRejected, check_still_inside
@@ -23,7 +24,8 @@ def read_audio(spec: CorpusSpec, record: Record) -> bytes:
 
     The path is checked against its source's root again here, right before reading: a symlink
     swapped in after the manifest was read must not lead outside it."""
-    check_still_inside(spec.source(record.source), record.audio.storage_path)
+    if not isinstance(record.audio, FetchedFile):  # the fetch cache is ours, not the source's root
+        check_still_inside(spec.source(record.source), record.audio.storage_path)
     return read_audio_bytes(record.audio, max_bytes=spec.options.sample.max_file_bytes)
 
 

@@ -22,6 +22,7 @@ from clap_corpus.pipeline.preflight import StartCheckError
 COMMAND_MODULES = (
     "clap_corpus.pipeline.commands",  # run, demo
     "clap_corpus.pipeline.plan_command",  # plan
+    "clap_corpus.pipeline.fetch_command",  # fetch
     "clap_corpus.pipeline.report",  # report
     "clap_corpus.trainer.cli",  # train, eval
     "clap_corpus.pipeline.bench_command",  # bench

@@ -32,6 +32,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not sample each source's rows for missing audio before starting",
     )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="fetch again the URLs whose fetch status is `failed` (sources with http(s) URLs)",
+    )
     run.set_defaults(func=_run, beam_args=True, beam_options=True)
 
     demo = add_command_parser(
@@ -71,7 +76,14 @@ def _finish(summary: dict) -> int:
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return _finish(
-        run_corpus(args.spec, args.output, beam_args, progress=True, start_check=not args.skip_start_check)
+        run_corpus(
+            args.spec,
+            args.output,
+            beam_args,
+            progress=True,
+            start_check=not args.skip_start_check,
+            retry_failed=args.retry_failed,
+        )
     )
 
 

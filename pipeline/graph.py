@@ -29,6 +29,7 @@ from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.pipeline import summary as summary_mod
 from clap_corpus.pipeline.audio_input import failure_reject, read_audio
 from clap_corpus.pipeline.duplicates import after_shards, after_split, heldout_audio, without_hashes
+from clap_corpus.pipeline.fetch_stage import FetchStage, fetch_report, fetches
 from clap_corpus.pipeline.progress import write_plan
 from clap_corpus.pipeline.report import aggregate_distributions
 from clap_corpus.pipeline.spec import CorpusSpec
@@ -159,10 +160,11 @@ def _shard_key(record: Record, boundaries: dict[str, list[int]]) -> tuple[tuple[
 class BuildCorpus(beam.PTransform):
     """The whole job for one corpus spec into one output root."""
 
-    def __init__(self, spec: CorpusSpec, output: str):
+    def __init__(self, spec: CorpusSpec, output: str, retry_failed: bool = False):
         super().__init__()
         self.spec = spec
         self.layout = Layout(output, spec.corpus)
+        self.retry_failed = retry_failed  # the fetch stage refetches rows its status table says failed
 
     def expand(self, pbegin):
         spec, layout = self.spec, self.layout
@@ -183,6 +185,16 @@ class BuildCorpus(beam.PTransform):
         # (stage name, JSON-able dict) here; summary.json gets them under "stages".
         reports: list = []
         ready = captioned.records
+        if fetches(spec):  # a source may name http(s) URLs: download them into the cache first
+            ready, fetch_rejects, fetch_counts = ready | "Fetch" >> FetchStage(
+                spec, layout, self.retry_failed
+            )
+            dropped.append(fetch_rejects)
+            reports.append(
+                fetch_counts
+                | "FetchCounts" >> beam.combiners.ToList()
+                | "FetchReport" >> beam.Map(fetch_report)
+            )
         # -- record stages before the split (keyword-to-caption plugs in here) --
         if spec.options.k2c is not None:
             # Imported here: k2c.stage pulls in Beam's RunInference (and torch, scipy), ~0.5 s of CPU

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from clap_corpus.core.audio_ref import AudioRef
+from clap_corpus.core.audio_ref import AudioRef, RemoteFile, is_web_url
 from clap_corpus.core.hashing import stable_hash64
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import PATH_CODES
@@ -125,6 +125,8 @@ def sample_positions(items: Iterable[T], size: int, salt: str) -> Iterator[T]:
 def _lookup(ref: AudioRef) -> str:
     """Why ``ref`` cannot be read ("missing", or the storage error), or "" when the file holding it
     (the audio file, the dataset file, the archive) exists."""
+    if isinstance(ref, RemoteFile) and is_web_url(ref.url):
+        return ""  # fetched by the fetch stage, whose status table says what a URL gave
     try:
         return "" if storage.exists(ref.storage_path) else "missing"
     except Exception as e:  # an unreachable bucket or a refused request: the message says which

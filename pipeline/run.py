@@ -32,12 +32,14 @@ def run_corpus(
     *,
     progress: bool = False,
     start_check: bool = True,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Build the corpus into ``output`` and return the run summary (also in ``<output>/summary.json``).
 
     Also writes the run report (``<output>/report/``) and the dataset card (``<output>/README.md``);
     ``progress`` shows a live progress line on stderr while the pipeline runs. Options that build the
     job without running it (``--template_location``, ``--dry_run``) return ``{"not_run": why, ...}``.
+    ``retry_failed`` refetches the URLs the fetch status tables say failed.
     Before anything runs, unknown Beam options raise :class:`~pipeline.options.UnknownOptionError` and
     the start check (pipeline/preflight.py) raises :class:`~pipeline.preflight.StartCheckError` for
     sources that do not find their audio. The summary's ``empty_sources`` names the sources that
@@ -59,7 +61,7 @@ def run_corpus(
         ProgressMonitor(layout, spec.fingerprint()) if progress and not not_run else contextlib.nullcontext()
     )
     with monitor, beam.Pipeline(options=options) as p:
-        _ = p | "BuildCorpus" >> BuildCorpus(spec, output)
+        _ = p | "BuildCorpus" >> BuildCorpus(spec, output, retry_failed)
     if not_run:
         return {"not_run": not_run, "corpus": spec.corpus, "output": output}
     summary = json.loads(storage.read_text(layout.summary_path()))
@@ -127,6 +129,10 @@ def format_report(summary: dict[str, Any]) -> str:
             f"{dup['removed']} removed -> {dup['file']}"
         )
         lines.extend(cross_split_lines(dup.get("cross_split")))
+    if "fetch" in stages:
+        total = stages["fetch"]["total"]
+        counts = ", ".join(f"{k} {total.get(k, 0)}" for k in ("ok", "cached", "failed", "deferred"))
+        lines.append(f"  fetch: {counts} (status tables under {summary['output']}/fetch/status)")
     if "k2c" in stages:
         k2c = stages["k2c"]
         falls = ", ".join(f"{k} {v}" for k, v in k2c["fallbacks"].items()) or "none"

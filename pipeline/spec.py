@@ -63,6 +63,7 @@ from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import DEFAULT_MAX_CAPTION_CHARS
+from clap_corpus.transforms.fetch.config import FetchOptions
 from clap_corpus.transforms.sample import SampleOptions
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
@@ -112,6 +113,7 @@ class CorpusOptions:
     min_audio_found: Fraction = 0.5  # the sources' default for their own field
     source_checks: tuple[tuple[str, SourceCheck], ...] = ()  # per source name, each min_audio_found set
     max_caption_chars: Count = DEFAULT_MAX_CAPTION_CHARS  # a longer caption rejects its clip (captions.py)
+    fetch: FetchOptions = Field(default_factory=FetchOptions)  # downloading URLs (transforms/fetch/config.py)
 
     @field_validator("formats")
     @classmethod
@@ -161,6 +163,10 @@ class CorpusSpec:
         """Changes whenever anything that affects the output changes (spec, options, format)."""
         data = asdict(self) | {"path": ""}
         data["options"] = {k: v for k, v in data["options"].items() if k not in _CHECK_OPTIONS}
+        # How bytes are fetched (timeouts, limits, the cache) is not what a shard holds: a fetched
+        # record carries its content's digest, and allowed_hosts only decides manifest rejects.
+        data["options"].pop("fetch", None)
+        data["sources"] = [{k: v for k, v in s.items() if k != "allowed_hosts"} for s in data["sources"]]
         doc = {"format_version": FORMAT_VERSION, "spec": _canonical(data)}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 

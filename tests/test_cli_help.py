@@ -18,7 +18,7 @@ DESCRIBED = sorted(name for name, p in COMMANDS.items() if p.add_help)
 
 
 def test_every_command_but_bench_is_described():
-    assert DESCRIBED == ["demo", "eval", "plan", "report", "run", "train"]
+    assert DESCRIBED == ["demo", "eval", "fetch", "plan", "report", "run", "train"]
 
 
 @pytest.mark.parametrize("name", DESCRIBED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -95,6 +96,8 @@ def temp_name(final_path: str) -> str:
 
 
 def rename(src: str, dst: str) -> None:
+    if not is_url(dst):  # buckets have no folders; a local one may not exist yet (the fetch cache)
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
     if exists(dst):
         FileSystems.delete([dst])
     FileSystems.rename([src], [dst])
@@ -131,6 +134,15 @@ def match(pattern: str) -> list[str]:
     """Paths matching a glob pattern; [] when nothing matches."""
     result = FileSystems.match([pattern])[0]
     return sorted(m.path for m in result.metadata_list)
+
+
+def match_ages(pattern: str) -> list[tuple[str, float]]:
+    """(path, seconds since its last change) for every path matching ``pattern``."""
+    import time
+
+    result = FileSystems.match([pattern])[0]
+    now = time.time()
+    return sorted((m.path, now - (m.last_updated_in_seconds or now)) for m in result.metadata_list)
 
 
 def delete(paths: list[str]) -> None:

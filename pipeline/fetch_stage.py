@@ -1,0 +1,165 @@
+"""The fetch stage: records whose audio is a web URL are downloaded into the cache before sharding.
+
+    records ─► web URL? ─no──────────────────────────────────────────────► records
+                  │yes
+                  └► status shard (per source, by a stable hash of the key) ─► GroupByKey
+                        ─► FetchShardFn: cache / previous status / network; status table written
+                              ├─► records, audio now FetchedFile(url, cache object)
+                              └─► rejects (stage fetch)
+
+It runs inside ``clapcorpus run`` (only when a source allows http or https) and alone as
+``clapcorpus fetch``; both cut the same status shards, so either one's table and cache serve the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import AsDict, TaggedOutput
+
+from clap_corpus.core.audio_ref import WEB_SCHEMES, FetchedFile, RemoteFile, is_web_url
+from clap_corpus.core.hashing import stable_hash64
+from clap_corpus.core.layout import Layout, shard_name
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import Code, Stage
+from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.fetch import status as st
+from clap_corpus.transforms.fetch.batch import FetchItem, ShardFetcher
+from clap_corpus.transforms.fetch.cache import ContentCache
+from clap_corpus.transforms.fetch.http import FetchPolicy
+
+log = logging.getLogger(__name__)
+
+REJECTS = "rejects"
+STATUS = "status"
+NAMESPACE = "clapcorpus"
+
+
+def fetches(spec: CorpusSpec) -> bool:
+    """Whether any source may name web URLs (the stage is left out of the graph otherwise)."""
+    return any(source_schemes(s) & WEB_SCHEMES for s in spec.sources)
+
+
+def source_schemes(source: SourceSpec) -> set[str]:
+    return {storage.scheme(source.audio_root), *source.allowed_schemes}
+
+
+def needs_fetch(record: Record) -> bool:
+    audio = record.audio
+    return isinstance(audio, RemoteFile) and not isinstance(audio, FetchedFile) and is_web_url(audio.url)
+
+
+def cache_root(spec: CorpusSpec, layout: Layout) -> str:
+    return spec.options.fetch.cache or layout.fetch_cache_dir()
+
+
+def policies(spec: CorpusSpec) -> dict[str, FetchPolicy]:
+    return {
+        s.name: FetchPolicy(
+            spec.options.fetch,
+            frozenset(source_schemes(s) & WEB_SCHEMES),
+            s.allowed_hosts,
+            spec.options.sample.max_file_bytes,
+        )
+        for s in spec.sources
+    }
+
+
+def status_shard(record: Record, counts: dict[str, int], shard_size: int) -> tuple[tuple[str, str], Record]:
+    shards = max(1, math.ceil(counts.get(record.source, 1) / shard_size))
+    index = stable_hash64(record.key, salt="fetch-shard") % shards
+    return (record.source, shard_name(index)), record
+
+
+class FetchShardFn(beam.DoFn):
+    """One status shard's records in; fetched records, fetch rejects and status counts out."""
+
+    def __init__(self, spec: CorpusSpec, layout: Layout, retry_failed: bool):
+        self.spec, self.layout, self.retry_failed = spec, layout, retry_failed
+        self.fetched = Metrics.counter(NAMESPACE, "urls_fetched")
+        self.failed = Metrics.counter(NAMESPACE, "urls_failed")
+
+    def setup(self):
+        options = self.spec.options.fetch
+        cache = ContentCache(cache_root(self.spec, self.layout))
+        # A live download writes at least every read_timeout_s; an hour without a write is a dead one.
+        cache.sweep(max(3600.0, 10 * options.read_timeout_s))
+        self.fetcher = ShardFetcher(
+            options,
+            cache,
+            policies(self.spec),
+            retry_failed=self.retry_failed,
+        )
+
+    def process(self, element: tuple[tuple[str, str], Any]):
+        (source, shard), records = element
+        records = sorted(records, key=lambda r: (r.key, r.row))
+        path = self.layout.fetch_status_path(source, shard)
+        items = [FetchItem(r.source, r.row, r.key, r.audio.url) for r in records]
+        outcomes = self.fetcher.run(items, st.read_status(path))
+        st.write_status(path, [o.status for o in outcomes])
+        counts: Counter[str] = Counter()
+        for record, outcome in zip(records, outcomes, strict=True):
+            row = outcome.status
+            counts[row.status] += 1
+            counts["bytes_fetched"] += (row.bytes or 0) if row.status == st.OK else 0
+            if outcome.object is not None:
+                self.fetched.inc()
+                yield replace(record, audio=FetchedFile(record.audio.url, outcome.object))
+            else:
+                self.failed.inc()
+                detail = f"HTTP {row.http_code}, " if row.http_code else ""
+                reason = f"{detail}{row.error_class}: {row.error} (see the fetch status table)"
+                yield TaggedOutput(REJECTS, Reject.for_record(record, Stage.FETCH, Code(row.code), reason))
+        log.info("fetch %s/%s: %s", source, shard, dict(sorted(counts.items())))
+        yield TaggedOutput(STATUS, (source, dict(counts)))
+
+
+class FetchStage(beam.PTransform):
+    """records -> (records ready to read, fetch rejects, (source, status counts) per shard)."""
+
+    def __init__(self, spec: CorpusSpec, layout: Layout, retry_failed: bool = False):
+        super().__init__()
+        self.spec, self.layout, self.retry_failed = spec, layout, retry_failed
+
+    def expand(self, records):
+        local, web = records | "WebOrNot" >> beam.Partition(lambda r, _: int(needs_fetch(r)), 2)
+        counts = (
+            web
+            | "WebSource" >> beam.Map(lambda r: r.source)
+            | "CountWeb" >> beam.combiners.Count.PerElement()
+        )
+        fetched = (
+            web
+            | "StatusShard"
+            >> beam.Map(status_shard, AsDict(counts), self.spec.options.fetch.status_shard_size)
+            | "GroupStatusShard" >> beam.GroupByKey()
+            | "FetchShards"
+            >> beam.ParDo(FetchShardFn(self.spec, self.layout, self.retry_failed)).with_outputs(
+                REJECTS, STATUS, main="records"
+            )
+        )
+        ready = (local, fetched.records) | "FetchedAndLocal" >> beam.Flatten()
+        return ready, fetched[REJECTS], fetched[STATUS]
+
+
+def fetch_report(counts: list[tuple[str, dict[str, int]]]) -> tuple[str, dict[str, Any]]:
+    """summary.json's ``stages.fetch``: status counts per source and overall."""
+    by_source: dict[str, Counter[str]] = {}
+    for source, c in counts:
+        by_source.setdefault(source, Counter()).update(c)
+    total: Counter[str] = Counter()
+    for c in by_source.values():
+        total.update(c)
+    return "fetch", {
+        "total": dict(sorted(total.items())),
+        "by_source": {k: dict(sorted(v.items())) for k, v in sorted(by_source.items())},
+    }

@@ -1,0 +1,55 @@
+"""The spec's ``options.fetch``: how audio URLs are downloaded (none of it changes a shard's bytes)."""
+
+from __future__ import annotations
+
+from pydantic import Field, StrictStr
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from clap_corpus.core.config import MODEL_CONFIG, Count, Natural, NonNegative
+
+YOUTUBE_HOSTS = ("www.youtube.com", "youtube.com", "m.youtube.com", "youtu.be", "music.youtube.com")
+
+
+@pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
+class YouTubeOptions:
+    """Passed to yt-dlp (the ``[youtube]`` extra) for URLs on ``hosts``."""
+
+    hosts: tuple[StrictStr, ...] = YOUTUBE_HOSTS  # URLs on these hosts go through yt-dlp
+    cookies_file: StrictStr | None = None  # Netscape cookies.txt: age-restricted videos, bot checks
+    proxy: StrictStr | None = None  # e.g. socks5://127.0.0.1:1080 (geo-blocked videos)
+    rate_limit: Natural | None = None  # bytes per second per download (yt-dlp's ratelimit)
+    sleep_interval_s: NonNegative = 0.0  # yt-dlp's sleep before each download
+    max_sleep_interval_s: NonNegative | None = None  # with sleep_interval_s: a random sleep in between
+    format: StrictStr = "bestaudio/best"
+
+
+@pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
+class FreesoundOptions:
+    """Freesound previews through the API (``https://<api_host>/apiv2/sounds/<id>/``)."""
+
+    api_host: StrictStr = "freesound.org"  # URLs on this host are API calls, answered with a preview URL
+    token_env: StrictStr = "FREESOUND_TOKEN"  # the environment variable holding the API token
+    preview: StrictStr = "preview-hq-ogg"  # which of the API's `previews` to download
+    daily_limit: Natural = 2000  # API requests per UTC day (Freesound's standard cap); 0: no cap
+
+
+@pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
+class FetchOptions:
+    """``options.fetch`` of the spec; the defaults are what a run without the block uses."""
+
+    cache: StrictStr | None = None  # folder or bucket URL; None: <output>/fetch/cache
+    status_shard_size: Count = 1000  # manifest rows per status table (and per fetching task)
+    connections: Count = 16  # concurrent downloads per fetching task
+    max_per_host: Count = 8  # concurrent requests to one host, per worker process
+    requests_per_second_per_host: NonNegative = 0.0  # per worker process; 0: no limit
+    connect_timeout_s: NonNegative = 10.0
+    read_timeout_s: NonNegative = 30.0  # the longest wait for the next bytes
+    total_timeout_s: NonNegative = 600.0  # one attempt, body included (a slow drip ends here)
+    retries: Natural = 3  # attempts after the first, for timeouts, resets, 429 and 5xx
+    backoff_s: NonNegative = 1.0  # first retry's wait; doubles each time, with jitter seeded by the URL
+    max_backoff_s: NonNegative = 60.0
+    max_retry_after_s: NonNegative = 300.0  # a longer Retry-After fails the attempt instead of waiting
+    max_redirects: Natural = 5
+    user_agent: StrictStr = "clap-corpus (audio dataset builder)"
+    youtube: YouTubeOptions = Field(default_factory=YouTubeOptions)
+    freesound: FreesoundOptions = Field(default_factory=FreesoundOptions)
