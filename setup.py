@@ -65,6 +65,8 @@ setup(
         "test": TEST_REQUIRES,
         # bench/ only; bench_views.py compares the views against torchaudio's
         "bench": ["psutil>=5.9", "ffmpeg-python>=0.2", "torchaudio==2.11.0"],
+        # options.clap: nearest-neighbour search over the audio embeddings (numpy without it, exact too)
+        "score": ["faiss-cpu>=1.8"],
     },
     entry_points={"console_scripts": ["clapcorpus=clap_corpus.pipeline.cli:main"]},
 )

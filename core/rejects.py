@@ -28,6 +28,7 @@ class Stage(StrEnum):
     CAPTIONS = "captions", "the clip's captions could not be rendered (before sharding)"
     DUPLICATE = "duplicate", "duplicate removal (`duplicates`: `keep_first` or `drop_all`) removed this copy"
     LEAKAGE = "leakage", "a train sample that is also in a held-out split was removed"
+    CLAP = "clap", "CLAP scoring (`options.clap`) removed the pair: its audio and caption disagree"
     SHARD = "shard", "the shard writer refused the record before reading it"
     READ = "read", "the audio file could not be read"
     DECODE = "decode", "the audio could not be decoded into a usable clip"
@@ -87,6 +88,16 @@ class Code(StrEnum):
     DUPLICATE_AUDIO = "duplicate_audio", (Stage.DUPLICATE,), "the same decoded audio as a sample that is kept"
     EVAL_OVERLAP = "eval_overlap", (_L,), "the clip's id is also in a held-out split"
     EVAL_OVERLAP_AUDIO = "eval_overlap_audio", (_L,), "the same decoded audio as a sample of a held-out split"
+    EVAL_OVERLAP_CONTENT = (
+        "eval_overlap_content",
+        (_L,),
+        "the audio embedding is near a held-out sample's (`options.clap.content_threshold`)",
+    )
+    LOW_CLAP_SCORE = (
+        "low_clap_score",
+        (Stage.CLAP,),
+        "the best caption's CLAP score is under `min_clap_score`, or outside `keep_top_fraction`",
+    )
     DUPLICATE_KEY = "duplicate_key", (_SH,), "another row of the source has the same id"
     # reading
     MISSING_FILE = "missing_file", (_R,), "the audio file does not exist"

@@ -105,6 +105,7 @@ class WriteShardFn(beam.DoFn):
             failure_reject,
             spec.fingerprint(),
             spec.options.train_splits,
+            ("clap",) if spec.options.clap is not None else (),
         )
         self.samples = Metrics.counter(NAMESPACE, "samples")
         self.rejects = Metrics.counter(NAMESPACE, "rejects")
@@ -194,6 +195,13 @@ class BuildCorpus(beam.PTransform):
         placed = ready | "Split" >> beam.Map(_with_split, spec)
         # -- record stages after the split (the leakage guard plugs in here) --
         placed = after_split(spec, layout, placed, dropped, reports)  # leakage guard, duplicate removal
+        if spec.options.clap is not None:
+            # Imported here, as K2C is: RunInference and the model code stay out of runs without it.
+            from clap_corpus.pipeline.clap_stage import ClapStage
+
+            placed, clap_rejects, clap_report = placed | "CLAP" >> ClapStage(spec)
+            dropped.append(clap_rejects)
+            reports.append(clap_report)
         boundaries = (
             placed
             | "PlacementHash" >> beam.Map(lambda r: (r.split, placement_hash(r.key)))

@@ -36,7 +36,17 @@ log = logging.getLogger(__name__)
 
 
 def record_fingerprint(record: Record) -> bytes:
-    return dumps_json(asdict(record))
+    doc = asdict(record)
+    clap = doc.pop("clap")
+    # Without CLAP scoring the document is what it always was, so finished shards stay valid; with it,
+    # its embeddings enter by digest (bytes are no JSON).
+    if clap is not None:
+        doc["clap"] = {
+            "scores": clap["scores"],
+            "audio": hashlib.sha256(clap["audio_embedding"]).hexdigest(),
+            "text": hashlib.sha256(clap["text_embeddings"]).hexdigest(),
+        }
+    return dumps_json(doc)
 
 
 def shard_fingerprint(
@@ -76,11 +86,13 @@ class ShardBuilder:
         failure_reject: Callable[[Record, Exception], Reject],
         spec_fingerprint: str,
         train_splits: Iterable[str],
+        features: tuple[str, ...] = (),
     ):
         self.layout, self.formats, self.options = layout, formats, options
         self.read_audio, self.failure_reject = read_audio, failure_reject
         self.spec_fingerprint = spec_fingerprint
         self.train_splits = tuple(train_splits)
+        self.features = features  # core.schema features on in this corpus ("clap")
 
     def build(
         self, split: str, shard: str, records: Iterable[Record], heldout: HeldOutAudio | None = None
@@ -101,7 +113,7 @@ class ShardBuilder:
         self, split: str, shard: str, records: list[Record], fingerprint: str, heldout: HeldOutAudio | None
     ) -> ShardStats:
         t0 = time.monotonic()
-        writer = ShardWriter(self.layout, split, shard, self.formats)
+        writer = ShardWriter(self.layout, split, shard, self.formats, self.features)
         rejects: list[Reject] = []
         kept: list[_Kept] = []
         levels: list[tuple[float, float]] = []  # (peak, RMS) dBFS per sample
@@ -133,7 +145,7 @@ class ShardBuilder:
                     rejects.append(leak)
                     removed.append((record.key, record.source, sample.audio_hash))
                     continue
-                writer.add(sample)
+                writer.add(sample, record.clap)
                 hashes.append((record.key, record.source, sample.audio_hash))
                 kept.append(
                     _Kept(

@@ -1,0 +1,235 @@
+"""CLAP scoring (``options.clap``): the pure rules, and the stage in a real run with a tiny ClapModel.
+
+The model is built from a config in the test and saved with ``save_pretrained`` (no download); its
+scores mean nothing, only the plumbing is checked here. The signal and the leakage guard are tested
+with a trained checkpoint in tests/test_clap_signal.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tarfile
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from clap_models import tiny_clap_model
+
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record
+from clap_corpus.core.schema import PARQUET_SCHEMA, parquet_schema
+from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.transforms.clap_scores import (
+    HeldOutEmbeddings,
+    NeighbourIndex,
+    audio_vector,
+    low_score_reject,
+    nearest_heldout,
+    normalise_caption,
+    order_by_score,
+    scores_of,
+    text_vectors,
+    top_fraction_threshold,
+)
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+RUNNER = ["--runner=FnApiRunner"]
+
+
+def _record(key: str = "s_a_1", texts=("a", "b", "c"), split="train", source="s") -> Record:
+    return Record(key, source, key, LocalFile("/x.wav"), 1, split=split, text=tuple(texts))
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure rules
+
+
+def test_scores_are_cosines_of_the_stored_float16_embeddings():
+    rng = np.random.default_rng(0)
+    audio, texts = rng.normal(size=16), rng.normal(size=(3, 16))
+    c = scores_of(audio, texts)
+    a, t = audio_vector(c), text_vectors(c)
+    assert np.allclose(np.linalg.norm(a), 1, atol=1e-3) and t.shape == (3, 16)
+    expected = texts @ audio / np.linalg.norm(texts, axis=1) / np.linalg.norm(audio)
+    assert np.allclose(c.scores, expected, atol=2e-3)
+    assert c.scores == tuple(round(float(x), 6) for x in t.astype(np.float64) @ a.astype(np.float64))
+    assert c.best == max(c.scores)
+
+
+def test_order_by_score_moves_captions_scores_and_embeddings_together():
+    rng = np.random.default_rng(1)
+    audio, texts = rng.normal(size=8), rng.normal(size=(3, 8))
+    r = _record(texts=("x", "y", "z"))
+    c = scores_of(audio, texts)
+    out = order_by_score(Record(**{**r.__dict__, "clap": c}))
+    order = sorted(range(3), key=lambda i: -c.scores[i])
+    assert out.text == tuple("xyz"[i] for i in order)
+    assert out.clap.scores == tuple(c.scores[i] for i in order)
+    assert np.array_equal(text_vectors(out.clap), text_vectors(c)[order])
+
+
+def test_top_fraction_threshold_keeps_the_ceiling_and_ties():
+    assert top_fraction_threshold([0.1, 0.5, 0.3, 0.9], 0.5) == 0.5
+    assert top_fraction_threshold([0.1, 0.5, 0.3, 0.9], 0.6) == 0.3  # ceil(2.4) = 3 kept
+    assert top_fraction_threshold([0.2, 0.2, 0.2], 0.34) == 0.2  # ties with the last kept stay
+    assert top_fraction_threshold([0.1], 1.0) == -math.inf
+    assert top_fraction_threshold([], 0.5) == -math.inf
+
+
+def test_low_score_reject_names_the_rule():
+    r = Record(**{**_record().__dict__, "clap": scores_of(np.ones(4), np.array([[1, 0, 0, 0.0]]))})
+    assert low_score_reject(r, None, None) is None
+    rej = low_score_reject(r, 0.9, None)
+    assert rej.code == "low_clap_score" and rej.stage == "clap" and "min_clap_score 0.9" in rej.reason
+    rej = low_score_reject(r, None, 0.6)
+    assert rej is not None and "top fraction of source 's'" in rej.reason
+    assert low_score_reject(_record(), 0.9, 0.9) is None  # not scored: the shard writer decides
+
+
+def test_faiss_and_numpy_find_the_same_neighbours():
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(500, 32)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    queries = base[[3, 77, 499]] + rng.normal(scale=0.01, size=(3, 32)).astype(np.float32)
+    pytest.importorskip("faiss")
+    found = []
+    for use_faiss in (True, False):
+        index = NeighbourIndex(32, use_faiss=use_faiss)
+        for start in range(0, 500, 128):  # streamed in blocks
+            index.add(base[start : start + 128])
+        sims, idx = index.search(queries, 2)
+        found.append((sims, idx))
+    assert found[0][1][:, 0].tolist() == [3, 77, 499] == found[1][1][:, 0].tolist()
+    assert np.allclose(found[0][0], found[1][0], atol=1e-5)
+
+
+def test_nearest_heldout_returns_the_holder_row():
+    v = np.eye(4, dtype=np.float16)
+    held = HeldOutEmbeddings.build([(("s", "valid", f"k{i}"), v[i].tobytes()) for i in (2, 0)])
+    assert held.holders == (("s", "valid", "k0"), ("s", "valid", "k2"))
+    out = nearest_heldout(np.array([[0, 0, 1, 0.0], [0.9, 0.1, 0, 0]], dtype=np.float32), held)
+    assert [held.holders[i][2] for i, _ in out] == ["k2", "k0"]
+    assert out[0][1] == pytest.approx(1.0)
+    empty = HeldOutEmbeddings.build([])
+    assert nearest_heldout(np.zeros((1, 4)), empty) == [(-1, -math.inf)]
+
+
+def test_normalise_caption():
+    assert normalise_caption("A dog  barks.") == normalise_caption("a dog barks") == "a dog barks"
+    assert normalise_caption("Ｒain, on a roof!") == "rain on a roof"
+
+
+# ------------------------------------------------------------------------------------------------
+# The stage in a real run
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    return tiny_clap_model(str(tmp_path_factory.mktemp("tinyclap") / "model"))
+
+
+def _build(root, clap: dict | None, n_clips: int = 10) -> tuple[dict, str]:
+    extra = {"clap": clap} if clap is not None else {}
+    spec = write_demo_corpus(
+        str(root / "src"), n_clips=n_clips, max_seconds=14.0, k2c_model=None, extra_options=extra
+    )
+    out = str(root / "out")
+    return run_corpus(spec, out, RUNNER), out
+
+
+def _tar_docs(out: str) -> dict[str, dict]:
+    docs = {}
+    for split in ("train", "valid", "test"):
+        folder = os.path.join(out, "webdataset", "demo", split)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".tar"):
+                with tarfile.open(os.path.join(folder, name)) as tar:
+                    for m in tar.getmembers():
+                        if m.name.endswith(".json"):
+                            docs[m.name[:-5]] = json.load(tar.extractfile(m))
+    return docs
+
+
+def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model):
+    # An untrained model puts every clip near every other: the guard only reports here.
+    clap = {"model": tiny_model, "max_batch_size": 4, "content_overlap": "report"}
+    summary, out = _build(tmp_path, clap)
+    assert summary["accounting_ok"] and summary["samples"] == 10
+    stage = summary["stages"]["clap"]
+    assert stage["eval_overlap_content"] == 0 and stage["closest_cross_split_pairs"]
+    assert not any(p["removed"] for p in stage["closest_cross_split_pairs"])
+    assert stage["kind"] == "transformers" and stage["scored"] == 10
+    assert stage["unscored"] == 4  # the demo's unreadable files (text, empty, cut, missing): rejected later
+    assert sum(stage["sources"]["synthetic"]["score_hist"]) == 10
+    docs = _tar_docs(out)
+    assert len(docs) == 10
+    for doc in docs.values():
+        assert len(doc["clap_scores"]) == len(doc["text"])
+        assert doc["clap_score"] == max(doc["clap_scores"])
+    for split in summary["splits"]:
+        table = pq.read_table(os.path.join(out, "parquet", split, "000000.parquet"))
+        assert table.schema.remove_metadata().equals(parquet_schema(("clap",)).remove_metadata())
+        emb = pq.read_table(os.path.join(out, "clap", split, "000000.parquet")).to_pylist()
+        assert [e["key"] for e in emb] == table.column("key").to_pylist()
+        for e, scores in zip(emb, table.column("clap_scores").to_pylist(), strict=True):
+            a = np.frombuffer(e["audio_embedding"], "<f2").astype(np.float64)
+            t = np.frombuffer(e["text_embeddings"], "<f2").astype(np.float64).reshape(len(scores), -1)
+            assert np.allclose(t @ a, scores, atol=1e-6) and e["clap_scores"] == scores
+            assert docs[e["key"]]["clap_scores"] == scores
+
+
+def test_top_fraction_filter_and_caption_order(tmp_path, tiny_model):
+    clap = {"model": tiny_model, "keep_top_fraction": 0.5, "order_captions": True, "content_overlap": "off"}
+    summary, out = _build(tmp_path, clap, n_clips=12)
+    assert summary["accounting_ok"]
+    low = summary["rejects_by_code"].get("low_clap_score", 0)
+    assert low == 6 and summary["samples"] == 6
+    kept = [d["clap_score"] for d in _tar_docs(out).values()]
+    rejected = []
+    with open(os.path.join(out, "rejects", "manifest", "synthetic.jsonl")) as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        r = json.loads(line)
+        if r["code"] == "low_clap_score":
+            rejected.append(float(r["reason"].split("score ")[1].split(" ")[0]))
+    assert min(kept) >= max(rejected) - 1e-4
+    for doc in _tar_docs(out).values():
+        assert doc["clap_scores"] == sorted(doc["clap_scores"], reverse=True)
+
+
+def test_without_the_option_nothing_changes(tmp_path):
+    spec = write_demo_corpus(str(tmp_path / "src"), n_clips=4, k2c_model=None, bad_rows=False)
+    assert load_spec(spec).options.clap is None
+    summary = run_corpus(spec, str(tmp_path / "out"), RUNNER)
+    assert "clap" not in summary["stages"]
+    assert not os.path.exists(tmp_path / "out" / "clap")
+    for split in summary["splits"]:
+        folder = tmp_path / "out" / "parquet" / split
+        for name in os.listdir(folder):
+            schema = pq.read_schema(folder / name)
+            assert schema.names == PARQUET_SCHEMA.names
+            assert schema.metadata[b"huggingface"] == PARQUET_SCHEMA.metadata[b"huggingface"]
+    for doc in _tar_docs(str(tmp_path / "out")).values():
+        assert "clap_score" not in doc and "clap_scores" not in doc
+
+
+def test_a_model_that_cannot_be_loaded_stops_the_run_at_start(tmp_path):
+    empty = tmp_path / "nomodel"
+    empty.mkdir()
+    spec = write_demo_corpus(
+        str(tmp_path / "src"),
+        n_clips=2,
+        k2c_model=None,
+        bad_rows=False,
+        extra_options={"clap": {"model": str(empty)}},
+    )
+    from clap_corpus.pipeline.clap_handler import ClapModelUnavailable
+
+    with pytest.raises(ClapModelUnavailable, match=r"options\.clap\.model: cannot load the CLAP model"):
+        run_corpus(spec, str(tmp_path / "out"), RUNNER)
