@@ -167,6 +167,10 @@ def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model)
     assert stage["kind"] == "transformers" and stage["scored"] == 10
     assert stage["unscored"] == 4  # the demo's unreadable files (text, empty, cut, missing): rejected later
     assert sum(stage["sources"]["synthetic"]["score_hist"]) == 10
+    page = open(os.path.join(out, "report", "index.html"), encoding="utf-8").read()  # noqa: SIM115
+    lowest = stage["lowest_pairs"][0]
+    assert "<h2>CLAP scores</h2>" in page and f"src='file://{lowest['audio']}'" in page
+    assert lowest["score"] == min(max(d["clap_scores"]) for d in _tar_docs(out).values())
     docs = _tar_docs(out)
     assert len(docs) == 10
     for doc in docs.values():
