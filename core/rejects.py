@@ -86,6 +86,11 @@ class Code(StrEnum):
     CAPTION_TOO_LONG = "caption_too_long", (_C,), "a caption is longer than `max_caption_chars`"
     # removals
     DUPLICATE_AUDIO = "duplicate_audio", (Stage.DUPLICATE,), "the same decoded audio as a sample that is kept"
+    NEAR_DUPLICATE_AUDIO = (
+        "near_duplicate_audio",
+        (Stage.DUPLICATE,),
+        "the audio embedding is near another source's sample (`options.clap.near_duplicate_threshold`)",
+    )
     EVAL_OVERLAP = "eval_overlap", (_L,), "the clip's id is also in a held-out split"
     EVAL_OVERLAP_AUDIO = "eval_overlap_audio", (_L,), "the same decoded audio as a sample of a held-out split"
     EVAL_OVERLAP_CONTENT = (

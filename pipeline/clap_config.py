@@ -78,6 +78,10 @@ class ClapConfig:
     order_captions: StrictBool = False  # each sample's captions best first (scores in the same order)
     content_overlap: Literal["remove", "report", "off"] = "remove"  # train audio near held-out audio
     content_threshold: Cosine = 0.95  # audio-embedding cosine from which two clips are one content
+    # cosine from which samples of different sources are near duplicates (None: not searched); what
+    # happens to them follows options.duplicates (report, keep_first, drop_all)
+    near_duplicate_threshold: Cosine | None = None
+    near_duplicate_neighbours: Count = 8  # neighbours looked at per sample
     report_pairs: Count = 20  # lowest-scoring and closest cross-split pairs listed in the report
     max_text_tokens: Count = 77
     enabled: StrictBool = True  # false: the section stays in the spec, scoring is off

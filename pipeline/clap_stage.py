@@ -26,13 +26,17 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
-from clap_corpus.core.records import Record
+from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import Code, Stage
 from clap_corpus.pipeline.audio_input import read_audio
 from clap_corpus.pipeline.clap_config import ClapConfig
 from clap_corpus.pipeline.clap_handler import ClapModelHandler, load_embedder
+from clap_corpus.pipeline.duplicates import group_doc, preference
 from clap_corpus.pipeline.spec import CorpusSpec
 from clap_corpus.transforms.captions import for_duration
 from clap_corpus.transforms.clap_scores import (
+    EMBEDDING_DTYPE,
+    NEAR_METHOD,
     SCORE_EDGES,
     HeldOutEmbeddings,
     NeighbourIndex,
@@ -40,6 +44,7 @@ from clap_corpus.transforms.clap_scores import (
     clap_input,
     content_overlap_reject,
     low_score_reject,
+    near_duplicate_groups,
     normalise_caption,
     order_by_score,
     score_histogram,
@@ -275,6 +280,7 @@ def build_report(
         "unscored": c["unscored"],
         "low_clap_score": c["low_clap_score"],
         "eval_overlap_content": c["eval_overlap_content"],
+        "near_duplicate_audio": c["near_duplicate_audio"],
         "score_edges": list(SCORE_EDGES),
         **stats,
         "closest_cross_split_pairs": sorted(nearest, key=lambda p: (-p["similarity"], p["train"]["key"])),
@@ -285,8 +291,68 @@ def build_report(
     }
 
 
+def near_group_docs(
+    items: list[tuple[tuple[str, str, str], bytes]],
+    config: ClapConfig,
+    mode: str,
+    source_order: dict[str, int],
+    train_splits: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """duplicates.jsonl lines for the near-duplicate groups among ``items`` ((key, source, split),
+    audio embedding); who stays follows ``options.duplicates`` as for exact copies."""
+    items = sorted(items)
+    if len(items) < 2:
+        return []
+    members = [m for m, _ in items]
+    vectors = np.stack([np.frombuffer(v, dtype=EMBEDDING_DTYPE).astype(np.float32) for _, v in items])
+    assert config.near_duplicate_threshold is not None
+    docs = []
+    for group, similarity in near_duplicate_groups(
+        members, vectors, config.near_duplicate_threshold, config.near_duplicate_neighbours
+    ):
+        ranked = sorted(group, key=lambda m: preference(m, source_order, train_splits))
+        kept = {m[0] for m in ranked}
+        if mode == "keep_first":
+            kept = {ranked[0][0]}
+        elif mode == "drop_all":
+            kept = set()
+        doc = {k: v for k, v in group_doc("", ranked, kept).items() if k != "digest"}
+        doc.update(method=NEAR_METHOD, similarity=similarity, threshold=config.near_duplicate_threshold)
+        docs.append(doc)
+    return docs
+
+
+def near_removals(doc: dict[str, Any]):
+    """(key, reason) for each sample of a near-duplicate group that does not stay."""
+    kept = [m["key"] for m in doc["samples"] if m["kept"]]
+    for m in doc["samples"]:
+        if not m["kept"]:
+            others = kept or [o["key"] for o in doc["samples"] if o["key"] != m["key"]]
+            why = "which is kept" if kept else "all removed (duplicates: drop_all)"
+            yield (
+                m["key"],
+                (
+                    f"audio embedding within cosine {doc['similarity']:.4f} of {', '.join(others[:5])} "
+                    f"(another source), {why}"
+                ),
+            )
+
+
+class NearFilterFn(beam.DoFn):
+    def process(self, record: Record, removals: dict[str, str]):
+        reason = removals.get(record.key)
+        if reason is None:
+            yield record
+        else:
+            yield TaggedOutput(
+                REJECTS, Reject.for_record(record, Stage.DUPLICATE, Code.NEAR_DUPLICATE_AUDIO, reason)
+            )
+
+
 class ClapStage(beam.PTransform):
-    """Placed records in; ``(records, rejects, report)`` out, the report one ``("clap", {...})`` element."""
+    """Placed records in; ``(records, rejects, report, near groups)`` out, the report one
+    ``("clap", {...})`` element, the near groups duplicates.jsonl lines (none unless
+    ``near_duplicate_threshold`` is set)."""
 
     def __init__(self, spec: CorpusSpec):
         super().__init__()
@@ -338,6 +404,23 @@ class ClapStage(beam.PTransform):
                 cfg.report_pairs, key=lambda p: (p["similarity"], _neg_key(p["train"]["key"]))
             )
             nearest = nearest | "ClosestFlat" >> beam.FlatMap(lambda xs: xs)
+        near = records.pipeline | "NoNearGroups" >> beam.Create([])
+        if cfg.near_duplicate_threshold is not None:
+            order = {s.name: i for i, s in enumerate(spec.sources)}
+            near = (
+                every
+                | "Embedded" >> beam.Filter(lambda r: r.clap is not None)
+                | "NearItems" >> beam.Map(lambda r: ((r.key, r.source, str(r.split)), r.clap.audio_embedding))
+                | "NearList" >> beam.combiners.ToList()
+                | "NearGroups"
+                >> beam.FlatMap(near_group_docs, cfg, spec.options.duplicates, order, train_splits)
+            )
+            removals = near | "NearRemovals" >> beam.FlatMap(near_removals)
+            deduped = every | "NearFilter" >> beam.ParDo(NearFilterFn(), AsDict(removals)).with_outputs(
+                REJECTS, main="kept"
+            )
+            every = deduped.kept
+            rejects.append(deduped[REJECTS])
         heldout_captions = (
             heldout_records
             | "HeldOutCaptions"
@@ -375,7 +458,7 @@ class ClapStage(beam.PTransform):
                 AsList(overlaps),
             )
         )
-        return every, all_rejects, report
+        return every, all_rejects, report, near
 
 
 def _neg_key(key: str) -> tuple[int, ...]:

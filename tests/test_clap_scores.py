@@ -237,3 +237,18 @@ def test_a_model_that_cannot_be_loaded_stops_the_run_at_start(tmp_path):
 
     with pytest.raises(ClapModelUnavailable, match=r"options\.clap\.model: cannot load the CLAP model"):
         run_corpus(spec, str(tmp_path / "out"), RUNNER)
+
+
+def test_near_duplicate_groups_join_other_sources_only():
+    from clap_corpus.transforms.clap_scores import near_duplicate_groups
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(4, 16)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    near = base[0] + np.float32(0.01) * rng.normal(size=16).astype(np.float32)
+    vectors = np.stack([*base, near / np.linalg.norm(near), base[1]])
+    members = [("a0", "a", "train"), ("a1", "a", "train"), ("a2", "a", "train"), ("a3", "a", "train")]
+    members += [("b0", "b", "train"), ("a1copy", "a", "train")]  # a same-source copy is not joined
+    groups = near_duplicate_groups(members, vectors, threshold=0.98)
+    assert [[m[0] for m in g] for g, _ in groups] == [["a0", "b0"]]
+    assert 0.98 <= groups[0][1] < 1.0

@@ -139,3 +139,46 @@ def test_a_planted_near_copy_of_a_heldout_clip_is_removed(trained, tmp_path):
     closest = stage["closest_cross_split_pairs"][0]
     assert closest["removed"] and closest["train"]["key"] == rejects[0]["key"]
     assert all(p["similarity"] < 0.97 for p in stage["closest_cross_split_pairs"][1:])
+
+
+def test_near_duplicates_across_sources_keep_the_first_source(trained, tmp_path):
+    """Source `a`: one clip of four kinds; source `b`: two of them re-encoded, quieter and shifted,
+    and clips of two other kinds. With duplicates: keep_first the copies in `b` go."""
+    src, model = trained
+    rows = [r for r in _rows(src) if r.get("split") != "val"]
+    by_kind: dict[str, dict] = {}
+    for r in rows:
+        by_kind.setdefault(r["kind"], r)
+    kinds = sorted(by_kind)
+    a_rows = [by_kind[k] for k in kinds[:4]]
+    b_rows = []
+    for r in a_rows[:2]:
+        with open(os.path.join(src, "raw", r["audio"]), "rb") as f:
+            samples = decode_audio(f.read()).samples
+        copy = np.concatenate([np.zeros(2400, np.float32), samples * np.float32(0.8)])
+        name = f"copy_{r['id']}.mp3"
+        with open(os.path.join(src, "raw", name), "wb") as f:
+            f.write(synth.encode_audio(copy, 48_000, "mp3"))
+        b_rows.append({"audio": name, "id": f"copy_{r['id']}", "captions": ["an upload"]})
+    b_rows += [by_kind[k] for k in kinds[4:6]]
+    spec_path = _spec_with(src, "near_a", {"model": model, "near_duplicate_threshold": 0.97}, a_rows)
+    with open(spec_path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    with open(os.path.join(src, "near_b.jsonl"), "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in b_rows)
+    doc["options"]["duplicates"] = "keep_first"
+    doc["sources"].append({**doc["sources"][0], "name": "b", "manifest": "near_b.jsonl", "expected_count": 4})
+    with open(spec_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    out = tmp_path / "out"
+    summary = run_corpus(spec_path, str(out), RUNNER)
+    assert summary["accounting_ok"] and summary["samples"] == 6
+    groups = [json.loads(line) for line in (out / "duplicates.jsonl").read_text().splitlines()]
+    near = [g for g in groups if g.get("method") == "clap_audio_embedding"]
+    print("near groups:", [([m["key"] for m in g["samples"]], g["similarity"]) for g in near])
+    assert len(near) == 2 and all(g["similarity"] >= 0.97 for g in near)
+    for g in near:
+        assert [(m["source"], m["kept"]) for m in g["samples"]] == [("synthetic", True), ("b", False)]
+    with open(out / "rejects" / "manifest" / "b.jsonl", encoding="utf-8") as f:
+        codes = sorted(json.loads(line)["code"] for line in f)
+    assert codes == ["near_duplicate_audio", "near_duplicate_audio"]

@@ -250,3 +250,57 @@ def score_histogram(scores: Iterable[float]) -> list[int]:
 def lowest(items: Iterable[tuple[float, str, Mapping]], n: int) -> list[tuple[float, str, Mapping]]:
     """The ``n`` items of lowest score, ties by key: the same list whatever order they come in."""
     return sorted(items, key=lambda x: (x[0], x[1]))[:n]
+
+
+# ------------------------------------------------------------------------------------------------
+# Near-duplicates across sources
+
+Member = tuple[str, str, str]  # (key, source, split)
+NEAR_METHOD = "clap_audio_embedding"
+
+
+def near_duplicate_groups(
+    members: Sequence[Member], vectors: np.ndarray, threshold: float, k: int = 8
+) -> list[tuple[list[Member], float]]:
+    """Groups of samples of different sources whose audio embeddings have cosine >= ``threshold``:
+    each sample is joined to its ``k`` nearest neighbours above it (union-find), so a group is a
+    connected component. Returns (members sorted by key, the lowest cosine of an edge that joined it),
+    sorted by first key. Samples of one source are never joined directly (same-source near copies are
+    a source's own business: takes, loops, variations)."""
+    n = len(members)
+    if n < 2:
+        return []
+    index = NeighbourIndex(vectors.shape[1])
+    index.add(vectors)
+    sims, idx = index.search(vectors, min(k + 1, n))
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    weakest: dict[int, float] = {}
+    edges: dict[tuple[int, int], float] = {}  # both directions found: one edge, its higher cosine
+    for i in range(n):
+        for s, j in zip(sims[i], idx[i], strict=True):
+            j = int(j)
+            if j < 0 or j == i or s < threshold or members[i][1] == members[j][1]:
+                continue
+            e = (min(i, j), max(i, j))
+            edges[e] = max(edges.get(e, -1.0), round(float(s), 6))
+    # strongest edges first (a maximum spanning forest): the weakest edge it needs is the group's cosine
+    for (i, j), s in sorted(edges.items(), key=lambda kv: (-kv[1], kv[0])):
+        a, b = find(i), find(j)
+        if a != b:
+            parent[b] = a
+            weakest[a] = min(s, weakest.get(a, 1.0), weakest.get(b, 1.0))
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    out = []
+    for root, rows in groups.items():
+        if len(rows) > 1:
+            out.append((sorted(members[r] for r in rows), weakest[root]))
+    return sorted(out, key=lambda g: g[0][0])
