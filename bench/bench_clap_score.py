@@ -61,7 +61,8 @@ def _trainer_checkpoint(folder: str, encoder: str, size: str) -> str:
 
     text_cfg = TextConfig(model="tiny", tiny_hidden=32, tiny_layers=1)
     cfg = ModelConfig(audio=AudioConfig(encoder=encoder, size=size), text=text_cfg, joint_dim=32)
-    text_dir = build_tiny_text_model(["a dog barks", "rain on a roof"], os.path.join(folder, "text"), text_cfg)
+    captions = ["a dog barks", "rain on a roof"]
+    text_dir = build_tiny_text_model(captions, os.path.join(folder, "text"), text_cfg)
     model, _ = build_model(cfg, text_dir, pretrained=False, seed=0, offline=True)
     return save_checkpoint(os.path.join(folder, "ckpt"), model, cfg, None, {}, text_dir)
 
@@ -148,6 +149,24 @@ def bench_search(sizes: list[int], dim: int = 512, k: int = 8, queries: int = 10
     return out
 
 
+L4_PEAK_FLOPS = 121e12  # NVIDIA L4 datasheet, fp16 tensor, dense (an assumption for the projection)
+L4_UTILISATION = 1 / 3  # assumed
+
+
+def laion_flops() -> float:
+    """FLOPs of one sample through a ClapModel of LAION's fused architecture (counted by torch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import ClapConfig, ClapModel
+
+    model = ClapModel(ClapConfig(audio_config={"enable_fusion": True})).eval()
+    x = torch.zeros(1, 4, 1001, 64)
+    ids = torch.ones(1, 16, dtype=torch.long)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.get_audio_features(input_features=x, is_longer=torch.tensor([[True]]))
+        model.get_text_features(input_ids=ids, attention_mask=torch.ones_like(ids))
+    return float(counter.get_total_flops())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer clips, 10^5 vectors only")
@@ -161,7 +180,21 @@ def main() -> None:
     laion = rates["LAION clap-htsat-fused architecture"]
     print("\nProjection for 2.5 M samples (assumptions stated; nothing here ran on a GPU):")
     print(f"  model input on CPU: {n_total / inp / 3600:,.1f} vCPU-hours at {inp:.1f} clips per CPU-s")
-    print(f"  LAION-sized model on CPU: {n_total / laion / 3600:,.0f} vCPU-hours at {laion:.2f} samples per CPU-s")
+    print(
+        f"  LAION-sized model on CPU: {n_total / laion / 3600:,.0f} vCPU-hours at {laion:.2f} samples/CPU-s"
+    )
+    flops = laion_flops()
+    # Assumptions, not measurements: an NVIDIA L4 (Dataflow g2-standard-8) peaks at 121 TFLOP/s dense
+    # fp16; a model this size in batches of 32 may reach a third of that; its 8 vCPUs make the inputs.
+    gpu_rate = L4_PEAK_FLOPS * L4_UTILISATION / flops
+    cpu_rate = 8 * inp
+    worker_rate = min(gpu_rate, cpu_rate)
+    print(
+        f"  LAION-sized model: {flops / 1e9:,.1f} GFLOP per sample (audio and one caption); on one "
+        f"L4 at an assumed {L4_UTILISATION:.0%} of its {L4_PEAK_FLOPS / 1e12:.0f} TFLOP/s: {gpu_rate:,.0f} "
+        f"samples/s; its 8 vCPUs make {cpu_rate:,.0f} inputs/s, so a g2-standard-8 worker does "
+        f"~{worker_rate:,.0f} samples/s: {n_total / worker_rate / 3600:.1f} worker-hours for 2.5 M"
+    )
     big = max(search)
     per_query = search[big]["faiss"][1]
     print(
