@@ -169,6 +169,8 @@ def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model)
     assert sum(stage["sources"]["synthetic"]["score_hist"]) == 10
     page = open(os.path.join(out, "report", "index.html"), encoding="utf-8").read()  # noqa: SIM115
     lowest = stage["lowest_pairs"][0]
+    card = open(os.path.join(out, "README.md"), encoding="utf-8").read()  # noqa: SIM115
+    assert "| clap_scores | list of floats |" in card
     assert "<h2>CLAP scores</h2>" in page and f"src='file://{lowest['audio']}'" in page
     assert lowest["score"] == min(max(d["clap_scores"]) for d in _tar_docs(out).values())
     docs = _tar_docs(out)
@@ -252,3 +254,16 @@ def test_near_duplicate_groups_join_other_sources_only():
     groups = near_duplicate_groups(members, vectors, threshold=0.98)
     assert [[m[0] for m in g] for g, _ in groups] == [["a0", "b0"]]
     assert 0.98 <= groups[0][1] < 1.0
+
+
+def test_a_run_without_scoring_removes_the_embeddings_of_an_earlier_one(tmp_path, tiny_model):
+    clap = {"model": tiny_model, "content_overlap": "off"}
+    spec = write_demo_corpus(
+        str(tmp_path / "src"), n_clips=4, k2c_model=None, bad_rows=False, extra_options={"clap": clap}
+    )
+    out = tmp_path / "out"
+    run_corpus(spec, str(out), RUNNER)
+    assert list((out / "clap").rglob("*.parquet"))
+    plain = write_demo_corpus(str(tmp_path / "src"), n_clips=4, k2c_model=None, bad_rows=False)
+    run_corpus(plain, str(out), RUNNER)
+    assert not list((out / "clap").rglob("*.parquet"))
