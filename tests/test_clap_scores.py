@@ -169,6 +169,13 @@ def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model)
     assert sum(stage["sources"]["synthetic"]["score_hist"]) == 10
     page = open(os.path.join(out, "report", "index.html"), encoding="utf-8").read()  # noqa: SIM115
     lowest = stage["lowest_pairs"][0]
+    # train captions that a held-out clip has too (after normalisation)
+    docs = _tar_docs(out)
+    heldout = {normalise_caption(t) for d in docs.values() if d["split"] != "train" for t in d["text"]}
+    shared = {(d["key"], t) for d in docs.values() if d["split"] == "train" for t in d["text"]}
+    shared = {(k, t) for k, t in shared if normalise_caption(t) in heldout}
+    assert stage["caption_overlaps"] == len(shared)
+    assert {(p["train"]["key"], p["caption"]) for p in stage["caption_overlap_pairs"]} == shared
     card = open(os.path.join(out, "README.md"), encoding="utf-8").read()  # noqa: SIM115
     assert "| clap_scores | list of floats |" in card
     assert "<h2>CLAP scores</h2>" in page and f"src='file://{lowest['audio']}'" in page
@@ -267,3 +274,39 @@ def test_a_run_without_scoring_removes_the_embeddings_of_an_earlier_one(tmp_path
     plain = write_demo_corpus(str(tmp_path / "src"), n_clips=4, k2c_model=None, bad_rows=False)
     run_corpus(plain, str(out), RUNNER)
     assert not list((out / "clap").rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+def test_an_embedding_does_not_depend_on_its_batch(tmp_path, fusion):
+    """Fused models take the four views, unfused ones view 1; either way a clip's embeddings are the
+    same bytes whether Beam hands it over alone or among others (fixed-shape chunks)."""
+    from clap_corpus.pipeline.clap_config import ClapConfig
+    from clap_corpus.pipeline.clap_handler import Embedder
+    from clap_corpus.transforms.clap_scores import clap_input
+
+    model = tiny_clap_model(str(tmp_path / "m"), fusion=fusion)
+    embedder = Embedder(ClapConfig(model=model, device="cpu", max_batch_size=4))
+    assert embedder.fused is fusion
+    rng = np.random.default_rng(4)
+    items = [
+        clap_input(
+            rng.normal(scale=0.1, size=48_000 * s).astype(np.float32), f"k{i}", ("a dog barks", "rain")
+        )
+        for i, s in enumerate((3, 12, 5, 11, 2))
+    ]
+    assert [it.longer for it in items] == [False, True, False, True, False]
+    together = embedder.embed(items)
+    alone = [embedder.embed([it])[0] for it in items]
+    for (a1, t1), (a2, t2) in zip(together, alone, strict=True):
+        assert a1.shape == (16,) and t1.shape == (2, 16)
+        assert a1.tobytes() == a2.tobytes() and t1.tobytes() == t2.tobytes()
+
+
+def test_caption_overlaps_name_the_heldout_sample():
+    from clap_corpus.pipeline.clap_stage import caption_overlaps
+
+    held = {normalise_caption("A dog barks."): ("s", "valid", "s_v_1")}
+    train = _record(texts=("a dog  barks", "rain"))
+    [pair] = list(caption_overlaps(train, held, ("train",)))
+    assert pair["caption"] == "a dog  barks" and pair["heldout"]["key"] == "s_v_1"
+    assert not list(caption_overlaps(_record(split="valid", texts=("a dog barks",)), held, ("train",)))
