@@ -310,3 +310,28 @@ def test_caption_overlaps_name_the_heldout_sample():
     [pair] = list(caption_overlaps(train, held, ("train",)))
     assert pair["caption"] == "a dog  barks" and pair["heldout"]["key"] == "s_v_1"
     assert not list(caption_overlaps(_record(split="valid", texts=("a dog barks",)), held, ("train",)))
+
+
+def _digests(root: str) -> dict[str, str]:
+    """sha256 of every file a corpus consumer reads (stats, summary, report and card carry times)."""
+    import hashlib
+
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in ("stats", "report")]
+        for name in files:
+            if name not in ("summary.json", "README.md", "plan.json"):
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_the_same_spec_gives_the_same_bytes_with_scoring_on(tmp_path, tiny_model):
+    clap = {"model": tiny_model, "max_batch_size": 3, "order_captions": True, "min_clap_score": -0.02}
+    spec = write_demo_corpus(str(tmp_path / "src"), n_clips=8, k2c_model=None, extra_options={"clap": clap})
+    run_corpus(spec, str(tmp_path / "a"), RUNNER)
+    run_corpus(spec, str(tmp_path / "b"), RUNNER)
+    a, b = _digests(str(tmp_path / "a")), _digests(str(tmp_path / "b"))
+    assert any(k.startswith("clap/") for k in a)
+    assert a == b
