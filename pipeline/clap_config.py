@@ -81,7 +81,9 @@ class ClapConfig:
     # cosine from which samples of different sources are near duplicates (None: not searched); what
     # happens to them follows options.duplicates (report, keep_first, drop_all)
     near_duplicate_threshold: Cosine | None = None
-    near_duplicate_neighbours: Count = 8  # neighbours looked at per sample
+    near_duplicate_neighbours: Count = 8  # neighbours looked at per sample (in each block)
+    # the search is cut into this many blocks by key; a worker holds two blocks' embeddings at a time
+    near_duplicate_partitions: Count = 1
     report_pairs: Count = 20  # lowest-scoring and closest cross-split pairs listed in the report
     max_text_tokens: Count = 77
     enabled: StrictBool = True  # false: the section stays in the spec, scoring is off

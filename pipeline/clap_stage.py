@@ -43,8 +43,10 @@ from clap_corpus.transforms.clap_scores import (
     audio_vector,
     clap_input,
     content_overlap_reject,
+    groups_from_edges,
     low_score_reject,
-    near_duplicate_groups,
+    near_edges,
+    near_partition,
     normalise_caption,
     order_by_score,
     score_histogram,
@@ -291,25 +293,42 @@ def build_report(
     }
 
 
+def near_blocks(item: tuple[tuple[str, str, str], bytes], partitions: int):
+    """The sample under every pair of blocks that holds its own: block pair (i, j) meets in one worker."""
+    p = near_partition(item[0][0], partitions)
+    for q in range(partitions):
+        yield (min(p, q), max(p, q)), (p, item)
+
+
+def block_edges(element: tuple[tuple[int, int], Any], config: ClapConfig):
+    (i, j), tagged = element
+    rows = sorted(tagged)
+    left = [it for p, it in rows if p == i]
+    right = left if i == j else [it for p, it in rows if p == j]
+
+    def unpack(items):
+        members = [m for m, _ in items]
+        vecs = [np.frombuffer(v, dtype=EMBEDDING_DTYPE).astype(np.float32) for _, v in items]
+        return members, (np.stack(vecs) if vecs else np.zeros((0, 1), np.float32))
+
+    (lm, lv), (rm, rv) = unpack(left), unpack(right)
+    assert config.near_duplicate_threshold is not None
+    yield from near_edges(
+        lm, lv, rm, rv, config.near_duplicate_threshold, config.near_duplicate_neighbours, same_block=i == j
+    )
+
+
 def near_group_docs(
-    items: list[tuple[tuple[str, str, str], bytes]],
+    edges: list[tuple[tuple[str, str, str], tuple[str, str, str], float]],
     config: ClapConfig,
     mode: str,
     source_order: dict[str, int],
     train_splits: tuple[str, ...],
 ) -> list[dict[str, Any]]:
-    """duplicates.jsonl lines for the near-duplicate groups among ``items`` ((key, source, split),
-    audio embedding); who stays follows ``options.duplicates`` as for exact copies."""
-    items = sorted(items)
-    if len(items) < 2:
-        return []
-    members = [m for m, _ in items]
-    vectors = np.stack([np.frombuffer(v, dtype=EMBEDDING_DTYPE).astype(np.float32) for _, v in items])
-    assert config.near_duplicate_threshold is not None
+    """duplicates.jsonl lines for the near-duplicate groups the edges make; who stays follows
+    ``options.duplicates`` as for exact copies."""
     docs = []
-    for group, similarity in near_duplicate_groups(
-        members, vectors, config.near_duplicate_threshold, config.near_duplicate_neighbours
-    ):
+    for group, similarity in groups_from_edges(edges):
         ranked = sorted(group, key=lambda m: preference(m, source_order, train_splits))
         kept = {m[0] for m in ranked}
         if mode == "keep_first":
@@ -411,7 +430,10 @@ class ClapStage(beam.PTransform):
                 every
                 | "Embedded" >> beam.Filter(lambda r: r.clap is not None)
                 | "NearItems" >> beam.Map(lambda r: ((r.key, r.source, str(r.split)), r.clap.audio_embedding))
-                | "NearList" >> beam.combiners.ToList()
+                | "NearBlocks" >> beam.FlatMap(near_blocks, cfg.near_duplicate_partitions)
+                | "GroupBlocks" >> beam.GroupByKey()
+                | "BlockEdges" >> beam.FlatMap(block_edges, cfg)
+                | "AllEdges" >> beam.combiners.ToList()
                 | "NearGroups"
                 >> beam.FlatMap(near_group_docs, cfg, spec.options.duplicates, order, train_splits)
             )

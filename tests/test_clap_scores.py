@@ -335,3 +335,36 @@ def test_the_same_spec_gives_the_same_bytes_with_scoring_on(tmp_path, tiny_model
     a, b = _digests(str(tmp_path / "a")), _digests(str(tmp_path / "b"))
     assert any(k.startswith("clap/") for k in a)
     assert a == b
+
+
+def test_near_duplicates_searched_in_blocks_find_the_same_groups():
+    from clap_corpus.transforms.clap_scores import (
+        groups_from_edges,
+        near_duplicate_groups,
+        near_edges,
+        near_partition,
+    )
+
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(60, 24)).astype(np.float32)
+    members = [(f"k{i:02d}", "ab"[i % 2], "train") for i in range(60)]
+    vectors = [*base]
+    for i in range(0, 20, 3):  # near copies in the other source (and a chain: k60 joins two groups)
+        vectors.append(base[i] + np.float32(0.02) * rng.normal(size=24).astype(np.float32))
+        members.append((f"k{60 + i:02d}", "ba"[i % 2], "train"))
+    v = np.stack(vectors)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    whole = near_duplicate_groups(members, v, threshold=0.99)
+    assert len(whole) == 7
+    parts = 3
+    block = {m: near_partition(m[0], parts) for m in members}
+    edges = []
+    for i in range(parts):
+        for j in range(i, parts):
+            li = [n for n, m in enumerate(members) if block[m] == i]
+            rj = [n for n, m in enumerate(members) if block[m] == j]
+            edges += near_edges(
+                [members[n] for n in li], v[li], [members[n] for n in rj], v[rj], 0.99, 8, same_block=i == j
+            )
+    assert groups_from_edges(edges) == whole
+    assert len({block[m] for m in members}) == parts

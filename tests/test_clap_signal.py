@@ -161,7 +161,8 @@ def test_near_duplicates_across_sources_keep_the_first_source(trained, tmp_path)
             f.write(synth.encode_audio(copy, 48_000, "mp3"))
         b_rows.append({"audio": name, "id": f"copy_{r['id']}", "captions": ["an upload"]})
     b_rows += [by_kind[k] for k in kinds[4:6]]
-    spec_path = _spec_with(src, "near_a", {"model": model, "near_duplicate_threshold": 0.97}, a_rows)
+    near = {"model": model, "near_duplicate_threshold": 0.97, "near_duplicate_partitions": 3}
+    spec_path = _spec_with(src, "near_a", near, a_rows)
     with open(spec_path, encoding="utf-8") as f:
         doc = yaml.safe_load(f)
     with open(os.path.join(src, "near_b.jsonl"), "w", encoding="utf-8") as f:

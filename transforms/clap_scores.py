@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from clap_corpus.core.audio import quantize_int16
+from clap_corpus.core.hashing import stable_hash64
 from clap_corpus.core.records import ClapScores, Record, Reject
 from clap_corpus.core.rejects import Code, Stage
 
@@ -267,40 +268,76 @@ def near_duplicate_groups(
     connected component. Returns (members sorted by key, the lowest cosine of an edge that joined it),
     sorted by first key. Samples of one source are never joined directly (same-source near copies are
     a source's own business: takes, loops, variations)."""
-    n = len(members)
-    if n < 2:
-        return []
-    index = NeighbourIndex(vectors.shape[1])
-    index.add(vectors)
-    sims, idx = index.search(vectors, min(k + 1, n))
-    parent = list(range(n))
+    return groups_from_edges(near_edges(members, vectors, members, vectors, threshold, k, same_block=True))
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    weakest: dict[int, float] = {}
-    edges: dict[tuple[int, int], float] = {}  # both directions found: one edge, its higher cosine
-    for i in range(n):
-        for s, j in zip(sims[i], idx[i], strict=True):
-            j = int(j)
-            if j < 0 or j == i or s < threshold or members[i][1] == members[j][1]:
-                continue
-            e = (min(i, j), max(i, j))
-            edges[e] = max(edges.get(e, -1.0), round(float(s), 6))
+def near_partition(key: str, partitions: int) -> int:
+    """The block a sample's embedding belongs to when the search is cut into blocks."""
+    return stable_hash64(key, salt="near-duplicates") % partitions
+
+
+def near_edges(
+    left: Sequence[Member],
+    left_vectors: np.ndarray,
+    right: Sequence[Member],
+    right_vectors: np.ndarray,
+    threshold: float,
+    k: int,
+    same_block: bool,
+) -> list[tuple[Member, Member, float]]:
+    """Edges (smaller member, larger member, cosine) between samples of different sources at or above
+    ``threshold``: each sample's ``k`` nearest in the other block (both ways). Only two blocks are in
+    memory at a time, so a corpus is searched in blocks that each fit (``near_duplicate_partitions``)."""
+    edges: dict[tuple[Member, Member], float] = {}
+
+    def search(queries: Sequence[Member], qv: np.ndarray, base: Sequence[Member], bv: np.ndarray) -> None:
+        if not len(queries) or not len(base):
+            return
+        index = NeighbourIndex(bv.shape[1])
+        index.add(bv)
+        sims, idx = index.search(qv, min(k + 1, len(base)))
+        for i, q in enumerate(queries):
+            for s, j in zip(sims[i], idx[i], strict=True):
+                j = int(j)
+                if j < 0 or s < threshold:
+                    continue
+                b = base[j]
+                if b == q or b[1] == q[1]:
+                    continue
+                e = (min(q, b), max(q, b))
+                edges[e] = max(edges.get(e, -1.0), round(float(s), 6))
+
+    search(left, left_vectors, right, right_vectors)
+    if not same_block:
+        search(right, right_vectors, left, left_vectors)
+    return [(a, b, s) for (a, b), s in sorted(edges.items())]
+
+
+def groups_from_edges(edges: Iterable[tuple[Member, Member, float]]) -> list[tuple[list[Member], float]]:
+    """Connected groups of the edges, each with the weakest cosine its maximum spanning forest needs."""
+    best: dict[tuple[Member, Member], float] = {}
+    for a, b, s in edges:
+        a, b = tuple(a), tuple(b)
+        e = (min(a, b), max(a, b))
+        best[e] = max(best.get(e, -1.0), s)
+    parent: dict[Member, Member] = {}
+
+    def find(m: Member) -> Member:
+        parent.setdefault(m, m)
+        while parent[m] != m:
+            parent[m] = parent[parent[m]]
+            m = parent[m]
+        return m
+
+    weakest: dict[Member, float] = {}
     # strongest edges first (a maximum spanning forest): the weakest edge it needs is the group's cosine
-    for (i, j), s in sorted(edges.items(), key=lambda kv: (-kv[1], kv[0])):
-        a, b = find(i), find(j)
-        if a != b:
-            parent[b] = a
-            weakest[a] = min(s, weakest.get(a, 1.0), weakest.get(b, 1.0))
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    out = []
-    for root, rows in groups.items():
-        if len(rows) > 1:
-            out.append((sorted(members[r] for r in rows), weakest[root]))
+    for (a, b), s in sorted(best.items(), key=lambda kv: (-kv[1], kv[0])):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[rb] = ra
+            weakest[ra] = min(s, weakest.get(ra, 1.0), weakest.get(rb, 1.0))
+    groups: dict[Member, list[Member]] = {}
+    for m in list(parent):
+        groups.setdefault(find(m), []).append(m)
+    out = [(sorted(ms), weakest[root]) for root, ms in groups.items() if len(ms) > 1]
     return sorted(out, key=lambda g: g[0][0])
