@@ -368,3 +368,39 @@ def test_near_duplicates_searched_in_blocks_find_the_same_groups():
             )
     assert groups_from_edges(edges) == whole
     assert len({block[m] for m in members}) == parts
+
+
+def test_the_stage_translates_for_dataflow(tmp_path, tiny_model, capsys):
+    """`clapcorpus run --template_location` with options.clap: the whole graph, the CLAP stage and its
+    block search included, is translated by the real DataflowRunner, offline."""
+    from clap_corpus.pipeline.cli import main
+
+    clap = {"model": tiny_model, "near_duplicate_threshold": 0.99, "keep_top_fraction": 0.9}
+    spec = write_demo_corpus(str(tmp_path / "src"), n_clips=2, k2c_model=None, extra_options={"clap": clap})
+    (tmp_path / "staging").mkdir()
+    (tmp_path / "temp").mkdir()
+    template = tmp_path / "template.json"
+    args = [
+        "run", "--spec", spec, "--output", "gs://my-bucket/out", "--runner=DataflowRunner",
+        "--project=my-project", "--region=us-central1", "--experiments=use_runner_v2",
+        f"--staging_location={tmp_path / 'staging'}", f"--temp_location={tmp_path / 'temp'}",
+        f"--template_location={template}", "--dataflow_endpoint=http://localhost:1", "--no_auth",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert "nothing ran" in capsys.readouterr().out
+    from apache_beam.portability.api import beam_runner_api_pb2
+    from apache_beam.runners import pipeline_context
+
+    proto = beam_runner_api_pb2.Pipeline.FromString((tmp_path / "staging" / "pipeline.pb").read_bytes())
+    names = {t.unique_name: t for t in proto.components.transforms.values()}
+    for step in ("CLAP/RunInference", "CLAP/GroupBlocks", "CLAP/TopFraction", "CLAP/ContentGuard"):
+        assert any(n.startswith(f"BuildCorpus/{step}") for n in names), step
+    # Dataflow groups by encoded key bytes: the stage's group keys must encode deterministically
+    context = pipeline_context.PipelineContext(proto.components)
+    gbks = {
+        n: t for n, t in names.items() if t.spec.urn == "beam:transform:group_by_key:v1" and "/CLAP/" in n
+    }
+    assert len(gbks) >= 2 and any("GroupBlocks" in n for n in gbks)
+    for name, t in gbks.items():
+        pcoll = proto.components.pcollections[next(iter(t.inputs.values()))]
+        assert context.coders.get_by_id(pcoll.coder_id).key_coder().is_deterministic(), name
