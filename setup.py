@@ -69,6 +69,8 @@ setup(
         "bench": ["psutil>=5.9", "ffmpeg-python>=0.2", "torchaudio==2.11.0"],
         # YouTube URLs in manifests (transforms/fetch/youtube.py): yt-dlp's Python API
         "youtube": ["yt-dlp>=2025.1"],
+        # options.clap: nearest-neighbour search over the audio embeddings (numpy without it, exact too)
+        "score": ["faiss-cpu>=1.8"],
     },
     entry_points={"console_scripts": ["clapcorpus=clap_corpus.pipeline.cli:main"]},
 )

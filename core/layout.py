@@ -119,6 +119,10 @@ class Layout:
     def stats_path(self, split: str, shard: str) -> str:
         return join(self.stats_dir(), check_name("split", split), f"{check_name('shard', shard)}.json")
 
+    def clap_embeddings_path(self, split: str, shard: str) -> str:
+        """The CLAP embeddings of a shard's samples (``options.clap``), beside the shard."""
+        return join(self.root, "clap", check_name("split", split), f"{check_name('shard', shard)}.parquet")
+
     def shard_rejects_path(self, split: str, shard: str) -> str:
         return join(
             self.root, "rejects", "shards", check_name("split", split), f"{check_name('shard', shard)}.jsonl"

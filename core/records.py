@@ -36,6 +36,21 @@ def make_key(source: str, source_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class ClapScores:
+    """What CLAP scoring (``options.clap``) found for one record: its embeddings and the cosine of the
+    audio with each caption. The embeddings ride along with the record to the shard writer, which
+    stores them beside the shard; float16 keeps that to 2 bytes a dimension."""
+
+    scores: tuple[float, ...]  # cosine of the audio with each caption of ``Record.text``, in order
+    audio_embedding: bytes  # float16 little-endian [dim], L2-normalised
+    text_embeddings: bytes  # float16 little-endian [len(text), dim], L2-normalised
+
+    @property
+    def best(self) -> float:
+        return max(self.scores) if self.scores else float("nan")
+
+
+@dataclass(frozen=True)
 class Record:
     """One input clip, normalized. Metadata only; audio is read from ``audio`` per shard."""
 
@@ -60,6 +75,7 @@ class Record:
     # The K2C caption holds only for clips at least this long; the shard writer checks it against the
     # decoded duration (k2c/apply.py says why there).
     k2c_min_seconds: float = 0.0
+    clap: ClapScores | None = None  # set by CLAP scoring only (pipeline/clap_stage.py)
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ class Stage(StrEnum):
     FETCH = "fetch", "the audio URL could not be downloaded (the fetch status table has the detail)"
     DUPLICATE = "duplicate", "duplicate removal (`duplicates`: `keep_first` or `drop_all`) removed this copy"
     LEAKAGE = "leakage", "a train sample that is also in a held-out split was removed"
+    CLAP = "clap", "CLAP scoring (`options.clap`) removed the pair: its audio and caption disagree"
     SHARD = "shard", "the shard writer refused the record before reading it"
     READ = "read", "the audio file could not be read"
     DECODE = "decode", "the audio could not be decoded into a usable clip"
@@ -99,8 +100,23 @@ class Code(StrEnum):
     CAPTION_TOO_LONG = "caption_too_long", (_C,), "a caption is longer than `max_caption_chars`"
     # removals
     DUPLICATE_AUDIO = "duplicate_audio", (Stage.DUPLICATE,), "the same decoded audio as a sample that is kept"
+    NEAR_DUPLICATE_AUDIO = (
+        "near_duplicate_audio",
+        (Stage.DUPLICATE,),
+        "the audio embedding is near another source's sample (`options.clap.near_duplicate_threshold`)",
+    )
     EVAL_OVERLAP = "eval_overlap", (_L,), "the clip's id is also in a held-out split"
     EVAL_OVERLAP_AUDIO = "eval_overlap_audio", (_L,), "the same decoded audio as a sample of a held-out split"
+    EVAL_OVERLAP_CONTENT = (
+        "eval_overlap_content",
+        (_L,),
+        "the audio embedding is near a held-out sample's (`options.clap.content_threshold`)",
+    )
+    LOW_CLAP_SCORE = (
+        "low_clap_score",
+        (Stage.CLAP,),
+        "the best caption's CLAP score is under `min_clap_score`, or outside `keep_top_fraction`",
+    )
     DUPLICATE_KEY = "duplicate_key", (_SH,), "another row of the source has the same id"
     # fetching (the status table, fetch/status/<source>/<shard>.parquet, has the HTTP code and the error)
     URL_GONE = "url_gone", (_F,), "HTTP 404 or 410: nothing at the URL"

@@ -27,6 +27,11 @@ KINDS: dict[str, tuple[pa.DataType | None, dict[str, Any] | None, str]] = {
     "string": (pa.string(), _STRING, "string"),
     "strings": (pa.list_(pa.string()), {"feature": _STRING, "_type": "List"}, "list of strings"),
     "float": (pa.float64(), {"dtype": "float64", "_type": "Value"}, "float"),
+    "floats": (
+        pa.list_(pa.float64()),
+        {"feature": {"dtype": "float64", "_type": "Value"}, "_type": "List"},
+        "list of floats",
+    ),
     "int": (pa.int32(), {"dtype": "int32", "_type": "Value"}, "int"),
     "bool": (pa.bool_(), {"dtype": "bool", "_type": "Value"}, "bool"),
     # an object in the JSON document, its JSON text (core.encoding) in Parquet
@@ -47,6 +52,9 @@ class Field:
     json: bool = True  # in the <key>.json document
     parquet: bool = True  # a Parquet column
     optional: bool = False  # in the JSON document only when the sample has it (K2C fields)
+    # A feature the spec switches on ("clap": options.clap): the field, JSON and Parquet column alike,
+    # exists only in corpora built with it, so a corpus built without it keeps its schema to the byte.
+    feature: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -91,25 +99,55 @@ FIELDS: tuple[Field, ...] = (
     Field("longer", "bool", "LAION-CLAP fusion: the clip is longer than 10 s"),
     Field("view_plan", "json", "LAION-CLAP fusion views: mode and crop starts"),
     Field("original_data", "json", "free-form source metadata"),
+    Field(
+        "clap_score",
+        "float",
+        "CLAP cosine of the audio and its best caption (options.clap)",
+        optional=True,
+        feature="clap",
+    ),
+    Field(
+        "clap_scores",
+        "floats",
+        "CLAP cosine of the audio and each caption of `text`, in order (options.clap)",
+        optional=True,
+        feature="clap",
+    ),
 )
 
+FEATURES = frozenset(f.feature for f in FIELDS if f.feature)
 JSON_FIELDS = frozenset(f.name for f in FIELDS if f.json)
 REQUIRED_JSON_FIELDS = frozenset(f.name for f in FIELDS if f.json and not f.optional)
-PARQUET_COLUMNS = tuple(f.name for f in FIELDS if f.parquet)
+PARQUET_COLUMNS = tuple(f.name for f in FIELDS if f.parquet and not f.feature)
 # Dictionary-encoded Parquet columns: few distinct values per shard.
 DICTIONARY_COLUMNS = ("source", "split", "license", "caption_kind", "original_codec")
 
 
-def hf_features() -> dict[str, Any]:
+def fields_with(features: frozenset[str] | tuple[str, ...] = ()) -> tuple[Field, ...]:
+    """The fields of a corpus built with ``features`` on (``()``: the default schema)."""
+    unknown = set(features) - FEATURES
+    if unknown:
+        raise ValueError(f"unknown schema features {sorted(unknown)} (known: {sorted(FEATURES)})")
+    return tuple(f for f in FIELDS if not f.feature or f.feature in features)
+
+
+def hf_features(features: frozenset[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The Parquet columns as Hugging Face ``datasets`` features (``Features.to_dict()`` form)."""
-    return {f.name: KINDS[f.kind][1] for f in FIELDS if f.parquet}
+    return {f.name: KINDS[f.kind][1] for f in fields_with(features) if f.parquet}
 
 
-PARQUET_SCHEMA = pa.schema(
-    [(f.name, KINDS[f.kind][0]) for f in FIELDS if f.parquet],
-    # sort_keys: the metadata's bytes must not depend on dict order
-    metadata={b"huggingface": json.dumps({"info": {"features": hf_features()}}, sort_keys=True).encode()},
-)
+def parquet_schema(features: frozenset[str] | tuple[str, ...] = ()) -> pa.Schema:
+    """The Parquet schema of a corpus built with ``features`` on."""
+    return pa.schema(
+        [(f.name, KINDS[f.kind][0]) for f in fields_with(features) if f.parquet],
+        # sort_keys: the metadata's bytes must not depend on dict order
+        metadata={
+            b"huggingface": json.dumps({"info": {"features": hf_features(features)}}, sort_keys=True).encode()
+        },
+    )
+
+
+PARQUET_SCHEMA = parquet_schema()
 
 
 def check_document(doc: Mapping[str, Any]) -> None:
@@ -120,10 +158,12 @@ def check_document(doc: Mapping[str, Any]) -> None:
         raise ValueError(f"sample document: missing {sorted(missing)}, undeclared {sorted(extra)}")
 
 
-def parquet_row(key: str, flac: bytes, doc: Mapping[str, Any]) -> dict[str, Any]:
+def parquet_row(
+    key: str, flac: bytes, doc: Mapping[str, Any], features: frozenset[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The Parquet row of a sample from its FLAC bytes and its JSON document."""
     row: dict[str, Any] = {}
-    for f in FIELDS:
+    for f in fields_with(features):
         if not f.parquet:
             continue
         if f.kind == "audio":
@@ -135,10 +175,10 @@ def parquet_row(key: str, flac: bytes, doc: Mapping[str, Any]) -> dict[str, Any]
     return row
 
 
-def field_table() -> list[tuple[str, str, str]]:
+def field_table(features: frozenset[str] | tuple[str, ...] = ()) -> list[tuple[str, str, str]]:
     """(name, type, meaning) per field, for people (the dataset card)."""
     out = []
-    for f in FIELDS:
+    for f in fields_with(features):
         where = "" if f.json and f.parquet else (" (JSON only)" if f.json else " (Parquet only)")
         out.append((f.name, KINDS[f.kind][2], f.doc + where))
     return out

@@ -187,7 +187,8 @@ def render_card(summary: Mapping[str, Any]) -> str:
         "reason), `stats/` (per shard).\n"
     )
     out.append("### Data fields\n")
-    out.append(_table(["field", "type", "meaning"], [list(f) for f in field_table()]))
+    features = ("clap",) if "clap" in (summary.get("stages") or {}) else ()  # CLAP scoring's fields
+    out.append(_table(["field", "type", "meaning"], [list(f) for f in field_table(features)]))
     out.append("\n### Data splits\n")
     out.append(
         _table(

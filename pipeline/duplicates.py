@@ -41,7 +41,7 @@ from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.pvalue import AsSingleton, TaggedOutput
+from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
 from clap_corpus.core.audio import quantize_int16
 from clap_corpus.core.encoding import dumps_json
@@ -112,7 +112,8 @@ def cross_split_report(
         "removed_by_source": dict(sorted(removed.items())),
         "listed": [
             {
-                "digest": g["digest"],
+                "digest": g.get("digest"),  # near-duplicate groups (options.clap) have none
+                **({"method": g["method"], "similarity": g["similarity"]} if "method" in g else {}),
                 "splits": g["splits"],
                 "samples": g["samples"],
                 "removed": sum(1 for m in g["samples"] if not m["kept"]),
@@ -123,10 +124,18 @@ def cross_split_report(
 
 
 def write_duplicates(
-    groups: list[dict[str, Any]], layout: Layout, mode: str, train_splits: tuple[str, ...], cross_mode: str
+    groups: list[dict[str, Any]],
+    layout: Layout,
+    mode: str,
+    train_splits: tuple[str, ...],
+    cross_mode: str,
+    near: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> tuple[str, dict[str, Any]]:
-    """Write duplicates.jsonl (always, so a rerun never leaves an old list) and return the report."""
-    ordered = sorted(groups, key=lambda g: (g["samples"][0]["key"], g["digest"]))
+    """Write duplicates.jsonl (always, so a rerun never leaves an old list) and return the report.
+
+    ``near``: the near-duplicate groups of CLAP scoring (``method`` and ``similarity``, no digest)."""
+    groups = [*groups, *near]
+    ordered = sorted(groups, key=lambda g: (g["samples"][0]["key"], g.get("digest") or ""))
     path = layout.duplicates_path()
     storage.write_bytes_atomic(path, b"".join(dumps_json(g) + b"\n" for g in ordered))
     train = set(train_splits)
@@ -141,6 +150,7 @@ def write_duplicates(
         ),
         "cross_split": cross_split_report(ordered, cross_mode, train_splits),
         "file": path,
+        **({"near_groups": len(near)} if near else {}),
     }
 
 
@@ -162,9 +172,9 @@ def _report_groups(
 class DuplicateReport(beam.PTransform):
     """Report mode: shard stats in, one ("duplicates", report) element out."""
 
-    def __init__(self, spec: CorpusSpec, layout: Layout):
+    def __init__(self, spec: CorpusSpec, layout: Layout, near=None):
         super().__init__()
-        self.spec, self.layout = spec, layout
+        self.spec, self.layout, self.near = spec, layout, near
 
     def expand(self, stats):
         order = {s.name: i for i, s in enumerate(self.spec.sources)}
@@ -176,7 +186,14 @@ class DuplicateReport(beam.PTransform):
             | "DuplicateGroups" >> beam.FlatMap(_report_groups, order, ts)
             | "AllGroups" >> beam.combiners.ToList()
             | "WriteDuplicates"
-            >> beam.Map(write_duplicates, self.layout, "report", ts, cross_split_mode(self.spec))
+            >> beam.Map(
+                write_duplicates,
+                self.layout,
+                "report",
+                ts,
+                cross_split_mode(self.spec),
+                *([] if self.near is None else [AsList(self.near)]),
+            )
         )
 
 
@@ -226,9 +243,9 @@ class _DecideFn(beam.DoFn):
 class DropDuplicates(beam.PTransform):
     """keep_first / drop_all: records in; ``{"records", "rejects", "report"}`` out."""
 
-    def __init__(self, spec: CorpusSpec, layout: Layout):
+    def __init__(self, spec: CorpusSpec, layout: Layout, near=None):
         super().__init__()
-        self.spec, self.layout = spec, layout
+        self.spec, self.layout, self.near = spec, layout, near
 
     def expand(self, records):
         spec = self.spec
@@ -248,7 +265,14 @@ class DropDuplicates(beam.PTransform):
             decided[GROUPS]
             | "AllGroups" >> beam.combiners.ToList()
             | "WriteDuplicates"
-            >> beam.Map(write_duplicates, self.layout, spec.options.duplicates, ts, cross_split_mode(spec))
+            >> beam.Map(
+                write_duplicates,
+                self.layout,
+                spec.options.duplicates,
+                ts,
+                cross_split_mode(spec),
+                *([] if self.near is None else [AsList(self.near)]),
+            )
         )
         return {"records": decided.records, "rejects": rejects, "report": report}
 
@@ -303,9 +327,10 @@ def heldout_audio(spec: CorpusSpec, records):
     return records | "HeldOutAudio" >> HeldOutAudioSet(spec)
 
 
-def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, reports: list):
+def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, reports: list, near=None):
     """The record stages between the split and the shards: leakage guard, then duplicate removal.
-    Appends their rejects to ``dropped`` and their reports to ``reports``; returns the records."""
+    Appends their rejects to ``dropped`` and their reports to ``reports``; returns the records.
+    ``near``: CLAP scoring's near-duplicate groups, written into duplicates.jsonl with the exact ones."""
     from clap_corpus.pipeline.leakage import LeakageGuard
 
     if spec.options.leakage_guard:
@@ -314,17 +339,17 @@ def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, report
         dropped.append(guarded["rejects"])
         reports.append(guarded["report"])
     if spec.options.duplicates != "report":
-        deduped = records | "DropDuplicates" >> DropDuplicates(spec, layout)
+        deduped = records | "DropDuplicates" >> DropDuplicates(spec, layout, near)
         records = deduped["records"]
         dropped.append(deduped["rejects"])
         reports.append(deduped["report"])
     return records
 
 
-def after_shards(spec: CorpusSpec, layout: Layout, stats, reports: list) -> None:
+def after_shards(spec: CorpusSpec, layout: Layout, stats, reports: list, near=None) -> None:
     """Report mode: the duplicates report from the hashes the shard writer recorded."""
     if spec.options.duplicates == "report":
-        reports.append(stats | "DuplicateReport" >> DuplicateReport(spec, layout))
+        reports.append(stats | "DuplicateReport" >> DuplicateReport(spec, layout, near))
 
 
 def without_hashes(stats: ShardStats) -> ShardStats:

@@ -106,6 +106,7 @@ class WriteShardFn(beam.DoFn):
             failure_reject,
             spec.fingerprint(),
             spec.options.train_splits,
+            ("clap",) if spec.options.clap is not None else (),
         )
         self.samples = Metrics.counter(NAMESPACE, "samples")
         self.rejects = Metrics.counter(NAMESPACE, "rejects")
@@ -205,7 +206,15 @@ class BuildCorpus(beam.PTransform):
             reports.append(k2c_report)  # it drops nothing: a failed caption keeps the template one
         placed = ready | "Split" >> beam.Map(_with_split, spec)
         # -- record stages after the split (the leakage guard plugs in here) --
-        placed = after_split(spec, layout, placed, dropped, reports)  # leakage guard, duplicate removal
+        near = None  # near-duplicate groups of CLAP scoring, for duplicates.jsonl
+        if spec.options.clap is not None:
+            # Imported here, as K2C is: RunInference and the model code stay out of runs without it.
+            from clap_corpus.pipeline.clap_stage import ClapStage
+
+            placed, clap_rejects, clap_report, near = placed | "CLAP" >> ClapStage(spec)
+            dropped.append(clap_rejects)
+            reports.append(clap_report)
+        placed = after_split(spec, layout, placed, dropped, reports, near)  # leakage guard, duplicates
         boundaries = (
             placed
             | "PlacementHash" >> beam.Map(lambda r: (r.split, placement_hash(r.key)))
@@ -227,7 +236,7 @@ class BuildCorpus(beam.PTransform):
             | "WriteShards"
             >> beam.ParDo(WriteShardFn(spec, layout), *([] if heldout is None else [AsSingleton(heldout)]))
         )
-        after_shards(spec, layout, stats, reports)  # duplicates report (report mode)
+        after_shards(spec, layout, stats, reports, near)  # duplicates report (report mode)
         early_rejects = tuple(dropped) | "EarlyRejects" >> beam.Flatten()
         early_counts = (
             early_rejects

@@ -503,6 +503,7 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
         if report["removals"]
         else "<p>No stage removed samples.</p>",
         cross_split_html(report),
+        clap_html(report),
         "<h2>Stages</h2>",
     ]
     if report["stages"]:
@@ -531,6 +532,45 @@ def coverage_html(report: Mapping[str, Any]) -> str:
         "meant to cover (<code>options.wanted</code>); each missing row is a <code>not_in_mirror</code> "
         "reject.</p>" + _table(rows, COVERAGE_HEADER)
     )
+
+
+def _player(side: Mapping[str, Any]) -> str:
+    """An audio player linked to the clip's source file (local paths as file:// links)."""
+    src = str(side.get("audio", ""))
+    url = src if "://" in src else "file://" + src
+    return f"<audio controls preload='none' src='{_e(url)}'></audio>"
+
+
+def clap_html(report: Mapping[str, Any]) -> str:
+    """CLAP scoring (options.clap): score histograms per source, the lowest pairs, the closest cross-split
+    pairs, each with its caption and a player, so that a person can listen."""
+    clap = (report.get("stages") or {}).get("clap")
+    if not clap:
+        return ""
+    edges = clap.get("score_edges", [])
+    parts = ["<h2>CLAP scores</h2>", f"<p>Model <code>{_e(clap['model'])}</code> ({_e(clap['kind'])}).</p>"]
+    for source, s in clap.get("sources", {}).items():
+        hist = [[f">= {e}", n] for e, n in zip(edges, s["score_hist"], strict=False) if n]
+        parts.append(f"<h3>{_e(source)}: {s['scored']} scored, mean {s['mean_score']}</h3>")
+        parts.append(_table(hist, ["best-caption score", "samples"]))
+    rows = [
+        [p["score"], p["key"], p["split"], p["caption"], _Raw(_player(p))]
+        for p in clap.get("lowest_pairs", [])
+    ]
+    parts += ["<h3>Lowest-scoring pairs</h3>", _table(rows, ["score", "key", "split", "caption", "audio"])]
+    rows = [
+        [
+            p["similarity"],
+            p["train"]["key"],
+            p["heldout"]["key"],
+            p["train"]["caption"],
+            _Raw(_player(p["train"])),
+        ]
+        for p in clap.get("closest_cross_split_pairs", [])
+    ]
+    parts += ["<h3>Closest train / held-out pairs</h3>"]
+    parts.append(_table(rows, ["cosine", "train", "held out", "train caption", "train audio"]))
+    return "\n".join(parts)
 
 
 def cross_split_rows(report: Mapping[str, Any]) -> list[list[Any]]:

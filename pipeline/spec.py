@@ -61,6 +61,7 @@ from clap_corpus.core.errors import ConfigError
 from clap_corpus.k2c import config as k2c_config
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.pipeline.clap_config import ClapConfig
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import DEFAULT_MAX_CAPTION_CHARS
 from clap_corpus.transforms.fetch.config import FetchOptions
@@ -114,6 +115,7 @@ class CorpusOptions:
     source_checks: tuple[tuple[str, SourceCheck], ...] = ()  # per source name, each min_audio_found set
     max_caption_chars: Count = DEFAULT_MAX_CAPTION_CHARS  # a longer caption rejects its clip (captions.py)
     fetch: FetchOptions = Field(default_factory=FetchOptions)  # downloading URLs (transforms/fetch/config.py)
+    clap: ClapConfig | None = None  # options.clap (pipeline/clap_config.py); None: no CLAP scoring
 
     @field_validator("formats")
     @classmethod
@@ -125,6 +127,11 @@ class CorpusOptions:
     @field_validator("k2c")
     @classmethod
     def _k2c_on(cls, value: K2CConfig | None) -> K2CConfig | None:
+        return value if value is not None and value.enabled else None
+
+    @field_validator("clap")
+    @classmethod
+    def _clap_on(cls, value: ClapConfig | None) -> ClapConfig | None:
         return value if value is not None and value.enabled else None
 
     @model_validator(mode="after")
@@ -167,6 +174,8 @@ class CorpusSpec:
         # record carries its content's digest, and allowed_hosts only decides manifest rejects.
         data["options"].pop("fetch", None)
         data["sources"] = [{k: v for k, v in s.items() if k != "allowed_hosts"} for s in data["sources"]]
+        if data["options"].get("clap") is None:  # absent as it was before the option existed
+            data["options"].pop("clap", None)
         doc = {"format_version": FORMAT_VERSION, "spec": _canonical(data)}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -230,7 +239,11 @@ def _resolve(base_dir: str, value: str) -> str:
 _SAMPLE_FIELDS = frozenset(field_names(SampleOptions))
 _CHECK_FIELDS = frozenset(field_names(SourceCheck))
 # Set by parse_spec, never written in a spec: (model, field) pairs reported as unknown fields.
-_NOT_WRITTEN = {CorpusSpec: ("path",), CorpusOptions: ("sample", "source_checks")}
+_NOT_WRITTEN = {
+    CorpusSpec: ("path",),
+    CorpusOptions: ("sample", "source_checks"),
+    ClapConfig: ("model_path",),
+}
 
 
 def _document_fields(cls: type) -> list[str]:

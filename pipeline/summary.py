@@ -197,6 +197,12 @@ def remove_stale_files(
             split, name = parts[-2], parts[-1].split(".", 1)[0]
             if SHARD_NAME_RE.match(name) and (split, name) not in current:
                 stale.append(path)
+    # CLAP embeddings (options.clap) go with their shard, and all of them once scoring is off
+    for path in storage.match(storage.join(layout.root, "clap", "*", "*.parquet")):
+        parts = path.replace("\\", "/").rstrip("/").split("/")
+        split, name = parts[-2], parts[-1].split(".", 1)[0]
+        if SHARD_NAME_RE.match(name) and (spec.options.clap is None or (split, name) not in current):
+            stale.append(path)
     for path in storage.match(storage.join(layout.root, "webdataset", spec.corpus, "*", "sizes.json")):
         if path.replace("\\", "/").split("/")[-2] not in splits:
             stale.append(path)

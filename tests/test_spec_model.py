@@ -203,8 +203,9 @@ def _readme_spec() -> dict:
 def test_readme_spec_block_loads_and_states_the_model_defaults(tmp_path):
     doc = _readme_spec()
     written = set(doc["options"])
-    # every option but k2c and fetch (their own sections) is shown, and nothing the model does not have
-    assert written == set(_document_fields(CorpusOptions)) - {"k2c", "fetch"}
+    # every option but k2c, fetch and clap (each has its own README section) is shown, and nothing the
+    # model does not have
+    assert written == set(_document_fields(CorpusOptions)) - {"k2c", "fetch", "clap"}
     assert set(doc["sources"][0]) <= set(_document_fields(SourceSpec))
     missing: list[tuple[str, str]] = []  # the example's files do not exist: only the start check minds
     spec = parse_spec(doc, str(tmp_path / "spec.yaml"), missing=missing)

@@ -156,6 +156,9 @@ def sample_meta(
     if record.k2c_caption is not None:
         meta["text_augment_t5"] = record.k2c_caption
         meta["text_augment_all"] = text_augment_all(record)
+    if record.clap is not None:
+        meta["clap_score"] = round(record.clap.best, 6)
+        meta["clap_scores"] = [round(x, 6) for x in record.clap.scores]
     check_document(meta)  # what core.schema declares, no more, no less
     return meta
 

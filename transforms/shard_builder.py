@@ -39,7 +39,17 @@ log = logging.getLogger(__name__)
 
 
 def record_fingerprint(record: Record) -> bytes:
-    return dumps_json(asdict(record))
+    doc = asdict(record)
+    clap = doc.pop("clap")
+    # Without CLAP scoring the document is what it always was, so finished shards stay valid; with it,
+    # its embeddings enter by digest (bytes are no JSON).
+    if clap is not None:
+        doc["clap"] = {
+            "scores": clap["scores"],
+            "audio": hashlib.sha256(clap["audio_embedding"]).hexdigest(),
+            "text": hashlib.sha256(clap["text_embeddings"]).hexdigest(),
+        }
+    return dumps_json(doc)
 
 
 def shard_fingerprint(
@@ -79,11 +89,13 @@ class ShardBuilder:
         failure_reject: Callable[[Record, Exception], Reject],
         spec_fingerprint: str,
         train_splits: Iterable[str],
+        features: tuple[str, ...] = (),
     ):
         self.layout, self.formats, self.options = layout, formats, options
         self.read_audio, self.failure_reject = read_audio, failure_reject
         self.spec_fingerprint = spec_fingerprint
         self.train_splits = tuple(train_splits)
+        self.features = features  # core.schema features on in this corpus ("clap")
 
     def build(
         self, split: str, shard: str, records: Iterable[Record], heldout: HeldOutAudio | None = None
@@ -104,7 +116,7 @@ class ShardBuilder:
         self, split: str, shard: str, records: list[Record], fingerprint: str, heldout: HeldOutAudio | None
     ) -> ShardStats:
         t0 = time.monotonic()
-        writer = ShardWriter(self.layout, split, shard, self.formats)
+        writer = ShardWriter(self.layout, split, shard, self.formats, self.features)
         rejects: list[Reject] = []
         kept: list[_Kept] = []
         levels: list[tuple[float, float]] = []  # (peak, RMS) dBFS per sample
@@ -139,7 +151,7 @@ class ShardBuilder:
                     rejects.append(leak)
                     removed.append((record.key, record.source, sample.audio_hash))
                     continue
-                flac_offset = writer.add(sample)
+                flac_offset = writer.add(sample, record.clap)
                 if examples_per_source[record.source] < EXAMPLES_PER_SOURCE:
                     examples_per_source[record.source] += 1
                     examples.append(example_entry(sample.meta, flac_offset))

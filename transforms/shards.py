@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import FLAC, JSON, MEL, Layout, check_name
-from clap_corpus.core.records import Record, Reject
-from clap_corpus.core.schema import DICTIONARY_COLUMNS, PARQUET_SCHEMA, parquet_row
+from clap_corpus.core.records import ClapScores, Record, Reject
+from clap_corpus.core.schema import DICTIONARY_COLUMNS, parquet_row, parquet_schema
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.sample import Sample
 
@@ -183,14 +183,24 @@ def _tar_writer(stream: BinaryIO) -> Any:
 class ShardWriter:
     """Streams samples into the shard's files; nothing is visible under the final names until close."""
 
-    def __init__(self, layout: Layout, split: str, shard: str, formats: tuple[str, ...]):
+    def __init__(
+        self,
+        layout: Layout,
+        split: str,
+        shard: str,
+        formats: tuple[str, ...],
+        features: tuple[str, ...] = (),
+    ):
         self.layout, self.split, self.shard = layout, split, shard
+        self.features = features  # core.schema features on in this corpus ("clap")
+        self.schema = parquet_schema(features)
         self._open: list[tuple[str, str, BinaryIO]] = []  # (temp, final, stream)
         self._tar: Any = None  # webdataset.TarWriter
         self._tar_count: _CountingWriter | None = None
         self._pq: pq.ParquetWriter | None = None
         self._pq_stream: BinaryIO | None = None
         self._rows: list[dict[str, Any]] = []
+        self._clap: list[tuple[str, ClapScores]] | None = [] if "clap" in features else None
         if "webdataset" in formats:
             raw = self._create(layout.tar_path(split, shard))
             self._tar_count = _CountingWriter(raw)
@@ -199,7 +209,7 @@ class ShardWriter:
             self._pq_stream = self._create(layout.parquet_path(split, shard))
             self._pq = pq.ParquetWriter(
                 self._pq_stream,
-                PARQUET_SCHEMA,
+                self.schema,
                 compression="zstd",
                 use_dictionary=list(DICTIONARY_COLUMNS),
             )
@@ -210,11 +220,13 @@ class ShardWriter:
         self._open.append((tmp, final, stream))
         return stream
 
-    def add(self, sample: Sample) -> int | None:
+    def add(self, sample: Sample, clap: ClapScores | None = None) -> int | None:
         """Write the sample; return where its first member's (the FLAC's) header starts in the tar,
         None without a tar: with it, the run report reads an example clip with one seek
         (an :class:`~clap_corpus.core.audio_ref.ArchiveMember` with that offset)."""
         flac_offset = None
+        if self._clap is not None and clap is not None:
+            self._clap.append((sample.key, clap))
         if self._tar is not None:
             flac_offset = self._tar.tarstream.offset
             # TarWriter names members `<key>.<suffix>` in sorted suffix order: flac, json, mel.npy.
@@ -223,14 +235,14 @@ class ShardWriter:
                 members[MEL] = sample.mel_bytes()
             self._tar.write(members)
         if self._pq is not None:
-            self._rows.append(parquet_row(sample.key, sample.flac, sample.meta))
+            self._rows.append(parquet_row(sample.key, sample.flac, sample.meta, self.features))
             if len(self._rows) >= PARQUET_ROWS_PER_GROUP:
                 self._flush_rows()
         return flac_offset
 
     def _flush_rows(self) -> None:
         if self._rows and self._pq is not None:
-            self._pq.write_table(pa.Table.from_pylist(self._rows, schema=PARQUET_SCHEMA))
+            self._pq.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
             self._rows = []
 
     def close(self) -> tuple[int, int]:
@@ -242,6 +254,9 @@ class ShardWriter:
         if self._pq is not None:
             self._flush_rows()
             self._pq.close()
+        if self._clap is not None:
+            stream = self._create(self.layout.clap_embeddings_path(self.split, self.shard))
+            pq.write_table(clap_embeddings_table(self._clap), stream, compression="zstd")
         for _, _, stream in self._open:
             if stream is self._pq_stream:
                 parquet_bytes = stream.tell() if hasattr(stream, "tell") else 0
@@ -266,6 +281,33 @@ class ShardWriter:
             with contextlib.suppress(Exception):
                 storage.delete([tmp])
         self._open = []
+
+
+CLAP_EMBEDDINGS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("audio_embedding", pa.binary()),  # float16 little-endian [dim]
+        ("text_embeddings", pa.binary()),  # float16 little-endian [captions, dim], `text`'s order
+        ("clap_scores", pa.list_(pa.float64())),
+    ],
+    metadata={b"clap_corpus": b'{"dtype": "<f2", "normalised": "L2"}'},
+)
+
+
+def clap_embeddings_table(rows: list[tuple[str, ClapScores]]) -> pa.Table:
+    """One row per sample, in the shard's key order: what ``<out>/clap/<split>/<shard>.parquet`` holds."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "key": key,
+                "audio_embedding": c.audio_embedding,
+                "text_embeddings": c.text_embeddings,
+                "clap_scores": list(c.scores),
+            }
+            for key, c in rows
+        ],
+        schema=CLAP_EMBEDDINGS_SCHEMA,
+    )
 
 
 def rejects_jsonl(rejects: list[Reject]) -> bytes:
