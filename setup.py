@@ -10,6 +10,8 @@ INSTALL_REQUIRES = [
     "pyarrow>=18,<26",  # Beam 2.77 requires pyarrow<26
     "numpy>=2.0,<2.5",  # Beam 2.77 requires numpy<2.5
     "av==18.1.0",  # PyAV: in-process FFmpeg, bundled in the wheel
+    "scipy>=1.13",  # scipy.fft: the views' FFT (transforms/views.py); part of the stored mel bytes
+    "threadpoolctl>=3.1",  # one BLAS thread per worker process (the views' mel matmul)
     "torch==2.11.0",
     "transformers>=5.0,<6",
     "sentencepiece>=0.2,<0.3",  # T5 tokenizers (K2C) and k2c/tiny/train.py

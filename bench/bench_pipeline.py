@@ -123,8 +123,6 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
             "rejects": sum(r["rejects"] for r in results),
             "worker_peak_mb": _peak_mb(resource.RUSAGE_CHILDREN),
         }
-    import torch
-
     from clap_corpus.core.layout import Layout, shard_name
     from clap_corpus.core.records import Record
     from clap_corpus.core.rejects import RejectError
@@ -135,8 +133,9 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
     from clap_corpus.transforms.sample import process_sample
     from clap_corpus.transforms.sharding import split_of
     from clap_corpus.transforms.shards import ShardWriter
+    from clap_corpus.transforms.views import one_thread
 
-    torch.set_num_threads(1)  # as the pipeline's workers do
+    one_thread()  # as the pipeline's workers do
     spec = load_spec(spec_path)
     layout = Layout(os.path.abspath(out), spec.corpus)
     by_split: dict[str, list[Record]] = {}

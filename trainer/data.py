@@ -51,14 +51,8 @@ from clap_corpus.core.schema import FIELDS, PARQUET_COLUMNS
 from clap_corpus.trainer import storage
 from clap_corpus.transforms.decode import DecodeError
 from clap_corpus.transforms.flac import decode_flac
-from clap_corpus.transforms.views import (
-    CHUNK_FRAMES,
-    MEL_BINS,
-    NUM_VIEWS,
-    ViewPlan,
-    compute_views_torch,
-    laion_loader_input,
-)
+from clap_corpus.transforms.views import CHUNK_FRAMES, MEL_BINS, NUM_VIEWS, ViewPlan
+from clap_corpus.transforms.views_torch import compute_views_torch, laion_loader_input_torch
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +414,7 @@ class Batch:
         """
         mel = self.mel.to(device, non_blocking=True).float()
         if self.compute:
-            waves = [laion_loader_input(w.to(device, non_blocking=True)) for w in self.waves]
+            waves = [laion_loader_input_torch(w.to(device, non_blocking=True)) for w in self.waves]
             views = compute_views_torch(waves, self.plans, device=device)
             mel[self.compute] = views.half().float()
         return mel

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import StrictBool
@@ -26,9 +26,7 @@ from clap_corpus.transforms.captions import for_duration as k2c_for_duration
 from clap_corpus.transforms.captions import text_augment_all
 from clap_corpus.transforms.decode import DecodedAudio, decode_audio
 from clap_corpus.transforms.flac import encode_flac
-
-if TYPE_CHECKING:
-    from clap_corpus.transforms.views import ViewPlan
+from clap_corpus.transforms.views import ViewPlan, plan_views, views_from_int16
 
 
 @pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
@@ -207,10 +205,6 @@ def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sampl
     incomplete = decoded.incomplete(options.min_complete_fraction)
     if incomplete and options.on_incomplete == "reject":
         raise RejectError(Stage.DECODE, Code.INCOMPLETE, _incomplete_reason(decoded))
-    # transforms.views imports torch (~2 s of CPU and ~600 MB per process): only processes that build
-    # samples pay for it, not the launcher that merely builds the graph.
-    from clap_corpus.transforms.views import plan_views, views_from_int16
-
     pcm = quantize_int16(decoded.samples)
     level = measure_level(pcm)
     silent = silence_reason(level, options)
