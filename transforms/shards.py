@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import tarfile
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -133,19 +134,30 @@ class _CountingWriter(io.RawIOBase):
         return n
 
 
-def _tar_writer(stream: BinaryIO) -> Any:
-    """webdataset's TarWriter with fixed member metadata (mode 0o644, uid/gid 0, no user or group
-    name, mtime 0): the same samples always give the same bytes.
+class _TarWriter:
+    """Tar members with fixed metadata (mode 0o644, uid/gid 0, no user or group name, mtime 0): the same
+    samples always give the same bytes.
 
-    TarWriter 1.0.2 ignores its ``format`` argument and writes tarfile's default (PAX). For every name
-    the key rule admits (ASCII, ``<key>.mel.npy`` under 100 bytes) and every member under 8 GiB, PAX
-    needs no extended header, and its header block is the USTAR one byte for byte
-    (tests/test_shard_builder.py compares the two)."""
-    # Imported here: webdataset imports torch (seconds of CPU), which a launcher that only builds
-    # the graph must not pay for.
-    from webdataset import TarWriter
+    What webdataset's TarWriter (1.0.2, ``encoder=False, compress=False``) wrote, byte for byte: a
+    streamed ``tarfile`` in its default (PAX) format, members ``<key>.<suffix>`` in sorted suffix order.
+    For every name the key rule admits (ASCII, ``<key>.mel.npy`` under 100 bytes) and every member
+    under 8 GiB, PAX needs no extended header, and its header block is the USTAR one byte for byte
+    (tests/test_shard_builder.py compares the two). Written on the standard library because importing
+    webdataset imports torch where it is installed (seconds of CPU in every worker).
+    """
 
-    return TarWriter(stream, user="", group="", mode=0o644, mtime=TAR_MTIME, encoder=False, compress=False)
+    def __init__(self, stream: BinaryIO):
+        self._tar = tarfile.open(fileobj=stream, mode="w|")  # noqa: SIM115 (closed by close())
+
+    def write(self, key: str, members: Mapping[str, bytes]) -> None:
+        for suffix in sorted(members):
+            data = members[suffix]
+            info = tarfile.TarInfo(f"{key}.{suffix}")
+            info.size, info.mtime, info.mode, info.uname, info.gname = len(data), TAR_MTIME, 0o644, "", ""
+            self._tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        self._tar.close()
 
 
 class ShardWriter:
@@ -154,7 +166,7 @@ class ShardWriter:
     def __init__(self, layout: Layout, split: str, shard: str, formats: tuple[str, ...]):
         self.layout, self.split, self.shard = layout, split, shard
         self._open: list[tuple[str, str, BinaryIO]] = []  # (temp, final, stream)
-        self._tar: Any = None  # webdataset.TarWriter
+        self._tar: _TarWriter | None = None
         self._tar_count: _CountingWriter | None = None
         self._pq: pq.ParquetWriter | None = None
         self._pq_stream: BinaryIO | None = None
@@ -162,7 +174,7 @@ class ShardWriter:
         if "webdataset" in formats:
             raw = self._create(layout.tar_path(split, shard))
             self._tar_count = _CountingWriter(raw)
-            self._tar = _tar_writer(self._tar_count)
+            self._tar = _TarWriter(self._tar_count)
         if "parquet" in formats:
             self._pq_stream = self._create(layout.parquet_path(split, shard))
             self._pq = pq.ParquetWriter(
@@ -180,11 +192,11 @@ class ShardWriter:
 
     def add(self, sample: Sample) -> None:
         if self._tar is not None:
-            # TarWriter names members `<key>.<suffix>` in sorted suffix order: flac, json, mel.npy.
-            members = {"__key__": check_name("key", sample.key), FLAC: sample.flac, JSON: sample.json_bytes()}
+            # members `<key>.<suffix>` in sorted suffix order: flac, json, mel.npy
+            members = {FLAC: sample.flac, JSON: sample.json_bytes()}
             if sample.mel is not None:
                 members[MEL] = sample.mel_bytes()
-            self._tar.write(members)
+            self._tar.write(check_name("key", sample.key), members)
         if self._pq is not None:
             self._rows.append(parquet_row(sample.key, sample.flac, sample.meta))
             if len(self._rows) >= PARQUET_ROWS_PER_GROUP:
