@@ -19,6 +19,20 @@ from clap_corpus.transforms import storage
 from clap_corpus.transforms.shards import ShardStats
 
 
+def storage_figures(stats: list[ShardStats], samples: int, audio_seconds: float) -> dict[str, Any]:
+    """Bytes of the tar and Parquet shards, in all, per sample and per hour of audio (for sizing a
+    corpus: the 2.5 M recipe's storage is ``bytes_per_hour`` x its hours)."""
+    out: dict[str, Any] = {}
+    for kind in ("tar", "parquet"):
+        total = sum(getattr(s, f"{kind}_bytes") for s in stats)
+        out[kind] = {
+            "bytes": total,
+            "bytes_per_sample": round(total / samples) if samples else None,
+            "bytes_per_hour": round(total * 3600.0 / audio_seconds) if audio_seconds else None,
+        }
+    return out
+
+
 def build_summary(
     spec: CorpusSpec,
     layout: Layout,
@@ -95,6 +109,7 @@ def build_summary(
         "sources": sources,
         "splits": splits,
         "shards_skipped_as_complete": sum(1 for s in stats if s.reused),
+        "storage": storage_figures(stats, total_samples, sum(seconds.values())),
         "outputs": outputs_index(spec, layout, sorted(splits)),
     }
 

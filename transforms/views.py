@@ -415,6 +415,19 @@ def compute_views(wave: np.ndarray, plan: ViewPlan) -> np.ndarray:
     return out
 
 
+def expand_views(mel: np.ndarray) -> np.ndarray:
+    """Stored views -> [4, 1001, 64]: a single stored view (``mel_single_view``, clips with ``longer:
+    false``, whose four views are one) is repeated, four views are returned as they are.
+
+    For readers without this package the same is one line of numpy::
+
+        mel = np.repeat(mel, 4 // len(mel), axis=0)  # [1|4, 1001, 64] -> [4, 1001, 64]
+    """
+    if mel.ndim != 3 or mel.shape[1:] != (CHUNK_FRAMES, MEL_BINS) or mel.shape[0] not in (1, NUM_VIEWS):
+        raise ValueError(f"stored views must be [1 or 4, {CHUNK_FRAMES}, {MEL_BINS}], got {mel.shape}")
+    return np.repeat(mel, NUM_VIEWS // len(mel), axis=0)
+
+
 def views_from_int16(samples: np.ndarray, plan: ViewPlan) -> np.ndarray:
     """Views straight from int16 PCM (the stored FLAC's samples), as LAION's loader computes them.
 
