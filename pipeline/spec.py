@@ -69,8 +69,10 @@ from clap_corpus.transforms.sample import SampleOptions
 # run never reuses shards written by an incompatible version.
 FORMAT_VERSION = "2"
 
-Format = Literal["webdataset", "parquet"]
+# views: the mel views as a sidecar shard set (<out>/views/...) instead of inside the webdataset tars
+Format = Literal["webdataset", "parquet", "views"]
 FORMATS: tuple[str, ...] = get_args(Format)
+DEFAULT_FORMATS: tuple[Format, ...] = ("webdataset", "parquet")  # views inside the tars, no sidecar
 
 
 class SpecError(ConfigError):
@@ -98,7 +100,7 @@ class CorpusOptions:
     SourceCheck in the source's entry (see :func:`parse_spec`)."""
 
     shard_size: Count = 512
-    formats: tuple[Format, ...] = FORMATS  # kept in FORMATS' order
+    formats: tuple[Format, ...] = DEFAULT_FORMATS  # kept in FORMATS' order
     split_proportions: Proportions = (("train", 0.9), ("valid", 0.05), ("test", 0.05))
     sample: SampleOptions = Field(default_factory=SampleOptions)
     k2c: K2CConfig | None = None  # options.k2c (k2c/config.py); None: K2C off
@@ -137,6 +139,8 @@ class CorpusOptions:
             for name, check in self.source_checks
         )
         object.__setattr__(self, "source_checks", checks)  # still being built
+        if "views" in self.formats and not self.sample.store_mel:
+            raise ValueError("formats: views (sidecar shards of the mel views) needs store_mel: true")
         return self
 
 

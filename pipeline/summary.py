@@ -20,11 +20,13 @@ from clap_corpus.transforms.shards import ShardStats
 
 
 def storage_figures(stats: list[ShardStats], samples: int, audio_seconds: float) -> dict[str, Any]:
-    """Bytes of the tar and Parquet shards, in all, per sample and per hour of audio (for sizing a
-    corpus: the 2.5 M recipe's storage is ``bytes_per_hour`` x its hours)."""
+    """Bytes of the tar, Parquet and sidecar views shards, in all, per sample and per hour of audio (for
+    sizing a corpus: the 2.5 M recipe's storage is ``bytes_per_hour`` x its hours)."""
     out: dict[str, Any] = {}
-    for kind in ("tar", "parquet"):
+    for kind in ("tar", "parquet", "views"):
         total = sum(getattr(s, f"{kind}_bytes") for s in stats)
+        if kind == "views" and not total:
+            continue  # no sidecar views (formats without `views`)
         out[kind] = {
             "bytes": total,
             "bytes_per_sample": round(total / samples) if samples else None,
@@ -124,6 +126,8 @@ def outputs_index(spec: CorpusSpec, layout: Layout, splits: list[str]) -> dict[s
         out["webdataset"] = {s: layout.webdataset_dir(s) for s in splits}
     if "parquet" in spec.options.formats:
         out["parquet"] = {s: layout.parquet_dir(s) for s in splits}
+    if "views" in spec.options.formats:
+        out["views"] = {s: layout.views_dir(s) for s in splits}
     return out
 
 
@@ -164,6 +168,7 @@ def remove_stale_files(
     patterns = {
         storage.join(layout.root, "webdataset", spec.corpus, "*", "*.tar"): 2,
         storage.join(layout.root, "parquet", "*", "*.parquet"): 2,
+        storage.join(layout.root, "views", spec.corpus, "*", "*.tar"): 2,
         storage.join(layout.root, "rejects", "shards", "*", "*.jsonl"): 2,
         storage.join(layout.root, "stats", "*", "*.json"): 2,
     }

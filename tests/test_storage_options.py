@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +138,41 @@ def test_a_run_with_single_views_stores_less_and_says_how_much(tmp_path) -> None
     tars = len(list((tmp_path / "single-True" / "out").rglob("*.tar")))
     assert abs(saved - short * 3 * 1001 * 64 * 2) <= tars * 10240  # a tar ends on a 10 KiB record
     assert four["storage"]["parquet"] == one["storage"]["parquet"]
+
+
+def test_sidecar_views_next_to_audio_tars_without_mel(tmp_path) -> None:
+    from clap_corpus.core.layout import Layout
+
+    spec = write_demo_corpus(
+        str(tmp_path / "src"),
+        n_clips=4,
+        max_seconds=14.0,
+        k2c_model=None,
+        bad_rows=False,
+        extra_options={"formats": ["webdataset", "views"], "mel_single_view": True},
+    )
+    summary = run_corpus(spec, str(tmp_path / "out"), ["--runner=FnApiRunner"])
+    assert summary["samples"] == 4 and summary["accounting_ok"]
+    layout = Layout(str(tmp_path / "out"), "demo")
+    audio = _members(tmp_path / "out" / "webdataset")
+    views = _members(tmp_path / "out" / "views")
+    assert not any(name.endswith(".mel.npy") for name in audio)  # LAION's loader reads no mel
+    assert sorted(views) == sorted(n.replace(".json", ".mel.npy") for n in audio if n.endswith(".json"))
+    for split, folder in summary["outputs"]["views"].items():
+        assert folder == layout.views_dir(split)
+    for name, data in views.items():
+        meta = json.loads(audio[name.replace(".mel.npy", ".json")])
+        assert np.load(io.BytesIO(data)).shape == ((4 if meta["longer"] else 1), 1001, 64)
+    figures = summary["storage"]
+    views_bytes = sum(p.stat().st_size for p in (tmp_path / "out" / "views").rglob("*.tar"))
+    assert figures["views"]["bytes"] == views_bytes
+    assert figures["tar"]["bytes"] == sum(
+        p.stat().st_size for p in (tmp_path / "out" / "webdataset").rglob("*.tar")
+    )
+    assert "parquet" in figures and figures["parquet"]["bytes"] == 0
+    # store_mel: false leaves nothing to put in a sidecar: a spec error, not an empty shard set
+    bad = yaml.safe_load(Path(spec).read_text())
+    bad["options"]["store_mel"] = False
+    (tmp_path / "src" / "bad.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(Exception, match="store_mel"):
+        load_spec(str(tmp_path / "src" / "bad.yaml"))

@@ -91,6 +91,7 @@ class ShardStats:
     k2c_skipped_short: int = 0  # records whose K2C caption was dropped: clip under min_clip_seconds
     tar_bytes: int = 0
     parquet_bytes: int = 0
+    views_bytes: int = 0  # the sidecar views tar (formats: views); left out of the stats file when 0
     seconds: float = 0.0  # wall time spent building the shard
     # (key, source, audio digest) per sample, for the duplicates report; dropped before the summary
     audio_hashes: tuple[tuple[str, str, str], ...] = ()
@@ -110,7 +111,10 @@ class ShardStats:
     rms_dbfs_hist: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["views_bytes"]:
+            del d["views_bytes"]  # stats files of runs without sidecar views stay as they were
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ShardStats:
@@ -168,6 +172,9 @@ class ShardWriter:
         self._open: list[tuple[str, str, BinaryIO]] = []  # (temp, final, stream)
         self._tar: _TarWriter | None = None
         self._tar_count: _CountingWriter | None = None
+        self._views: _TarWriter | None = None
+        self._views_count: _CountingWriter | None = None
+        self.views_bytes = 0
         self._pq: pq.ParquetWriter | None = None
         self._pq_stream: BinaryIO | None = None
         self._rows: list[dict[str, Any]] = []
@@ -175,6 +182,9 @@ class ShardWriter:
             raw = self._create(layout.tar_path(split, shard))
             self._tar_count = _CountingWriter(raw)
             self._tar = _TarWriter(self._tar_count)
+        if "views" in formats:
+            self._views_count = _CountingWriter(self._create(layout.views_tar_path(split, shard)))
+            self._views = _TarWriter(self._views_count)
         if "parquet" in formats:
             self._pq_stream = self._create(layout.parquet_path(split, shard))
             self._pq = pq.ParquetWriter(
@@ -191,12 +201,15 @@ class ShardWriter:
         return stream
 
     def add(self, sample: Sample) -> None:
+        key = check_name("key", sample.key)
         if self._tar is not None:
             # members `<key>.<suffix>` in sorted suffix order: flac, json, mel.npy
             members = {FLAC: sample.flac, JSON: sample.json_bytes()}
-            if sample.mel is not None:
+            if sample.mel is not None and self._views is None:
                 members[MEL] = sample.mel_bytes()
-            self._tar.write(check_name("key", sample.key), members)
+            self._tar.write(key, members)
+        if self._views is not None and sample.mel is not None:
+            self._views.write(key, {MEL: sample.mel_bytes()})
         if self._pq is not None:
             self._rows.append(parquet_row(sample.key, sample.flac, sample.meta))
             if len(self._rows) >= PARQUET_ROWS_PER_GROUP:
@@ -208,11 +221,15 @@ class ShardWriter:
             self._rows = []
 
     def close(self) -> tuple[int, int]:
-        """Finish every file and rename it into place; returns (tar bytes, parquet bytes)."""
+        """Finish every file and rename it into place; returns (tar bytes, parquet bytes). The sidecar
+        views tar's bytes are in :attr:`views_bytes` afterwards."""
         tar_bytes = parquet_bytes = 0
         if self._tar is not None and self._tar_count is not None:
             self._tar.close()
             tar_bytes = self._tar_count.count
+        if self._views is not None and self._views_count is not None:
+            self._views.close()
+            self.views_bytes = self._views_count.count
         if self._pq is not None:
             self._flush_rows()
             self._pq.close()
@@ -229,11 +246,11 @@ class ShardWriter:
         """Drop every temporary file (the shard will be redone by the next attempt)."""
         # Closed first, into files deleted next: left to the garbage collector, they would flush
         # into streams already closed.
-        for writer in (self._tar, self._pq):
+        for writer in (self._tar, self._views, self._pq):
             if writer is not None:
                 with contextlib.suppress(Exception):
                     writer.close()
-        self._tar = self._pq = None
+        self._tar = self._views = self._pq = None
         for tmp, _, stream in self._open:
             with contextlib.suppress(Exception):  # best effort: the file is deleted next
                 stream.close()
