@@ -11,11 +11,14 @@ FROM apache/beam_python3.11_sdk:2.77.0
 
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# CPU-only torch first: the default Linux wheels on PyPI bring several GB of CUDA libraries that
-# CPU workers never load. setup.py's torch==2.11.0 is then already satisfied (local labels such as
-# +cpu do not count in that comparison).
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu \
-        "torch==2.11.0+cpu"
+# Building a corpus needs no PyTorch: EXTRAS=k2c (the default) adds keyword-to-caption on CPU workers,
+# --build-arg EXTRAS=core builds the light image (no torch, no transformers). CPU-only torch first: the
+# default Linux wheels on PyPI bring several GB of CUDA libraries that CPU workers never load; the k2c
+# extra's torch==2.11.0 is then already satisfied (local labels such as +cpu do not count in that
+# comparison).
+ARG EXTRAS=k2c
+RUN if [ "$EXTRAS" != core ]; then \
+        pip install --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.11.0+cpu"; fi
 
 WORKDIR /opt/clapcorpus
 COPY setup.py ./
@@ -27,4 +30,4 @@ COPY manifests ./manifests
 COPY k2c ./k2c
 COPY trainer ./trainer
 # A regular install into site-packages (the package data, such as the tiny K2C model, included).
-RUN pip install .
+RUN if [ "$EXTRAS" = core ]; then pip install .; else pip install ".[$EXTRAS]"; fi

@@ -52,9 +52,9 @@ print(json.dumps({"samples": s["samples"], "stages": s.get("stages", {}).get("du
 
 
 def per_sample(spec_path: str, repeats: int) -> tuple[float, float, float, int, int, float]:
-    import torch
+    from clap_corpus.transforms.views import one_thread
 
-    torch.set_num_threads(1)  # as the shard writer runs it: one worker process per core
+    one_thread()  # as the shard writer runs it: one worker process per core
     spec = load_spec(spec_path)
     opts = spec.options.sample
     items = []

@@ -1,7 +1,9 @@
-"""Speed of transforms.views.compute_views, single thread, next to torchaudio's MelSpectrogram.
+"""Speed of transforms.views.compute_views, single thread, next to its torch path and torchaudio's mel.
 
 Run: ``.venv/bin/python bench/bench_views.py [--repeats N]``. Prints x-realtime per core (seconds of
-audio per second of one core) for 10 s and 30 s clips. The torchaudio column is MelSpectrogram +
+audio per second of one core) for 10 s and 30 s clips: ``compute_views`` (numpy + scipy.fft, what the
+pipeline stores), ``compute_views_torch`` on CPU (the trainer's path, the pipeline's before issue 17),
+and torchaudio's MelSpectrogram +
 AmplitudeToDB of the same clip (the mel only, without LAION's repeat-pad, crops or resize), i.e. a
 lower bound on what LAION's own feature code costs. Target: >= 1500x for compute_views.
 """
@@ -19,7 +21,8 @@ import torch
 import torchaudio
 
 from clap_corpus.core.audio import SAMPLE_RATE, int16_to_float, quantize_int16
-from clap_corpus.transforms.views import compute_views, plan_views
+from clap_corpus.transforms.views import compute_views, one_thread, plan_views
+from clap_corpus.transforms.views_torch import compute_views_torch
 
 
 def _clip(seconds: float, seed: int) -> np.ndarray:
@@ -31,13 +34,14 @@ def _clip(seconds: float, seed: int) -> np.ndarray:
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    # CPU seconds of this process (one thread everywhere): other load on the machine does not count.
     for _ in range(3):  # warm-up: caches, FFT plans, allocator
         fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times)
 
 
@@ -47,10 +51,15 @@ class ViewsTiming:
     mode: str  # the view plan's mode
     ours_s: float  # median seconds of compute_views
     torchaudio_s: float  # median seconds of torchaudio's MelSpectrogram + AmplitudeToDB
+    torch_path_s: float  # median seconds of compute_views_torch on CPU
 
     @property
     def ours_x(self) -> float:
         return self.seconds / self.ours_s
+
+    @property
+    def torch_path_x(self) -> float:
+        return self.seconds / self.torch_path_s
 
     @property
     def torchaudio_x(self) -> float:
@@ -60,6 +69,7 @@ class ViewsTiming:
 def measure(repeats: int) -> list[ViewsTiming]:
     """Both columns for a 10 s and a 30 s clip, on one thread (the pipeline runs a worker per core)."""
     torch.set_num_threads(1)
+    one_thread()
     mel_tf = torchaudio.transforms.MelSpectrogram(
         sample_rate=48000,
         n_fft=1024,
@@ -74,15 +84,25 @@ def measure(repeats: int) -> list[ViewsTiming]:
         f_max=14000,
     )
     to_db = torchaudio.transforms.AmplitudeToDB(top_db=None)
+    # A worker's steady state: it has seen clips of every length, and glibc's malloc has raised its
+    # mmap threshold past the temporaries of the longest. Timed cold, the first (10 s) case pays page
+    # faults for every temporary on every call (measured: 20 ms instead of 10 ms).
+    for seconds in (30.0, 10.0):
+        warm = _clip(seconds, seed=0)
+        for _ in range(3):
+            compute_views(warm, plan_views(len(warm), "warm"))
     out = []
     for seconds in (10.0, 30.0):
         wave = _clip(seconds, seed=int(seconds))
         plan = plan_views(len(wave), f"bench-{seconds}")
         wave_t = torch.from_numpy(wave)
         ours = _median_seconds(lambda wave=wave, plan=plan: compute_views(wave, plan), repeats)
+        torch_path = _median_seconds(
+            lambda w=wave_t, plan=plan: compute_views_torch([w], [plan], device="cpu"), repeats
+        )
         with torch.no_grad():
             theirs = _median_seconds(lambda w=wave_t: to_db(mel_tf(w)), repeats)
-        out.append(ViewsTiming(seconds, plan.mode, ours, theirs))
+        out.append(ViewsTiming(seconds, plan.mode, ours, theirs, torch_path))
     return out
 
 
@@ -93,13 +113,17 @@ def main() -> None:
 
     timings = measure(args.repeats)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, median of {args.repeats}")
-    print(f"{'clip':>6} {'mode':>10} {'compute_views':>22} {'torchaudio mel+dB':>22} {'speed-up':>9}")
+    print(
+        f"{'clip':>6} {'mode':>10} {'compute_views (numpy)':>22} {'compute_views_torch':>22} "
+        f"{'torchaudio mel+dB':>22} {'vs torchaudio':>13}"
+    )
     for t in timings:
         print(
             f"{t.seconds:>5.0f}s {t.mode:>10} "
             f"{t.ours_x:>9.0f}x ({t.ours_s * 1e3:6.2f} ms) "
+            f"{t.torch_path_x:>9.0f}x ({t.torch_path_s * 1e3:6.2f} ms) "
             f"{t.torchaudio_x:>9.0f}x ({t.torchaudio_s * 1e3:6.2f} ms) "
-            f"{t.torchaudio_s / t.ours_s:>8.2f}x"
+            f"{t.torchaudio_s / t.ours_s:>12.2f}x"
         )
 
 

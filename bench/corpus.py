@@ -11,8 +11,10 @@ The files are made once by :mod:`pipeline.synth` and cached under ``<root>/corpu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -151,3 +153,99 @@ def corpus_files(manifest: str) -> list[tuple[str, dict]]:
             row = json.loads(line)
             out.append((os.path.join(raw, row["audio"]), row))
     return out
+
+
+AUDIO_SUFFIXES = (
+    ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff", ".au",
+    ".mp2", ".webm", ".mka", ".spx", ".caf",
+)  # fmt: skip
+
+
+def _probe_seconds(path: str) -> float:
+    """The duration the container declares (0.0 if it declares none or cannot be opened)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            streams = [s for s in container.streams if s.type == "audio"]
+            if not streams:
+                return 0.0
+            if container.duration:
+                return container.duration / 1_000_000
+            s = streams[0]
+            return float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
+    except Exception:  # any file PyAV cannot open is left out of the bench corpus
+        return 0.0
+
+
+def build_folder_corpus(src: str, root: str, seed: int = 0) -> str:
+    """A bench corpus from every audio file under ``src`` (real recordings): copied into
+    ``<root>/folder-<digest>/raw`` as ``NNNNN.<ext>`` in a fixed shuffled order (so the first quarter,
+    the small size, is a sample of the whole), with a manifest row per file carrying its declared
+    duration in ``seconds``. Files PyAV cannot open or that declare no duration are left out (and
+    listed in ``left_out.json``). Nothing is written under ``src``.
+    """
+    files = sorted(
+        os.path.join(d, name)
+        for d, _, names in os.walk(src)
+        for name in names
+        if name.lower().endswith(AUDIO_SUFFIXES)
+    )
+    if not files:
+        raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {src}")
+    stats = [(os.path.relpath(f, src), os.path.getsize(f), int(os.path.getmtime(f))) for f in files]
+    want = {"version": CORPUS_VERSION, "source": os.path.abspath(src), "files": stats, "seed": seed}
+    digest = hashlib.sha256(json.dumps(want, sort_keys=True).encode()).hexdigest()[:12]
+    folder = os.path.join(root, f"folder-{digest}")
+    marker = os.path.join(folder, "done.json")
+    if os.path.exists(marker):
+        return folder
+    raw = os.path.join(folder, "raw")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(raw)
+    order = np.random.default_rng(seed).permutation(len(files))
+    rows, left_out = [], []
+    for i in order:
+        path = files[int(i)]
+        seconds = _probe_seconds(path)
+        if seconds <= 0:
+            left_out.append(os.path.relpath(path, src))
+            continue
+        suffix = os.path.splitext(path)[1].lower()
+        name = f"{len(rows):05d}{suffix}"
+        shutil.copyfile(path, os.path.join(raw, name))
+        stem = os.path.splitext(os.path.basename(path))[0].replace("_", " ").replace("-", " ")
+        rows.append(
+            {
+                "audio": name,
+                "id": name.split(".")[0],
+                "captions": [f"the sound {stem}"],
+                "license": "as distributed",
+                "seconds": round(seconds, 3),
+                "source_file": os.path.relpath(path, src),
+            }
+        )
+    if not rows:
+        raise ValueError(f"none of the {len(files)} audio files under {src} could be opened")
+    with open(os.path.join(raw, "manifest.jsonl"), "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+    with open(os.path.join(folder, "left_out.json"), "w", encoding="utf-8") as f:
+        json.dump(left_out, f, indent=1)
+    with open(marker, "w", encoding="utf-8") as f:
+        json.dump(want, f)
+    return folder
+
+
+def manifest_rows(folder: str, clips: int | None = None) -> list[dict]:
+    with open(manifest_path(folder, clips), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def corpus_seconds(folder: str, clips: int) -> float:
+    """Nominal audio seconds of the first ``clips`` clips: the rows' ``seconds`` (folder corpora), else
+    the synthetic plan's."""
+    rows = manifest_rows(folder, clips)
+    if all("seconds" in r for r in rows):
+        return sum(float(r["seconds"]) for r in rows)
+    return sum(c.seconds for c in plan_bench(clips))

@@ -4,6 +4,8 @@ Writer, summary, readers, trainer and tests all go through here.
 
     <out>/webdataset/<corpus>/<split>/<shard>.tar     <key>.flac, <key>.json, <key>.mel.npy
     <out>/webdataset/<corpus>/<split>/sizes.json      {"<shard>.tar": n, ...}  (LAION's loader needs it)
+    <out>/views/<corpus>/<split>/<shard>.tar          <key>.mel.npy only (formats: views; the
+                                                      webdataset tars then carry no mel)
     <out>/parquet/<split>/<shard>.parquet
     <out>/rejects/shards/<split>/<shard>.jsonl        inputs that failed while their shard was built
     <out>/rejects/manifest/<source>.jsonl             inputs that failed before sharding
@@ -103,6 +105,13 @@ class Layout:
 
     def tar_path(self, split: str, shard: str) -> str:
         return join(self.webdataset_dir(split), f"{check_name('shard', shard)}.tar")
+
+    def views_dir(self, split: str) -> str:
+        return join(self.root, "views", self.corpus, check_name("split", split))
+
+    def views_tar_path(self, split: str, shard: str) -> str:
+        """The sidecar shard of ``tar_path(split, shard)``: the same keys, their ``<key>.mel.npy`` only."""
+        return join(self.views_dir(split), f"{check_name('shard', shard)}.tar")
 
     def sizes_path(self, split: str) -> str:
         return join(self.webdataset_dir(split), SIZES_FILE)

@@ -21,6 +21,7 @@ from typing import Any
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from clap_corpus.core.errors import ConfigError
+from clap_corpus.core.extras import require_extra
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.k2c.debias import bad_words_ids
 from clap_corpus.k2c.presets import TINY_MODEL_NAME
@@ -165,7 +166,9 @@ def _has_weights(config: K2CConfig) -> bool:
 
 
 def load_captioner(config: K2CConfig, spec_path: str = "") -> Captioner:
-    """Load the model, or raise :class:`ModelUnavailable` saying how to provide it."""
+    """Load the model, or raise :class:`ModelUnavailable` saying how to provide it (or
+    :class:`~core.extras.MissingExtraError` naming the pip command when PyTorch is not installed)."""
+    require_extra("k2c", "options.k2c (keyword-to-caption)")
     problem = _missing_files(config)
     if problem is None:
         try:

@@ -26,6 +26,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
+from clap_corpus.core.extras import require_extra
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code, Stage
 from clap_corpus.pipeline.audio_input import read_audio
@@ -383,6 +384,7 @@ class ClapStage(beam.PTransform):
         assert cfg is not None
         train_splits = tuple(spec.options.train_splits)
         # In the launcher, before any worker starts: a model that cannot be loaded stops the run here.
+        require_extra("score", "options.clap (CLAP scoring)")
         load_embedder(cfg, spec.path)
         prepared = records | "Prepare" >> beam.ParDo(PrepareFn(spec)).with_outputs(UNSCORED, main="ready")
         scored = (

@@ -16,6 +16,7 @@ import sys
 
 from clap_corpus.core.cli_help import log_level
 from clap_corpus.core.errors import ConfigError
+from clap_corpus.core.extras import MissingExtraError
 from clap_corpus.pipeline.options import UnknownOptionError, unknown_options
 from clap_corpus.pipeline.preflight import StartCheckError
 
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, extra))
     except StartCheckError as e:
         print(f"clapcorpus: start check failed:\n{e}", file=sys.stderr)
+        return 2
+    except MissingExtraError as e:  # a feature whose optional packages are not installed
+        print(f"clapcorpus: {e}", file=sys.stderr)
         return 2
     except ConfigError as e:  # a wrong spec, or a K2C model that cannot be loaded
         print(f"clapcorpus: spec error: {e}", file=sys.stderr)

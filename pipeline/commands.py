@@ -88,12 +88,23 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from clap_corpus.core.extras import EXTRAS, missing_modules
     from clap_corpus.pipeline.demo import write_demo_corpus
 
+    # The demo shows K2C with its embedded model where the k2c extra is installed; a core install
+    # still builds the demo corpus, with the template captions.
+    k2c_missing = missing_modules(EXTRAS["k2c"])
     spec_path = write_demo_corpus(
-        os.path.join(args.output, "source"), n_clips=args.clips, seed=args.seed, annotation=args.annotation
+        os.path.join(args.output, "source"),
+        n_clips=args.clips,
+        seed=args.seed,
+        annotation=args.annotation,
+        k2c_model=None if k2c_missing else "tiny",
     )
     print(f"demo source written: {spec_path}")
+    if k2c_missing:
+        missing = ", ".join(k2c_missing)
+        print(f"keyword-to-caption is off ({missing} not installed): pip install 'clap-corpus[k2c]'")
     return _finish(
         run_corpus(spec_path, os.path.join(args.output, DEMO_CORPUS_FOLDER), beam_args, progress=True)
     )

@@ -115,10 +115,10 @@ class WriteShardFn(beam.DoFn):
         self.audio_ms = Metrics.counter(NAMESPACE, "audio_milliseconds")
 
     def setup(self):
-        import torch
+        from clap_corpus.transforms.views import one_thread
 
-        # One worker process per core: intra-op threads would only fight each other.
-        torch.set_num_threads(1)
+        # One worker process per core: BLAS threads (the mel matmul) would only fight each other.
+        one_thread()
 
     def process(self, element: tuple[tuple[str, str], Any], heldout: HeldOutAudio | None = None):
         (split, shard), records = element

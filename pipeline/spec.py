@@ -71,8 +71,10 @@ from clap_corpus.transforms.sample import SampleOptions
 # run never reuses shards written by an incompatible version.
 FORMAT_VERSION = "2"
 
-Format = Literal["webdataset", "parquet"]
+# views: the mel views as a sidecar shard set (<out>/views/...) instead of inside the webdataset tars
+Format = Literal["webdataset", "parquet", "views"]
 FORMATS: tuple[str, ...] = get_args(Format)
+DEFAULT_FORMATS: tuple[Format, ...] = ("webdataset", "parquet")  # views inside the tars, no sidecar
 
 
 class SpecError(ConfigError):
@@ -100,7 +102,7 @@ class CorpusOptions:
     SourceCheck in the source's entry (see :func:`parse_spec`)."""
 
     shard_size: Count = 512
-    formats: tuple[Format, ...] = FORMATS  # kept in FORMATS' order
+    formats: tuple[Format, ...] = DEFAULT_FORMATS  # kept in FORMATS' order
     split_proportions: Proportions = (("train", 0.9), ("valid", 0.05), ("test", 0.05))
     sample: SampleOptions = Field(default_factory=SampleOptions)
     k2c: K2CConfig | None = None  # options.k2c (k2c/config.py); None: K2C off
@@ -146,6 +148,8 @@ class CorpusOptions:
             for name, check in self.source_checks
         )
         object.__setattr__(self, "source_checks", checks)  # still being built
+        if "views" in self.formats and not self.sample.store_mel:
+            raise ValueError("formats: views (sidecar shards of the mel views) needs store_mel: true")
         return self
 
 
@@ -176,6 +180,10 @@ class CorpusSpec:
         data["sources"] = [{k: v for k, v in s.items() if k != "allowed_hosts"} for s in data["sources"]]
         if data["options"].get("clap") is None:  # absent as it was before the option existed
             data["options"].pop("clap", None)
+        sample = data["options"].get("sample", {})
+        for name, default in _ADDED_SAMPLE_DEFAULTS.items():
+            if sample.get(name) == default:
+                del sample[name]
         doc = {"format_version": FORMAT_VERSION, "spec": _canonical(data)}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -211,6 +219,11 @@ class CorpusSpec:
         if found:
             raise problems(found, "CorpusSpec")
         return self
+
+
+# Sample options added after corpora were built enter the fingerprint only when set away from their
+# default: at the default, the output is what it was, and so are the fingerprint and shard reuse.
+_ADDED_SAMPLE_DEFAULTS: dict[str, Any] = {"mel_single_view": False}
 
 
 def _canonical(obj: Any) -> Any:

@@ -19,6 +19,22 @@ from clap_corpus.transforms import storage
 from clap_corpus.transforms.shards import ShardStats
 
 
+def storage_figures(stats: list[ShardStats], samples: int, audio_seconds: float) -> dict[str, Any]:
+    """Bytes of the tar, Parquet and sidecar views shards, in all, per sample and per hour of audio (for
+    sizing a corpus: the 2.5 M recipe's storage is ``bytes_per_hour`` x its hours)."""
+    out: dict[str, Any] = {}
+    for kind in ("tar", "parquet", "views"):
+        total = sum(getattr(s, f"{kind}_bytes") for s in stats)
+        if kind == "views" and not total:
+            continue  # no sidecar views (formats without `views`)
+        out[kind] = {
+            "bytes": total,
+            "bytes_per_sample": round(total / samples) if samples else None,
+            "bytes_per_hour": round(total * 3600.0 / audio_seconds) if audio_seconds else None,
+        }
+    return out
+
+
 def build_summary(
     spec: CorpusSpec,
     layout: Layout,
@@ -100,6 +116,7 @@ def build_summary(
         "sources": sources,
         "splits": splits,
         "shards_skipped_as_complete": sum(1 for s in stats if s.reused),
+        "storage": storage_figures(stats, total_samples, sum(seconds.values())),
         "outputs": outputs_index(spec, layout, sorted(splits)),
     }
 
@@ -147,6 +164,8 @@ def outputs_index(spec: CorpusSpec, layout: Layout, splits: list[str]) -> dict[s
         out["webdataset"] = {s: layout.webdataset_dir(s) for s in splits}
     if "parquet" in spec.options.formats:
         out["parquet"] = {s: layout.parquet_dir(s) for s in splits}
+    if "views" in spec.options.formats:
+        out["views"] = {s: layout.views_dir(s) for s in splits}
     return out
 
 
@@ -187,6 +206,7 @@ def remove_stale_files(
     patterns = {
         storage.join(layout.root, "webdataset", spec.corpus, "*", "*.tar"): 2,
         storage.join(layout.root, "parquet", "*", "*.parquet"): 2,
+        storage.join(layout.root, "views", spec.corpus, "*", "*.tar"): 2,
         storage.join(layout.root, "rejects", "shards", "*", "*.jsonl"): 2,
         storage.join(layout.root, "stats", "*", "*.json"): 2,
     }

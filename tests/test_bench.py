@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # bench/ lives in the checkout, not in the installed package
@@ -70,3 +71,29 @@ def test_fit_splits_start_up_from_the_steady_rate():
     fits = repeat_fits(runs, (60, 240))
     assert [round(x.rate) for x in fits[:2]] == [300, 300] and fits[2].rate > 1000
     assert median_fit(fits).rate == pytest.approx(300.0)
+
+
+def test_a_folder_of_recordings_becomes_a_bench_corpus(tmp_path):
+    from bench.corpus import build_folder_corpus, corpus_seconds, manifest_rows
+
+    src = tmp_path / "recordings"
+    (src / "sub").mkdir(parents=True)
+    lengths = {"a.ogg": 1.5, "sub/b.mp3": 2.0, "c.flac": 0.75, "sub/d.wav": 3.0}
+    for name, seconds in lengths.items():
+        t = np.arange(int(seconds * 22_050)) / 22_050
+        wave = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+        (src / name).write_bytes(synth.encode_audio(wave, 22_050, name.rsplit(".", 1)[1]))
+    (src / "broken.mp3").write_bytes(b"not audio at all" * 10)
+    (src / "notes.txt").write_text("not a recording")
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    folder = build_folder_corpus(str(src), str(tmp_path / "corpora"))
+    assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # nothing written under src
+    rows = manifest_rows(folder)
+    assert sorted(r["source_file"] for r in rows) == sorted(lengths)
+    assert json.loads((Path(folder) / "left_out.json").read_text()) == ["broken.mp3"]
+    for r in rows:
+        assert abs(r["seconds"] - lengths[r["source_file"]]) < 0.1, r  # mp3 adds its encoder delay
+        assert (Path(folder) / "raw" / r["audio"]).read_bytes() == (src / r["source_file"]).read_bytes()
+    assert abs(corpus_seconds(folder, 4) - sum(lengths.values())) < 0.3
+    # cached: the same files give the same folder without copying again
+    assert build_folder_corpus(str(src), str(tmp_path / "corpora")) == folder

@@ -41,9 +41,12 @@ LOADER = Path(__file__).with_name("laion_loader.py")
 ROOT = LOADER.parent.parent
 RATE = 44_100
 # The stored views are float16: agreement to its unit roundoff (relative) is all that can be asked.
-# The absolute floor covers values near 0 dB, where a relative bound would demand more than float32.
+# The absolute floor covers values near 0 dB, where a relative bound would demand more than float32,
+# and the float32 error of two different FFTs (ours: scipy's pocketfft; LAION's: torch's): each is up to
+# 0.0016 dB from the float64 mel on these clips (measured), so a value within that of a float16
+# rounding boundary may round to the other neighbour.
 F16_RTOL = 2.0**-11
-F16_ATOL = 1e-3
+F16_ATOL = 3.5e-3
 WINDOW_DB = 80.0  # bins this far below the clip's loudest one and louder are compared
 K2C_CAPTION = "A bell rings in a quiet room."
 

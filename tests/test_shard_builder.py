@@ -204,7 +204,7 @@ def test_resume_skips_a_shard_with_the_same_fingerprint(tmp_path, audio):
 
 
 def test_the_tar_is_the_ustar_archive_byte_for_byte(tmp_path, audio):
-    """webdataset's TarWriter writes tarfile's default (PAX) whatever its ``format`` argument says;
+    """The shard writer writes tarfile's default (PAX), as webdataset's TarWriter did;
     for the names the key rule admits, that is the USTAR archive the writer made before, byte for byte."""
     longest = "k" * 80  # the key rule's maximum: `<key>.mel.npy` is 88 bytes
     records = [_record(longest, _clip(audio, "l", 440.0), 1), _record("s", _clip(audio, "s", 550.0), 2)]

@@ -49,7 +49,7 @@ def test_loads_and_resolves_paths_relative_to_the_spec(tmp_path):
         (_doc(options={"split_proportions": {"train": 0.5, "test": 0.2}}), "must sum to 1"),
         (
             _doc(options={"formats": ["tfrecord"]}),
-            "options.formats[0]: must be one of webdataset, parquet, got 'tfrecord'",
+            "options.formats[0]: must be one of webdataset, parquet, views, got 'tfrecord'",
         ),
         (_doc(options={"shard_sise": 3}), "options.shard_sise: unknown field (did you mean 'shard_size'?)"),
         (

@@ -1,4 +1,5 @@
-"""transforms.views against an independent re-implementation of LAION-CLAP's get_audio_features.
+"""transforms.views (numpy) and transforms.views_torch against an independent re-implementation of
+LAION-CLAP's get_audio_features, and against each other.
 
 The reference below is written from LAION-CLAP's get_audio_features with torchaudio's MelSpectrogram and
 AmplitudeToDB, an antialiased bilinear resize in numpy written from its definition (torchvision is not
@@ -22,15 +23,17 @@ from clap_corpus.transforms.views import (
     CHUNK_FRAMES,
     HOP,
     MEL_BINS,
+    WIN,
     ViewPlan,
     compute_views,
-    compute_views_torch,
+    hann_window,
     laion_loader_input,
     log_mel,
     mel_filterbank,
     plan_views,
     views_from_int16,
 )
+from clap_corpus.transforms.views_torch import compute_views_torch, laion_loader_input_torch, log_mel_torch
 
 SR = 48_000
 # The product stores float16: agreement to float16's unit roundoff (relative) is all that can matter.
@@ -189,7 +192,7 @@ def test_compute_views_matches_laion_reference(num_samples: int, expect_longer: 
     if plan.longer:
         # The global view must be a resize, not a crop, and the crops must be where the plan says.
         assert not np.allclose(ours[0], ours[1])
-        whole = log_mel(torch.from_numpy(wave)).numpy()
+        whole = log_mel(wave)
         for view, start in enumerate(plan.starts, start=1):
             np.testing.assert_array_equal(ours[view], whole[start : start + CHUNK_FRAMES])
     else:
@@ -231,13 +234,16 @@ def _laion_read(pcm: np.ndarray) -> np.ndarray:
 
 def test_laion_loader_input_every_int16_value() -> None:
     every = np.arange(-32768, 32768).astype(np.int16)
-    ours = laion_loader_input(torch.from_numpy(every)).numpy()
+    ours = laion_loader_input(every)
     np.testing.assert_array_equal(ours, _laion_read(every))
+    np.testing.assert_array_equal(laion_loader_input_torch(torch.from_numpy(every)).numpy(), ours)
     # (v - sign(v)) / 32767: one step toward zero, which is what reading v / 32767 misses
     np.testing.assert_array_equal(ours, (every - np.sign(every)).astype(np.float32) / np.float32(32767))
     assert ours[every == 1] == 0 and ours[every == -32768] == -1.0
     with pytest.raises(TypeError):
-        laion_loader_input(torch.from_numpy(every.astype(np.int32)))
+        laion_loader_input(every.astype(np.int32))
+    with pytest.raises(TypeError):
+        laion_loader_input_torch(torch.from_numpy(every.astype(np.int32)))
 
 
 def test_views_from_int16_take_laion_loaders_input() -> None:
@@ -254,12 +260,26 @@ def test_views_from_int16_take_laion_loaders_input() -> None:
         compute_views(pcm, plan)
 
 
-def test_compute_views_accepts_tensor_and_checks_length() -> None:
+def test_compute_views_checks_length() -> None:
     wave = _signal(30_000, seed=6)
     plan = plan_views(len(wave), "t")
-    np.testing.assert_array_equal(compute_views(torch.from_numpy(wave), plan), compute_views(wave, plan))
     with pytest.raises(ValueError):
         compute_views(wave[:-1], plan)
+    with pytest.raises(ValueError):
+        compute_views_torch([torch.from_numpy(wave[:-1])], [plan])
+
+
+@pytest.mark.parametrize("num_samples", [62_400, 480_000, 480_001, 480_480, 504_000, 2_160_000])
+def test_numpy_and_torch_paths_agree(num_samples: int) -> None:
+    # The pipeline stores the numpy views; the trainer recomputes them on torch when they are absent.
+    wave = _signal(num_samples, seed=num_samples + 1)
+    plan = plan_views(num_samples, f"paths-{num_samples}")
+    on_torch = compute_views_torch([torch.from_numpy(wave)], [plan])[0].numpy()
+    ours = compute_views(wave, plan)
+    # Two FFT libraries: float32 agreement is not promised, agreement inside float16's rounding is.
+    _assert_f16_close(ours, on_torch)
+    # And it is far inside it for most bins (measured: median 0, under 1e-3 dB at worst).
+    assert np.median(np.abs(ours - on_torch)) < 1e-5
 
 
 def test_compute_views_torch_batch_equals_single() -> None:
@@ -270,14 +290,14 @@ def test_compute_views_torch_batch_equals_single() -> None:
     assert batch.shape == (len(lengths), 4, CHUNK_FRAMES, MEL_BINS)
     assert batch.dtype == torch.float32
     for i, (w, p) in enumerate(zip(waves, plans, strict=True)):
-        np.testing.assert_array_equal(batch[i].numpy(), compute_views(w, p))
+        np.testing.assert_array_equal(batch[i].numpy(), compute_views_torch([torch.from_numpy(w)], [p])[0])
     with pytest.raises(ValueError):
         compute_views_torch(waves, plans[:-1])
 
 
 def test_accelerator_batching_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     # The stacking/splitting branch normally runs only on CUDA; route CPU through it to test it here.
-    import clap_corpus.transforms.views as views
+    import clap_corpus.transforms.views_torch as views
 
     as_device = views._batches
     monkeypatch.setattr(
@@ -291,11 +311,11 @@ def test_accelerator_batching_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> No
     batch = compute_views_torch(items, plans)
     monkeypatch.undo()
     for i, (w, p) in enumerate(zip(items, plans, strict=True)):
-        torch.testing.assert_close(batch[i], torch.from_numpy(compute_views(w, p)), rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(batch[i], compute_views_torch([w], [p])[0], rtol=1e-6, atol=1e-5)
     # A [B, n] tensor is accepted as B clips.
     same = plan_views(504_000, "acc0")
-    np.testing.assert_array_equal(
-        compute_views_torch(waves[:1], [same])[0].numpy(), compute_views(waves[0], same)
+    torch.testing.assert_close(
+        compute_views_torch(waves[:1], [same])[0], compute_views_torch([waves[0]], [same])[0]
     )
 
 
@@ -319,36 +339,65 @@ def test_filterbank_matches_torchaudio() -> None:
         [np.interp(freqs, edges[m : m + 3], [0.0, 1.0, 0.0], left=0.0, right=0.0) for m in range(64)], axis=1
     )
     np.testing.assert_allclose(ours, exact, atol=1e-5)
+    # The written-out mel edge points are torch's float32 linspace, which torchaudio uses.
+    from clap_corpus.transforms.views import _MEL_POINTS
+
+    m_min, m_max = 2595.0 * np.log10(1 + 50 / 700), 2595.0 * np.log10(1 + 14000 / 700)
+    linspace = torch.linspace(m_min, m_max, 66, dtype=torch.float32).numpy()
+    np.testing.assert_array_equal(np.array(_MEL_POINTS, dtype=np.float32), linspace)
+
+
+def test_hann_window_is_the_formula() -> None:
+    ours = hann_window()
+    assert ours.dtype == np.float32 and ours.shape == (WIN,)
+    # the float64 formula rounded once; torch's float32 window differs from it by at most an ulp or two
+    exact = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)
+    assert np.abs(ours - exact).max() <= 2.0**-25
+    np.testing.assert_allclose(ours, torch.hann_window(WIN, periodic=True).numpy(), rtol=0, atol=3e-7)
 
 
 def test_log_mel_frame_count_and_shape() -> None:
     for n in (513, 480, 481, 959, 960, 480_000):
         if n <= 512:
             with pytest.raises(ValueError):
-                log_mel(torch.zeros(n))
+                log_mel(np.zeros(n, dtype=np.float32))
+            with pytest.raises(ValueError):
+                log_mel_torch(torch.zeros(n))
             continue
-        assert log_mel(torch.zeros(n)).shape == (n // HOP + 1, MEL_BINS)
-    assert log_mel(torch.zeros(2, 3, 5000)).shape == (2, 3, 5000 // HOP + 1, MEL_BINS)
+        assert log_mel(np.zeros(n, dtype=np.float32)).shape == (n // HOP + 1, MEL_BINS)
+        assert log_mel_torch(torch.zeros(n)).shape == (n // HOP + 1, MEL_BINS)
+    assert log_mel(np.zeros((2, 3, 5000), dtype=np.float32)).shape == (2, 3, 5000 // HOP + 1, MEL_BINS)
+    assert log_mel_torch(torch.zeros(2, 3, 5000)).shape == (2, 3, 5000 // HOP + 1, MEL_BINS)
     with pytest.raises(TypeError):
-        log_mel(torch.zeros(5000, dtype=torch.int16))
+        log_mel(np.zeros(5000, dtype=np.int16))
+    with pytest.raises(TypeError):
+        log_mel_torch(torch.zeros(5000, dtype=torch.int16))
 
 
 def test_log_mel_matches_torchaudio_directly() -> None:
-    wave = torch.from_numpy(_signal(150_001, seed=9))
-    _assert_f16_close(log_mel(wave).numpy(), _reference_mel(wave).numpy())
+    wave = _signal(150_001, seed=9)
+    reference = _reference_mel(torch.from_numpy(wave)).numpy()
+    _assert_f16_close(log_mel(wave), reference)
+    _assert_f16_close(log_mel_torch(torch.from_numpy(wave)).numpy(), reference)
 
 
 def test_log_mel_batched_equals_per_item() -> None:
-    waves = torch.stack([torch.from_numpy(_signal(200_000, seed=s)) for s in range(3)])
+    waves = np.stack([_signal(200_000, seed=s) for s in range(3)])
     batched = log_mel(waves)
+    batched_torch = log_mel_torch(torch.from_numpy(waves))
     for i in range(3):
         # Different block shapes may change BLAS summation order, hence not exact equality.
-        torch.testing.assert_close(batched[i], log_mel(waves[i]), rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(batched[i], log_mel(waves[i]), rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(
+            batched_torch[i], log_mel_torch(torch.from_numpy(waves[i])), rtol=1e-6, atol=1e-5
+        )
 
 
-def test_log_mel_float64() -> None:
+def test_log_mel_torch_float64() -> None:
     wave = torch.from_numpy(_signal(60_000, seed=4))
-    torch.testing.assert_close(log_mel(wave.double()).float(), log_mel(wave), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        log_mel_torch(wave.double()).float(), log_mel_torch(wave), rtol=1e-5, atol=1e-4
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -362,14 +411,14 @@ def test_cuda_matches_cpu() -> None:
     try:
         on_gpu = compute_views_torch([w.cuda() for w in waves], plans)
         assert on_gpu.device.type == "cuda"
-        single = compute_views(waves[1].cuda(), plans[1])
-        batched_mel = log_mel(torch.stack([waves[3], waves[5]]).cuda())
+        single = compute_views_torch([waves[1].cuda()], [plans[1]])[0].cpu().numpy()
+        batched_mel = log_mel_torch(torch.stack([waves[3], waves[5]]).cuda())
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
     for i, (w, p) in enumerate(zip(waves, plans, strict=True)):
-        _assert_f16_close(on_gpu[i].cpu().numpy(), compute_views(w, p))
-    _assert_f16_close(single, compute_views(waves[1], plans[1]))
-    _assert_f16_close(batched_mel[0].cpu().numpy(), log_mel(waves[3]).numpy())
+        _assert_f16_close(on_gpu[i].cpu().numpy(), compute_views(w.numpy(), p))
+    _assert_f16_close(single, compute_views(waves[1].numpy(), plans[1]))
+    _assert_f16_close(batched_mel[0].cpu().numpy(), log_mel(waves[3].numpy()))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from clap_corpus.core.cli_help import add_command_parser, add_logging_options
+from clap_corpus.core.extras import MissingExtraError, require_extra
 from clap_corpus.trainer.config import (
     CAPTION_SOURCES,
     FORMATS,
@@ -220,6 +221,11 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, ModelConfi
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
+    try:
+        require_extra("trainer", "train")
+    except MissingExtraError as e:
+        print(f"clapcorpus train: {e}", file=sys.stderr)
+        return 2
     from clap_corpus.trainer.checkpoint import CheckpointError
     from clap_corpus.trainer.data import DataError
     from clap_corpus.trainer.text import TextModelError
@@ -256,6 +262,11 @@ def eval_settings(args: argparse.Namespace, trained: TrainConfig | None) -> dict
 
 
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
+    try:
+        require_extra("trainer", "eval")
+    except MissingExtraError as e:
+        print(f"clapcorpus eval: {e}", file=sys.stderr)
+        return 2
     from clap_corpus.trainer.checkpoint import CheckpointError, latest_checkpoint, read_checkpoint
     from clap_corpus.trainer.data import DataError, list_shards, resolve_layout
     from clap_corpus.trainer.evaluate import evaluate, format_report

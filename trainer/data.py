@@ -51,14 +51,8 @@ from clap_corpus.core.schema import FIELDS, PARQUET_COLUMNS
 from clap_corpus.trainer import storage
 from clap_corpus.transforms.decode import DecodeError
 from clap_corpus.transforms.flac import decode_flac
-from clap_corpus.transforms.views import (
-    CHUNK_FRAMES,
-    MEL_BINS,
-    NUM_VIEWS,
-    ViewPlan,
-    compute_views_torch,
-    laion_loader_input,
-)
+from clap_corpus.transforms.views import CHUNK_FRAMES, MEL_BINS, NUM_VIEWS, ViewPlan, expand_views
+from clap_corpus.transforms.views_torch import compute_views_torch, laion_loader_input_torch
 
 log = logging.getLogger(__name__)
 
@@ -336,11 +330,15 @@ class SkipSample(Exception):
         self.code = code
 
 
-def decode_mel(data: bytes) -> torch.Tensor:
+def decode_mel(data: bytes, plan: ViewPlan | None = None) -> torch.Tensor:
+    """Stored views -> float16 [4, 1001, 64]. A single stored view (``mel_single_view``) is the four
+    views of a clip with ``longer: false`` and is expanded here; on a ``longer`` clip it is an error."""
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise SkipSample(BAD_MEL) from e
+    if arr.shape == (1, *MEL_SHAPE[1:]) and (plan is None or not plan.longer):
+        arr = expand_views(arr)
     if arr.shape != MEL_SHAPE or arr.dtype not in (np.float16, np.float32):
         raise SkipSample(BAD_MEL)
     return torch.from_numpy(arr.astype(np.float16, copy=False))
@@ -382,7 +380,7 @@ def draw_caption(meta: dict[str, Any], key: str, *, seed: int, epoch: int, sourc
 
 
 def decode_sample(raw: RawSample, captions: list[str]) -> Decoded:
-    mel = decode_mel(raw.mel) if raw.mel is not None else None
+    mel = decode_mel(raw.mel, raw.plan) if raw.mel is not None else None
     wave = decode_wave(raw.flac, raw.plan) if mel is None and raw.flac is not None else None
     if mel is None and wave is None:
         raise SkipSample(MISSING_MEMBER)
@@ -420,7 +418,7 @@ class Batch:
         """
         mel = self.mel.to(device, non_blocking=True).float()
         if self.compute:
-            waves = [laion_loader_input(w.to(device, non_blocking=True)) for w in self.waves]
+            waves = [laion_loader_input_torch(w.to(device, non_blocking=True)) for w in self.waves]
             views = compute_views_torch(waves, self.plans, device=device)
             mel[self.compute] = views.half().float()
         return mel

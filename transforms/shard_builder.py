@@ -194,6 +194,7 @@ class ShardBuilder:
             ),
             tar_bytes=tar_bytes,
             parquet_bytes=parquet_bytes,
+            views_bytes=writer.views_bytes,
             seconds=round(time.monotonic() - t0, 3),
             audio_hashes=tuple(sorted(hashes)),
             overlap_removed=tuple(sorted(removed)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import tarfile
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -116,6 +117,7 @@ class ShardStats:
     k2c_skipped_short: int = 0  # records whose K2C caption was dropped: clip under min_clip_seconds
     tar_bytes: int = 0
     parquet_bytes: int = 0
+    views_bytes: int = 0  # the sidecar views tar (formats: views); left out of the stats file when 0
     seconds: float = 0.0  # wall time spent building the shard
     # (key, source, audio digest) per sample, for the duplicates report; dropped before the summary
     audio_hashes: tuple[tuple[str, str, str], ...] = ()
@@ -141,7 +143,10 @@ class ShardStats:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["views_bytes"]:
+            del d["views_bytes"]  # stats files of runs without sidecar views stay as they were
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ShardStats:
@@ -165,19 +170,35 @@ class _CountingWriter(io.RawIOBase):
         return n
 
 
-def _tar_writer(stream: BinaryIO) -> Any:
-    """webdataset's TarWriter with fixed member metadata (mode 0o644, uid/gid 0, no user or group
-    name, mtime 0): the same samples always give the same bytes.
+class _TarWriter:
+    """Tar members with fixed metadata (mode 0o644, uid/gid 0, no user or group name, mtime 0): the same
+    samples always give the same bytes.
 
-    TarWriter 1.0.2 ignores its ``format`` argument and writes tarfile's default (PAX). For every name
-    the key rule admits (ASCII, ``<key>.mel.npy`` under 100 bytes) and every member under 8 GiB, PAX
-    needs no extended header, and its header block is the USTAR one byte for byte
-    (tests/test_shard_builder.py compares the two)."""
-    # Imported here: webdataset imports torch (seconds of CPU), which a launcher that only builds
-    # the graph must not pay for.
-    from webdataset import TarWriter
+    What webdataset's TarWriter (1.0.2, ``encoder=False, compress=False``) wrote, byte for byte: a
+    streamed ``tarfile`` in its default (PAX) format, members ``<key>.<suffix>`` in sorted suffix order.
+    For every name the key rule admits (ASCII, ``<key>.mel.npy`` under 100 bytes) and every member
+    under 8 GiB, PAX needs no extended header, and its header block is the USTAR one byte for byte
+    (tests/test_shard_builder.py compares the two). Written on the standard library because importing
+    webdataset imports torch where it is installed (seconds of CPU in every worker).
+    """
 
-    return TarWriter(stream, user="", group="", mode=0o644, mtime=TAR_MTIME, encoder=False, compress=False)
+    def __init__(self, stream: BinaryIO):
+        self._tar = tarfile.open(fileobj=stream, mode="w|")  # noqa: SIM115 (closed by close())
+
+    @property
+    def offset(self) -> int:
+        """Where the next member's header will start."""
+        return self._tar.offset
+
+    def write(self, key: str, members: Mapping[str, bytes]) -> None:
+        for suffix in sorted(members):
+            data = members[suffix]
+            info = tarfile.TarInfo(f"{key}.{suffix}")
+            info.size, info.mtime, info.mode, info.uname, info.gname = len(data), TAR_MTIME, 0o644, "", ""
+            self._tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        self._tar.close()
 
 
 class ShardWriter:
@@ -195,8 +216,11 @@ class ShardWriter:
         self.features = features  # core.schema features on in this corpus ("clap")
         self.schema = parquet_schema(features)
         self._open: list[tuple[str, str, BinaryIO]] = []  # (temp, final, stream)
-        self._tar: Any = None  # webdataset.TarWriter
+        self._tar: _TarWriter | None = None
         self._tar_count: _CountingWriter | None = None
+        self._views: _TarWriter | None = None
+        self._views_count: _CountingWriter | None = None
+        self.views_bytes = 0
         self._pq: pq.ParquetWriter | None = None
         self._pq_stream: BinaryIO | None = None
         self._rows: list[dict[str, Any]] = []
@@ -204,7 +228,10 @@ class ShardWriter:
         if "webdataset" in formats:
             raw = self._create(layout.tar_path(split, shard))
             self._tar_count = _CountingWriter(raw)
-            self._tar = _tar_writer(self._tar_count)
+            self._tar = _TarWriter(self._tar_count)
+        if "views" in formats:
+            self._views_count = _CountingWriter(self._create(layout.views_tar_path(split, shard)))
+            self._views = _TarWriter(self._views_count)
         if "parquet" in formats:
             self._pq_stream = self._create(layout.parquet_path(split, shard))
             self._pq = pq.ParquetWriter(
@@ -224,16 +251,19 @@ class ShardWriter:
         """Write the sample; return where its first member's (the FLAC's) header starts in the tar,
         None without a tar: with it, the run report reads an example clip with one seek
         (an :class:`~clap_corpus.core.audio_ref.ArchiveMember` with that offset)."""
+        key = check_name("key", sample.key)
         flac_offset = None
         if self._clap is not None and clap is not None:
             self._clap.append((sample.key, clap))
         if self._tar is not None:
-            flac_offset = self._tar.tarstream.offset
-            # TarWriter names members `<key>.<suffix>` in sorted suffix order: flac, json, mel.npy.
-            members = {"__key__": check_name("key", sample.key), FLAC: sample.flac, JSON: sample.json_bytes()}
-            if sample.mel is not None:
+            flac_offset = self._tar.offset
+            # members `<key>.<suffix>` in sorted suffix order: flac, json, mel.npy
+            members = {FLAC: sample.flac, JSON: sample.json_bytes()}
+            if sample.mel is not None and self._views is None:
                 members[MEL] = sample.mel_bytes()
-            self._tar.write(members)
+            self._tar.write(key, members)
+        if self._views is not None and sample.mel is not None:
+            self._views.write(key, {MEL: sample.mel_bytes()})
         if self._pq is not None:
             self._rows.append(parquet_row(sample.key, sample.flac, sample.meta, self.features))
             if len(self._rows) >= PARQUET_ROWS_PER_GROUP:
@@ -246,11 +276,15 @@ class ShardWriter:
             self._rows = []
 
     def close(self) -> tuple[int, int]:
-        """Finish every file and rename it into place; returns (tar bytes, parquet bytes)."""
+        """Finish every file and rename it into place; returns (tar bytes, parquet bytes). The sidecar
+        views tar's bytes are in :attr:`views_bytes` afterwards."""
         tar_bytes = parquet_bytes = 0
         if self._tar is not None and self._tar_count is not None:
             self._tar.close()
             tar_bytes = self._tar_count.count
+        if self._views is not None and self._views_count is not None:
+            self._views.close()
+            self.views_bytes = self._views_count.count
         if self._pq is not None:
             self._flush_rows()
             self._pq.close()
@@ -270,11 +304,11 @@ class ShardWriter:
         """Drop every temporary file (the shard will be redone by the next attempt)."""
         # Closed first, into files deleted next: left to the garbage collector, they would flush
         # into streams already closed.
-        for writer in (self._tar, self._pq):
+        for writer in (self._tar, self._views, self._pq):
             if writer is not None:
                 with contextlib.suppress(Exception):
                     writer.close()
-        self._tar = self._pq = None
+        self._tar = self._views = self._pq = None
         for tmp, _, stream in self._open:
             with contextlib.suppress(Exception):  # best effort: the file is deleted next
                 stream.close()

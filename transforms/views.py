@@ -1,8 +1,10 @@
-"""LAION-CLAP feature-fusion views, reproducible and fast.
+"""LAION-CLAP feature-fusion views, reproducible and fast, on numpy alone.
 
 The pipeline stores the four views of every sample as ``<key>.mel.npy`` (float16, [4, 1001, 64]); the
-trainer recomputes them on its GPU from the stored FLAC when that file is absent. Both must get the same
-numbers, so the mel is written here once, on plain torch ops that run on any device and in batches.
+trainer recomputes them on its GPU from the stored FLAC when that file is absent
+(:mod:`clap_corpus.transforms.views_torch`). Both must get the same numbers, so the constants (window,
+filterbank, crop plan) are defined here once and the torch path takes them from this module. Building a
+corpus needs no torch: a worker that imports torch pays ~2 s of CPU and ~600 MB before its first sample.
 
 The views' input is what LAION-CLAP's loader makes of the stored FLAC (:func:`laion_loader_input`), so a
 LAION user reading our FLAC with LAION's own loader computes the views we store. Differences from
@@ -18,13 +20,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
 
 from clap_corpus.core.audio import CLIP_SAMPLES, INT16_SCALE, SAMPLE_RATE
 from clap_corpus.core.hashing import rng_for
@@ -42,14 +43,84 @@ AMIN = 1e-10  # AmplitudeToDB floor: silence maps to -100 dB
 MODE_REPEATPAD = "repeatpad"
 MODE_FUSION = "fusion"
 
-_PAD = N_FFT // 2
+PAD = N_FFT // 2
 # Frames per block on CPU. Whole-clip temporaries for 30 s are ~12 MB each; glibc hands such blocks
 # back to the OS and re-faults them on every call, which cost more than the FFT itself when measured.
 # Blocks of a few hundred frames stay in reused heap memory and in cache.
-_CPU_BLOCK_FRAMES = 256
-# Samples per batched log_mel call on accelerators: bounds the frame and spectrum temporaries
-# (~8 bytes per sample each) to a few hundred MB whatever batch the trainer passes in.
-_DEVICE_BATCH_SAMPLES = 1 << 24
+CPU_BLOCK_FRAMES = 256
+
+# The 66 HTK mel edge points (50 Hz .. 14 kHz) exactly as torch.linspace(..., dtype=float32) makes them
+# for torchaudio.functional.melscale_fbanks, which LAION-CLAP was trained with. Written out because
+# torch's float32 linspace is not the textbook formula (12 of the 66 differ from it by an ulp) and
+# numpy cannot reproduce it portably; tests/test_views.py checks them against torch and torchaudio.
+_MEL_POINTS = (
+    77.75456,
+    129.3454,
+    180.93625,
+    232.52708,
+    284.11792,
+    335.70877,
+    387.2996,
+    438.89044,
+    490.48126,
+    542.07214,
+    593.66296,
+    645.2538,
+    696.8446,
+    748.4355,
+    800.0263,
+    851.6171,
+    903.208,
+    954.7988,
+    1006.38965,
+    1057.9805,
+    1109.5713,
+    1161.1622,
+    1212.753,
+    1264.3439,
+    1315.9347,
+    1367.5255,
+    1419.1163,
+    1470.7073,
+    1522.2981,
+    1573.8889,
+    1625.4797,
+    1677.0706,
+    1728.6614,
+    1780.2523,
+    1831.8431,
+    1883.434,
+    1935.0248,
+    1986.6157,
+    2038.2065,
+    2089.7974,
+    2141.3882,
+    2192.979,
+    2244.5698,
+    2296.1606,
+    2347.7515,
+    2399.3423,
+    2450.9333,
+    2502.5242,
+    2554.115,
+    2605.7058,
+    2657.2966,
+    2708.8875,
+    2760.4783,
+    2812.069,
+    2863.66,
+    2915.2507,
+    2966.8416,
+    3018.4324,
+    3070.0232,
+    3121.6143,
+    3173.205,
+    3224.796,
+    3276.3867,
+    3327.9775,
+    3379.5684,
+    3431.1592,
+)
 
 
 @dataclass(frozen=True)
@@ -164,79 +235,94 @@ def mel_filterbank() -> np.ndarray:
     was trained with. Exact (float64) weights differ by up to 5e-6, which moves a mel bin by a few
     thousandths of a dB when a strong partial sits on the far edge of a filter.
     """
-    f32 = torch.float32
-    all_freqs = torch.linspace(0.0, SAMPLE_RATE // 2, N_FFT // 2 + 1, dtype=f32, device="cpu")
-    m_min = 2595.0 * math.log10(1.0 + F_MIN / 700.0)
-    m_max = 2595.0 * math.log10(1.0 + F_MAX / 700.0)
-    m_pts = torch.linspace(m_min, m_max, MEL_BINS + 2, dtype=f32, device="cpu")
-    f_pts = 700.0 * (10.0 ** (m_pts / 2595.0) - 1.0)
+    f32 = np.float32
+    # 24000 / 512 is exact in binary: every frequency is exact, as in torch's linspace.
+    all_freqs = np.arange(N_FFT // 2 + 1, dtype=f32) * f32(SAMPLE_RATE // 2 / (N_FFT // 2))
+    m_pts = np.array(_MEL_POINTS, dtype=f32)
+    f_pts = f32(700.0) * (f32(10.0) ** (m_pts / f32(2595.0)) - f32(1.0))
     f_diff = f_pts[1:] - f_pts[:-1]
-    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)
-    down = (-1.0 * slopes[:, :-2]) / f_diff[:-1]
+    slopes = f_pts[None, :] - all_freqs[:, None]
+    down = (f32(-1.0) * slopes[:, :-2]) / f_diff[:-1]
     up = slopes[:, 2:] / f_diff[1:]
-    return torch.clamp(torch.minimum(down, up), min=0.0).numpy()
+    return np.maximum(np.minimum(down, up), f32(0.0))
+
+
+def hann_window() -> np.ndarray:
+    """Periodic Hann window of WIN samples, float32: the float64 formula rounded once."""
+    n = np.arange(WIN, dtype=np.float64)
+    return (0.5 - 0.5 * np.cos(2.0 * math.pi * n / WIN)).astype(np.float32)
 
 
 @functools.cache
-def _used_bins() -> tuple[int, int]:
-    # Bins outside (F_MIN, F_MAX) have all-zero filter rows: ~300 of 513 bins carry weight, so slicing
-    # the spectrum first saves the power and matmul work on the rest without changing the sum.
+def used_bins() -> tuple[int, int]:
+    """First and one-past-last spectrum bin with any filter weight: ~300 of 513 bins carry weight, so
+    slicing the spectrum first saves the power and matmul work on the rest without changing the sum."""
     used = np.flatnonzero(mel_filterbank().any(axis=1))
     return int(used[0]), int(used[-1]) + 1
 
 
-@functools.lru_cache(maxsize=32)
-def _dsp_constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Window and interleaved filterbank for ``device``/``dtype``, built once per process."""
-    lo, hi = _used_bins()
-    window = torch.hann_window(WIN, periodic=True, dtype=dtype, device=device)
-    # Rows repeated so that (re, im) pairs from view_as_real multiply the same weight: the power
-    # re**2 + im**2 then happens inside the matmul instead of in a separate reduction pass.
-    fb = np.repeat(mel_filterbank()[lo:hi], 2, axis=0)
-    fb_t = torch.from_numpy(fb).to(dtype=dtype, device=device)
-    return window, fb_t
+@functools.cache
+def interleaved_filterbank() -> np.ndarray:
+    """The used rows of the filterbank, each repeated twice, float32 (2 * used, 64).
+
+    (re, im) pairs of a complex spectrum viewed as floats then multiply the same weight: the power
+    re**2 + im**2 happens inside the matmul instead of in a separate reduction pass.
+    """
+    lo, hi = used_bins()
+    return np.ascontiguousarray(np.repeat(mel_filterbank()[lo:hi], 2, axis=0))
 
 
-def log_mel(wave: torch.Tensor) -> torch.Tensor:
-    """Log-mel spectrogram (..., n) -> (..., n // 480 + 1, 64), as LAION-CLAP's ``get_mel``.
+@functools.cache
+def _window() -> np.ndarray:
+    return hann_window()
+
+
+def log_mel(wave: np.ndarray) -> np.ndarray:
+    """Log-mel spectrogram float32 (..., n) -> (..., n // 480 + 1, 64), as LAION-CLAP's ``get_mel``.
 
     Hann (periodic) window of 1024, hop 480, centred frames with reflect padding, power 2, HTK mel
-    filterbank (50 Hz - 14 kHz, no norm), then ``10 * log10(max(x, 1e-10))``. Runs on the tensor's
-    device, float32 or float64. Autocast is disabled inside: half-precision power spectra overflow.
-    Under TF32 matmul (``torch.backends.cuda.matmul.allow_tf32``) CUDA keeps only ~3 significant digits.
+    filterbank (50 Hz - 14 kHz, no norm), then ``10 * log10(max(x, 1e-10))``, all in float32 on numpy.
+    The mel sum is a float32 matmul: a process should cap BLAS at one thread (:func:`one_thread`), as
+    OpenBLAS threads on small matrices cost ~30x more than they save on a busy machine.
     """
-    if not isinstance(wave, torch.Tensor):
-        raise TypeError(f"log_mel takes a torch.Tensor, got {type(wave).__name__}")
-    if wave.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"log_mel takes float32 or float64 samples, got {wave.dtype}")
-    if wave.ndim == 0:
-        raise ValueError("log_mel needs a (..., n) tensor")
-    n = wave.shape[-1]
-    if n <= _PAD:
+    x = np.asarray(wave)
+    if x.dtype != np.float32:
+        raise TypeError(f"log_mel takes float32 samples, got {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError("log_mel needs a (..., n) array")
+    n = x.shape[-1]
+    if n <= PAD:
         # Reflect padding by N_FFT // 2 needs more samples than the pad itself.
-        raise ValueError(f"log_mel needs more than {_PAD} samples, got {n}")
-    lead = wave.shape[:-1]
-    x = wave.reshape(-1, n)
-    batch = x.shape[0]
-    window, fb = _dsp_constants(x.device, x.dtype)
-    lo, hi = _used_bins()
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        # cat of two flipped edges is the same reflect pad as F.pad(mode="reflect"), ~3x cheaper on CPU.
-        padded = torch.cat([x[:, 1 : _PAD + 1].flip(-1), x, x[:, -_PAD - 1 : -1].flip(-1)], dim=-1)
-        frames = padded.unfold(-1, N_FFT, HOP)  # (B, T, N_FFT), a view: no copy yet
-        total = frames.shape[1]
-        # Accelerators take the whole batch at once; their memory is bounded by compute_views_torch.
-        block = max(1, _CPU_BLOCK_FRAMES // max(batch, 1)) if x.device.type == "cpu" else total
-        power_mel = torch.empty((batch, total, MEL_BINS), dtype=x.dtype, device=x.device)
-        for start in range(0, total, block):
-            spec = torch.fft.rfft(frames[:, start : start + block] * window, dim=-1)
-            re_im = torch.view_as_real(spec[..., lo:hi])
-            power_mel[:, start : start + block] = (re_im * re_im).flatten(-2) @ fb
-        mel = 10.0 * torch.log10(torch.clamp(power_mel, min=AMIN))
-    return mel.reshape(*lead, total, MEL_BINS)
+        raise ValueError(f"log_mel needs more than {PAD} samples, got {n}")
+    lead = x.shape[:-1]
+    x = x.reshape(-1, n)
+    padded = np.concatenate([x[:, PAD:0:-1], x, x[:, -2 : -PAD - 2 : -1]], axis=-1)
+    frames = sliding_window_view(padded, N_FFT, axis=-1)[:, ::HOP]  # (B, T, N_FFT), a view
+    batch, total = frames.shape[0], frames.shape[1]
+    window, fb = _window(), interleaved_filterbank()
+    lo, hi = used_bins()
+    out = np.empty((batch, total, MEL_BINS), dtype=np.float32)
+    block = max(1, CPU_BLOCK_FRAMES // batch)
+    for start in range(0, total, block):
+        # scipy's pocketfft: float32 in, complex64 out, one thread; ~1.8x numpy.fft's speed here.
+        spec = scipy.fft.rfft(frames[:, start : start + block] * window, axis=-1, workers=1)
+        re_im = np.ascontiguousarray(spec[..., lo:hi]).view(np.float32)
+        np.matmul(re_im * re_im, fb, out=out[:, start : start + block])
+    np.maximum(out, np.float32(AMIN), out=out)
+    np.log10(out, out=out)
+    out *= np.float32(10.0)
+    return out.reshape(*lead, total, MEL_BINS)
 
 
-def laion_loader_input(pcm: torch.Tensor) -> torch.Tensor:
+def one_thread() -> None:
+    """Cap this process's BLAS (the mel matmul) at one thread: the pipeline runs a worker per core,
+    and OpenBLAS's own threads only fight them (measured: 16 ms instead of 0.5 ms per block)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def laion_loader_input(pcm: np.ndarray) -> np.ndarray:
     """Stored int16 samples -> the float32 signal LAION-CLAP's loader computes its mel from.
 
     LAION's WebDataset loader decodes the FLAC member to float (``v / 32768``), then runs its
@@ -244,130 +330,102 @@ def laion_loader_input(pcm: torch.Tensor) -> torch.Tensor:
     before ``get_audio_features``. ``trunc(v / 32768 * 32767)`` is ``v - sign(v)`` for every int16 ``v``
     (float32 rounding never reaches the next integer), so the mel input is ``(v - sign(v)) / 32767``.
     Reading ``v / 32767`` instead moves bins near the 16-bit noise floor by several dB. The pipeline
-    (:func:`views_from_int16`) and the trainer's on-device views both go through here. Runs on the
-    tensor's device.
+    (:func:`views_from_int16`) and the trainer's on-device views both compute this.
     """
-    if not isinstance(pcm, torch.Tensor) or pcm.dtype != torch.int16:
-        raise TypeError(f"laion_loader_input takes an int16 tensor, got {getattr(pcm, 'dtype', type(pcm))}")
+    arr = np.asarray(pcm)
+    if arr.dtype != np.int16:
+        raise TypeError(f"laion_loader_input takes int16 samples, got {arr.dtype}")
     # Moving toward zero cannot overflow int16, so the subtraction stays in the stored dtype.
-    return (pcm - torch.sign(pcm)).to(torch.float32) / INT16_SCALE
+    return (arr - np.sign(arr)).astype(np.float32) / np.float32(INT16_SCALE)
 
 
-def _as_float_tensor(wave: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    if isinstance(wave, torch.Tensor):
-        return wave.to(device=device, dtype=torch.float32)
-    arr = np.asarray(wave)
-    if not np.issubdtype(arr.dtype, np.floating):
-        # Integer PCM must go through views_from_int16: silently casting would skip LAION's read.
-        raise TypeError(f"expected float samples, got {arr.dtype}; use views_from_int16 for int16")
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(device)
-
-
-def _repeat_pad(x: torch.Tensor) -> torch.Tensor:
+def repeat_pad(x: np.ndarray) -> np.ndarray:
     """LAION's repeatpad: tile ``480000 // n`` times, zero-fill to 480000 samples."""
     n = x.shape[-1]
     reps = CLIP_SAMPLES // n
-    out = x.new_zeros(CLIP_SAMPLES)
-    out[: reps * n].view(reps, n).copy_(x)  # broadcast copy: one pass, no tiled temporary
+    out = np.zeros(CLIP_SAMPLES, dtype=x.dtype)
+    out[: reps * n].reshape(reps, n)[:] = x  # broadcast copy: one pass, no tiled temporary
     return out
 
 
-def _resize_time(mel: torch.Tensor) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def _resize_taps(in_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input indices and weights (each [1001, K]) of the antialiased bilinear resize ``in_len -> 1001``.
+
+    The definition torch's ``interpolate(mode="bilinear", antialias=True, align_corners=False)`` (what
+    torchvision's ``Resize`` runs) uses: output i is centred at ``(i + 0.5) * s`` input frames
+    (s = in / out), the triangle filter is stretched by s, the weights inside the support are normalised
+    to sum to one. Computed in float64, rounded once to float32.
+    """
+    scale = in_len / CHUNK_FRAMES
+    support = max(scale, 1.0)
+    inv = 1.0 / support
+    centers = scale * (np.arange(CHUNK_FRAMES) + 0.5)
+    lows = np.maximum((centers - support + 0.5).astype(np.int64), 0)
+    highs = np.minimum((centers + support + 0.5).astype(np.int64), in_len)
+    taps = int((highs - lows).max())
+    idx = lows[:, None] + np.arange(taps)[None, :]
+    weights = np.maximum(0.0, 1.0 - np.abs((idx - centers[:, None] + 0.5) * inv))
+    weights[idx >= highs[:, None]] = 0.0
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.minimum(idx, in_len - 1), weights.astype(np.float32)
+
+
+def resize_time(mel: np.ndarray) -> np.ndarray:
     """(T, 64) -> (1001, 64) as torchvision>=0.17 ``Resize([1001, 64])`` does on a (1, T, 64) tensor.
 
-    torchvision's tensor path is exactly ``interpolate(img[None], mode="bilinear",
-    align_corners=False, antialias=True)``; along the mel axis the scale is 1, where the antialiased
-    triangle filter reduces to the identity, so only time is resampled.
+    Along the mel axis the scale is 1, where the antialiased triangle filter reduces to the identity,
+    so only time is resampled.
     """
-    resized = F.interpolate(
-        mel[None, None], size=(CHUNK_FRAMES, MEL_BINS), mode="bilinear", align_corners=False, antialias=True
-    )
-    return resized[0, 0]
+    idx, weights = _resize_taps(mel.shape[0])
+    return np.einsum("ok,okm->om", weights, mel[idx], dtype=np.float32)
 
 
-def _fill_views(dst: torch.Tensor, mel: torch.Tensor, plan: ViewPlan) -> None:
+def fill_views(dst: np.ndarray, mel: np.ndarray, plan: ViewPlan) -> None:
+    """Write the four views of ``plan`` cut from the whole-clip ``mel`` into ``dst`` [4, 1001, 64]."""
     if mel.shape[0] != plan.mel_frames:
         raise ValueError(f"mel has {mel.shape[0]} frames, plan expects {plan.mel_frames}")
     if not plan.longer:
-        dst.copy_(mel.expand(NUM_VIEWS, -1, -1))
+        dst[:] = mel[None]
         return
     assert plan.starts is not None  # guaranteed by ViewPlan validation
-    dst[0] = _resize_time(mel)
+    dst[0] = resize_time(mel)
     for view, start in enumerate(plan.starts, start=1):
         dst[view] = mel[start : start + CHUNK_FRAMES]
 
 
-def _batches(indices: list[int], lengths: list[int], device: torch.device) -> list[list[int]]:
-    if device.type == "cpu":
-        # Batching buys nothing on CPU (log_mel already works in cache-sized blocks) and stacking
-        # would copy every clip once more.
-        return [[i] for i in indices]
-    per_batch = max(1, _DEVICE_BATCH_SAMPLES // lengths[indices[0]])
-    return [indices[i : i + per_batch] for i in range(0, len(indices), per_batch)]
-
-
-@torch.no_grad()
-def compute_views_torch(
-    waves: Sequence[torch.Tensor | np.ndarray] | torch.Tensor,
-    plans: Sequence[ViewPlan],
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Batched views on ``device``: float32 tensor [B, 4, 1001, 64], channel 0 the global view.
-
-    ``waves`` are quantised float mono 48 kHz clips of any lengths (a list), or a [B, n] tensor; each
-    must have ``plans[i].num_samples`` samples. ``device`` defaults to the first wave's device.
-    Clips whose mel input has the same length are stacked into one batched mel on accelerators.
-    """
-    if isinstance(waves, torch.Tensor):
-        if waves.ndim == 1:
-            waves = waves[None]
-        if waves.ndim != 2:
-            raise ValueError(f"a tensor of waves must be [B, n], got shape {tuple(waves.shape)}")
-        items: list[torch.Tensor | np.ndarray] = list(waves.unbind(0))
-    else:
-        items = list(waves)
-    if len(items) != len(plans):
-        raise ValueError(f"{len(items)} waves but {len(plans)} plans")
-    if device is None:
-        first = items[0] if items else None
-        device = first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
-    device = torch.device(device)
-
-    inputs: list[torch.Tensor] = []
-    for wave, plan in zip(items, plans, strict=True):
-        x = _as_float_tensor(wave, device)
-        if x.ndim != 1 or x.shape[0] != plan.num_samples:
-            raise ValueError(
-                f"wave of shape {tuple(x.shape)} does not match plan ({plan.num_samples} samples)"
-            )
-        inputs.append(_repeat_pad(x) if plan.mode == MODE_REPEATPAD else x)
-
-    out = torch.empty((len(inputs), NUM_VIEWS, CHUNK_FRAMES, MEL_BINS), dtype=torch.float32, device=device)
-    by_length: dict[int, list[int]] = {}
-    for i, x in enumerate(inputs):
-        by_length.setdefault(x.shape[0], []).append(i)
-    lengths = [x.shape[0] for x in inputs]
-    for indices in by_length.values():
-        for batch in _batches(indices, lengths, device):
-            stacked = inputs[batch[0]][None] if len(batch) == 1 else torch.stack([inputs[i] for i in batch])
-            mels = log_mel(stacked)
-            for row, i in enumerate(batch):
-                _fill_views(out[i], mels[row], plans[i])
-    return out
-
-
-def compute_views(wave: np.ndarray | torch.Tensor, plan: ViewPlan) -> np.ndarray:
+def compute_views(wave: np.ndarray, plan: ViewPlan) -> np.ndarray:
     """The four views of one clip, float32 [4, 1001, 64]: ``[global, front, middle, back]``.
 
     ``wave`` is float mono 48 kHz, the mel input as LAION's loader has it (:func:`laion_loader_input`
-    of the stored int16), with ``plan.num_samples`` samples. A tensor is processed on its own device; the
-    result is on the host.
+    of the stored int16), with ``plan.num_samples`` samples. On torch tensors and accelerators, use
+    :func:`clap_corpus.transforms.views_torch.compute_views_torch`.
     """
-    if isinstance(wave, torch.Tensor):
-        views = compute_views_torch([wave], [plan], device=wave.device)
-    else:
-        views = compute_views_torch([wave], [plan], device="cpu")
-    return views[0].cpu().numpy()
+    arr = np.asarray(wave)
+    if not np.issubdtype(arr.dtype, np.floating):
+        # Integer PCM must go through views_from_int16: silently casting would skip LAION's read.
+        raise TypeError(f"expected float samples, got {arr.dtype}; use views_from_int16 for int16")
+    x = np.ascontiguousarray(arr, dtype=np.float32)
+    if x.ndim != 1 or x.shape[0] != plan.num_samples:
+        raise ValueError(f"wave of shape {x.shape} does not match plan ({plan.num_samples} samples)")
+    if plan.mode == MODE_REPEATPAD:
+        x = repeat_pad(x)
+    out = np.empty((NUM_VIEWS, CHUNK_FRAMES, MEL_BINS), dtype=np.float32)
+    fill_views(out, log_mel(x), plan)
+    return out
+
+
+def expand_views(mel: np.ndarray) -> np.ndarray:
+    """Stored views -> [4, 1001, 64]: a single stored view (``mel_single_view``, clips with ``longer:
+    false``, whose four views are one) is repeated, four views are returned as they are.
+
+    For readers without this package the same is one line of numpy::
+
+        mel = np.repeat(mel, 4 // len(mel), axis=0)  # [1|4, 1001, 64] -> [4, 1001, 64]
+    """
+    if mel.ndim != 3 or mel.shape[1:] != (CHUNK_FRAMES, MEL_BINS) or mel.shape[0] not in (1, NUM_VIEWS):
+        raise ValueError(f"stored views must be [1 or 4, {CHUNK_FRAMES}, {MEL_BINS}], got {mel.shape}")
+    return np.repeat(mel, NUM_VIEWS // len(mel), axis=0)
 
 
 def views_from_int16(samples: np.ndarray, plan: ViewPlan) -> np.ndarray:
@@ -379,4 +437,4 @@ def views_from_int16(samples: np.ndarray, plan: ViewPlan) -> np.ndarray:
     arr = np.asarray(samples)
     if arr.dtype != np.int16:
         raise TypeError(f"expected int16 samples, got {arr.dtype}")
-    return compute_views(laion_loader_input(torch.from_numpy(np.ascontiguousarray(arr))), plan)
+    return compute_views(laion_loader_input(arr), plan)
