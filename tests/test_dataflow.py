@@ -396,7 +396,8 @@ def test_dockerfiles_match_the_installed_beam_and_python():
     for name in ("Dockerfile", "Dockerfile.gpu"):
         text = (REPO / name).read_text()
         assert expected in _from_lines(REPO / name), (name, _from_lines(REPO / name))
-        assert re.search(r"pip install[^\n]*\s\.(\s|$)", text) or "pip install --no-cache-dir ." in text, name
+        # the project itself, with or without extras: `pip install .`, `pip install ".[k2c]"`
+        assert re.search(r'pip install[^\n]*\s"?\.(\[[^\]]*\])?"?(\s|;|$)', text, flags=re.M), name
         for src in re.findall(r"^COPY\s+(?!--)(.+)\s+\S+$", text, flags=re.M):
             for item in src.split():
                 assert (REPO / item).exists(), f"{name}: COPY {item} does not exist"
