@@ -141,6 +141,7 @@ def check_captioner(config: K2CConfig, spec_path: str = "") -> None:
 
     Loads no weights (the workers do, when a record needs a caption); raises :class:`ModelUnavailable`
     saying how to provide the model, as :func:`load_captioner` does."""
+    require_extra("k2c", "options.k2c (keyword-to-caption)")
     problem = _missing_files(config)
     if problem is None:
         from transformers import AutoConfig, AutoTokenizer

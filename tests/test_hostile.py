@@ -201,7 +201,7 @@ def test_output_names_never_carry_path_pieces_from_the_input(tmp_path):
                 r"(webdataset/names/[a-z]+/(\d{6}\.tar|sizes\.json)|parquet/[a-z]+/\d{6}\.parquet"
                 r"|stats/[a-z]+/\d{6}\.json|rejects/shards/[a-z]+/\d{6}\.jsonl|rejects/manifest/src\.jsonl"
                 r"|summary\.json|plan\.json|duplicates\.jsonl|README\.md"
-                r"|report/(index\.html|report\.json|[a-z_]+\.png))",
+                r"|report/(index\.html|report\.json|[a-z_]+\.png|audio/[A-Za-z0-9_-]+\.flac))",
                 rel,
             ), rel
     for tar_path in out.rglob("*.tar"):
