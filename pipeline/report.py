@@ -671,6 +671,11 @@ def write_example_audio(layout: Layout, examples: Mapping[str, list[Mapping[str,
                 continue
             storage.write_bytes_atomic(layout.report_path(f"{EXAMPLE_AUDIO_DIR}/{e['key']}.flac"), flac)
             copied.append(e["key"])
+    # An earlier run's examples that are not this run's go: the folder holds what the page shows.
+    kept = {layout.report_path(f"{EXAMPLE_AUDIO_DIR}/{key}.flac") for key in copied}
+    old = [p for p in storage.match(layout.report_path(f"{EXAMPLE_AUDIO_DIR}/*.flac")) if p not in kept]
+    if old:
+        storage.delete(old)
     return sorted(copied)
 
 

@@ -280,7 +280,10 @@ def test_run_with_progress_and_the_report_command(built, tmp_path, capsys):
     assert f"{summary['samples']:,} samples" in err and err.count("progress: ") <= 3
     for name in ("index.html", "report.json"):
         os.remove(Path(out, "report", name))
+    stale = Path(out, "report", "audio", "src_from-an-earlier-run_0000000000.flac")
+    stale.write_bytes(b"fLaC")
     assert cli_main(["report", "--output", out]) == 0
+    assert not stale.exists() and any(Path(out, "report", "audio").iterdir())
     assert Path(out, "report", "index.html").exists() and Path(out, "README.md").exists()
     assert cli_main(["report", "--output", str(tmp_path / "nothing")]) == 2
 
@@ -313,6 +316,7 @@ def test_report_shows_examples_inputs_hours_and_example_rejects(built):
             assert f'src="audio/{e["key"]}.flac"' in page
             assert e["caption"] == df[df["key"] == e["key"]]["text"].iloc[0][0]
     assert sorted(r["example_audio"]) == sorted(e["key"] for f in r["examples"].values() for e in f)
+    assert sorted(p.stem for p in Path(out, "report", "audio").iterdir()) == sorted(r["example_audio"])
     # example rejects: one per code at least, each line found in the reject file it links to
     assert set(r["reject_examples"]) == set(summary["rejects_by_code"])
     for examples in r["reject_examples"].values():
