@@ -636,7 +636,10 @@ def reject_examples(layout: Layout, rejects_by_code: Mapping[str, int]) -> dict[
         for line in text.splitlines():
             if not line.strip():
                 continue
-            doc = json.loads(line)
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue  # a reject file cut short by a killed writer: its other lines still serve
             code = doc.get("code")
             if code not in wanted:
                 continue
@@ -812,7 +815,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "report",
         help="(re)write the run report and dataset card of a built corpus",
         description="Rebuild report/index.html, report.json, the plots and the dataset card (README.md) "
-        "of a corpus from its summary.json and shard stats; no audio is read.",
+        "of a corpus from its summary.json and shard stats; of the audio, only the few example clips "
+        "it shows are read (one seek each).",
         examples=["clapcorpus report --output out/"],
     )
     p.add_argument("--output", required=True, help="the corpus output folder or URL (has summary.json)")
