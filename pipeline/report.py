@@ -639,7 +639,7 @@ def reject_examples(layout: Layout, rejects_by_code: Mapping[str, int]) -> dict[
             try:
                 doc = json.loads(line)
             except ValueError:
-                continue  # a reject file cut short by a killed writer: its other lines still serve
+                continue  # a damaged line (the files are written atomically, but can be edited): skip it
             code = doc.get("code")
             if code not in wanted:
                 continue
