@@ -34,7 +34,7 @@ place by :mod:`manifests.archives`; a file no archive holds is ``missing_audio``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -151,20 +151,26 @@ class CaptionFilesAdapter(Adapter):
                 original={"file": name, **sound.original},
             )
 
-    def _macs_rows(self) -> Iterator[tuple[str, _Sound] | Reject]:
+    def _top_level_list(
+        self, parse: Callable[[str], Any], error: type[Exception], what: str, key: str, layout: str
+    ) -> list[Any] | Reject:
+        """The manifest's top-level ``key`` list (MACS' YAML, WavCaps' JSON), or the reject saying why not."""
         assert self.source.manifest is not None
         try:
-            doc = yaml.safe_load(storage.read_text(self.source.manifest))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            yield self.reject(
-                None, Code.UNREADABLE_METADATA, f"not a readable YAML caption file: {str(e)[:300]}"
+            doc = parse(storage.read_text(self.source.manifest))
+        except (error, UnicodeDecodeError) as e:
+            return self.reject(None, Code.UNREADABLE_METADATA, f"not a readable {what}: {str(e)[:300]}")
+        found = doc.get(key) if isinstance(doc, dict) else None
+        if not isinstance(found, list):
+            return self.reject(
+                None, Code.UNREADABLE_METADATA, f"expected a top-level '{key}' list (the {layout} layout)"
             )
-            return
-        files = doc.get("files") if isinstance(doc, dict) else None
-        if not isinstance(files, list):
-            yield self.reject(
-                None, Code.UNREADABLE_METADATA, "expected a top-level 'files' list (the MACS layout)"
-            )
+        return found
+
+    def _macs_rows(self) -> Iterator[tuple[str, _Sound] | Reject]:
+        files = self._top_level_list(yaml.safe_load, yaml.YAMLError, "YAML caption file", "files", "MACS")
+        if isinstance(files, Reject):
+            yield files
             return
         for n, entry in enumerate(files, start=1):
             if not isinstance(entry, dict):
@@ -199,17 +205,9 @@ class CaptionFilesAdapter(Adapter):
             )
 
     def _wavcaps_rows(self) -> Iterator[tuple[str, _Sound] | Reject]:
-        assert self.source.manifest is not None
-        try:
-            doc = json.loads(storage.read_text(self.source.manifest))
-        except (ValueError, UnicodeDecodeError) as e:
-            yield self.reject(None, Code.UNREADABLE_METADATA, f"not a readable JSON file: {str(e)[:300]}")
-            return
-        data = doc.get("data") if isinstance(doc, dict) else None
-        if not isinstance(data, list):
-            yield self.reject(
-                None, Code.UNREADABLE_METADATA, "expected a top-level 'data' list (the WavCaps layout)"
-            )
+        data = self._top_level_list(json.loads, ValueError, "JSON file", "data", "WavCaps")
+        if isinstance(data, Reject):
+            yield data
             return
         origin = self.options.origin
         for n, entry in enumerate(data, start=1):
