@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from clap_corpus.core.encoding import dumps_json
@@ -18,15 +18,21 @@ from clap_corpus.pipeline.spec import CorpusSpec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.shards import ShardStats
 
+# The shard files each output format writes, as `storage` names them.
+STORAGE_KINDS = {"webdataset": "tar", "parquet": "parquet", "views": "views"}
 
-def storage_figures(stats: list[ShardStats], samples: int, audio_seconds: float) -> dict[str, Any]:
+
+def storage_figures(
+    stats: list[ShardStats], samples: int, audio_seconds: float, formats: Iterable[str]
+) -> dict[str, Any]:
     """Bytes of the tar, Parquet and sidecar views shards, in all, per sample and per hour of audio (for
-    sizing a corpus: the 2.5 M recipe's storage is ``bytes_per_hour`` x its hours)."""
+    sizing a corpus: the 2.5 M recipe's storage is ``bytes_per_hour`` x its hours). Only the formats
+    the run writes are listed: a format left out is not a 0-byte one."""
     out: dict[str, Any] = {}
-    for kind in ("tar", "parquet", "views"):
+    for fmt, kind in STORAGE_KINDS.items():
+        if fmt not in formats:
+            continue
         total = sum(getattr(s, f"{kind}_bytes") for s in stats)
-        if kind == "views" and not total:
-            continue  # no sidecar views (formats without `views`)
         out[kind] = {
             "bytes": total,
             "bytes_per_sample": round(total / samples) if samples else None,
@@ -116,7 +122,7 @@ def build_summary(
         "sources": sources,
         "splits": splits,
         "shards_skipped_as_complete": sum(1 for s in stats if s.reused),
-        "storage": storage_figures(stats, total_samples, sum(seconds.values())),
+        "storage": storage_figures(stats, total_samples, sum(seconds.values()), spec.options.formats),
         "outputs": outputs_index(spec, layout, sorted(splits)),
     }
 

@@ -169,10 +169,63 @@ def test_sidecar_views_next_to_audio_tars_without_mel(tmp_path) -> None:
     assert figures["tar"]["bytes"] == sum(
         p.stat().st_size for p in (tmp_path / "out" / "webdataset").rglob("*.tar")
     )
-    assert "parquet" in figures and figures["parquet"]["bytes"] == 0
+    assert sorted(figures) == ["tar", "views"]  # no Parquet written, none listed (not a 0-byte entry)
     # store_mel: false leaves nothing to put in a sidecar: a spec error, not an empty shard set
     bad = yaml.safe_load(Path(spec).read_text())
     bad["options"]["store_mel"] = False
     (tmp_path / "src" / "bad.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(Exception, match="store_mel"):
         load_spec(str(tmp_path / "src" / "bad.yaml"))
+
+
+def test_the_trainer_reads_sidecar_views_beside_tar_and_parquet_shards(tmp_path) -> None:
+    from clap_corpus.trainer.data import UNREADABLE_VIEWS, SkipCounts, eval_loader, iter_shard, list_shards
+    from clap_corpus.trainer.data import resolve_layout as trainer_layout
+
+    spec = write_demo_corpus(
+        str(tmp_path / "src"),
+        n_clips=5,
+        max_seconds=14.0,
+        k2c_model=None,
+        bad_rows=False,
+        extra_options={
+            "formats": ["webdataset", "parquet", "views"],
+            "mel_single_view": True,
+            "shard_size": 2,
+        },
+    )
+    summary = run_corpus(spec, str(tmp_path / "out"), ["--runner=FnApiRunner"])
+    assert summary["samples"] == 5
+    layout = trainer_layout(str(tmp_path / "out"))
+    split = "train"
+    cpu = torch.device("cpu")
+
+    def views(fmt: str, mel: str) -> dict[str, torch.Tensor]:
+        out = {}
+        for batch in eval_loader(list_shards(layout, split, fmt), 8, 0, mel):
+            computed = set(batch.compute)
+            for i, (key, v) in enumerate(zip(batch.keys, batch.views(cpu), strict=True)):
+                out[key] = (v, i in computed)
+        return out
+
+    shards = list_shards(layout, split, "webdataset")
+    assert shards and all(
+        s.views_url and s.views_url.startswith(str(tmp_path / "out" / "views")) for s in shards
+    )
+    from_flac = views("webdataset", "compute")
+    assert from_flac and all(was_computed for _, was_computed in from_flac.values())
+    for fmt in ("webdataset", "parquet"):
+        stored = views(fmt, "stored")  # "stored": only samples with views, so every one came from the sidecar
+        assert stored.keys() == from_flac.keys()
+        for key, (v, was_computed) in stored.items():
+            assert not was_computed, (fmt, key)
+            assert torch.equal(v, from_flac[key][0]), (fmt, key)  # the sidecar's views, expanded, bit for bit
+
+    # A sidecar cut short loses no sample: the rest of its shard is read from the FLAC, and it is counted.
+    first = shards[0]
+    data = Path(first.views_url).read_bytes()
+    Path(first.views_url).write_bytes(data[: len(data) // 3])
+    counts = SkipCounts()
+    raws = list(iter_shard(first, counts, "auto"))
+    assert len(raws) == first.samples and counts[UNREADABLE_VIEWS] == 1
+    assert any(r.mel is None and r.flac is not None for r in raws)

@@ -174,7 +174,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "--mel",
         choices=MEL_MODES,
         default="auto",
-        help="auto: stored views, else computed on the device from the FLAC",
+        help="auto: the stored views (in the tars, or the sidecar views shards of formats: views), else "
+        "computed on the device from the FLAC; stored: only samples with stored views; compute: always "
+        "from the FLAC",
     )
     p.add_argument("--workers", type=int, default=2, help="data-loader processes (0: in the main process)")
     p.add_argument("--device", default="auto", help="auto: CUDA when there is one, else CPU")

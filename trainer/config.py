@@ -123,8 +123,6 @@ class TrainConfig:
             raise ValueError(f"caption_source must be one of {CAPTION_SOURCES}, got {self.caption_source!r}")
         if self.mel not in MEL_MODES:
             raise ValueError(f"mel must be one of {MEL_MODES}, got {self.mel!r}")
-        if self.format == "parquet" and self.mel == "stored":
-            raise ValueError("Parquet shards carry no stored mel: use --mel auto or compute with them")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be at least 1")
         if self.precision not in ("auto", "fp32", "bf16"):

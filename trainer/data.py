@@ -75,6 +75,9 @@ BAD_JSON = "bad_json"
 NO_CAPTION = "no_caption"
 BAD_MEL = "bad_mel"
 BAD_AUDIO = "bad_audio"
+# A sidecar views shard (formats: views) that could not be opened or ended early: its samples are read
+# from the FLAC instead (views computed on the device), so they are not lost.
+UNREADABLE_VIEWS = "unreadable_views"
 
 
 class DataError(Exception):
@@ -97,6 +100,7 @@ class SkipCounts(Counter):
 class Shard:
     url: str
     samples: int  # as listed by sizes.json / the Parquet footer
+    views_url: str | None = None  # its sidecar views tar (formats: views), read beside it
 
 
 @contextlib.contextmanager
@@ -144,8 +148,18 @@ def _built_corpus_folder(root: str) -> str:
 
 
 def list_shards(layout: Layout, split: str, fmt: str = "webdataset") -> list[Shard]:
-    """The shards of a split, in name order, with their sample counts."""
+    """The shards of a split, in name order, with their sample counts and sidecar views shards."""
     with _storage_errors():
+        # One listing of the sidecar folder, not a lookup per shard (a round trip each on GCS).
+        sidecars = {
+            url.rsplit("/", 1)[-1]: url
+            for url in storage.match(storage.join(layout.views_dir(split), "*.tar"))
+        }
+
+        def shard(url: str, n: int) -> Shard:
+            name = url.rsplit("/", 1)[-1].rsplit(".", 1)[0] + ".tar"
+            return Shard(url, n, sidecars.get(name))
+
         if fmt == "webdataset":
             sizes_path = layout.sizes_path(split)
             if not storage.exists(sizes_path):
@@ -153,7 +167,7 @@ def list_shards(layout: Layout, split: str, fmt: str = "webdataset") -> list[Sha
             sizes = json.loads(storage.read_text(sizes_path))
             folder = layout.webdataset_dir(split)
             return [
-                Shard(storage.join(folder, name), int(n)) for name, n in sorted(sizes.items()) if int(n) > 0
+                shard(storage.join(folder, name), int(n)) for name, n in sorted(sizes.items()) if int(n) > 0
             ]
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -169,7 +183,7 @@ def list_shards(layout: Layout, split: str, fmt: str = "webdataset") -> list[Sha
                 except Exception as e:  # a broken footer: listed with 0 rows, counted when read
                     log.warning("cannot read the Parquet footer of %s: %s", url, e)
                     n = 0
-                shards.append(Shard(url, n))
+                shards.append(shard(url, n))
             return shards
     raise ValueError(f"unknown format {fmt!r}")
 
@@ -215,10 +229,15 @@ def _make_raw(
     return RawSample(key.rsplit("/", 1)[-1], meta, plan, flac, mel)
 
 
-def _from_members(group: dict[str, Any], counts: SkipCounts, mel_mode: str) -> RawSample | None:
+def _from_members(
+    group: dict[str, Any], counts: SkipCounts, mel_mode: str, sidecar: SidecarViews | None = None
+) -> RawSample | None:
     """A sample from one tar group (webdataset's ``group_by_keys`` dict: ``__key__`` + one entry per
-    member suffix)."""
-    flac, mel = _audio(group.get(FLAC), group.get(MEL), mel_mode)
+    member suffix); its views from the sidecar shard when the tar holds none."""
+    mel = group.get(MEL)
+    if mel is None and sidecar is not None:
+        mel = sidecar.take(group.get("__key__", ""))
+    flac, mel = _audio(group.get(FLAC), mel, mel_mode)
     if JSON not in group or (flac is None and mel is None):
         counts[MISSING_MEMBER] += 1
         return None
@@ -240,6 +259,69 @@ def _open_shard(shard: Shard, counts: SkipCounts) -> BinaryIO | None:
         return None
 
 
+class SidecarViews:
+    """The ``<key>.mel.npy`` members of a sidecar views tar, taken in step with its audio shard.
+
+    The shard writer puts a sample's views in the sidecar as it puts the sample in the audio tar, so
+    both hold the same keys in the same order, and one forward pass over each pairs them. A key the
+    sidecar lacks gets no views (the trainer computes them from the FLAC); a sidecar that cannot be
+    opened or ends early is counted once (``unreadable_views``) and its remaining samples go the same way.
+    """
+
+    def __init__(self, url: str, counts: SkipCounts):
+        self.url, self.counts = url, counts
+        self._file: BinaryIO | None = None
+        self._groups: Iterator[dict[str, Any]] | None = None
+        self._pending: dict[str, Any] | None = None
+        self._failed: list[Exception] = []
+        try:
+            self._file = storage.open_read(url)
+        except Exception as e:
+            self._fail(e)
+            return
+
+        def stop(e: Exception) -> bool:
+            self._failed.append(e)
+            return False
+
+        files = tar_file_expander([{"url": url, "stream": self._file}], handler=stop)
+        self._groups = group_by_keys(files, handler=stop)
+
+    def _fail(self, e: Exception) -> None:
+        log.warning("sidecar views %s unreadable (computing views from the FLAC instead): %s", self.url, e)
+        self.counts[UNREADABLE_VIEWS] += 1
+        self._groups = None
+
+    def take(self, key: str) -> bytes | None:
+        """The views stored for ``key``, or None."""
+        if self._pending is None and self._groups is not None:
+            self._pending = next(self._groups, None)
+            if self._failed:
+                self._fail(self._failed[0])
+                self._pending = None
+        if self._pending is None or self._pending.get("__key__") != key:
+            return None  # missing here: the sidecar's next sample waits for its own key
+        mel, self._pending = self._pending.get(MEL), None
+        return mel
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> SidecarViews:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sidecar(shard: Shard, counts: SkipCounts, mel_mode: str) -> contextlib.AbstractContextManager:
+    """The shard's sidecar views, when it has some and the stored views are wanted."""
+    if shard.views_url is None or mel_mode == "compute":
+        return contextlib.nullcontext()
+    return SidecarViews(shard.views_url, counts)
+
+
 def iter_tar(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterator[RawSample]:
     """The samples of one WebDataset tar, in file order; problems counted in ``counts``.
 
@@ -258,13 +340,13 @@ def iter_tar(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterat
         return False  # webdataset: do not go on with this stream
 
     groups = 0  # samples seen, usable or not
-    with f:
+    with f, _sidecar(shard, counts, mel_mode) as sidecar:
         files = tar_file_expander([{"url": shard.url, "stream": f}], handler=stop)
         for group in group_by_keys(files, handler=stop):
             if failed:
                 break
             groups += 1
-            raw = _from_members(group, counts, mel_mode)
+            raw = _from_members(group, counts, mel_mode, sidecar)
             if raw is not None:
                 yield raw
     if failed:
@@ -283,14 +365,15 @@ _JSON_COLUMNS = tuple(f.name for f in FIELDS if f.parquet and f.kind == "json")
 
 
 def iter_parquet(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> Iterator[RawSample]:
-    """The rows of one Parquet shard as samples (FLAC only: views are computed on the device)."""
+    """The rows of one Parquet shard as samples: the FLAC, and the views from the sidecar views shard
+    of the same name when there is one (else they are computed on the device)."""
     import pyarrow.parquet as pq
 
     n = 0
     f = _open_shard(shard, counts)
     if f is None:
         return
-    with f:
+    with f, _sidecar(shard, counts, mel_mode) as sidecar:
         try:
             pf = pq.ParquetFile(f)
             for i in range(pf.num_row_groups):
@@ -302,7 +385,10 @@ def iter_parquet(shard: Shard, counts: SkipCounts, mel_mode: str = "auto") -> It
                     except (TypeError, ValueError):
                         counts[BAD_JSON] += 1
                         continue
-                    raw = _make_raw(str(row.get("key")), row, audio.get("bytes") or None, None, counts)
+                    key = str(row.get("key"))
+                    mel = sidecar.take(key) if sidecar is not None else None
+                    flac, mel = _audio(audio.get("bytes") or None, mel, mel_mode)
+                    raw = _make_raw(key, row, flac, mel, counts)
                     if raw is not None:
                         n += 1
                         yield raw
