@@ -9,6 +9,7 @@ CLIP_SECONDS = 10
 CLIP_SAMPLES = SAMPLE_RATE * CLIP_SECONDS  # 480 000
 
 INT16_SCALE = 32767.0
+_QUANTIZE_BLOCK = 1 << 16  # samples per block of quantize_int16 (256 KB of float32)
 
 
 def quantize_int16(samples: np.ndarray) -> np.ndarray:
@@ -17,9 +18,18 @@ def quantize_int16(samples: np.ndarray) -> np.ndarray:
     The stored FLAC holds exactly these integers. The mel views are not computed from ``int16 / 32767``
     but from what LAION-CLAP's loader makes of them: see :func:`transforms.views.laion_loader_input`.
     """
-    clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    clipped *= np.float32(INT16_SCALE)  # in place: np.clip returned a fresh array, one temporary less
-    return clipped.astype(np.int16)
+    x = np.ascontiguousarray(samples, dtype=np.float32)
+    out = np.empty(x.shape, dtype=np.int16)
+    src, dst = x.reshape(-1), out.reshape(-1)
+    # In blocks through one small buffer: a whole-clip float32 temporary would be twice the int16
+    # result (130 MB for ten minutes) and would leave the cache between the clip and the cast.
+    buf = np.empty(min(_QUANTIZE_BLOCK, src.size), dtype=np.float32)
+    for start in range(0, src.size, _QUANTIZE_BLOCK):
+        block = buf[: min(_QUANTIZE_BLOCK, src.size - start)]
+        np.clip(src[start : start + block.size], -1.0, 1.0, out=block)
+        block *= np.float32(INT16_SCALE)
+        dst[start : start + block.size] = block  # the C cast astype(int16) does: truncation toward zero
+    return out
 
 
 def int16_to_float(samples: np.ndarray) -> np.ndarray:

@@ -233,3 +233,30 @@ def test_the_tar_is_the_ustar_archive_byte_for_byte(tmp_path, audio):
             )
             tf.addfile(info, io.BytesIO(data))
     assert Path(path).read_bytes() == expected.getvalue()
+
+
+def test_parquet_row_groups_are_cut_by_flac_bytes_too(tmp_path, audio, monkeypatch):
+    """Long recordings make big FLACs: a row group is written once its FLAC bytes reach the cap, not
+    only after 64 rows, so a writer never buffers a whole shard of them."""
+    from clap_corpus.transforms import shards
+
+    noise = [synth.noise("white", 2.0, RATE, seed=i) for i in range(5)]  # noise: FLAC cannot shrink it
+    records = []
+    for i, wave in enumerate(noise):
+        path = audio / f"n{i}.wav"
+        path.write_bytes(synth.encode_audio(wave, RATE, "wav"))
+        records.append(_record(f"n{i}", str(path), i + 1))
+    out = tmp_path / "out"
+    layout = Layout(str(out), "c")
+    _builder(out, Reads()).build("train", "000000", records)
+    whole = pq.ParquetFile(layout.parquet_path("train", "000000"))
+    assert whole.metadata.num_row_groups == 1
+    flac = [len(a["bytes"]) for a in whole.read().column("audio").to_pylist()]
+
+    monkeypatch.setattr(shards, "PARQUET_GROUP_BYTES", int(max(flac) * 1.5))
+    cut = tmp_path / "cut"
+    _builder(cut, Reads()).build("train", "000000", records)
+    f = pq.ParquetFile(Layout(str(cut), "c").parquet_path("train", "000000"))
+    sizes = [f.metadata.row_group(i).num_rows for i in range(f.metadata.num_row_groups)]
+    assert sizes == [2, 2, 1]  # each group flushed as its second FLAC took it past 1.5 FLACs
+    assert f.read().to_pylist() == whole.read().to_pylist()

@@ -29,7 +29,11 @@ from clap_corpus.transforms import storage
 from clap_corpus.transforms.sample import Sample
 
 TAR_MTIME = 0  # fixed member mtime: archives must not depend on when they were written
-PARQUET_ROWS_PER_GROUP = 64  # bounds memory: a row group holds the FLAC bytes of this many samples
+# A row group is buffered whole before it is written: these bound the FLAC bytes a writer holds. 64
+# ten-second clips are ~30 MB; the byte cap matters for long recordings (10 min of music is ~30 MB
+# of FLAC alone), which would otherwise make a worker's memory grow with the shard's clip lengths.
+PARQUET_ROWS_PER_GROUP = 64
+PARQUET_GROUP_BYTES = 32 * 2**20
 
 # Histogram bins: bin i holds values in [edges[i], edges[i+1]); the last bin is open-ended.
 DURATION_EDGES_S = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 30, 45, 60, 90, 120, 180, 300)
@@ -224,6 +228,7 @@ class ShardWriter:
         self._pq: pq.ParquetWriter | None = None
         self._pq_stream: BinaryIO | None = None
         self._rows: list[dict[str, Any]] = []
+        self._rows_bytes = 0  # FLAC bytes in self._rows
         self._clap: list[tuple[str, ClapScores]] | None = [] if "clap" in features else None
         if "webdataset" in formats:
             raw = self._create(layout.tar_path(split, shard))
@@ -266,14 +271,15 @@ class ShardWriter:
             self._views.write(key, {MEL: sample.mel_bytes()})
         if self._pq is not None:
             self._rows.append(parquet_row(sample.key, sample.flac, sample.meta, self.features))
-            if len(self._rows) >= PARQUET_ROWS_PER_GROUP:
+            self._rows_bytes += len(sample.flac)
+            if len(self._rows) >= PARQUET_ROWS_PER_GROUP or self._rows_bytes >= PARQUET_GROUP_BYTES:
                 self._flush_rows()
         return flac_offset
 
     def _flush_rows(self) -> None:
         if self._rows and self._pq is not None:
             self._pq.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
-            self._rows = []
+            self._rows, self._rows_bytes = [], 0
 
     def close(self) -> tuple[int, int]:
         """Finish every file and rename it into place; returns (tar bytes, parquet bytes). The sidecar

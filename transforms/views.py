@@ -277,6 +277,18 @@ def _window() -> np.ndarray:
     return hann_window()
 
 
+def _reflect_padded(x: np.ndarray, a: int, b: int) -> np.ndarray:
+    """``[a, b)`` of ``x`` (B, n) reflect-padded by PAD on both ends (torch.stft's ``center=True``):
+    a view of ``x`` away from its ends, a small copy at them, never a padded copy of the whole clip."""
+    n = x.shape[-1]
+    if a >= PAD and b <= n + PAD:
+        return x[:, a - PAD : b - PAD]
+    head = x[:, PAD:0:-1][:, a:b] if a < PAD else x[:, :0]
+    body = x[:, max(a - PAD, 0) : min(b - PAD, n)]
+    tail = x[:, -2 : -PAD - 2 : -1][:, max(a - PAD - n, 0) : b - PAD - n] if b > n + PAD else x[:, :0]
+    return np.concatenate([head, body, tail], axis=-1)
+
+
 def log_mel(wave: np.ndarray) -> np.ndarray:
     """Log-mel spectrogram float32 (..., n) -> (..., n // 480 + 1, 64), as LAION-CLAP's ``get_mel``.
 
@@ -296,16 +308,17 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
         raise ValueError(f"log_mel needs more than {PAD} samples, got {n}")
     lead = x.shape[:-1]
     x = x.reshape(-1, n)
-    padded = np.concatenate([x[:, PAD:0:-1], x, x[:, -2 : -PAD - 2 : -1]], axis=-1)
-    frames = sliding_window_view(padded, N_FFT, axis=-1)[:, ::HOP]  # (B, T, N_FFT), a view
-    batch, total = frames.shape[0], frames.shape[1]
+    batch, total = x.shape[0], n // HOP + 1
     window, fb = _window(), interleaved_filterbank()
     lo, hi = used_bins()
     out = np.empty((batch, total, MEL_BINS), dtype=np.float32)
     block = max(1, CPU_BLOCK_FRAMES // batch)
     for start in range(0, total, block):
+        stop = min(start + block, total)
+        segment = _reflect_padded(x, start * HOP, (stop - 1) * HOP + N_FFT)
+        frames = sliding_window_view(segment, N_FFT, axis=-1)[:, ::HOP]  # (B, stop - start, N_FFT), a view
         # scipy's pocketfft: float32 in, complex64 out, one thread; ~1.8x numpy.fft's speed here.
-        spec = scipy.fft.rfft(frames[:, start : start + block] * window, axis=-1, workers=1)
+        spec = scipy.fft.rfft(frames * window, axis=-1, workers=1)
         re_im = np.ascontiguousarray(spec[..., lo:hi]).view(np.float32)
         np.matmul(re_im * re_im, fb, out=out[:, start : start + block])
     np.maximum(out, np.float32(AMIN), out=out)
@@ -335,8 +348,16 @@ def laion_loader_input(pcm: np.ndarray) -> np.ndarray:
     arr = np.asarray(pcm)
     if arr.dtype != np.int16:
         raise TypeError(f"laion_loader_input takes int16 samples, got {arr.dtype}")
-    # Moving toward zero cannot overflow int16, so the subtraction stays in the stored dtype.
-    return (arr - np.sign(arr)).astype(np.float32) / np.float32(INT16_SCALE)
+    out = np.empty(arr.shape, dtype=np.float32)
+    src, dst = arr.reshape(-1), out.reshape(-1)
+    # In blocks: whole-clip temporaries (the signs, the difference) would be three more copies of a
+    # long clip. Moving toward zero cannot overflow int16, so the subtraction stays in the stored dtype.
+    step = CPU_BLOCK_FRAMES * HOP
+    for start in range(0, src.size, step):
+        v = src[start : start + step]
+        dst[start : start + v.size] = v - np.sign(v)
+    out /= np.float32(INT16_SCALE)
+    return out
 
 
 def repeat_pad(x: np.ndarray) -> np.ndarray:
