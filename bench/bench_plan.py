@@ -80,31 +80,37 @@ def write_manifest(folder: str, rows: int, seed: int = 0) -> str:
 
 
 OURS = """
-import json, resource, sys, time
+import json, sys, time
+def peak_mb():  # VmHWM: ru_maxrss keeps the parent's peak across fork and exec
+    return next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')) / 1024
 from clap_corpus.manifests.plan import plan_spec
 from clap_corpus.pipeline.spec import load_spec
 t0 = time.perf_counter()
 plan = plan_spec(load_spec(sys.argv[1]))
 wall = time.perf_counter() - t0
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = peak_mb()
 print(json.dumps({"wall": wall, "rss_mb": rss, "records": plan["records"], "rejects": plan["rejects"]}))
 """
 
 BASELINE = """
-import json, resource, sys, time
+import json, sys, time
+def peak_mb():  # VmHWM: ru_maxrss keeps the parent's peak across fork and exec
+    return next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')) / 1024
 import pandas as pd
 t0 = time.perf_counter()
 df = pd.read_csv(sys.argv[1], skiprows=3, header=None, skipinitialspace=True, quotechar='"',
                  names=["YTID", "start_seconds", "end_seconds", "positive_labels"])
 wall = time.perf_counter() - t0
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = peak_mb()
 print(json.dumps({"wall": wall, "rss_mb": rss, "records": len(df), "rejects": 0}))
 """
 
 IDLE = """
-import json, resource
+import json
+def peak_mb():  # VmHWM: ru_maxrss keeps the parent's peak across fork and exec
+    return next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')) / 1024
 import clap_corpus.manifests.plan, clap_corpus.pipeline.spec, pandas
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"rss_mb": peak_mb()}))
 """
 
 

@@ -28,6 +28,8 @@ import tempfile
 
 CHILD = r"""
 import json, os, resource, sys, time
+def peak_mb():  # VmHWM: ru_maxrss keeps the parent's peak across fork and exec
+    return next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')) / 1024
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -58,7 +60,7 @@ writer.close()
 first = cpu()
 heavy = sorted(m for m in ("torch", "transformers", "webdataset", "scipy") if m in sys.modules)
 print(json.dumps({"import_cpu_s": imported, "first_sample_cpu_s": first, "loaded": heavy,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": peak_mb()}))
 """
 
 PACKAGES = ("torch", "apache_beam", "scipy", "pyarrow", "av", "matplotlib", "webdataset", "pydantic", "numpy")

@@ -32,7 +32,7 @@ RATES = {
     "flac": (22050, 32000, 44100, 48000),
     "wav": (22050, 32000, 44100, 48000),
 }
-CORPUS_VERSION = 1  # bump when the plan or the signals change: invalidates cached corpora
+CORPUS_VERSION = 2  # bump when the plan or the signals change: invalidates cached corpora
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,10 @@ def build_folder_corpus(src: str, root: str, seed: int = 0) -> str:
     """A bench corpus from every audio file under ``src`` (real recordings): copied into
     ``<root>/folder-<digest>/raw`` as ``NNNNN.<ext>`` in a fixed shuffled order (so the first quarter,
     the small size, is a sample of the whole), with a manifest row per file carrying its declared
-    duration in ``seconds``. Files PyAV cannot open or that declare no duration are left out (and
-    listed in ``left_out.json``). Nothing is written under ``src``.
+    duration in ``seconds``. The longest file comes first: a worker's peak memory follows the longest
+    clip it decodes, so with it in both sizes their peaks compare corpus size alone. Files PyAV cannot
+    open or that declare no duration are left out (and listed in ``left_out.json``). Nothing is
+    written under ``src``.
     """
     files = sorted(
         os.path.join(d, name)
@@ -204,13 +206,19 @@ def build_folder_corpus(src: str, root: str, seed: int = 0) -> str:
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(raw)
     order = np.random.default_rng(seed).permutation(len(files))
-    rows, left_out = [], []
+    probed, left_out = [], []
     for i in order:
         path = files[int(i)]
         seconds = _probe_seconds(path)
         if seconds <= 0:
             left_out.append(os.path.relpath(path, src))
-            continue
+        else:
+            probed.append((path, seconds))
+    if probed:
+        longest = max(range(len(probed)), key=lambda k: probed[k][1])
+        probed.insert(0, probed.pop(longest))
+    rows = []
+    for path, seconds in probed:
         suffix = os.path.splitext(path)[1].lower()
         name = f"{len(rows):05d}{suffix}"
         shutil.copyfile(path, os.path.join(raw, name))

@@ -97,3 +97,17 @@ def test_a_folder_of_recordings_becomes_a_bench_corpus(tmp_path):
     assert abs(corpus_seconds(folder, 4) - sum(lengths.values())) < 0.3
     # cached: the same files give the same folder without copying again
     assert build_folder_corpus(str(src), str(tmp_path / "corpora")) == folder
+    # the longest file first: both bench sizes (a quarter, all) decode it, so their peaks compare
+    assert rows[0]["source_file"] == "sub/d.wav"
+
+    from bench.bench_breakdown import CLASSES, STEPS, breakdown, report
+    from bench.laion_way import ffmpeg_available
+
+    if ffmpeg_available():
+        pytest.skip(f"the breakdown's LAION column: {ffmpeg_available()}")
+    tallies = breakdown(folder)
+    assert tallies["all"].files == 4 and tallies[CLASSES[0][1]].files == 4  # every clip is under 10 s
+    assert abs(tallies["all"].audio_s - sum(lengths.values())) < 0.3
+    assert tallies["all"].laion_s > 0 and all(tallies["all"].steps[s] >= 0 for s in STEPS)
+    table = report(tallies)
+    assert table[2].startswith(f"| {CLASSES[0][1]} | 4 |") and table[-1].startswith("| all | 4 |")
