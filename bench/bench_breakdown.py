@@ -20,6 +20,8 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from bench.corpus import build_folder_corpus, corpus_files
 from bench.laion_way import ffmpeg_available, to_flac
 
@@ -50,7 +52,15 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def breakdown(folder: str) -> dict[str, Tally]:
+@dataclass(frozen=True)
+class FileCost:
+    seconds: float
+    laion_s: float
+    like_for_like_s: float
+    everything_s: float  # like for like + views
+
+
+def breakdown(folder: str) -> tuple[dict[str, Tally], list[FileCost]]:
     from clap_corpus.core.audio import quantize_int16
     from clap_corpus.core.hashing import audio_digest
     from clap_corpus.transforms.flac import encode_flac
@@ -62,6 +72,7 @@ def breakdown(folder: str) -> dict[str, Tally]:
     longest = max(float(row["seconds"]) for _, row in files)
     options = SampleOptions(max_duration_s=max(300.0, float(int(longest) + 1)))  # whole files, as LAION
     tallies: dict[str, Tally] = defaultdict(Tally)
+    costs: list[FileCost] = []
     with tempfile.TemporaryDirectory() as tmp:
         for path, row in files:
             with open(path, "rb") as f:
@@ -81,6 +92,8 @@ def breakdown(folder: str) -> dict[str, Tally]:
             c0 = _children_cpu()
             to_flac(path, os.path.join(tmp, "out.flac"))
             laion = _children_cpu() - c0
+            lfl = times["decode"] + times["quantise + level + digest"] + times["FLAC"]
+            costs.append(FileCost(decoded.duration_s, laion, lfl, lfl + times["views"]))
             label = next(name for bound, name in CLASSES if decoded.duration_s <= bound)
             for tally in (tallies[label], tallies["all"]):
                 tally.files += 1
@@ -88,7 +101,35 @@ def breakdown(folder: str) -> dict[str, Tally]:
                 tally.laion_s += laion
                 for k, v in times.items():
                     tally.steps[k] += v
-    return tallies
+    return tallies, costs
+
+
+def per_clip_and_second(costs: list[FileCost], column: str) -> tuple[float, float]:
+    """Least squares ``cpu = a + b * seconds`` over the files: (a, per clip; b, per audio second).
+
+    A corpus's cost is not one rate per audio hour: a process start, a container open and the views
+    (always ten seconds' worth) are paid per clip, codec work per second. Two numbers carry a
+    measurement on one corpus over to another with a different clip count and length."""
+    x = np.array([[1.0, c.seconds] for c in costs])
+    y = np.array([getattr(c, column) for c in costs])
+    (a, b), *_ = np.linalg.lstsq(x, y, rcond=None)
+    return float(a), float(b)
+
+
+def projection(costs: list[FileCost], clips: int, hours: float) -> list[str]:
+    lines = [f"projected to {clips:,} clips, {hours:,.0f} h of audio (per clip + per second fits):"]
+    for column, label in (
+        ("laion_s", "LAION's way"),
+        ("like_for_like_s", "ours, like for like"),
+        ("everything_s", "ours, with views"),
+    ):
+        a, b = per_clip_and_second(costs, column)
+        cpu = clips * a + hours * 3600 * b
+        lines.append(
+            f"  {label}: {a * 1000:.1f} ms per clip + {b * 1000:.2f} ms per audio second = "
+            f"{cpu / 3600:,.0f} vCPU-hours ({hours * 3600 / cpu:.0f}x realtime per CPU-second)"
+        )
+    return lines
 
 
 def report(tallies: dict[str, Tally]) -> list[str]:
@@ -116,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("corpus", metavar="DIR", help="a folder of audio files (as for clapcorpus bench --corpus)")
     p.add_argument("--workdir", default=os.path.join("out", "bench"), help="where the corpus copy is cached")
+    p.add_argument(
+        "--clips", type=int, default=2_541_614, help="projected corpus: clips (LAION-CLAP's 2.5 M)"
+    )
+    p.add_argument("--hours", type=float, default=10_000.0, help="projected corpus: hours of audio")
     args = p.parse_args(argv)
     missing = ffmpeg_available()
     if missing:
@@ -123,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     folder = build_folder_corpus(args.corpus, os.path.join(args.workdir, "corpora"))
     print("per-file CPU seconds, one process, no Beam (ffmpeg CLI: its process's CPU, start-up included)")
-    print("\n".join(report(breakdown(folder))))
+    tallies, costs = breakdown(folder)
+    print("\n".join(report(tallies)))
+    print("\n".join(projection(costs, args.clips, args.hours)))
     return 0
 
 

@@ -154,7 +154,7 @@ def build(out: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", help="folder to (re)create with the corpus")
     args = p.parse_args(argv)
     info = build(args.out)

@@ -105,9 +105,22 @@ def test_a_folder_of_recordings_becomes_a_bench_corpus(tmp_path):
 
     if ffmpeg_available():
         pytest.skip(f"the breakdown's LAION column: {ffmpeg_available()}")
-    tallies = breakdown(folder)
+    tallies, costs = breakdown(folder)
     assert tallies["all"].files == 4 and tallies[CLASSES[0][1]].files == 4  # every clip is under 10 s
+    assert len(costs) == 4 and abs(sum(c.laion_s for c in costs) - tallies["all"].laion_s) < 1e-9
     assert abs(tallies["all"].audio_s - sum(lengths.values())) < 0.3
     assert tallies["all"].laion_s > 0 and all(tallies["all"].steps[s] >= 0 for s in STEPS)
     table = report(tallies)
     assert table[2].startswith(f"| {CLASSES[0][1]} | 4 |") and table[-1].startswith("| all | 4 |")
+
+
+def test_the_breakdown_fit_splits_per_clip_from_per_second_cost():
+    from bench.bench_breakdown import FileCost, per_clip_and_second
+
+    costs = [
+        FileCost(s, 0.1 + 0.002 * s, 0.01 + 0.001 * s, 0.02 + 0.001 * s) for s in (1.0, 5.0, 30.0, 300.0)
+    ]
+    a, b = per_clip_and_second(costs, "laion_s")
+    assert abs(a - 0.1) < 1e-9 and abs(b - 0.002) < 1e-9
+    a, b = per_clip_and_second(costs, "everything_s")
+    assert abs(a - 0.02) < 1e-9 and abs(b - 0.001) < 1e-9
