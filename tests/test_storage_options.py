@@ -229,3 +229,24 @@ def test_the_trainer_reads_sidecar_views_beside_tar_and_parquet_shards(tmp_path)
     raws = list(iter_shard(first, counts, "auto"))
     assert len(raws) == first.samples and counts[UNREADABLE_VIEWS] == 1
     assert any(r.mel is None and r.flac is not None for r in raws)
+
+
+def test_sidecar_views_pair_by_key_and_pass_over_what_the_other_side_lacks(tmp_path) -> None:
+    from clap_corpus.trainer.data import UNREADABLE_VIEWS, SidecarViews, SkipCounts
+
+    path = tmp_path / "000000.tar"
+    with tarfile.open(path, "w") as tar:
+        for key in ("a", "b", "d", "e"):
+            data = f"views of {key}".encode()
+            info = tarfile.TarInfo(f"{key}.mel.npy")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    counts = SkipCounts()
+    with SidecarViews(str(path), counts) as sidecar:
+        # audio shard keys: a, c (no views stored), d, f (after the sidecar's last: e is passed over)
+        got = {key: sidecar.take(key) for key in ("a", "c", "d", "f")}
+    assert got == {"a": b"views of a", "c": None, "d": b"views of d", "f": None}
+    assert not counts
+    with SidecarViews(str(tmp_path / "missing.tar"), counts) as sidecar:
+        assert sidecar.take("a") is None
+    assert counts == {UNREADABLE_VIEWS: 1}

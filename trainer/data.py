@@ -263,9 +263,10 @@ class SidecarViews:
     """The ``<key>.mel.npy`` members of a sidecar views tar, taken in step with its audio shard.
 
     The shard writer puts a sample's views in the sidecar as it puts the sample in the audio tar, so
-    both hold the same keys in the same order, and one forward pass over each pairs them. A key the
-    sidecar lacks gets no views (the trainer computes them from the FLAC); a sidecar that cannot be
-    opened or ends early is counted once (``unreadable_views``) and its remaining samples go the same way.
+    both hold the same keys in the same (sorted) order, and one forward pass over each pairs them. A key
+    the sidecar lacks gets no views (the trainer computes them from the FLAC), a sidecar entry whose
+    sample is not in the audio shard is passed over; a sidecar that cannot be opened or ends early is
+    counted once (``unreadable_views``) and its remaining samples go the same way.
     """
 
     def __init__(self, url: str, counts: SkipCounts):
@@ -293,16 +294,25 @@ class SidecarViews:
         self._groups = None
 
     def take(self, key: str) -> bytes | None:
-        """The views stored for ``key``, or None."""
-        if self._pending is None and self._groups is not None:
-            self._pending = next(self._groups, None)
-            if self._failed:
-                self._fail(self._failed[0])
-                self._pending = None
-        if self._pending is None or self._pending.get("__key__") != key:
-            return None  # missing here: the sidecar's next sample waits for its own key
-        mel, self._pending = self._pending.get(MEL), None
-        return mel
+        """The views stored for ``key``, or None. Keys must come in the shards' (sorted) order."""
+        while True:
+            if self._pending is None:
+                if self._groups is None:
+                    return None
+                self._pending = next(self._groups, None)
+                if self._failed:
+                    self._fail(self._failed[0])
+                    self._pending = None
+                if self._pending is None:
+                    self._groups = None
+                    return None
+            have = str(self._pending.get("__key__", ""))
+            if have == key:
+                mel, self._pending = self._pending.get(MEL), None
+                return mel
+            if have > key:
+                return None  # no views stored for this sample; the pending ones wait for their key
+            self._pending = None  # views of a sample the audio shard does not hold: passed over
 
     def close(self) -> None:
         if self._file is not None:
