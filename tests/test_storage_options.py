@@ -140,18 +140,23 @@ def test_a_run_with_single_views_stores_less_and_says_how_much(tmp_path) -> None
     assert four["storage"]["parquet"] == one["storage"]["parquet"]
 
 
-def test_sidecar_views_next_to_audio_tars_without_mel(tmp_path) -> None:
-    from clap_corpus.core.layout import Layout
-
+def _demo_run(root: Path, n_clips: int, options: dict) -> tuple[str, dict]:
+    """The demo corpus (no K2C, no bad rows, clips up to 14 s) built into ``root/out``: (spec, summary)."""
     spec = write_demo_corpus(
-        str(tmp_path / "src"),
-        n_clips=4,
+        str(root / "src"),
+        n_clips=n_clips,
         max_seconds=14.0,
         k2c_model=None,
         bad_rows=False,
-        extra_options={"formats": ["webdataset", "views"], "mel_single_view": True},
+        extra_options=options,
     )
-    summary = run_corpus(spec, str(tmp_path / "out"), ["--runner=FnApiRunner"])
+    return spec, run_corpus(spec, str(root / "out"), ["--runner=FnApiRunner"])
+
+
+def test_sidecar_views_next_to_audio_tars_without_mel(tmp_path) -> None:
+    from clap_corpus.core.layout import Layout
+
+    spec, summary = _demo_run(tmp_path, 4, {"formats": ["webdataset", "views"], "mel_single_view": True})
     assert summary["samples"] == 4 and summary["accounting_ok"]
     layout = Layout(str(tmp_path / "out"), "demo")
     audio = _members(tmp_path / "out" / "webdataset")
@@ -182,19 +187,8 @@ def test_the_trainer_reads_sidecar_views_beside_tar_and_parquet_shards(tmp_path)
     from clap_corpus.trainer.data import UNREADABLE_VIEWS, SkipCounts, eval_loader, iter_shard, list_shards
     from clap_corpus.trainer.data import resolve_layout as trainer_layout
 
-    spec = write_demo_corpus(
-        str(tmp_path / "src"),
-        n_clips=5,
-        max_seconds=14.0,
-        k2c_model=None,
-        bad_rows=False,
-        extra_options={
-            "formats": ["webdataset", "parquet", "views"],
-            "mel_single_view": True,
-            "shard_size": 2,
-        },
-    )
-    summary = run_corpus(spec, str(tmp_path / "out"), ["--runner=FnApiRunner"])
+    options = {"formats": ["webdataset", "parquet", "views"], "mel_single_view": True, "shard_size": 2}
+    _, summary = _demo_run(tmp_path, 5, options)
     assert summary["samples"] == 5
     layout = trainer_layout(str(tmp_path / "out"))
     split = "train"
