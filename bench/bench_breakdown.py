@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.corpus import build_folder_corpus, corpus_files
+from bench.corpus import build_folder_corpus, corpus_files, whole_file_cap
 from bench.laion_way import ffmpeg_available, to_flac
 
 # Clip-length classes, upper bounds in seconds.
@@ -69,8 +69,7 @@ def breakdown(folder: str) -> tuple[dict[str, Tally], list[FileCost]]:
 
     one_thread()  # as the pipeline's workers do
     files = corpus_files(os.path.join(folder, "raw", "manifest.jsonl"))
-    longest = max(float(row["seconds"]) for _, row in files)
-    options = SampleOptions(max_duration_s=max(300.0, float(int(longest) + 1)))  # whole files, as LAION
+    options = SampleOptions(max_duration_s=whole_file_cap(folder))
     tallies: dict[str, Tally] = defaultdict(Tally)
     costs: list[FileCost] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -50,8 +50,10 @@ from bench.corpus import (
     manifest_path,
     manifest_rows,
     plan_bench,
+    whole_file_cap,
     write_spec,
 )
+from bench.memory import vm_hwm_mb
 
 if TYPE_CHECKING:
     from bench.bench_views import ViewsTiming  # imports torch: only where the views are timed
@@ -89,21 +91,6 @@ WORKER_VCPUS, WORKER_GB, WORKER_DISK_GB = 4, 15.0, 25.0
 
 # ---------------------------------------------------------------------------------------------
 # What one child process does
-
-
-def vm_hwm_mb(pid: int | str = "self") -> float:
-    """A process's peak resident memory in MB (Linux's VmHWM); 0.0 if it is gone or not Linux.
-
-    Not ru_maxrss: Linux carries a parent's peak into a child's ru_maxrss across fork and exec, so a
-    small worker started from a big process would report the big one's size."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def child_pipeline(spec_path: str, out: str) -> dict[str, Any]:
@@ -595,8 +582,7 @@ def prepare(workdir: str, sizes: tuple[int, int], shard_size: int, corpus: str |
         corpus = build_bench_corpus(os.path.join(workdir, "corpora"), max(sizes))
     else:
         # LAION's way converts whole files: the pipeline decodes as much (default stop: 300 s)
-        longest = max(float(r["seconds"]) for r in manifest_rows(corpus))
-        options["max_duration_s"] = max(300.0, float(int(longest) + 1))
+        options["max_duration_s"] = whole_file_cap(corpus)
     for clips in sizes:
         write_spec(corpus, f"spec-{clips}-all.yaml", clips=clips, shard_size=shard_size, **options)
         write_spec(

@@ -81,8 +81,7 @@ def write_manifest(folder: str, rows: int, seed: int = 0) -> str:
 
 OURS = """
 import json, sys, time
-def peak_mb():  # VmHWM: ru_maxrss keeps the parent's peak across fork and exec
-    return next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')) / 1024
+from bench.memory import vm_hwm_mb as peak_mb  # the checkout is the cwd
 from clap_corpus.manifests.plan import plan_spec
 from clap_corpus.pipeline.spec import load_spec
 t0 = time.perf_counter()
@@ -94,8 +93,7 @@ print(json.dumps({"wall": wall, "rss_mb": rss, "records": plan["records"], "reje
 
 BASELINE = """
 import json, sys, time
-def peak_mb():  # VmHWM: ru_maxrss keeps the parent's peak across fork and exec
-    return next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')) / 1024
+from bench.memory import vm_hwm_mb as peak_mb  # the checkout is the cwd
 import pandas as pd
 t0 = time.perf_counter()
 df = pd.read_csv(sys.argv[1], skiprows=3, header=None, skipinitialspace=True, quotechar='"',
@@ -107,8 +105,7 @@ print(json.dumps({"wall": wall, "rss_mb": rss, "records": len(df), "rejects": 0}
 
 IDLE = """
 import json
-def peak_mb():  # VmHWM: ru_maxrss keeps the parent's peak across fork and exec
-    return next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')) / 1024
+from bench.memory import vm_hwm_mb as peak_mb  # the checkout is the cwd
 import clap_corpus.manifests.plan, clap_corpus.pipeline.spec, pandas
 print(json.dumps({"rss_mb": peak_mb()}))
 """

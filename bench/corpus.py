@@ -245,6 +245,13 @@ def build_folder_corpus(src: str, root: str, seed: int = 0) -> str:
     return folder
 
 
+def whole_file_cap(folder: str) -> float:
+    """``max_duration_s`` that decodes every file of a folder corpus whole, as LAION's way converts
+    whole files (never under the pipeline's default of 300 s)."""
+    longest = max(float(r["seconds"]) for r in manifest_rows(folder))
+    return max(300.0, float(int(longest) + 1))
+
+
 def manifest_rows(folder: str, clips: int | None = None) -> list[dict]:
     with open(manifest_path(folder, clips), encoding="utf-8") as f:
         return [json.loads(line) for line in f]
