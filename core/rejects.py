@@ -142,6 +142,16 @@ class Code(StrEnum):
         "not fetched: the daily download cap (Freesound's) was reached; a rerun tomorrow fetches it",
     )
     FETCH_FAILED = "fetch_failed", (_F,), "another download failure (the status table has the error)"
+    BAD_URL = (
+        "bad_url",
+        (_M, _F),
+        "a web URL not read one way only (a backslash, white space or a percent sign in its host ...)",
+    )
+    PRIVATE_ADDRESS = (
+        "private_address",
+        (_F,),
+        "the host resolves to a loopback, private or link-local address (`allow_private_networks`)",
+    )
     # reading
     MISSING_FILE = "missing_file", (_R,), "the audio file does not exist"
     READ_ERROR = "read_error", (_R,), "the audio file exists but could not be read"
@@ -187,6 +197,7 @@ PATH_CODES = frozenset(
         Code.OUTSIDE_ROOT,
         Code.SCHEME_NOT_ALLOWED,
         Code.HOST_NOT_ALLOWED,
+        Code.BAD_URL,
     }
 )
 

@@ -27,7 +27,11 @@ def previews() -> dict[str, bytes]:
 
 
 def _fetcher(tmp_path, limit: int, env: dict[str, str]) -> ShardFetcher:
-    options = FetchOptions(retries=0, freesound=FreesoundOptions(api_host="127.0.0.1", daily_limit=limit))
+    options = FetchOptions(
+        retries=0,
+        allow_private_networks=True,  # the imitation API is on 127.0.0.1
+        freesound=FreesoundOptions(api_host="127.0.0.1", daily_limit=limit),
+    )
     return ShardFetcher(
         options, ContentCache(str(tmp_path / "cache")), {"fs": FetchPolicy(options)}, environ=env
     )
@@ -95,7 +99,11 @@ def test_a_freesound_source_run_defers_past_the_cap(tmp_path, previews, monkeypa
             "options": {
                 "shard_size": 8,
                 "split_proportions": {"train": 1.0},
-                "fetch": {"retries": 0, "freesound": {"api_host": "127.0.0.1", "daily_limit": 4}},
+                "fetch": {
+                    "retries": 0,
+                    "allow_private_networks": True,
+                    "freesound": {"api_host": "127.0.0.1", "daily_limit": 4},
+                },
             },
             "sources": [
                 {

@@ -49,7 +49,13 @@ def _spec(tmp_path: Path, rows: list[str], server: FetchServer, **fetch) -> str:
             "shard_size": 4,
             "max_file_bytes": 2_000_000,
             "split_proportions": {"train": 1.0},
-            "fetch": {"retries": 0, "backoff_s": 0.01, "read_timeout_s": 5.0, **fetch},
+            "fetch": {
+                "retries": 0,
+                "backoff_s": 0.01,
+                "read_timeout_s": 5.0,
+                "allow_private_networks": True,  # the server is on 127.0.0.1
+                **fetch,
+            },
         },
         "sources": [
             {

@@ -168,7 +168,7 @@ def test_audioset_rows_fetched_through_yt_dlp_in_a_run(tmp_path, wav3s):
             "options": {
                 "shard_size": 8,
                 "split_proportions": {"train": 1.0},
-                "fetch": {"youtube": {"hosts": ["127.0.0.1"]}, "retries": 0},
+                "fetch": {"youtube": {"hosts": ["127.0.0.1"]}, "retries": 0, "allow_private_networks": True},
             },
             "sources": [
                 {

@@ -6,8 +6,15 @@
 
 A download streams into ``tmp/`` and is renamed to its object name only once complete; the URL's
 entry is written (atomically) after that. A killed fetch therefore leaves at most a temporary file,
-never an entry, and a rerun fetches that URL again; a URL with an entry is never fetched twice.
-Two URLs serving the same bytes share one object.
+never an entry, and a rerun fetches that URL again; a URL with an entry is not fetched twice.
+Two URLs serving the same bytes share one object. URLs are named by their identity
+(:func:`core.urls.url_identity`: redacted, no fragment), so an entry never holds a secret and a
+re-signed URL finds its object.
+
+Nothing under a name is trusted: an object is read back and hashed the first time a cache instance
+uses it (:meth:`ContentCache.verify`), and one whose bytes are not its name (altered or cut short on
+disk) is fetched again and replaced, as is an existing object that a fresh download of the same
+content finds damaged.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -32,6 +41,8 @@ class CacheEntry:
 class ContentCache:
     def __init__(self, root: str):
         self.root = root.rstrip("/") if storage.is_url(root) else root
+        self._verified: set[str] = set()  # digests whose objects were read back whole and matched
+        self._lock = threading.Lock()
 
     def object_path(self, digest: str) -> str:
         return storage.join(self.root, "objects", digest[:2], digest)
@@ -52,6 +63,26 @@ class ContentCache:
         if not storage.exists(path):
             return None
         return CacheEntry(entry["digest"], int(entry["bytes"]), path)
+
+    def verify(self, entry: CacheEntry) -> bool:
+        """Whether ``entry``'s object holds exactly the bytes its name (and the entry) say; read and
+        hashed once per digest for this cache instance."""
+        with self._lock:
+            if entry.digest in self._verified:
+                return True
+        h, size = hashlib.sha256(), 0
+        try:
+            with storage.open_read(entry.object) as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+                    size += len(block)
+        except OSError:
+            return False
+        if h.hexdigest() != entry.digest or size != entry.bytes:
+            return False
+        with self._lock:
+            self._verified.add(entry.digest)
+        return True
 
     def sweep(self, older_than_s: float) -> int:
         """Delete downloads left in ``tmp/`` by killed tasks: those unchanged for ``older_than_s``
@@ -109,10 +140,16 @@ class PendingObject:
         self._file = None
         digest = self._hash.hexdigest()
         path = self.cache.object_path(digest)
-        if storage.exists(path):
+        found = CacheEntry(digest, self.size, path)
+        if storage.exists(path) and self.cache.verify(found):
             storage.delete([self.tmp])  # the same bytes are there already (another URL, another try)
-        else:
+        elif storage.is_url(path):
             storage.rename(self.tmp, path)
+        else:  # a damaged object is replaced in one step: a reader sees the old file or the new one
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(self.tmp, path)
+        with self.cache._lock:
+            self.cache._verified.add(digest)
         entry = {"url": url, "digest": digest, "bytes": self.size}
         storage.write_bytes_atomic(self.cache.entry_path(url), json.dumps(entry, sort_keys=True).encode())
-        return CacheEntry(digest, self.size, path)
+        return found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, StrictStr
+from pydantic import Field, StrictBool, StrictStr
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from clap_corpus.core.config import MODEL_CONFIG, Count, Natural, NonNegative
@@ -51,5 +51,9 @@ class FetchOptions:
     max_retry_after_s: NonNegative = 300.0  # a longer Retry-After fails the attempt instead of waiting
     max_redirects: Natural = 5
     user_agent: StrictStr = "clap-corpus (audio dataset builder)"
+    # Fetch from loopback, private and link-local addresses too (the cloud metadata service is one);
+    # checked on the address connected to, every redirect hop included. Off: a manifest or a redirect
+    # cannot reach what only the worker's network can.
+    allow_private_networks: StrictBool = False
     youtube: YouTubeOptions = Field(default_factory=YouTubeOptions)
     freesound: FreesoundOptions = Field(default_factory=FreesoundOptions)

@@ -4,7 +4,9 @@ A row's URL is the sound's API resource, e.g. the freesound adapter's ``file_pat
 ``https://freesound.org/apiv2/sounds/{id}/``. The client asks it for ``previews`` with the token
 from the environment variable ``token_env`` (``Authorization: Token ...``), then downloads the
 preview named by ``preview`` without the token (previews are public, on another host:
-``cdn.freesound.org`` must be in the source's ``allowed_hosts`` when it has any).
+``cdn.freesound.org`` must be in the source's ``allowed_hosts`` when it has any). The API request is
+routed, checked and sent by the one reading of its URL (:mod:`core.urls`), and the token goes to that
+URL's origin only, never along a redirect to another.
 
 The daily cap: API requests are counted per UTC day in ``<cache>/freesound/requests-<day>.json``.
 Once ``daily_limit`` is reached, or the API answers 429 with a wait longer than
@@ -17,6 +19,7 @@ stops them then.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import threading
@@ -114,7 +117,7 @@ class FreesoundClient:
             )
         self._take()
         api_url = url if urlsplit(url).query else f"{url}?fields=id,previews"
-        api_policy = FetchPolicy(policy.options, policy.allowed_schemes, policy.allowed_hosts, MAX_API_BYTES)
+        api_policy = dataclasses.replace(policy, max_bytes=MAX_API_BYTES)
         doc = _Memory()
         try:
             got = fetch(

@@ -1,40 +1,61 @@
-"""One URL's bytes over HTTP(S), the way a crawler at scale must fetch them.
+"""One URL's bytes over HTTP(S), the way a crawler at scale must fetch them, from servers that may be
+hostile.
 
-- timeouts: connecting, each wait for more bytes, and the whole attempt (a server that drips one byte
-  a second passes every read timeout but not the attempt's);
+- one reading of every URL (:mod:`core.urls`): the URL that is checked against the allowed schemes and
+  hosts is the URL requested, and a URL that two parsers would read differently is refused
+  (``bad_url``); every redirect hop is checked the same way, and a loop ends at ``max_redirects``;
+- only public addresses, checked on the address connected to (:mod:`.net`), unless
+  ``allow_private_networks``;
+- timeouts: connecting, each wait for more bytes, and a wall-clock deadline over the whole attempt
+  (connection, headers, body, every hop), enforced by a watchdog that shuts the socket down, so a
+  server that drips one byte a second is cut off on time;
 - retries for what may pass (timeouts, resets, 429, 5xx), waiting ``backoff_s * 2**n`` scaled by a
   jitter drawn from the URL (reproducible, and still spread across URLs), or what ``Retry-After`` says;
-- the byte cap counted on the bytes received, whatever ``Content-Length`` claims;
-- redirects followed by hand, each hop checked against the allowed schemes and hosts, so a redirect
-  to ``file://`` or to another host is refused, and a loop ends at ``max_redirects``;
-- no cookie jar at all, and ``Authorization``/``Cookie`` headers dropped once a redirect leaves the
-  URL's own host.
+- the byte cap counted on the bytes received (after ``Content-Encoding: gzip``/``deflate`` is
+  undone), whatever ``Content-Length`` claims; another encoding fails the row, named;
+- per-host limits held by the host of each hop, not the first one;
+- no cookie jar, and ``Authorization``/``Cookie`` headers sent only to the URL's own origin (scheme,
+  host and port): a redirect to another port, another host, or from https to http goes without them.
 
 urllib3 is used directly (no ``requests`` session): it never turns a URL's ``user:pass@`` into a
-header, keeps no cookies, and its own retry and redirect logic is switched off.
+header (and the userinfo is dropped before the request anyway), keeps no cookies, and its own retry
+and redirect logic is switched off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import re
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urljoin, urlsplit
 
 import urllib3
 
 from clap_corpus.core.hashing import unit_interval
 from clap_corpus.core.rejects import Code
+from clap_corpus.core.urls import (
+    SECRET_QUERY_PARAMS,
+    BadURL,
+    WebURL,
+    join_location,
+    normalize_host,
+    parse_web_url,
+    redact_text,
+)
+from clap_corpus.transforms.fetch import net
 from clap_corpus.transforms.fetch.config import FetchOptions
 from clap_corpus.transforms.fetch.limits import HostLimiter
 
 CHUNK = 1 << 16
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 GONE = frozenset({404, 410})
-# Headers that carry who the client is; never sent to a host the URL did not name.
+# Headers that carry who the client is; sent to the URL's own origin only.
 SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization"})
+_SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9+.-]*):")
 
 
 class Sink(Protocol):
@@ -82,24 +103,58 @@ class FetchPolicy:
     allowed_schemes: frozenset[str] = frozenset({"http", "https"})
     allowed_hosts: tuple[str, ...] = ()  # empty: any host
     max_bytes: int | None = None
+    secret_params: tuple[str, ...] = SECRET_QUERY_PARAMS  # query parameters never written
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed_hosts", tuple(_normal_host(h) for h in self.allowed_hosts))
+
+    def redact(self, text: str) -> str:
+        """``text`` (a URL or a message naming URLs) as it may be written."""
+        return redact_text(text, self.secret_params)
+
+    def check(self, url: str, *, redirect: bool = False) -> WebURL:
+        """``url`` read the one way it is requested, if the source allows it; else :class:`FetchError`
+        (``bad_url`` or, for a redirect, ``redirect_refused``)."""
+        m = _SCHEME.match(url)
+        scheme = m.group(1).lower() if m else ""
+        if scheme not in self.allowed_schemes or scheme not in ("http", "https"):
+            return self._refuse(f"scheme '{scheme}' is not allowed", url, redirect)
+        try:
+            target = parse_web_url(url)
+        except BadURL as e:
+            code = Code.REDIRECT_REFUSED if redirect else Code.BAD_URL
+            where = "redirect to a bad URL" if redirect else "bad URL"
+            raise FetchError(code, "bad_url", f"{where}, {e}: {self.redact(url)}") from None
+        if self.allowed_hosts and target.host.strip("[]") not in self.allowed_hosts:
+            return self._refuse(f"host '{target.host}' is not allowed", url, redirect)
+        return target
 
     def refuse(self, url: str) -> str:
         """Why ``url`` may not be requested ("" when it may)."""
-        parts = urlsplit(url)
-        scheme = (parts.scheme or "").lower()
-        if scheme not in self.allowed_schemes or scheme not in ("http", "https"):
-            return f"scheme '{scheme}' is not allowed"
-        host = (parts.hostname or "").lower()
-        if not host:
-            return "the URL has no host"
-        if self.allowed_hosts and host not in self.allowed_hosts:
-            return f"host '{host}' is not allowed"
+        try:
+            self.check(url)
+        except FetchError as e:
+            return e.message
         return ""
+
+    def _refuse(self, why: str, url: str, redirect: bool) -> WebURL:
+        if redirect:
+            raise FetchError(
+                Code.REDIRECT_REFUSED, "redirect_refused", f"redirect refused, {why}: {self.redact(url)}"
+            )
+        raise FetchError(Code.REDIRECT_REFUSED, "url_refused", f"{why}: {self.redact(url)}")
+
+
+def _normal_host(host: str) -> str:
+    try:
+        return normalize_host(host).strip("[]")
+    except BadURL:
+        return host.lower()  # matches no URL's host
 
 
 @dataclass(frozen=True)
 class Fetched:
-    url: str  # after redirects
+    url: str  # after redirects, redacted
     http_code: int
     bytes: int
     attempts: int
@@ -127,9 +182,11 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def make_pool(options: FetchOptions) -> urllib3.PoolManager:
-    """One connection pool per fetching task: keep-alive across that task's URLs."""
-    return urllib3.PoolManager(num_pools=64, maxsize=options.connections, block=False, retries=False)
+def make_pool(options: FetchOptions, resolve: net.Resolver | None = None) -> urllib3.PoolManager:
+    """One connection pool per fetching task: keep-alive across that task's URLs; its connections
+    reach public addresses only unless ``allow_private_networks`` (``resolve``: getaddrinfo)."""
+    kw = {} if resolve is None else {"resolve": resolve}
+    return net.make_pool(options.connections, allow_private=options.allow_private_networks, **kw)
 
 
 def fetch(
@@ -143,20 +200,18 @@ def fetch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Fetched:
     """Download ``url`` into ``sink`` with the retries the policy allows; raises :class:`FetchError`
-    (its ``attempts`` set) when every attempt failed."""
+    (its ``attempts`` set, its message redacted) when every attempt failed."""
     options = policy.options
     attempt = 0
     while True:
         attempt += 1
         try:
-            if limiter is None:
-                result = _attempt(url, policy, sink, pool, headers or {})
-            else:
-                with limiter.slot(_host(url)):
-                    result = _attempt(url, policy, sink, pool, headers or {})
-            return Fetched(result[0], result[1], result[2], attempt)
+            result = _attempt(url, policy, sink, pool, headers or {}, limiter)
+            return Fetched(policy.redact(result[0]), result[1], result[2], attempt)
         except FetchError as e:
             e.attempts = attempt
+            e.message = policy.redact(e.message)  # a server's Location may carry a signature
+            e.args = (e.message,)
             sink.reset()
             if not e.retryable or attempt > options.retries:
                 raise
@@ -164,31 +219,57 @@ def fetch(
             sleep(wait)
 
 
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
-
-
 def _attempt(
-    url: str, policy: FetchPolicy, sink: Sink, pool: urllib3.PoolManager, base_headers: Mapping[str, str]
+    url: str,
+    policy: FetchPolicy,
+    sink: Sink,
+    pool: urllib3.PoolManager,
+    base_headers: Mapping[str, str],
+    limiter: HostLimiter | None,
 ) -> tuple[str, int, int]:
     options = policy.options
-    deadline = time.monotonic() + options.total_timeout_s
+    budget = options.total_timeout_s  # spent only while a hop holds its host's slot
     timeout = urllib3.Timeout(connect=options.connect_timeout_s, read=options.read_timeout_s)
-    origin = _host(url)
+    first: WebURL | None = None
     current = url
     for hop in range(options.max_redirects + 1):
-        why = policy.refuse(current)
-        if why:
-            if hop == 0:
-                raise FetchError(Code.REDIRECT_REFUSED, "url_refused", f"{why}: {current}")
-            raise FetchError(Code.REDIRECT_REFUSED, "redirect_refused", f"redirect refused, {why}: {current}")
+        target = policy.check(current, redirect=hop > 0)
+        first = first or target
         headers = {"User-Agent": options.user_agent, "Accept-Encoding": "identity", **base_headers}
-        if _host(current) != origin:
+        if target.origin != first.origin:  # another port, host or scheme: no credentials
             headers = {k: v for k, v in headers.items() if k.lower() not in SENSITIVE}
+        slot = limiter.slot(target.host) if limiter is not None else contextlib.nullcontext()
+        with slot:
+            started = time.monotonic()
+            try:
+                location = _hop(target, headers, timeout, max(0.0, budget), policy, sink, pool)
+            finally:
+                budget -= time.monotonic() - started
+        if isinstance(location, tuple):
+            return (target.request_url, *location)
+        current = location
+    raise FetchError(
+        Code.REDIRECT_REFUSED, "too_many_redirects", f"more than {options.max_redirects} redirects from {url}"
+    )
+
+
+def _hop(
+    target: WebURL,
+    headers: Mapping[str, str],
+    timeout: urllib3.Timeout,
+    seconds: float,
+    policy: FetchPolicy,
+    sink: Sink,
+    pool: urllib3.PoolManager,
+) -> str | tuple[int, int]:
+    """One request: a redirect's next URL, or (status, bytes) once the body is in ``sink``."""
+    options = policy.options
+    resp = None
+    with net.watching(seconds) as watch:
         try:
             resp = pool.request(
                 "GET",
-                current,
+                target.request_url,
                 headers=headers,
                 redirect=False,
                 retries=False,
@@ -196,67 +277,124 @@ def _attempt(
                 decode_content=False,
                 timeout=timeout,
             )
-        except urllib3.exceptions.HTTPError as e:
-            raise _network(e) from None
-        try:
-            status = resp.status
-            if status in REDIRECTS:
-                location = resp.headers.get("Location")
-                if not location:
-                    raise FetchError(
-                        Code.HTTP_ERROR,
-                        "redirect_without_location",
-                        f"HTTP {status} without Location",
-                        http_code=status,
-                    )
-                current = urljoin(current, location)
-                resp.close()  # not drained: a redirect's body could be endless
-                continue
-            if status != 200:
-                raise _status_error(status, resp.headers.get("Retry-After"), options)
-            declared = resp.headers.get("Content-Length")
-            if (
-                policy.max_bytes is not None
-                and declared
-                and declared.isdigit()
-                and int(declared) > policy.max_bytes
-            ):
+            outcome = _response(resp, target, policy, sink)
+        except net.AddressRefused as e:
+            raise FetchError(Code.PRIVATE_ADDRESS, "private_address", str(e)) from None
+        except Exception as e:
+            if resp is not None:
+                resp.close()  # a connection with an unread body is not put back in the pool
+            if watch.fired:
                 raise FetchError(
-                    Code.TOO_LARGE,
-                    "too_large",
-                    f"Content-Length {declared} is over the {policy.max_bytes}-byte cap",
-                    http_code=status,
-                )
-            received = 0
-            for chunk in resp.stream(CHUNK, decode_content=False):
-                received += len(chunk)
-                if policy.max_bytes is not None and received > policy.max_bytes:
-                    raise FetchError(
-                        Code.TOO_LARGE,
-                        "too_large",
-                        f"the body passed the {policy.max_bytes}-byte cap while streaming",
-                        http_code=status,
-                    )
-                if time.monotonic() > deadline:
-                    raise FetchError(
-                        Code.NETWORK_ERROR,
-                        "total_timeout",
-                        f"the download took longer than {options.total_timeout_s:g} s",
-                        http_code=status,
-                        retryable=True,
-                    )
-                sink.write(chunk)
-            resp.release_conn()
-            return current, status, received
-        except FetchError:
-            resp.close()  # a connection with an unread body is not put back in the pool
+                    Code.NETWORK_ERROR,
+                    "total_timeout",
+                    f"the download took longer than {options.total_timeout_s:g} s",
+                    http_code=resp.status if resp is not None else None,
+                    retryable=True,
+                ) from None
+            if isinstance(e, FetchError):
+                raise
+            if isinstance(e, urllib3.exceptions.HTTPError | OSError):
+                raise _network(e) from None
             raise
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            resp.close()
-            raise _network(e) from None
+    # The watch is closed: nothing shuts this connection down any more, so it may go back to the pool
+    # (unless the deadline passed just as the body ended).
+    if watch.fired or isinstance(outcome, str):
+        resp.close()  # not drained: a redirect's body could be endless
+    else:
+        resp.release_conn()
+    return outcome
+
+
+def _response(
+    resp: urllib3.BaseHTTPResponse, target: WebURL, policy: FetchPolicy, sink: Sink
+) -> str | tuple[int, int]:
+    status = resp.status
+    if status in REDIRECTS:
+        location = resp.headers.get("Location")
+        if not location:
+            raise FetchError(
+                Code.HTTP_ERROR,
+                "redirect_without_location",
+                f"HTTP {status} without Location",
+                http_code=status,
+            )
+        return join_location(target, location)
+    if status != 200:
+        raise _status_error(status, resp.headers.get("Retry-After"), policy.options)
+    cap = policy.max_bytes
+    encoding = (resp.headers.get("Content-Encoding") or "").strip().lower()
+    decoder = _decoder(encoding, status)
+    declared = resp.headers.get("Content-Length")
+    if decoder is None and cap is not None and declared and declared.isdigit() and int(declared) > cap:
+        raise FetchError(
+            Code.TOO_LARGE,
+            "too_large",
+            f"Content-Length {declared} is over the {cap}-byte cap",
+            http_code=status,
+        )
+    received = 0
+
+    def take(data: bytes) -> None:
+        nonlocal received
+        received += len(data)
+        if cap is not None and received > cap:
+            what = "decoded body" if decoder is not None else "body"
+            raise FetchError(
+                Code.TOO_LARGE,
+                "too_large",
+                f"the {what} passed the {cap}-byte cap while streaming",
+                http_code=status,
+            )
+        if data:
+            sink.write(data)
+
+    for chunk in resp.stream(CHUNK, decode_content=False):
+        if decoder is None:
+            take(chunk)
+            continue
+        data = chunk
+        while data:
+            # max_length bounds what one compressed chunk may expand to in memory (a gzip bomb)
+            take(_inflate(decoder, data, encoding, status))
+            data = decoder.unconsumed_tail
+    if decoder is not None:
+        take(_inflate(decoder, b"", encoding, status, flush=True))
+        if not decoder.eof:
+            raise FetchError(
+                Code.FETCH_FAILED,
+                "content_encoding",
+                f"the body's Content-Encoding {encoding} stream ends early",
+                http_code=status,
+            )
+    return status, received
+
+
+def _decoder(encoding: str, status: int):
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
     raise FetchError(
-        Code.REDIRECT_REFUSED, "too_many_redirects", f"more than {options.max_redirects} redirects from {url}"
+        Code.FETCH_FAILED,
+        "content_encoding",
+        f"the server sent the body with Content-Encoding '{encoding[:40]}' although it was asked for "
+        "identity; only gzip and deflate are undone",
+        http_code=status,
     )
+
+
+def _inflate(decoder, data: bytes, encoding: str, status: int, *, flush: bool = False) -> bytes:
+    try:
+        return decoder.flush() if flush else decoder.decompress(data, CHUNK)
+    except zlib.error as e:
+        raise FetchError(
+            Code.FETCH_FAILED,
+            "content_encoding",
+            f"the body's Content-Encoding {encoding} cannot be undone: {e}",
+            http_code=status,
+        ) from None
 
 
 def _network(e: Exception) -> FetchError:

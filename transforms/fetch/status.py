@@ -1,8 +1,9 @@
 """The fetch status table: one row per manifest row that names a URL, one Parquet file per status shard.
 
 img2dataset's ``<shard>_stats``/parquet status, for audio: what was asked for, what came back, why
-not. A rerun reads the previous table of its shard to keep failed rows failed (``--retry-failed``
-fetches them again) and ``download_cap`` rows pending.
+not. ``url`` is the URL's identity (:func:`core.urls.url_identity`): no userinfo, no secret query
+parameter, no fragment. A rerun reads the previous table of its shard to keep failed rows failed
+(``--retry-failed`` fetches them again) and ``download_cap`` rows pending.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ SCHEMA = pa.schema(
         ("digest", pa.string()),  # SHA-256 of the fetched bytes (the cache object's name)
         ("attempts", pa.int32()),  # requests made in this run (0: from the cache or the old table)
         ("seconds", pa.float64()),  # time spent fetching this row in this run
+        # why a cached copy was fetched again: cache_mismatch (the object's bytes were not its digest),
+        # content_rejected (--retry-failed, and the decoder had rejected the cached bytes)
+        ("refetched", pa.string()),
     ]
 )
 
@@ -52,6 +56,7 @@ class StatusRow:
     digest: str | None = None
     attempts: int = 0
     seconds: float = 0.0
+    refetched: str | None = None
 
 
 def status_parquet(rows: list[StatusRow]) -> bytes:
@@ -68,7 +73,8 @@ def write_status(path: str, rows: list[StatusRow]) -> None:
 
 
 def read_status(path: str) -> dict[str, StatusRow]:
-    """The rows of an earlier status table, by URL ({} when there is none or it cannot be read)."""
+    """The rows of an earlier status table, by URL identity ({} when there is none or it cannot be
+    read)."""
     try:
         data = storage.read_bytes(path)
         table = pq.read_table(io.BytesIO(data))
