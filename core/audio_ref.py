@@ -7,6 +7,7 @@ looked like a cell reference would have been read as one). Each kind is now its 
 - :class:`LocalFile`: a path on this machine's (or the worker's) disk;
 - :class:`RemoteFile`: a filesystem URL Beam's FileSystems reads (``gs://``, ``s3://`` ...), or a web URL
   (``http(s)://``, YouTube, the Freesound API) that the fetch stage downloads first;
+- :class:`WebFile`: a web URL holding a secret, written only in its redacted form;
 - :class:`FetchedFile`: a web URL whose bytes the fetch stage put in its content-addressed cache (a
   :class:`RemoteFile` still: rejects name the URL, reading takes the cached copy);
 - :class:`EmbeddedCell`: the audio bytes stored in one cell of an Arrow/Parquet file (Hugging Face
@@ -20,7 +21,7 @@ rules of the source are checked against. Reading is ``transforms.audio_source.re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clap_corpus.core.paths import is_url
 
@@ -55,6 +56,19 @@ WEB_SCHEMES = frozenset({"http", "https"})
 def is_web_url(path: str) -> bool:
     """An ``http(s)://`` URL: fetched over the network by the fetch stage, never by Beam FileSystems."""
     return is_url(path) and path.split("://", 1)[0].lower() in WEB_SCHEMES
+
+
+@dataclass(frozen=True, slots=True)
+class WebFile(RemoteFile):
+    """A web URL with a secret in it (userinfo, a signature or token parameter): ``url`` is its
+    redacted form, which is all that is ever written (``str(ref)``, rejects, keys); ``request`` is the
+    URL as the manifest gave it, which only the fetch stage reads."""
+
+    request: str = field(repr=False)
+
+    @property
+    def storage_path(self) -> str:
+        return self.url
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ Reject per row that cannot become a record. It never reads audio. The adapters o
 :class:`~manifests.base.Adapter` subclasses, which apply the key, split, path and license rules the
 same way for all. Adapters are only ever run through :func:`read_source`, which holds every record to
 the output-path rules, so a reader written without the base class (or a manifest value that slips
-past it) yields a reject, never a file outside the output folder.
+past it) yields a reject, never a file outside the output folder, and redacts every URL it hands on
+(:func:`redact_item`), so that no secret a manifest's URLs hold is written anywhere.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from clap_corpus.core.audio_ref import RemoteFile, WebFile, is_web_url
 from clap_corpus.core.layout import UnsafeName, check_name
-from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.records import Record, Reject, make_key
 from clap_corpus.core.rejects import Code, Stage
+from clap_corpus.core.urls import redact_text, redact_url
 from clap_corpus.manifests import (
     audiocaps,
     audioset,
@@ -150,11 +153,67 @@ def read_source(source: SourceSpec, *, scan_audio: bool = True) -> Iterator[Reco
     if wanted is not None:
         items = hold_to_list(source.name, wanted, items)
     for item in items:
+        item = redact_item(source, item)
         if isinstance(item, Reject):
             # Rejects are filed by source name: a stray name must not pick the rejects file.
             yield item if item.source == source.name else replace(item, source=source.name)
         else:
             yield _checked(source, item)
+
+
+def redact_item(source: SourceSpec, item: Record | Reject) -> Record | Reject:
+    """``item`` with the secrets of its URLs (userinfo, ``secret_query_params``) redacted wherever it
+    would be written: ``source_id`` and the key made from it (re-signed URLs of one object keep one
+    key), rejects' path and reason, ``original_data`` and ``attribution``. A web URL that holds a
+    secret becomes a :class:`WebFile`: the fetch stage requests the URL, everything else sees the
+    redacted one."""
+    params = source.secret_query_params
+    if isinstance(item, Reject):
+        changes = {
+            "path": _redact_whole(item.path, params),
+            "source_id": _redact_whole(item.source_id, params),
+            "reason": redact_text(item.reason, params) if "://" in item.reason else item.reason,
+        }
+        changes = {k: v for k, v in changes.items() if v != getattr(item, k)}
+        return replace(item, **changes) if changes else item
+    changes: dict[str, Any] = {}
+    sid = _redact_whole(item.source_id, params)
+    if sid != item.source_id:
+        changes["source_id"] = sid
+        if item.key == make_key(item.source, item.source_id):
+            changes["key"] = make_key(item.source, sid)
+    audio = item.audio
+    if type(audio) is RemoteFile and is_web_url(audio.url):
+        shown = redact_url(audio.url, params)
+        if shown != audio.url:
+            changes["audio"] = WebFile(shown, request=audio.url)
+    if item.attribution and "://" in item.attribution:
+        changes["attribution"] = redact_text(item.attribution, params)
+    original = _redact_json(item.original, params)
+    if original is not item.original:
+        changes["original"] = original
+    changes = {k: v for k, v in changes.items() if v != getattr(item, k)}
+    return replace(item, **changes) if changes else item
+
+
+def _redact_whole(value: str | None, params: tuple[str, ...]) -> str | None:
+    if not value or "://" not in value:
+        return value
+    whole = redact_url(value, params)
+    return whole if whole != value else redact_text(value, params)
+
+
+def _redact_json(value: Any, params: tuple[str, ...]) -> Any:
+    """``value`` with every URL inside redacted; the same object when nothing changed."""
+    if isinstance(value, str):
+        return redact_text(value, params) if "://" in value else value
+    if isinstance(value, Mapping):
+        out = {k: _redact_json(v, params) for k, v in value.items()}
+        return value if all(out[k] is v for k, v in value.items()) else out
+    if isinstance(value, list | tuple):
+        items = [_redact_json(v, params) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else type(value)(items)
+    return value
 
 
 def _checked(source: SourceSpec, record: Record) -> Record | Reject:

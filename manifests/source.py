@@ -15,6 +15,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from clap_corpus.core.audio_ref import is_web_url
 from clap_corpus.core.config import MODEL_CONFIG, Proportions, SourceName, SplitName, loading, problem
 from clap_corpus.core.rejects import Code, RejectError, Stage
+from clap_corpus.core.urls import SECRET_QUERY_PARAMS, BadURL, normalize_host, parse_web_url
 from clap_corpus.transforms import storage
 
 
@@ -37,6 +38,9 @@ class SourceSpec:
     allowed_schemes: tuple[StrictStr, ...] = ()  # URL schemes audio paths may use besides the root's own
     # hosts http(s) audio URLs may name (and redirects may lead to); empty: any host
     allowed_hosts: tuple[StrictStr, ...] = ()
+    # query parameters whose values are secrets (or change when a URL is signed again): written as
+    # REDACTED in keys, source_id, rejects, status tables and logs (core/urls.py)
+    secret_query_params: tuple[StrictStr, ...] = SECRET_QUERY_PARAMS
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
@@ -59,10 +63,19 @@ class SourceSpec:
         context = loading(info)
         return context.resolve(value) if context is not None and value is not None else value
 
-    @field_validator("allowed_schemes", "allowed_hosts")
+    @field_validator("allowed_schemes", "secret_query_params")
     @classmethod
     def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(s.lower() for s in value)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # One form for every host name (IDNA A-labels, lower case), the form URLs are compared in.
+        try:
+            return tuple(normalize_host(h).strip("[]") for h in value)
+        except BadURL as e:
+            raise ValueError(str(e)) from None
 
     @field_validator("options")
     @classmethod
@@ -136,12 +149,16 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
                 urlsplit(value)
             except ValueError as e:  # "http://[::1": an unclosed IPv6 host
                 raise PathRejected(Code.BAD_PATH, f"not a valid URL: {e}") from None
-        if is_web_url(value) and source.allowed_hosts and not host_allowed(value, source.allowed_hosts):
-            raise PathRejected(
-                Code.HOST_NOT_ALLOWED,
-                f"host '{url_host(value)}' is not allowed for this source "
-                f"(allowed: {', '.join(sorted(source.allowed_hosts))})",
-            )
+            try:
+                host = parse_web_url(value).host.strip("[]")
+            except BadURL as e:  # read one way by the check, another by the client: refused
+                raise PathRejected(Code.BAD_URL, f"not a URL that reads one way only: {e}") from None
+            if source.allowed_hosts and host not in source.allowed_hosts:
+                raise PathRejected(
+                    Code.HOST_NOT_ALLOWED,
+                    f"host '{host}' is not allowed for this source "
+                    f"(allowed: {', '.join(sorted(source.allowed_hosts))})",
+                )
         return value
     if storage.is_url(root):
         if value.startswith("/"):
@@ -163,16 +180,6 @@ def resolve_audio_path(source: SourceSpec, value: str) -> str:
             Code.OUTSIDE_ROOT, f"path '{value}' resolves (through a link) outside the audio root"
         )
     return full
-
-
-def url_host(url: str) -> str:
-    """The lowercase host name of a URL ('' when it has none)."""
-    return (urlsplit(url).hostname or "").lower()
-
-
-def host_allowed(url: str, allowed: tuple[str, ...]) -> bool:
-    """Whether ``url``'s host is in ``allowed`` (empty: every host is)."""
-    return not allowed or url_host(url) in allowed
 
 
 def check_still_inside(source: SourceSpec, path: str) -> None:

@@ -9,10 +9,15 @@
 
 It runs inside ``clapcorpus run`` (only when a source allows http or https) and alone as
 ``clapcorpus fetch``; both cut the same status shards, so either one's table and cache serve the other.
+A record whose URL holds a secret carries a :class:`~core.audio_ref.WebFile`: the URL requested is its
+``request``, and everything written (status table, rejects, the fetched record's URL) its redacted
+``url``. With ``--retry-failed``, the rows whose cached bytes the previous run's decoder rejected
+(``not_audio``, ``empty_file``: an HTML error page served with 200 ...) are fetched again too.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import Counter
@@ -23,7 +28,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsDict, TaggedOutput
 
-from clap_corpus.core.audio_ref import WEB_SCHEMES, FetchedFile, RemoteFile, is_web_url
+from clap_corpus.core.audio_ref import WEB_SCHEMES, FetchedFile, RemoteFile, WebFile, is_web_url
 from clap_corpus.core.hashing import stable_hash64
 from clap_corpus.core.layout import Layout, shard_name
 from clap_corpus.core.records import Record, Reject
@@ -41,6 +46,8 @@ log = logging.getLogger(__name__)
 REJECTS = "rejects"
 STATUS = "status"
 NAMESPACE = "clapcorpus"
+# What the decoder says of bytes that are no audio file at all: a server's error page, an empty body.
+CONTENT_REJECTS = frozenset({Code.NOT_AUDIO, Code.EMPTY_FILE})
 
 
 def fetches(spec: CorpusSpec) -> bool:
@@ -68,9 +75,39 @@ def policies(spec: CorpusSpec) -> dict[str, FetchPolicy]:
             frozenset(source_schemes(s) & WEB_SCHEMES),
             s.allowed_hosts,
             spec.options.sample.max_file_bytes,
+            s.secret_query_params,
         )
         for s in spec.sources
     }
+
+
+def request_url(record: Record) -> str:
+    """The URL to request for a record (with whatever credentials the manifest gave it)."""
+    audio = record.audio
+    return audio.request if isinstance(audio, WebFile) else audio.url
+
+
+def content_rejected(layout: Layout) -> frozenset[tuple[str, str]]:
+    """(source, key) of the samples an earlier run into ``layout`` rejected for their content
+    (:data:`CONTENT_REJECTS`), from its shard rejects files."""
+    found: set[tuple[str, str]] = set()
+    try:
+        paths = storage.match(storage.join(layout.root, "rejects", "shards", "*", "*.jsonl"))
+    except Exception:  # no earlier run
+        return frozenset()
+    for path in paths:
+        try:
+            lines = storage.read_bytes(path).decode("utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in lines:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(r, dict) and r.get("code") in CONTENT_REJECTS and r.get("key"):
+                found.add((str(r.get("source")), str(r["key"])))
+    return frozenset(found)
 
 
 def status_shard(record: Record, counts: dict[str, int], shard_size: int) -> tuple[tuple[str, str], Record]:
@@ -82,8 +119,14 @@ def status_shard(record: Record, counts: dict[str, int], shard_size: int) -> tup
 class FetchShardFn(beam.DoFn):
     """One status shard's records in; fetched records, fetch rejects and status counts out."""
 
-    def __init__(self, spec: CorpusSpec, layout: Layout, retry_failed: bool):
-        self.spec, self.layout, self.retry_failed = spec, layout, retry_failed
+    def __init__(
+        self,
+        spec: CorpusSpec,
+        layout: Layout,
+        retry_failed: bool,
+        rejected: frozenset[tuple[str, str]] = frozenset(),
+    ):
+        self.spec, self.layout, self.retry_failed, self.rejected = spec, layout, retry_failed, rejected
         self.fetched = Metrics.counter(NAMESPACE, "urls_fetched")
         self.failed = Metrics.counter(NAMESPACE, "urls_failed")
 
@@ -97,13 +140,14 @@ class FetchShardFn(beam.DoFn):
             cache,
             policies(self.spec),
             retry_failed=self.retry_failed,
+            content_rejected=self.rejected,
         )
 
     def process(self, element: tuple[tuple[str, str], Any]):
         (source, shard), records = element
         records = sorted(records, key=lambda r: (r.key, r.row))
         path = self.layout.fetch_status_path(source, shard)
-        items = [FetchItem(r.source, r.row, r.key, r.audio.url) for r in records]
+        items = [FetchItem(r.source, r.row, r.key, request_url(r)) for r in records]
         outcomes = self.fetcher.run(items, st.read_status(path))
         st.write_status(path, [o.status for o in outcomes])
         counts: Counter[str] = Counter()
@@ -111,6 +155,8 @@ class FetchShardFn(beam.DoFn):
             row = outcome.status
             counts[row.status] += 1
             counts["bytes_fetched"] += (row.bytes or 0) if row.status == st.OK else 0
+            if row.refetched:  # cache_mismatch, content_rejected
+                counts[row.refetched] += 1
             if outcome.object is not None:
                 self.fetched.inc()
                 yield replace(record, audio=FetchedFile(record.audio.url, outcome.object))
@@ -129,6 +175,8 @@ class FetchStage(beam.PTransform):
     def __init__(self, spec: CorpusSpec, layout: Layout, retry_failed: bool = False):
         super().__init__()
         self.spec, self.layout, self.retry_failed = spec, layout, retry_failed
+        # read here, by the launcher, before this run writes its own rejects
+        self.rejected = content_rejected(layout) if retry_failed else frozenset()
 
     def expand(self, records):
         local, web = records | "WebOrNot" >> beam.Partition(lambda r, _: int(needs_fetch(r)), 2)
@@ -143,9 +191,9 @@ class FetchStage(beam.PTransform):
             >> beam.Map(status_shard, AsDict(counts), self.spec.options.fetch.status_shard_size)
             | "GroupStatusShard" >> beam.GroupByKey()
             | "FetchShards"
-            >> beam.ParDo(FetchShardFn(self.spec, self.layout, self.retry_failed)).with_outputs(
-                REJECTS, STATUS, main="records"
-            )
+            >> beam.ParDo(
+                FetchShardFn(self.spec, self.layout, self.retry_failed, self.rejected)
+            ).with_outputs(REJECTS, STATUS, main="records")
         )
         ready = (local, fetched.records) | "FetchedAndLocal" >> beam.Flatten()
         return ready, fetched[REJECTS], fetched[STATUS]

@@ -58,6 +58,7 @@ from clap_corpus.core.config import (
     problems,
 )
 from clap_corpus.core.errors import ConfigError
+from clap_corpus.core.urls import SECRET_QUERY_PARAMS
 from clap_corpus.k2c import config as k2c_config
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.manifests.source import SourceSpec
@@ -178,6 +179,9 @@ class CorpusSpec:
         # record carries its content's digest, and allowed_hosts only decides manifest rejects.
         data["options"].pop("fetch", None)
         data["sources"] = [{k: v for k, v in s.items() if k != "allowed_hosts"} for s in data["sources"]]
+        for s in data["sources"]:  # the default redaction list, absent as it was before the field existed
+            if tuple(s.get("secret_query_params", ())) == SECRET_QUERY_PARAMS:
+                del s["secret_query_params"]
         if data["options"].get("clap") is None:  # absent as it was before the option existed
             data["options"].pop("clap", None)
         sample = data["options"].get("sample", {})
