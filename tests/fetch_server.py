@@ -13,27 +13,53 @@ purpose, by path. Every request is logged (path, headers) so that tests can coun
     /500-until/<n>/<name>    500 for the first n requests, then the file
     /loop/<i>                302 to /loop/<i+1>
     /to-file                 302 to file:///etc/passwd
+    /to-file-signed          302 to file:///etc/passwd?sig=l0cati0n (a secret only the server knows)
     /to-nonsense             302 to a Location that is no URL (an unclosed IPv6 host)
     /to-host/<host>/<path>   302 to http://<host>:<port>/<path>
+    /to?u=<quoted URL>       302 to that URL, whatever it is
+    /drip/<name>             headers, then the body one byte every ``drip_s`` seconds (for ``drip_for`` s)
+    /drip-head               the status line and headers one byte every ``drip_s`` seconds
+    /gzip/<name>             the file gzip-compressed, with Content-Encoding: gzip
+    /encoded/<coding>/<name> the file as it is, labelled Content-Encoding: <coding>
+    /html-once/<name>        a 200 HTML error page the first time, then the file
     /freesound/apiv2/sounds/<id>/   Freesound's sound instance JSON (token required), `previews` ->
                              /audio/<id>.ogg; over ``freesound_cap`` API requests: 429
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 
 class FetchServer:
-    def __init__(self, files: dict[str, bytes], *, slow_s: float = 0.05):
+    """``host``: the loopback address it binds (127.0.0.1-127.0.0.9 play different hosts);
+    ``tls``: (certificate file, key file) to serve https."""
+
+    def __init__(
+        self,
+        files: dict[str, bytes],
+        *,
+        slow_s: float = 0.05,
+        host: str = "127.0.0.1",
+        tls: tuple[str, str] | None = None,
+        drip_s: float = 0.5,
+        drip_for: float = 30.0,
+    ):
         self.files = files
         self.slow_s = slow_s
+        self.host = host
+        self.scheme = "https" if tls else "http"
+        self.drip_s, self.drip_for = drip_s, drip_for
+        self.times: list[tuple[str, float]] = []  # (path, time.monotonic() at arrival)
         self.log: list[tuple[str, dict[str, str]]] = []
         self.lock = threading.Lock()
         self.active = 0
@@ -52,6 +78,7 @@ class FetchServer:
             def do_GET(self):
                 with server.lock:
                     server.log.append((self.path, dict(self.headers.items())))
+                    server.times.append((self.path, time.monotonic()))
                     server.active += 1
                     server.max_active = max(server.max_active, server.active)
                 try:
@@ -62,7 +89,11 @@ class FetchServer:
                     with server.lock:
                         server.active -= 1
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
         self.httpd.handle_error = lambda request, address: None  # clients that hang up mid-body
         self.port = self.httpd.server_address[1]
@@ -76,8 +107,8 @@ class FetchServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+    def url(self, path: str, host: str | None = None) -> str:
+        return f"{self.scheme}://{host or self.host}:{self.port}{path}"
 
     def count(self, path: str) -> int:
         with self.lock:
@@ -153,6 +184,8 @@ class FetchServer:
             return self._send(h, b"", status=302, extra={"Location": f"/loop/{int(rest[0]) + 1}"})
         if kind == "to-nonsense":
             return self._send(h, b"", status=302, extra={"Location": "http://[::1/audio"})
+        if kind == "to-file-signed":
+            return self._send(h, b"", status=302, extra={"Location": "file:///etc/passwd?sig=l0cati0n"})
         if kind == "to-file":
             return self._send(h, b"", status=302, extra={"Location": "file:///etc/passwd"})
         if kind == "to-host":
@@ -160,6 +193,42 @@ class FetchServer:
             return self._send(h, b"", status=302, extra={"Location": target})
         if kind == "freesound":
             return self._freesound(h, rest)
+        if kind == "to":
+            target = parse_qs(urlsplit(h.path).query)["u"][0]
+            return self._send(h, b"", status=302, extra={"Location": target})
+        if kind == "drip":
+            data = self.files[rest[0]]
+            self._head(h, 200, len(data))
+            end = time.monotonic() + self.drip_for
+            for i in range(len(data)):
+                if time.monotonic() > end:
+                    break
+                h.wfile.write(data[i : i + 1])
+                h.wfile.flush()
+                time.sleep(self.drip_s)
+            h.close_connection = True
+            return
+        if kind == "drip-head":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\n" + b"X-Pad: " + b"a" * 200 + b"\r\n\r\n"
+            end = time.monotonic() + self.drip_for
+            for i in range(len(head)):
+                if time.monotonic() > end:
+                    break
+                h.wfile.write(head[i : i + 1])
+                h.wfile.flush()
+                time.sleep(self.drip_s)
+            h.close_connection = True
+            return
+        if kind == "gzip":
+            body = gzip.compress(self.files[rest[0]], mtime=0)
+            return self._send(h, body, extra={"Content-Type": "audio/flac", "Content-Encoding": "gzip"})
+        if kind == "encoded":
+            return self._send(h, self.files[rest[1]], extra={"Content-Encoding": rest[0]})
+        if kind == "html-once":
+            if self.count(h.path) == 1:
+                page = b"<!DOCTYPE html><html><body><h1>503 Service busy</h1></body></html>"
+                return self._send(h, page, extra={"Content-Type": "text/html"})
+            return self._send(h, self.files[rest[0]])
         return self._send(h, b"not found", status=404)
 
     def _freesound(self, h: BaseHTTPRequestHandler, rest: list[str]) -> None:
@@ -203,3 +272,47 @@ class FetchServer:
             h.wfile.write(data[i : i + 1024])
             h.wfile.flush()
             time.sleep(self.slow_s)
+
+
+def self_signed(folder) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and localhost, made here: (cert file, key file). A
+    client trusts it with SSL_CERT_FILE pointing at the cert file."""
+    import datetime
+    import ipaddress
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clap-corpus test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_file), str(key_file)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import logging
 import re
 import time
 import zlib
@@ -56,6 +57,26 @@ GONE = frozenset({404, 410})
 # Headers that carry who the client is; sent to the URL's own origin only.
 SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization"})
 _SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9+.-]*):")
+
+
+class _QueryWithheld(logging.Filter):
+    """urllib3's own log lines name each request target, query included (a signature, a token): the
+    query is withheld from them. Nothing else it logs names a URL's query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(_withhold(a) for a in record.args)
+        return True
+
+
+def _withhold(value: object) -> object:
+    if isinstance(value, str) and "?" in value:
+        return value.split("?", 1)[0] + "?<query withheld>"
+    return value
+
+
+for _name in ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.connection", "urllib3.response"):
+    logging.getLogger(_name).addFilter(_QueryWithheld())
 
 
 class Sink(Protocol):
