@@ -19,6 +19,7 @@ the same object redacts to the same text: same key, same cache entry.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
@@ -105,6 +106,7 @@ def _authority(url: str) -> str:
     return re.split(r"[/?#]", rest, maxsplit=1)[0]
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_host(host: str) -> str:
     """A host name in its one compared form: IDNA A-labels (as urllib3 encodes them), lower case,
     without a trailing dot. Raises :class:`BadURL` when it is no valid host."""
@@ -120,6 +122,7 @@ def normalize_host(host: str) -> str:
     return parsed.host.lower().rstrip(".")
 
 
+@functools.lru_cache(maxsize=4096)  # a URL is read by the router, the check and the cap: once
 def parse_web_url(url: str) -> WebURL:
     """Read an http(s) URL the one way it is requested; raises :class:`BadURL` if it cannot be."""
     if "\\" in url:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from clap_corpus.core.audio import SAMPLE_RATE, quantize_int16
 from clap_corpus.core.rejects import Code, RejectError
+from clap_corpus.core.urls import redact_text
 from clap_corpus.transforms.fetch.config import YouTubeOptions
 from clap_corpus.transforms.fetch.http import FetchError, FetchPolicy, Sink
 
@@ -88,15 +89,16 @@ def segment(url: str) -> tuple[str, float | None, float | None]:
 
 
 class _Quiet:
-    """yt-dlp's logger: its chatter to DEBUG; errors come back as exceptions."""
+    """yt-dlp's logger: its chatter to DEBUG, the signed media URLs in it redacted; errors come back
+    as exceptions."""
 
     def debug(self, msg: str) -> None:
-        log.debug("yt-dlp: %s", msg)
+        log.debug("yt-dlp: %s", redact_text(msg))
 
     info = warning = debug
 
     def error(self, msg: str) -> None:
-        log.debug("yt-dlp error: %s", msg)
+        log.debug("yt-dlp error: %s", redact_text(msg))
 
 
 def ydl_params(options: YouTubeOptions, policy: FetchPolicy, folder: str) -> dict:
