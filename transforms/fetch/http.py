@@ -46,6 +46,7 @@ from clap_corpus.core.urls import (
     normalize_host,
     parse_web_url,
     redact_text,
+    redact_url,
 )
 from clap_corpus.transforms.fetch import net
 from clap_corpus.transforms.fetch.config import FetchOptions
@@ -145,7 +146,7 @@ class FetchPolicy:
         except BadURL as e:
             code = Code.REDIRECT_REFUSED if redirect else Code.BAD_URL
             where = "redirect to a bad URL" if redirect else "bad URL"
-            raise FetchError(code, "bad_url", f"{where}, {e}: {self.redact(url)}") from None
+            raise FetchError(code, "bad_url", f"{where}, {e}: {self._shown(url)}") from None
         if self.allowed_hosts and target.host.strip("[]") not in self.allowed_hosts:
             return self._refuse(f"host '{target.host}' is not allowed", url, redirect)
         return target
@@ -161,9 +162,12 @@ class FetchPolicy:
     def _refuse(self, why: str, url: str, redirect: bool) -> WebURL:
         if redirect:
             raise FetchError(
-                Code.REDIRECT_REFUSED, "redirect_refused", f"redirect refused, {why}: {self.redact(url)}"
+                Code.REDIRECT_REFUSED, "redirect_refused", f"redirect refused, {why}: {self._shown(url)}"
             )
-        raise FetchError(Code.REDIRECT_REFUSED, "url_refused", f"{why}: {self.redact(url)}")
+        raise FetchError(Code.REDIRECT_REFUSED, "url_refused", f"{why}: {self._shown(url)}")
+
+    def _shown(self, url: str) -> str:
+        return redact_url(url, self.secret_params)[:300]
 
 
 def _normal_host(host: str) -> str:
@@ -270,7 +274,9 @@ def _attempt(
             return (target.request_url, *location)
         current = location
     raise FetchError(
-        Code.REDIRECT_REFUSED, "too_many_redirects", f"more than {options.max_redirects} redirects from {url}"
+        Code.REDIRECT_REFUSED,
+        "too_many_redirects",
+        f"more than {options.max_redirects} redirects from {policy._shown(url)}",
     )
 
 
