@@ -103,7 +103,8 @@ ADAPTERS: dict[str, AdapterInfo] = {
             captionfiles.CaptionFilesAdapter.read,
             captionfiles.Options,
             captionfiles.DEFAULT_DURATION_S,
-            "file names with captions: MACS YAML, WavText5K / BBC tables",
+            "file names with captions: MACS YAML, WavText5K / BBC tables, WavCaps JSON + zips",
+            check=captionfiles.check_source,
         ),
         AdapterInfo(
             "filenames",
