@@ -301,3 +301,33 @@ def test_origin_fields_add_to_the_defaults(tmp_path):
     assert origins(origin_fields={"original_data.clip": "bbc"}) == ("youtube:0123456789A", "bbc:77")
     # "" removes a default
     assert origins(origin_fields={"original_data.youtube_id": ""}) == ()
+
+
+def test_a_split_map_entry_no_clip_uses_is_said_by_plan_and_run(tmp_path):
+    from fixtures_sources import build_hub_copies
+
+    from clap_corpus.manifests.plan import format_plan, plan_spec
+    from clap_corpus.pipeline.run import format_report
+    from clap_corpus.pipeline.spec import load_spec
+
+    hub, _ = build_hub_copies(tmp_path)
+    doc = {
+        "corpus": "sm",
+        "options": {"shard_size": 8, "store_mel": False},
+        "sources": [
+            {
+                "name": "fs",
+                "adapter": "webdataset",
+                "audio_root": str(hub / "CLAP_freesound"),
+                "split_map": {"train1": "train"},  # a typo for train_1
+                "options": {"pattern": "freesound_no_overlap/*/*.tar"},
+            }
+        ],
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(doc))
+    plan = plan_spec(load_spec(str(tmp_path / "spec.yaml")))
+    s = run_corpus(str(tmp_path / "spec.yaml"), str(tmp_path / "out"), ["--runner=FnApiRunner"])
+    line = "fs: split_map 'train1' matched no clip (native splits: test 1, train 5)"
+    assert line in format_plan(plan) and line in format_report(s)
+    assert s["sources"]["fs"]["split_map_unused"] == plan["sources"]["fs"]["split_map_unused"] == ["train1"]
+    assert s["sources"]["fs"]["native_splits"] == {"test": 1, "train": 5}
