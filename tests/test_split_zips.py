@@ -227,3 +227,22 @@ def test_info_zip_archives_of_many_parts(tmp_path, zip64):
     subprocess.run(["zip", "-q", "-s", "0", "X.zip", "--out", "X_full.zip"], cwd=tmp_path, check=True)
     joined = {m.member: read_audio_bytes(m) for m in archive_members(str(tmp_path / "X_full.zip"))}
     assert joined == data and not zip_reader.layout(str(tmp_path / "X_full.zip")).split
+
+
+def test_damaged_archives_are_errors_not_crashes(tmp_path):
+    """A crafted end record, a cut last part, a file that is no zip: OSError naming the archive (the
+    manifest's reject), never a huge allocation or a read past the end."""
+    root = _wavcaps(tmp_path)
+    head = root / "Zip_files" / "FreeSound" / "FreeSound.zip"
+    good = head.read_bytes()
+    at = good.rindex(b"PK\x06\x06")  # the Zip64 end record: its central directory size at +40
+    head.write_bytes(good[: at + 40] + (1 << 40).to_bytes(8, "little") + good[at + 48 :])
+    with pytest.raises(OSError, match="central directory runs past the end"):
+        archive_members(str(head))
+    head.write_bytes(good[: len(good) // 2])  # the download of the last part was cut
+    with pytest.raises(OSError, match="not a zip archive"):
+        archive_members(str(head))
+    head.write_bytes(b"not a zip at all")
+    spec = load_spec(str(_spec(root)))
+    rejects = [i for i in read_source(spec.sources[0]) if isinstance(i, Reject)]
+    assert [r.code for r in rejects] == ["unreadable_metadata"] and "FreeSound.zip" in rejects[0].reason

@@ -183,8 +183,11 @@ def layout(archive: str) -> Layout:
     last_size = storage.size(archive)
     tail = _tail(archive, last_size)
     at = tail.rfind(_EOCD)
-    while at >= 0 and at + 22 + struct.unpack_from("<H", tail, at + 20)[0] > len(tail):
-        at = tail.rfind(_EOCD, 0, at)  # a signature inside the comment: look further back
+    # a signature inside the comment (or cut off at the end): look further back
+    while at >= 0 and (
+        at + 22 > len(tail) or at + 22 + struct.unpack_from("<H", tail, at + 20)[0] > len(tail)
+    ):
+        at = tail.rfind(_EOCD, 0, at)
     if at < 0:
         raise ZipError(f"{archive} is not a zip archive (no end of central directory record)")
     disk, cd_disk, _, entries, cd_size, cd_offset, _ = struct.unpack_from("<4xHHHHIIH", tail, at)
@@ -220,7 +223,10 @@ def layout(archive: str) -> Layout:
         raise ZipError(
             f"{archive}: the central directory is said to start on part {cd_disk + 1} of {len(parts)}"
         )
-    return Layout(archive, tuple(parts), sizes, starts[cd_disk] + cd_offset, cd_size, entries)
+    cd_start = starts[cd_disk] + cd_offset
+    if cd_start + cd_size > sum(sizes):  # a damaged or crafted end record: never read past the end
+        raise ZipError(f"{archive}: the central directory runs past the end of the archive")
+    return Layout(archive, tuple(parts), sizes, cd_start, cd_size, entries)
 
 
 def _zip64_extra(extra: bytes, sizes: list[int], need: list[bool]) -> list[int]:
@@ -308,6 +314,10 @@ def read_member(archive: str, name: str, offset: int | None = None, max_bytes: i
         if entry is not None:
             csize, usize, crc, method = entry.compressed_size, entry.size, entry.crc, entry.method
         storage.check_size(usize, max_bytes, where)
+        if csize > f.total - f.tell():
+            raise ZipError(f"{where} runs past the end of the archive ({csize} bytes declared)")
+        if method == STORED:
+            storage.check_size(csize, max_bytes, where)
         data = _inflate(f, method, csize, max_bytes, where)
     if len(data) != usize:
         raise ZipError(f"{where}: {len(data)} bytes decompressed, {usize} declared")
