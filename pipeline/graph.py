@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from array import array
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -296,7 +297,7 @@ def finalize(
     inputs: dict[str, int],
     early: list[tuple[str, dict[str, int]]],
     stage_reports: list[tuple[str, dict[str, Any]]],
-    notes: list[tuple[str, dict[str, Any]]] = (),  # type: ignore[assignment]
+    notes: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> dict[str, Any]:
     """Runs once at the end: sizes.json per split, stale files removed, summary.json written last."""
     summary = summary_mod.build_summary(spec, layout, stats, inputs, dict(early), dict(notes))
