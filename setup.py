@@ -77,7 +77,7 @@ setup(
     ],
     package_dir={"clap_corpus": "clap_corpus", **{f"clap_corpus.{f}": f for f in FOLDERS}},
     package_data={
-        "clap_corpus.manifests": ["specs/*.yaml"],
+        "clap_corpus.manifests": ["specs/*.yaml", "data/*"],
         "clap_corpus.k2c": ["tiny/model/*", "tiny/*.json"],
     },
     include_package_data=True,

@@ -27,6 +27,7 @@ class Stage(StrEnum):
     MANIFEST = "manifest", "an adapter or the adapter registry refused a manifest row (before sharding)"
     CAPTIONS = "captions", "the clip's captions could not be rendered (before sharding)"
     FETCH = "fetch", "the audio URL could not be downloaded (the fetch status table has the detail)"
+    EXCLUDE = "exclude", "an exclusion list (`exclude`) names the clip's origin id: it must not be trained on"
     DUPLICATE = "duplicate", "duplicate removal (`duplicates`: `keep_first` or `drop_all`) removed this copy"
     LEAKAGE = "leakage", "a train sample that is also in a held-out split was removed"
     CLAP = "clap", "CLAP scoring (`options.clap`) removed the pair: its audio and caption disagree"
@@ -99,6 +100,11 @@ class Code(StrEnum):
     NO_TEXT = "no_text", (_C,), "no caption, label or non-technical keyword to write a caption from"
     CAPTION_TOO_LONG = "caption_too_long", (_C,), "a caption is longer than `max_caption_chars`"
     # removals
+    EXCLUDED = (
+        "excluded",
+        (Stage.EXCLUDE,),
+        "an exclusion list (`exclude`) names the clip (the reason names the list)",
+    )
     DUPLICATE_AUDIO = "duplicate_audio", (Stage.DUPLICATE,), "the same decoded audio as a sample that is kept"
     NEAR_DUPLICATE_AUDIO = (
         "near_duplicate_audio",

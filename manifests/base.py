@@ -15,6 +15,8 @@ is done here, the same way for every adapter, in :meth:`Adapter.records`:
   typed :mod:`core.audio_ref` reference;
 - a problem with the row's content that the adapter found (``caption_not_text`` ...) is reported
   only once the clip is placed, so a clip whose audio is missing says so first;
+- labels and keywords that are AudioSet ontology ids (``/m/09x0r``) become the class names
+  (:mod:`manifests.ontology`); an id the ontology does not have is ``unknown_label``;
 - the key is :func:`~core.records.make_key` of source name and id, and a clip whose row names no
   license gets the source's.
 
@@ -31,7 +33,9 @@ from typing import Any, ClassVar
 from clap_corpus.core.audio_ref import AudioRef, file_ref
 from clap_corpus.core.records import Record, Reject, make_key
 from clap_corpus.core.rejects import Code, Stage
+from clap_corpus.manifests import ontology
 from clap_corpus.manifests.common import AudioFinder, audio_path, corpus_split
+from clap_corpus.manifests.notes import SourceNotes
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import PathRejected, SourceSpec
 from clap_corpus.manifests.tables import RowError
@@ -74,8 +78,9 @@ class Adapter:
     Options: ClassVar[type[AdapterOptions]] = AdapterOptions
     split_defaults: ClassVar[Mapping[str, str]] = {}  # native split -> corpus split, before split_map
 
-    def __init__(self, source: SourceSpec, scan_audio: bool = True):
+    def __init__(self, source: SourceSpec, scan_audio: bool = True, notes: SourceNotes | None = None):
         self.source = source
+        self.notes = notes if notes is not None else SourceNotes()  # native splits seen ...
         # scan_audio False (`clapcorpus plan`): metadata only, no audio folder listed, no file looked at;
         # audio paths are placeholders that nobody reads.
         self.no_scan = not scan_audio
@@ -83,9 +88,11 @@ class Adapter:
         self._finder: AudioFinder | None = None
 
     @classmethod
-    def read(cls, source: SourceSpec, scan_audio: bool = True) -> Iterator[Record | Reject]:
-        """Every record and reject of ``source`` (the registry's reader)."""
-        return cls(source, scan_audio).records()
+    def read(
+        cls, source: SourceSpec, scan_audio: bool = True, notes: SourceNotes | None = None
+    ) -> Iterator[Record | Reject]:
+        """Every record and reject of ``source`` (the registry's reader); ``notes`` gets the counts."""
+        return cls(source, scan_audio, notes).records()
 
     def rows(self) -> Iterator[NativeRow | RowError | Reject]:
         raise NotImplementedError
@@ -126,6 +133,8 @@ class Adapter:
     def build(self, native: NativeRow) -> Record | Reject:
         source = self.source
         source_id = native.id or None
+        if native.split is not None and str(native.split).strip():
+            self.notes.native_splits[str(native.split).strip()] += 1
         try:
             # The split first: it costs no file-system call, and a split map that refuses every
             # clip is then reported as such, not as missing audio.
@@ -140,6 +149,19 @@ class Adapter:
         if native.problem is not None:
             code, reason = native.problem
             return self.reject(native.row, code, reason, path=native.reject_path, source_id=source_id)
+        # labels or keywords given as AudioSet ontology ids become the class names: a caption is
+        # never written from "/m/0838f"
+        labels, unknown = ontology.named(native.labels)
+        keywords, unknown_kw = ontology.named(native.keywords)
+        if unknown or unknown_kw:
+            ids = ", ".join([*unknown, *unknown_kw][:5])
+            return self.reject(
+                native.row,
+                Code.UNKNOWN_LABEL,
+                f"label id(s) {ids} not in the AudioSet ontology",
+                path=native.reject_path,
+                source_id=source_id,
+            )
         return Record(
             key=make_key(source.name, native.id),
             source=source.name,
@@ -148,8 +170,8 @@ class Adapter:
             row=native.row,
             split=split,
             captions=native.captions,
-            labels=native.labels,
-            keywords=native.keywords,
+            labels=labels,
+            keywords=keywords,
             license=native.license or source.license,
             attribution=native.attribution,
             origin_ids=native.origin_ids,

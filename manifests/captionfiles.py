@@ -27,8 +27,9 @@ origin ids (``freesound`` -> ``freesound:<id>``; ``youtube`` -> ``youtube:<11-ch
 
 Tags such as ``adults_talking`` become keywords ("adults talking"). Audio: ``<audio_root>/<file>``, or,
 with ``options.archives`` (zip or tar files, globs allowed), the member of those archives whose stem is
-the file's stem (``180913.wav`` -> ``FreeSound_flac/180913.flac``): WavCaps ships FLAC in zips, read in
-place by :mod:`manifests.archives`; a file no archive holds is ``missing_audio``.
+the file's stem (``180913.wav`` -> ``FreeSound_flac/180913.flac``): WavCaps ships FLAC in zips, some
+split in parts (``FreeSound.z01`` ... ``FreeSound.zip``: name the ``.zip``), read in place by
+:mod:`manifests.archives`; a file no archive holds is ``missing_audio``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from pydantic import Field
 from clap_corpus.core.audio_ref import ArchiveMember
 from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
-from clap_corpus.manifests.archives import member_index, stem_of
+from clap_corpus.manifests.archives import check_archives, member_index, stem_of
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.common import parse_float
 from clap_corpus.manifests.options import AdapterOptions, SpecPaths
@@ -287,6 +288,13 @@ class CaptionFilesAdapter(Adapter):
 
 
 read_captionfiles = CaptionFilesAdapter.read
+
+
+def check_source(source: Any) -> None:
+    """At spec load: ``options.archives`` names each archive once, by the file it is read through."""
+    archives = Options.read_back(source.options).archives
+    if archives:
+        check_archives(archives)
 
 
 def _format_of(manifest: str) -> str | None:

@@ -52,6 +52,14 @@ def corpus_split(
         ) from None
 
 
+def missing_root_reason(root: str, what: str) -> tuple[str, str]:
+    """(reason, path) for a dataset folder with nothing to read: a folder that does not exist (never
+    downloaded, or a typo) is named as such, not as an empty dataset."""
+    if not storage.is_url(root) and not os.path.exists(root):
+        return f"the audio root {root} does not exist (not downloaded, or a wrong path?)", root
+    return f"{what} under the audio root {root}", root
+
+
 def native_split_from_file(path: str | None, names: Mapping[str, str]) -> str | None:
     """The native split a metadata file's name implies (``val.csv`` -> ``val``), else None."""
     if not path:

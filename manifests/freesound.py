@@ -29,7 +29,6 @@ with ``{id}``).
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 import urllib.parse
@@ -43,8 +42,7 @@ from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
 from clap_corpus.manifests.common import clean_title, first_sentence, parse_float
 from clap_corpus.manifests.options import AdapterOptions, file_pattern
-from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
-from clap_corpus.transforms import storage
+from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_table, text_list, text_value
 
 # LAION-Audio-630K's Freesound part: 515 581 clips, 3 033.38 h (its Hugging Face card) -> 21.2 s.
 DEFAULT_DURATION_S = 21.2
@@ -82,27 +80,7 @@ def id_of_stem(stem: str) -> str:
     return m.group(1) if m else stem
 
 
-def iter_metadata(path: str, fmt: str | None) -> Iterator[tuple[int, Mapping[str, Any]] | RowError]:
-    """Rows of a table, or of a JSON document (list of objects / object keyed by id).
-
-    A JSON document is read whole (memory grows with it); use JSONL for large dumps. A ``.json``
-    file that is not one document is read as JSON lines.
-    """
-    is_json = fmt == "json" or (fmt is None and path.lower().endswith(".json"))
-    if not is_json:
-        yield from read_rows(path, fmt)
-        return
-    try:
-        doc = json.loads(storage.read_text(path))
-    except ValueError:
-        yield from read_rows(path, "jsonl")
-        return
-    items = doc.items() if isinstance(doc, dict) else enumerate(doc if isinstance(doc, list) else [doc])
-    for n, (key, obj) in enumerate(items, start=1):
-        if not isinstance(obj, dict):
-            yield RowError(n, f"expected a JSON object, got {type(obj).__name__}")
-            continue
-        yield n, obj if isinstance(doc, list) or "id" in obj else {"id": key, **obj}
+iter_metadata = read_table  # the reader moved to tables.py; the name stays for callers
 
 
 class FreesoundAdapter(Adapter):

@@ -12,7 +12,9 @@ make each config and split. ``options.config`` picks the config (default: ``defa
 and ``options.splits`` the native splits to read (default: all); a name the README does not have
 stops the run at start, naming the ones it has. A config's files may be Parquet / Arrow with an
 Audio column (read as below), WebDataset tars (read as the ``webdataset`` adapter reads them, the
-config's split as their native split) or audio files with a ``metadata.csv`` / ``metadata.jsonl``
+config's split as their native split, the column options naming fields of the samples' JSON:
+:func:`tar_options`; ``origin`` without ``id_column`` is refused there at spec load, as tars have no id
+column of their own) or audio files with a ``metadata.csv`` / ``metadata.jsonl``
 (``datasets``' AudioFolder: ``file_name`` names the audio, relative to the metadata file, the other
 columns take the roles below). A hub id instead of a folder goes through ``hf download`` first: the
 adapter reads files, never the network.
@@ -51,7 +53,7 @@ from clap_corpus.core.audio_ref import EmbeddedCell
 from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
-from clap_corpus.manifests.common import parse_float
+from clap_corpus.manifests.common import missing_root_reason, parse_float
 from clap_corpus.manifests.options import AdapterOptions, SpecPaths
 from clap_corpus.manifests.source import PathRejected, resolve_audio_path
 from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
@@ -206,12 +208,50 @@ def _readable_kind(path: str) -> bool:
 METADATA_FILES = ("metadata.csv", "metadata.jsonl")
 
 
+# The column options as the webdataset adapter's JSON field options: a tar's JSON member is its row.
+_TAR_FIELDS = {
+    "id_column": "id_field",
+    "split_column": "split_field",
+    "license_column": "license_field",
+    "attribution_column": "attribution_field",
+    "duration_column": "duration_field",
+}
+
+
+def tar_options(opts: Options) -> dict[str, Any]:
+    """The webdataset options that read a snapshot's tars as ``opts`` reads its Parquet: each column
+    option names a field of the samples' JSON (``id_column: video_id`` -> ``id_field: video_id``), the
+    Audio column is the audio member's extension, and ``origin`` makes the id field's values origin ids."""
+    out: dict[str, Any] = {tar: getattr(opts, col) for col, tar in _TAR_FIELDS.items() if getattr(opts, col)}
+    if opts.caption_columns:
+        out["caption_fields"] = list(opts.caption_columns)
+    if opts.label_column:
+        out["label_fields"] = [opts.label_column]
+    if opts.keyword_columns:
+        out["keyword_fields"] = list(opts.keyword_columns)
+    if opts.audio_column:
+        out["audio_extensions"] = [opts.audio_column]
+    if opts.origin and opts.id_column:
+        out["origin_fields"] = {opts.id_column: opts.origin}
+    return out
+
+
 def check_source(source: Any) -> None:
-    """At spec load: a Hub snapshot must have the config and splits the options name."""
+    """At spec load: a Hub snapshot must have the config and splits the options name, and options that
+    cannot apply to its files are refused rather than ignored."""
     opts = Options.read_back(source.options)
-    if opts.files or storage.is_url(source.audio_root) or not os.path.isdir(source.audio_root):
+    if opts.files:
+        files = list(opts.files)
+    elif storage.is_url(source.audio_root) or not os.path.isdir(source.audio_root):
         return
-    hub_files(source.audio_root, opts.config, opts.splits)
+    else:
+        found = hub_files(source.audio_root, opts.config, opts.splits)
+        files = [f for _, f in found] if found is not None else []
+    if any(f.lower().endswith(".tar") for f in files) and opts.origin and not opts.id_column:
+        raise ValueError(
+            "origin: the snapshot's files are WebDataset tars, whose ids are <tar>/<key>: name the JSON "
+            "field that holds the clip's id with id_column (its values become the origin ids)"
+        )
 
 
 def _saved_files(folder: str, split: str | None) -> list[tuple[str | None, str]]:
@@ -264,13 +304,15 @@ class HFDatasetAdapter(Adapter):
                 files = [(n, f) for n, f in files if n in opts.splits]
         except (OSError, ValueError, KeyError) as e:
             yield self.reject(
-                None, Code.UNREADABLE_METADATA, f"cannot read the dataset folder: {str(e)[:300]}"
+                None,
+                Code.UNREADABLE_METADATA,
+                f"cannot read the dataset folder {self.source.audio_root}: {str(e)[:300]}",
+                path=self.source.audio_root,
             )
             return
         if not files:
-            yield self.reject(
-                None, Code.UNREADABLE_METADATA, "no .arrow or .parquet file under the audio root"
-            )
+            reason, root = missing_root_reason(self.source.audio_root, "no .arrow, .parquet or .tar file")
+            yield self.reject(None, Code.UNREADABLE_METADATA, reason, path=root)
             return
         rows_before = 0  # rows are numbered across the dataset's files, 1-based
         for native, path in files:
@@ -292,7 +334,8 @@ class HFDatasetAdapter(Adapter):
 
         root = self.source.audio_root.rstrip("/")
         rel = path[len(root) + 1 :] if path.startswith(root + "/") else path
-        tars = WebDatasetAdapter(replace(self.source, options={"pattern": rel}), not self.no_scan)
+        options = {"pattern": rel, **tar_options(self.options)}
+        tars = WebDatasetAdapter(replace(self.source, options=options), not self.no_scan)
         for item in tars.rows():
             if isinstance(item, NativeRow):
                 yield replace(item, row=rows_before + item.row, split=native or item.split)

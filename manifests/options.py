@@ -17,24 +17,39 @@ import glob
 import os
 import string
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from clap_corpus.transforms import storage
 
 
 class OptionError(ValueError):
-    """A bad option; ``field`` is the option name (the caller adds file and source)."""
+    """A bad option; ``field`` is the option name (the caller adds file and source). ``errors`` holds
+    every bad option of the section, (field, message) each, the first being ``field``'s."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, more: list[tuple[str, str]] | None = None):
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+        self.errors = [(field, message), *(more or [])]
 
 
 def _resolver(info: ValidationInfo) -> Callable[[str], str] | None:
-    # Present while the spec loads; absent when an adapter reads back options checked before.
-    return (info.context or {}).get("resolve")
+    # Present while the spec loads; absent when an adapter reads back options checked before. Adapter
+    # options get {"resolve": ...}; a field of the corpus's own options the spec's LoadContext.
+    context = info.context
+    if isinstance(context, Mapping):
+        return context.get("resolve")
+    return getattr(context, "resolve", None)
 
 
 def _path(value: Any, info: ValidationInfo) -> str:
@@ -44,8 +59,9 @@ def _path(value: Any, info: ValidationInfo) -> str:
     return value if resolve is None else _existing(resolve(value))
 
 
-def _paths(value: Any, info: ValidationInfo) -> list[str]:
-    items = [value] if isinstance(value, str) else value
+def spec_paths(value: Any, info: ValidationInfo) -> list[str]:
+    """One path or a list of them as written in a spec, each a file or a glob that must match one."""
+    items = [value] if isinstance(value, str) else list(value) if isinstance(value, tuple) else value
     if not isinstance(items, list) or not items or not all(isinstance(v, str) for v in items):
         raise ValueError("expected a path or a non-empty list of paths")
     resolve = _resolver(info)
@@ -71,7 +87,7 @@ def _expand(pattern: str) -> list[str]:
 # checking them would need credentials at spec-load time).
 SpecPath = Annotated[str, BeforeValidator(_path)]
 # One path or a list of them, each may be a glob pattern that must match at least one file.
-SpecPaths = Annotated[list[str], BeforeValidator(_paths)]
+SpecPaths = Annotated[list[str], BeforeValidator(spec_paths)]
 
 
 def _pattern(fields: tuple[str, ...], value: Any) -> str:
@@ -107,6 +123,44 @@ class WantedList(BaseModel):
     origin: str | None = None  # match the mirror's origin ids '<origin>:<id>' (else its ids' stems)
 
 
+class MetadataJoin(BaseModel):
+    """``options.join``: a metadata table joined to the source's records by id (manifests/join.py)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    files: SpecPaths  # CSV / TSV / JSONL / Parquet, or a JSON document (list, or object keyed by id)
+    key: str  # the table's id column
+    origin: str | None = None  # match '<origin>:<key>' among the records' origin ids (else their ids)
+    license: str | None = None  # the column giving each clip's license
+    attribution: str | None = None  # a column, or a template of columns: "{username} ({freesound_url})"
+    captions: list[str] = Field(default_factory=list)  # columns whose text joins the record's captions
+    replace_captions: bool = False  # the table's captions replace the record's (where the row has any)
+    format: Literal["csv", "tsv", "jsonl", "parquet", "json"] | None = None  # default: the extension
+
+    @model_validator(mode="after")
+    def _columns_exist(self, info: ValidationInfo) -> MetadataJoin:
+        if _resolver(info) is not None:  # the spec is loading: the table is there to look at
+            from clap_corpus.manifests.join import check
+
+            try:
+                check(self)
+            except (OSError, UnicodeDecodeError) as e:
+                raise ValueError(f"cannot read the table: {e}") from None
+        return self
+
+
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class ExclusionList:
+    """One entry of ``exclude``, per source or the corpus's ``options.exclude`` (manifests/exclusion.py)."""
+
+    files: Annotated[tuple[str, ...], BeforeValidator(spec_paths)]
+    format: Literal["wavcaps", "csv", "tsv", "text"] | None = None  # default: from the file name
+    origin: str | None = None  # the namespace of a CSV's or text list's ids (freesound, youtube ...)
+    column: str | None = None  # a CSV's id column (default: the first of ID_COLUMNS present)
+    keys: dict[str, str] = Field(default_factory=dict)  # WavCaps JSON key -> namespace, added to its own
+    splits: tuple[str, ...] | None = None  # the splits it removes from (default: options.train_splits)
+
+
 class AdapterOptions(BaseModel):
     """What every adapter accepts. Types are strict (``"yes"`` is not a bool, ``1`` not a string), as
     the hand-written checks were; a value given as null counts as not given."""
@@ -115,6 +169,8 @@ class AdapterOptions(BaseModel):
 
     mean_duration_s: float | None = None  # what `clapcorpus plan` assumes for clips whose metadata has none
     wanted: WantedList | None = None  # the official list this source (a mirror) is meant to cover
+    exclude: list[ExclusionList] | None = None  # clips this source must not ship (manifests/exclusion.py)
+    join: MetadataJoin | None = None  # license, attribution, captions from a table (manifests/join.py)
 
     @classmethod
     def check(cls, options: Mapping[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:
@@ -149,25 +205,31 @@ _KINDS = {
 
 
 def _option_error(model: type[AdapterOptions], error: ValidationError) -> OptionError:
-    errors = error.errors(include_url=False)
-    # An unknown option first, as it is most often a misspelt known one.
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    """Every problem of the section, one (field, message) each; an unknown option first, as it is most
+    often a misspelt known one."""
+    errors = sorted(error.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    described = [_one_error(model, e) for e in errors]
+    (field, message), more = described[0], described[1:]
+    return OptionError(field, message, more)
+
+
+def _one_error(model: type[AdapterOptions], first: Any) -> tuple[str, str]:
     loc = first["loc"]
     name = str(loc[0]) if loc else "options"
     kind, value = first["type"], first.get("input")
     if kind == "extra_forbidden":
-        return OptionError(name, f"unknown option (known: {', '.join(sorted(model.model_fields))})")
+        return (name, f"unknown option (known: {', '.join(sorted(model.model_fields))})")
     if kind == "missing":
-        return OptionError(name, "this adapter needs it")
+        return (name, "this adapter needs it")
     if kind == "value_error":
-        return OptionError(name, str(first["ctx"]["error"]))
+        return (name, str(first["ctx"]["error"]))
     if kind == "literal_error":
-        return OptionError(name, f"must be one of {first['ctx']['expected']}, got {value!r}")
+        return (name, f"must be one of {first['ctx']['expected']}, got {value!r}")
     if len(loc) > 1:  # inside a list or dict option: say where
         name = ".".join(map(str, loc))
     expected = _KINDS.get(kind)
     if expected is None:
-        return OptionError(name, first["msg"])
+        return (name, first["msg"])
     if isinstance(value, bool):
-        return OptionError(name, f"expected {expected}, got a boolean")
-    return OptionError(name, f"expected {expected}, got {type(value).__name__} ({value!r:.60})")
+        return (name, f"expected {expected}, got a boolean")
+    return (name, f"expected {expected}, got {type(value).__name__} ({value!r:.60})")

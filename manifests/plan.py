@@ -4,11 +4,14 @@ Runs every source's adapter in this process (no Beam, no audio read, no audio fo
 asked), streaming: memory holds one row at a time plus, per record, three small integers for the
 leakage estimate and one for the duplicate-id count (about 25 bytes: ~60 MB for 2.5 M records).
 
-For each source: rows read, rejects at the manifest stage (by code), records, expected count and
-delta, and hours (durations from the metadata where it has them, else the adapter's documented mean
+For each source: rows read, rejects before sharding (by code: the manifest's, the captions stage's
+and the exclusion lists', the stages a run applies before any audio is read), records, expected count
+and delta, and hours (durations from the metadata where it has them, else the adapter's documented mean
 clip length or the source's ``options.mean_duration_s``). Per split: records, hours and shards.
 Then how many train records the leakage guard will remove, how many rows repeat an id, and a
-worker-hour estimate.
+worker-hour estimate. Per source too, what the run's summary says under the same names: the coverage
+of a mirror's official list (``coverage``: wanted, obtained, missing, obtained_pct, not_listed), the
+metadata join's counts (``join``) and ``split_map`` entries no clip used (``split_map_unused``).
 
 The estimate divides audio hours by a throughput in "x realtime per worker core". The default,
 :data:`THROUGHPUT_X_REALTIME`, comes from one-core measurements of each step, not from a
@@ -27,14 +30,17 @@ import math
 import time
 from array import array
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from clap_corpus.core.hashing import stable_hash64
 from clap_corpus.core.records import Reject
+from clap_corpus.manifests.exclusion import excluded, load_lists, removal_report
+from clap_corpus.manifests.notes import SourceNotes, coverage_line, join_line, split_map_line
 from clap_corpus.manifests.registry import default_duration_s, read_source
+from clap_corpus.transforms.captions import caption_problem
 from clap_corpus.transforms.sharding import split_of
 
 THROUGHPUT_X_REALTIME = 200.0
@@ -52,17 +58,9 @@ class SourcePlan:
     seconds: float = 0.0
     seconds_from_metadata: int = 0  # records whose duration came from the metadata
     by_split: Counter[str] = field(default_factory=Counter)
-    wanted: bool = False  # held against an official list (options.wanted)
+    notes: dict[str, Any] = field(default_factory=dict)  # SourceNotes.to_json: coverage, join, split_map
 
     def to_json(self) -> dict[str, Any]:
-        coverage = {}
-        if self.wanted:  # the rows are the list's; those the mirror lacks are its not_in_mirror rejects
-            missing = self.rejects.get("not_in_mirror", 0)
-            present = self.rows - missing
-            pct = round(100.0 * present / self.rows, 2) if self.rows else 0.0
-            coverage = {
-                "coverage": {"wanted": self.rows, "present": present, "missing": missing, "present_pct": pct}
-            }
         return {
             "adapter": self.adapter,
             "rows": self.rows,
@@ -75,7 +73,7 @@ class SourcePlan:
             "durations_from_metadata": self.seconds_from_metadata,
             "assumed_duration_s": self.mean_duration_s,
             "records_by_split": dict(sorted(self.by_split.items())),
-            **coverage,
+            **self.notes,
         }
 
 
@@ -127,19 +125,33 @@ def plan_spec(
     tracker = _Tracker(spec.options.train_splits)
     sources: list[SourcePlan] = []
     split_seconds: Counter[str] = Counter()
+    lists = load_lists(spec)
+    removed: Counter[tuple[str, str]] = Counter()
+    max_chars = spec.options.max_caption_chars
     for idx, source in enumerate(spec.sources):
         default = float(source.option("mean_duration_s") or default_duration_s(source.adapter))
         sp = SourcePlan(source.name, source.adapter, source.expected_count, default)
-        sp.wanted = bool(source.option("wanted"))
         sources.append(sp)
         proportions = source.split_proportions or spec.options.split_proportions
-        for item in read_source(source, scan_audio=check_audio):
+        notes = SourceNotes()
+        for item in read_source(source, scan_audio=check_audio, notes=notes):
             sp.rows += 1
             if isinstance(item, Reject):
                 sp.rejects[item.code] += 1
                 continue
-            sp.records += 1
+            # the stages a run applies before reading audio: captions, then (once split) the lists
+            problem = caption_problem(item, max_chars)
+            if problem is not None:
+                sp.rejects[problem[0]] += 1
+                continue
             split = split_of(item, proportions)
+            if lists:
+                gone = excluded(replace(item, split=split), lists)
+                if gone is not None:
+                    sp.rejects[gone[0].code] += 1
+                    removed[(source.name, gone[1])] += 1
+                    continue
+            sp.records += 1
             seconds = item.expected_duration_s
             if seconds is not None and seconds > 0:
                 sp.seconds_from_metadata += 1
@@ -149,6 +161,7 @@ def plan_spec(
             sp.by_split[split] += 1
             split_seconds[split] += seconds
             tracker.add(idx, split, item.key, item.origin_ids)
+        sp.notes = notes.to_json(source.split_map, source.split)
     leaked = tracker.leaked()
     split_names = {i: s for s, i in tracker.splits.items()}
     leaked_by_split = Counter(
@@ -183,6 +196,7 @@ def plan_spec(
             "by_source": dict(sorted(leaked_by_source.items())),
         },
         "repeated_ids": tracker.repeated_ids(),
+        **({"exclude": removal_report(removed, lists)} if lists else {}),
         "hours": round(hours, 3),
         "throughput_x_realtime": throughput,
         "worker_core_hours": round(hours / throughput, 2),
@@ -216,13 +230,18 @@ def format_plan(plan: dict[str, Any]) -> str:
             f"{s['hours']:>10.2f}  {durations}"
         )
     if codes:
-        lines.append("  rejects at the manifest: " + ", ".join(f"{k} {v}" for k, v in sorted(codes.items())))
+        lines.append("  rejects before sharding: " + ", ".join(f"{k} {v}" for k, v in sorted(codes.items())))
     for name, s in plan["sources"].items():
         if c := s.get("coverage"):
-            lines.append(
-                f"  {name}: the mirror holds {c['present']} of the {c['wanted']} listed rows "
-                f"({c['present_pct']:g} %), {c['missing']} missing (not_in_mirror)"
-            )
+            lines.append(coverage_line(name, c))
+        for line in (join_line(name, s), split_map_line(name, s)):
+            if line:
+                lines.append(line)
+    if "exclude" in plan:
+        by = ", ".join(f"{k} {v}" for k, v in plan["exclude"]["removed_by_list"].items())
+        lines.append(
+            f"  exclusion lists will remove {plan['exclude']['removed']} records" + (f" ({by})" if by else "")
+        )
     lines.append(
         f"  {'split':<24}{'records':>10}{'hours':>10}{'shards':>8}   ({plan['shard_size']} per shard)"
     )

@@ -32,6 +32,9 @@ from clap_corpus.manifests import (
     hf_datasets,
     webdataset,
 )
+from clap_corpus.manifests.base import Adapter
+from clap_corpus.manifests.join import apply as join_table
+from clap_corpus.manifests.notes import SourceNotes
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.manifests.wanted import hold_to_list
@@ -106,7 +109,8 @@ ADAPTERS: dict[str, AdapterInfo] = {
             captionfiles.CaptionFilesAdapter.read,
             captionfiles.Options,
             captionfiles.DEFAULT_DURATION_S,
-            "file names with captions: MACS YAML, WavText5K / BBC tables",
+            "file names with captions: MACS YAML, WavText5K / BBC tables, WavCaps JSON + zips",
+            check=captionfiles.check_source,
         ),
         AdapterInfo(
             "filenames",
@@ -144,14 +148,27 @@ def adapter(name: str) -> AdapterInfo:
         raise KeyError(f"unknown adapter '{name}' (known: {', '.join(sorted(ADAPTERS))})") from None
 
 
-def read_source(source: SourceSpec, *, scan_audio: bool = True) -> Iterator[Record | Reject]:
+def read_source(
+    source: SourceSpec, *, scan_audio: bool = True, notes: SourceNotes | None = None
+) -> Iterator[Record | Reject]:
     """Every record and reject of ``source``, each held to the rules of the output layout. With
-    ``scan_audio`` False the adapter lists no audio folder and checks no file (`clapcorpus plan`)."""
+    ``scan_audio`` False the adapter lists no audio folder and checks no file (`clapcorpus plan`).
+    ``notes`` (filled as the items are drawn) gets what else the reading found: the native splits,
+    how many records the metadata table (``join``) completed, and what a mirror holds of its
+    ``wanted`` list."""
     info = adapter(source.adapter)
-    items = info.read(source, scan_audio)
-    wanted = info.options.read_back(source.options).wanted if source.options.get("wanted") else None
+    notes = notes if notes is not None else SourceNotes()
+    owner = getattr(info.read, "__self__", None)
+    if isinstance(owner, type) and issubclass(owner, Adapter):
+        items = owner.read(source, scan_audio, notes)
+    else:  # a reader written without the base class
+        items = info.read(source, scan_audio)
+    opts = info.options.read_back(source.options) if source.options else None
+    if opts is not None and opts.join is not None:
+        items = join_table(source.name, opts.join, items, notes)
+    wanted = opts.wanted if opts is not None else None
     if wanted is not None:
-        items = hold_to_list(source.name, wanted, items)
+        items = hold_to_list(source.name, wanted, items, notes)
     for item in items:
         item = redact_item(source, item)
         if isinstance(item, Reject):

@@ -13,7 +13,15 @@ from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validato
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from clap_corpus.core.audio_ref import is_web_url
-from clap_corpus.core.config import MODEL_CONFIG, Proportions, SourceName, SplitName, loading, problem
+from clap_corpus.core.config import (
+    MODEL_CONFIG,
+    Proportions,
+    SourceName,
+    SplitName,
+    loading,
+    problem,
+    problems,
+)
 from clap_corpus.core.rejects import Code, RejectError, Stage
 from clap_corpus.core.urls import SECRET_QUERY_PARAMS, BadURL, normalize_host, parse_web_url
 from clap_corpus.transforms import storage
@@ -89,7 +97,10 @@ class SourceSpec:
         try:
             return parse_options(info.data["adapter"], value, context.resolve)
         except OptionError as e:
-            raise problem(e.message, at=e.field) from None
+            if len(e.errors) == 1:
+                raise problem(e.message, at=e.field) from None
+            # every bad option of the section, one line each
+            raise problems([((), problem(m, at=f)) for f, m in e.errors], "SourceSpec") from None
 
     @model_validator(mode="after")
     def _manifest_when_needed(self, info: ValidationInfo) -> SourceSpec:
@@ -98,6 +109,12 @@ class SourceSpec:
 
             if needs_manifest(self.adapter):
                 raise problem(f"adapter '{self.adapter}' needs a 'manifest' field")
+        if loading(info) is not None and self.split is not None and self.split_map:
+            # split wins over split_map: the map would be accepted and do nothing
+            raise problem(
+                f"has no effect: split sends every clip to '{self.split}' (remove one of the two)",
+                "split_map",
+            )
         if loading(info) is not None:
             from clap_corpus.manifests.registry import check_source
 

@@ -77,6 +77,29 @@ def read_rows(
         yield from _read_parquet(path)
 
 
+def read_table(path: str, fmt: str | None) -> Iterator[tuple[int, Mapping[str, Any]] | RowError]:
+    """Rows of a table, or of a JSON document (list of objects / object keyed by id).
+
+    A JSON document is read whole (memory grows with it); use JSONL for large dumps. A ``.json``
+    file that is not one document is read as JSON lines.
+    """
+    is_json = fmt == "json" or (fmt is None and path.lower().endswith(".json"))
+    if not is_json:
+        yield from read_rows(path, fmt)
+        return
+    try:
+        doc = json.loads(storage.read_text(path))
+    except ValueError:
+        yield from read_rows(path, "jsonl")
+        return
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc if isinstance(doc, list) else [doc])
+    for n, (key, obj) in enumerate(items, start=1):
+        if not isinstance(obj, dict):
+            yield RowError(n, f"expected a JSON object, got {type(obj).__name__}")
+            continue
+        yield n, obj if isinstance(doc, list) or "id" in obj else {"id": key, **obj}
+
+
 def _read_csv(
     path: str,
     delimiter: str,

@@ -21,13 +21,19 @@ names read LAION's tars (``text``, ``tag``, ``original_data``) and this project'
 ``labels`` nor ``keywords`` (LAION's tars), as ``options.tag_role`` says (keywords by default).
 
 Origin ids (for the leakage guard) come from ``origin_ids`` (this project's shards), from the fields
-``options.origin_fields`` names (dotted paths into the document -> origin kind; the defaults cover
-the YouTube and Freesound id fields of the public tars), and from YouTube / Freesound URLs among the
-top-level values of ``original_data``.
+``options.origin_fields`` names (dotted paths into the document -> origin kind; the spec's entries are
+added to :data:`DEFAULT_ORIGIN_FIELDS`, which cover the YouTube and Freesound id fields of the public
+tars; an entry mapped to ``""`` removes a default), and from YouTube / Freesound URLs among the
+top-level values of ``original_data`` (``youtube.com/watch?v=``, ``youtu.be/``, Freesound's sound pages
+and its API's ``/apiv2/sounds/<id>/download/``, which LAION's Freesound tars give as ``download_url``).
+LAION's ``original_data.id`` is a Freesound id in those tars only: it is taken as one when the same
+``original_data`` names a freesound.org URL (other LAION tars use ``id`` for other things).
 
 A sample's id is ``<tar path under the root, without extension>/<key>`` (keys of different tars may
-repeat), or the JSON field ``options.id_field``. The native split is the JSON's ``split`` field, else
-the tar's folder name when it is a usual split name (``train``, ``valid``, ``test`` ...).
+repeat), or the JSON field ``options.id_field``; this project's own shards, read back, keep the clip's
+id: ``<source>/<source_id>`` from their JSON. The native split is the JSON's ``split`` field, else the
+tar's folder when it names a split (``train``, ``valid``, ``test`` ...), also numbered as LAION numbers
+its parts (``train_1``, ``train_2`` -> ``train``; a ``split_map`` entry for ``train_1`` itself wins).
 
 Refused (one reject each, the accounting holds): a member whose name leaves its sample (``../x``, an
 absolute name), a link or device member, a JSON member that is not an object or is over
@@ -52,7 +58,7 @@ from clap_corpus.core.audio_ref import ArchiveMember
 from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
-from clap_corpus.manifests.common import AUDIO_EXTENSIONS, parse_float
+from clap_corpus.manifests.common import AUDIO_EXTENSIONS, missing_root_reason, parse_float
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.source import PathRejected, SourceSpec, resolve_audio_path
 from clap_corpus.manifests.tables import NotText, jsonable, text_list, text_value
@@ -73,10 +79,15 @@ DEFAULT_ORIGIN_FIELDS = {
     "original_data.freesound_id": "freesound",
     "original_data.fsid": "freesound",
 }
+# LAION's Freesound tars: original_data {id, username, download_url, title, tags, description}
+LAION_FREESOUND_ID = "id"
 _URL_IDS = (
     (re.compile(r"(?:youtube\.com/watch\?(?:.*&)?v=|youtu\.be/)([A-Za-z0-9_-]{11})"), "youtube"),
-    (re.compile(r"freesound\.org/(?:people/[^/]+/sounds|s)/(\d+)"), "freesound"),
+    (re.compile(r"freesound\.org/(?:people/[^/]+/sounds|s|apiv2/sounds)/(\d+)"), "freesound"),
 )
+_FREESOUND_URL = re.compile(r"^https?://(?:www\.)?freesound\.org/", re.IGNORECASE)
+# LAION numbers the parts of a split: freesound_no_overlap/train_1, train_2
+_NUMBERED_SPLIT = re.compile(r"^([a-z]+)[_-]\d+$")
 # WebDataset's rule (webdataset.tariterators.base_plus_ext): key = up to the first dot of the last part
 _KEY_RE = re.compile(r"^((?:.*/|)[^./]+)[.]([^/]*)$")
 
@@ -96,7 +107,23 @@ class Options(AdapterOptions):
     attribution_field: str = "attribution"
     duration_field: str = "duration"
     original_field: str = "original_data"
-    origin_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ORIGIN_FIELDS))
+    # added to DEFAULT_ORIGIN_FIELDS (dotted path -> origin kind); "" as the kind removes a default
+    origin_fields: dict[str, str] = Field(default_factory=dict)
+
+
+def origin_fields(given: Mapping[str, str]) -> dict[str, str]:
+    """The origin fields a source reads: the defaults, plus (or minus, for "") the spec's."""
+    merged = {**DEFAULT_ORIGIN_FIELDS, **given}
+    return {path: kind for path, kind in merged.items() if kind}
+
+
+def folder_split(folder: str, split_map: Mapping[str, str]) -> str | None:
+    """The native split a tar's folder names: ``train``, ``test`` ... or a numbered part of one
+    (``train_1`` -> ``train``), unless the spec's split_map names the folder itself."""
+    if folder in SPLIT_FOLDERS or folder in split_map:
+        return folder
+    m = _NUMBERED_SPLIT.match(folder)
+    return m.group(1) if m and m.group(1) in SPLIT_FOLDERS else None
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -232,9 +259,8 @@ class WebDatasetAdapter(Adapter):
             yield self.reject(None, Code.UNREADABLE_METADATA, f"cannot list the tars: {str(e)[:300]}")
             return
         if not tars:
-            yield self.reject(
-                None, Code.UNREADABLE_METADATA, f"no tar matches {opts.pattern!r} under the audio root"
-            )
+            reason, root = missing_root_reason(source.audio_root, f"no tar matches {opts.pattern!r}")
+            yield self.reject(None, Code.UNREADABLE_METADATA, reason, path=root)
             return
         row = 0
         for tar in tars:
@@ -277,6 +303,10 @@ class WebDatasetAdapter(Adapter):
                 )
         if opts.id_field:
             sid = text_value(_at(doc, opts.id_field)) or sid
+        elif text_value(doc.get("source")) and text_value(doc.get("source_id")):
+            # this project's own shards read back: the clip keeps its id (and its source, so that two
+            # sources' same ids stay apart)
+            sid = f"{text_value(doc['source'])}/{text_value(doc['source_id'])}"
         audio = self._audio_member(s)
         if audio is None:
             return self.reject(
@@ -307,7 +337,7 @@ class WebDatasetAdapter(Adapter):
             row=row,
             id=sid,
             audio=ArchiveMember(tar, audio.name, audio.offset if tar.lower().endswith(".tar") else None),
-            split=text_value(_at(doc, opts.split_field)) or (folder if folder in SPLIT_FOLDERS else None),
+            split=text_value(_at(doc, opts.split_field)) or folder_split(folder, self.source.split_map),
             captions=captions,
             labels=labels,
             keywords=keywords,
@@ -339,13 +369,21 @@ class WebDatasetAdapter(Adapter):
         given = doc.get("origin_ids")
         if isinstance(given, list):
             found += [x for x in given if isinstance(x, str) and ":" in x]
-        for path, kind in self.options.origin_fields.items():
+        original = _at(doc, self.options.original_field)
+        fields = origin_fields(self.options.origin_fields)
+        laion_id = f"{self.options.original_field}.{LAION_FREESOUND_ID}"
+        if (
+            laion_id not in self.options.origin_fields
+            and isinstance(original, Mapping)
+            and any(isinstance(v, str) and _FREESOUND_URL.match(v) for v in original.values())
+        ):
+            fields[laion_id] = "freesound"
+        for path, kind in fields.items():
             value = text_value(_at(doc, path))
             if value:
                 if kind == "youtube" and len(value) == 12 and value.startswith("Y"):
                     value = value[1:]  # AudioSet file names put a Y before the id
                 found.append(f"{kind}:{value}")
-        original = _at(doc, self.options.original_field)
         if isinstance(original, Mapping):
             for v in original.values():
                 if isinstance(v, str):

@@ -177,6 +177,16 @@ def render_card(summary: Mapping[str, Any]) -> str:
             "mirror lacks are listed in `rejects/manifest/<source>.jsonl` (code `not_in_mirror`).\n"
         )
         out.append(_table(COVERAGE_HEADER, covered))
+    excluded = (summary.get("stages") or {}).get("exclude")
+    if excluded:
+        by = "; ".join(f"`{k}` ({v:,})" for k, v in excluded.get("removed_by_list", {}).items()) or "none"
+        out.append("\n### Exclusion lists\n")
+        out.append(
+            f"{excluded['removed']:,} clips were left out because an exclusion list names them (their "
+            f"rejects have code `excluded`): {by}. Lists applied: "
+            + ", ".join(f"`{f}`" for f in excluded.get("lists", []))
+            + ".\n"
+        )
     out.append("\n## Dataset structure\n")
     out.append(
         f"- `{wds_dir.rsplit('/', 1)[0]}/<split>/<shard>.tar` and `sizes.json`: WebDataset, for LAION-CLAP "

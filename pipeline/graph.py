@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from array import array
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -24,12 +25,15 @@ from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
 from clap_corpus.core.layout import Layout, shard_name
 from clap_corpus.core.records import Record, Reject
+from clap_corpus.manifests.notes import SourceNotes, split_map_line
 from clap_corpus.manifests.registry import read_source
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.pipeline import summary as summary_mod
 from clap_corpus.pipeline.audio_input import failure_reject, read_audio
 from clap_corpus.pipeline.duplicates import after_shards, after_split, heldout_audio, without_hashes
+from clap_corpus.pipeline.exclusion import ExcludeStage, load_lists
 from clap_corpus.pipeline.fetch_stage import FetchStage, fetch_report, fetches
+from clap_corpus.pipeline.preflight import check_k2c_model
 from clap_corpus.pipeline.progress import write_plan
 from clap_corpus.pipeline.report import aggregate_distributions
 from clap_corpus.pipeline.spec import CorpusSpec
@@ -43,20 +47,27 @@ from clap_corpus.transforms.shards import ShardStats, count_by, rejects_jsonl
 log = logging.getLogger(__name__)
 
 REJECTS = "rejects"
+NOTES = "notes"
 NAMESPACE = "clapcorpus"
 
 
 class ReadSourceFn(beam.DoFn):
-    """One source spec in; its normalized records out, and one reject per bad row."""
+    """One source spec in; its normalized records out, one reject per bad row, and what else reading
+    it found (native splits, split_map entries no clip used, join and coverage counts) as NOTES."""
 
     def process(self, source: SourceSpec):
         n = 0
-        for item in read_source(source):
+        notes = SourceNotes()
+        for item in read_source(source, notes=notes):
             n += 1
             if isinstance(item, Reject):
                 yield TaggedOutput(REJECTS, item)
             else:
                 yield item
+        found = notes.to_json(source.split_map, source.split)
+        if line := split_map_line(source.name, found):
+            log.warning("%s", line.strip())
+        yield TaggedOutput(NOTES, (source.name, found))
         log.info("source %s: %d manifest rows read", source.name, n)
 
 
@@ -172,7 +183,7 @@ class BuildCorpus(beam.PTransform):
         read = (
             pbegin
             | "Sources" >> beam.Create(list(spec.sources))
-            | "ReadManifests" >> beam.ParDo(ReadSourceFn()).with_outputs(REJECTS, main="records")
+            | "ReadManifests" >> beam.ParDo(ReadSourceFn()).with_outputs(REJECTS, NOTES, main="records")
         )
         # Manifests are read one source per worker; spread their records before the real work.
         records = read.records | "Spread" >> beam.Reshuffle()
@@ -197,7 +208,8 @@ class BuildCorpus(beam.PTransform):
                 | "FetchReport" >> beam.Map(fetch_report)
             )
         # -- record stages before the split (keyword-to-caption plugs in here) --
-        if spec.options.k2c is not None:
+        if spec.k2c_sources():  # K2C on for at least one source (mode "off" everywhere: no model needed)
+            check_k2c_model(spec)  # in the launcher: a missing model stops the run, naming the sources
             # Imported here: k2c.stage pulls in Beam's RunInference (and torch, scipy), ~0.5 s of CPU
             # in every process that unpickles this module's DoFns, K2C or not.
             from clap_corpus.k2c.stage import K2CStage
@@ -205,6 +217,11 @@ class BuildCorpus(beam.PTransform):
             ready, k2c_report = ready | "K2C" >> K2CStage(spec.options.k2c, spec.path)
             reports.append(k2c_report)  # it drops nothing: a failed caption keeps the template one
         placed = ready | "Split" >> beam.Map(_with_split, spec)
+        lists = load_lists(spec)  # exclusion lists (options.exclude), read here: a bad one stops the launch
+        if lists:
+            placed, excluded, exclude_report = placed | "ExclusionLists" >> ExcludeStage(lists)
+            dropped.append(excluded)
+            reports.append(exclude_report)
         # -- record stages after the split (the leakage guard plugs in here) --
         near = None  # near-duplicate groups of CLAP scoring, for duplicates.jsonl
         if spec.options.clap is not None:
@@ -267,6 +284,7 @@ class BuildCorpus(beam.PTransform):
                 AsDict(inputs),
                 AsList(early_counts),
                 AsList(stage_reports),
+                AsList(read[NOTES]),
             )
         )
 
@@ -279,9 +297,10 @@ def finalize(
     inputs: dict[str, int],
     early: list[tuple[str, dict[str, int]]],
     stage_reports: list[tuple[str, dict[str, Any]]],
+    notes: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> dict[str, Any]:
     """Runs once at the end: sizes.json per split, stale files removed, summary.json written last."""
-    summary = summary_mod.build_summary(spec, layout, stats, inputs, dict(early))
+    summary = summary_mod.build_summary(spec, layout, stats, inputs, dict(early), dict(notes))
     summary["stages"] = {name: report for name, report in sorted(stage_reports, key=lambda kv: kv[0])}
     summary["distributions"] = aggregate_distributions(stats)
     summary_mod.write_outputs(spec, layout, stats, summary)

@@ -7,7 +7,7 @@ import json
 
 from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.manifests.plan import THROUGHPUT_X_REALTIME, format_plan, plan_spec
-from clap_corpus.pipeline.preflight import format_results, load_checked_spec
+from clap_corpus.pipeline.preflight import check_k2c_model, format_results, load_checked_spec
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +49,7 @@ def _plan(args: argparse.Namespace, _extra: list[str]) -> int:
         raise SystemExit("clapcorpus plan: --throughput must be positive")
     # the same start check as `clapcorpus run`: a spec that would build nothing fails here too
     spec, checks = load_checked_spec(args.spec, start_check=not args.skip_start_check)
+    check_k2c_model(spec)
     plan = plan_spec(spec, check_audio=args.check_audio, throughput=args.throughput)
     plan["start_check"] = {name: r.to_json() for name, r in checks.items()}
     if args.json:

@@ -61,6 +61,7 @@ class SourceCheckResult:
     other_rejects: Counter[str] = field(default_factory=Counter)
     path_rejects: Counter[str] = field(default_factory=Counter)
     example: str = ""  # one missing file (or the reason its row was refused)
+    other_example: str = ""  # the reason of one reject that is not about the audio path
     seconds: float = 0.0
 
     @property
@@ -80,7 +81,11 @@ class SourceCheckResult:
             codes = ", ".join(f"{k} {v}" for k, v in sorted(self.other_rejects.items()))
             if self.check.allow_empty:
                 return ""
-            return f"{where}: none of {self.sampled} sampled rows names an audio file (rejects: {codes})"
+            example = f"; e.g. {self.other_example}" if self.other_example else ""
+            return (
+                f"{where}: none of {self.sampled} sampled rows names an audio file (rejects: {codes})"
+                + example
+            )
         if fraction >= self.check.min_audio_found:
             return ""
         named = self.found + self.not_found
@@ -103,6 +108,7 @@ class SourceCheckResult:
             "min_audio_found": self.check.min_audio_found,
             "allow_empty": self.check.allow_empty,
             "example": self.example,
+            "other_example": self.other_example,
             "seconds": round(self.seconds, 3),
             "problem": self.problem(),
         }
@@ -149,6 +155,9 @@ def check_source(source: SourceSpec, check: SourceCheck, size: int) -> SourceChe
                     result.example = f"row {item.row}: {item.reason}"
             else:
                 result.other_rejects[item.code] += 1
+                if not result.other_example:
+                    where = f"row {item.row}" if item.row is not None else (item.path or "the source")
+                    result.other_example = f"{where}: {item.code}: {item.reason}"
         else:
             records.append(item)
     result.rows_read = counted.n
@@ -218,6 +227,24 @@ def load_checked_spec(
     missing: list[tuple[str, str]] = []
     spec = load_spec(path, missing=missing)
     return spec, check_spec(spec, missing_manifests=missing)
+
+
+def check_k2c_model(spec: CorpusSpec) -> None:
+    """What `clapcorpus run` checks while it builds its graph: the K2C model is there when a source
+    uses K2C (a per-source override counts, whatever the section's own ``mode``). Raises ConfigError."""
+    users = spec.k2c_sources()
+    if not users:
+        return
+    from clap_corpus.k2c.handler import ModelUnavailable, check_captioner
+
+    try:
+        check_captioner(spec.options.k2c, spec.path)
+    except ModelUnavailable as e:
+        mode = spec.options.k2c.mode  # type: ignore[union-attr]  # users: not None
+        raise ModelUnavailable(
+            f"{e}\n(keyword-to-caption writes captions for {', '.join(users)}: options.k2c.mode is "
+            f"{mode!r}{', options.k2c.sources turns it on for them' if mode == 'off' else ''})"
+        ) from None
 
 
 def format_results(results: dict[str, SourceCheckResult]) -> str:

@@ -131,7 +131,7 @@ def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
             "hours": s["hours"],
             "expected": s.get("expected"),
             "licenses": licenses.get(name, {}),
-            **({"coverage": s["coverage"]} if "coverage" in s else {}),
+            **{k: s[k] for k in ("coverage", "join", "split_map_unused") if k in s},
         }
         for name, s in summary.get("sources", {}).items()
     }

@@ -14,6 +14,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, TestOptions
 
 from clap_corpus.core.layout import Layout
+from clap_corpus.manifests.notes import coverage_line, join_line, split_map_line
 from clap_corpus.pipeline.graph import BuildCorpus
 from clap_corpus.pipeline.options import pipeline_options
 from clap_corpus.pipeline.preflight import check_spec, load_checked_spec
@@ -112,11 +113,14 @@ def format_report(summary: dict[str, Any]) -> str:
     if summary["rejects_by_code"]:
         codes = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_code"].items())
         lines.append(f"  rejects by reason: {codes}")
+    lines.extend(source_note_lines(summary["sources"]))
     lines.append(
         f"  audio: {summary.get('truncated', 0)} truncated at max_duration_s, {summary.get('incomplete', 0)} "
         f"incomplete kept (shorter than their declared length), {summary.get('silent', 0)} silent rejected"
     )
     stages = summary.get("stages", {})
+    if "exclude" in stages:
+        lines.append(exclusion_line(stages["exclude"]))
     if "leakage" in stages:
         leak = stages["leakage"]
         pairs = ", ".join(f"{k} {v}" for k, v in leak["removed_by_overlap"].items())
@@ -154,6 +158,25 @@ def format_report(summary: dict[str, Any]) -> str:
     lines.append(f"  report      {layout.report_path('index.html')}")
     lines.append(f"  card        {layout.card_path()}")
     return "\n".join(lines)
+
+
+def source_note_lines(sources: dict[str, Any]) -> list[str]:
+    """What `clapcorpus plan` says per source and a run says again: coverage of the official list,
+    the metadata join, split_map entries no clip used."""
+    lines = []
+    for name, s in sources.items():
+        if c := s.get("coverage"):
+            lines.append(coverage_line(name, c))
+        for line in (join_line(name, s), split_map_line(name, s)):
+            if line:
+                lines.append(line)
+    return lines
+
+
+def exclusion_line(report: dict[str, Any]) -> str:
+    """The exclusion lists' removals, per list (the same line in plan and run)."""
+    by = ", ".join(f"{k} {v}" for k, v in report.get("removed_by_list", {}).items())
+    return f"  exclusion lists: {report['removed']} samples removed" + (f" ({by})" if by else "")
 
 
 def cross_split_lines(cross: dict[str, Any] | None) -> list[str]:

@@ -61,6 +61,7 @@ from clap_corpus.core.errors import ConfigError
 from clap_corpus.core.urls import SECRET_QUERY_PARAMS
 from clap_corpus.k2c import config as k2c_config
 from clap_corpus.k2c.config import K2CConfig
+from clap_corpus.manifests.options import ExclusionList
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.pipeline.clap_config import ClapConfig
 from clap_corpus.transforms import storage
@@ -119,6 +120,7 @@ class CorpusOptions:
     max_caption_chars: Count = DEFAULT_MAX_CAPTION_CHARS  # a longer caption rejects its clip (captions.py)
     fetch: FetchOptions = Field(default_factory=FetchOptions)  # downloading URLs (transforms/fetch/config.py)
     clap: ClapConfig | None = None  # options.clap (pipeline/clap_config.py); None: no CLAP scoring
+    exclude: tuple[ExclusionList, ...] = ()  # exclusion lists for every source (manifests/exclusion.py)
 
     @field_validator("formats")
     @classmethod
@@ -166,6 +168,12 @@ class CorpusSpec:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    def k2c_sources(self) -> list[str]:
+        """The sources keyword-to-caption writes captions for (``mode`` or a per-source override not
+        ``off``): with none, K2C is off whatever the section says, and needs no model."""
+        k2c = self.options.k2c
+        return [] if k2c is None else [s.name for s in self.sources if k2c.mode_for(s.name) != "off"]
 
     def check(self, name: str) -> SourceCheck:
         """The start check's and the end of run's demands on source ``name``."""

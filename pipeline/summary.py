@@ -47,6 +47,7 @@ def build_summary(
     stats: list[ShardStats],
     inputs: Mapping[str, int],
     early_rejects: Mapping[str, Mapping[str, int]],
+    notes: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     samples: Counter[str] = Counter()
     shard_rejects: Counter[str] = Counter()
@@ -83,8 +84,12 @@ def build_summary(
             "expected_delta": None if src.expected_count is None else samples[name] - src.expected_count,
             "accounting_ok": n_inputs == samples[name] + n_rejects,
         }
-        if src.options.get("wanted"):
-            sources[name]["coverage"] = coverage(n_inputs, early.get("not_in_mirror", 0), samples[name])
+        found = (notes or {}).get(name, {})
+        for key in ("native_splits", "split_map_unused", "join"):
+            if key in found:
+                sources[name][key] = found[key]
+        if "coverage" in found:  # options.wanted: counted over the list's ids (manifests/wanted.py)
+            sources[name]["coverage"] = {**found["coverage"], "samples": samples[name]}
     splits: dict[str, dict[str, Any]] = {}
     for s in sorted(stats, key=lambda s: (s.split, s.shard)):
         d = splits.setdefault(s.split, {"shards": 0, "samples": 0, "rejects": 0, "hours": 0.0})
@@ -127,21 +132,9 @@ def build_summary(
     }
 
 
-def coverage(wanted: int, missing: int, samples: int) -> dict[str, Any]:
-    """What a mirror holds of its source's official list (``options.wanted``): ``inputs`` count the
-    list, so the listed rows the mirror lacks are its ``not_in_mirror`` rejects."""
-    obtained = wanted - missing
-    return {
-        "wanted": wanted,
-        "obtained": obtained,
-        "missing": missing,
-        "obtained_pct": round(100.0 * obtained / wanted, 2) if wanted else 0.0,
-        "samples": samples,
-    }
-
-
 def coverage_rows(sources: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
-    """Per source held against an official list: wanted, obtained, missing, %, samples, LAION's count."""
+    """Per source held against an official list: wanted, obtained, missing, %, the mirror's clips not
+    on the list, samples, LAION's count."""
     return [
         [
             name,
@@ -149,6 +142,7 @@ def coverage_rows(sources: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
             c["obtained"],
             c["missing"],
             f"{c['obtained_pct']:g} %",
+            c.get("not_listed", 0),
             c["samples"],
             s.get("expected"),
         ]
@@ -157,7 +151,16 @@ def coverage_rows(sources: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
     ]
 
 
-COVERAGE_HEADER = ["source", "wanted", "obtained", "missing", "obtained %", "samples", "expected"]
+COVERAGE_HEADER = [
+    "source",
+    "wanted",
+    "obtained",
+    "missing",
+    "obtained %",
+    "not listed",
+    "samples",
+    "expected",
+]
 
 
 def outputs_index(spec: CorpusSpec, layout: Layout, splits: list[str]) -> dict[str, Any]:

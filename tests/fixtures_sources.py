@@ -410,3 +410,240 @@ def _epidemic(d: Path, audio: _Audio) -> None:
     )
     audio.write(d / "audio" / "1001.mp3")
     audio.write(d / "audio" / "1002.mp3")
+
+
+# --- the copies that exist today (manifests/specs/laion_clap_2m5_hub.yaml, README "Sources as they are
+# distributed today"): Hub snapshots as `hf download --repo-type dataset --local-dir` leaves them, LAION's
+# Freesound tars, WavCaps' JSON + split zips + blacklists, and the official lists ($LISTS).
+
+SPLIT_ZIP = (
+    Path(__file__).resolve().parent / "data" / "wavcaps"
+)  # made by Info-ZIP (data/make_wavcaps_split.py)
+# Freesound ids: a LAION train clip that is Clotho's evaluation clip (FS_LEAK_CLOTHO), one on WavCaps'
+# test blacklist, one the metadata CSV has no row for
+FS_LAION = {"train_1": ["282776", "158824", "5501"], "train_2": [FS_LEAK_CLOTHO, "91001"], "test": ["77701"]}
+FS_BLACKLISTED = "5501"
+FS_NOT_IN_META = "91001"
+WAVCAPS_FS_BLACKLISTED = "180915"  # a WavCaps FreeSound clip on the same list
+AS_UNBAL = ["unbalunbal1", "unbalunbal2", "unbalunbal3"]  # the third is on WavCaps' AudioSet blacklist
+AS_UNBAL_LISTED = [*AS_UNBAL, "gonegonegon"]  # the official list names one clip no copy has
+AS_WDS = ["wdsaudioset", "wdsaudiose2"]  # the 16 kHz WebDataset mirror (hf_datasets over tars)
+
+
+def _hub_readme(root: Path, configs: dict[str, dict[str, str]] | None, front: dict | None = None) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    doc = dict(front or {})
+    if configs is not None:
+        doc["configs"] = [
+            {"config_name": name, "data_files": [{"split": s, "path": p} for s, p in splits.items()]}
+            for name, splits in configs.items()
+        ]
+    (root / "README.md").write_text(f"---\n{yaml.safe_dump(doc, sort_keys=False)}---\n# A dataset card\n")
+
+
+def _hub_parquet(path: Path, audio: _Audio, rows: list[dict], sequences: tuple[str, ...] = ()) -> None:
+    """A Parquet file as `datasets` writes it: an Audio column of FLAC bytes, the schema's features."""
+    from datasets import Audio, Dataset, Features, Sequence, Value
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = [k for k in rows[0] if k != "_freq"]
+    feats = Features(
+        {
+            **{k: Sequence(Value("string")) if k in sequences else Value("string") for k in names},
+            "audio": {"bytes": Value("binary"), "path": Value("string")},
+        }
+    )
+    tmp = path.parent / f".{path.name}.flac"
+    data = {k: [r[k] for r in rows] for k in names}
+    data["audio"] = [{"bytes": audio.write(tmp), "path": f"{r[names[0]]}.flac"} for r in rows]
+    tmp.unlink()
+    Dataset.from_dict(data, features=feats).cast_column("audio", Audio(decode=False)).to_parquet(str(path))
+
+
+def _laion_tar(path: Path, audio: _Audio, samples: list[tuple[str, dict]]) -> None:
+    """A tar as LAION wrote its WebDataset shards: <key>.flac then <key>.json, plain tar."""
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / ".clip.flac"
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as t:
+        for key, doc in samples:
+            for name, data in ((f"{key}.flac", audio.write(tmp)), (f"{key}.json", json.dumps(doc).encode())):
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), 1_660_000_000
+                t.addfile(info, io.BytesIO(data))
+    tmp.unlink()
+
+
+def _freesound_doc(sound_id: str, title: str, description: str, user: str, tags: list[str]) -> dict:
+    """One JSON member of LAION's Freesound tars (LAION-AI/audio-dataset, data_card/freesound.md)."""
+    return {
+        "text": [title.rsplit(".", 1)[0].replace("_", " "), description],
+        "tag": tags,
+        "original_data": {
+            "tags": tags,
+            "description": description,
+            "username": user,
+            "download_url": f"https://freesound.org/apiv2/sounds/{sound_id}/download/",
+            "title": title,
+            "id": int(sound_id),
+        },
+    }
+
+
+def build_hub_copies(root: Path) -> tuple[Path, Path]:
+    """$HUB and $LISTS under ``root``: each copy with a few clips, each list naming one clip more."""
+    audio = _Audio()
+    hub, lists = root / "hub", root / "lists"
+    lists.mkdir(parents=True, exist_ok=True)
+    header = (
+        "# Segments csv created Sun Mar  5 10:54:31 2017\n# num_ytids\n"
+        "# YTID, start_seconds, end_seconds, positive_labels\n"
+    )
+
+    # agkphysics/AudioSet: Parquet, video_id + labels (ontology ids) + human_labels (their names)
+    _hub_readme(
+        hub / "AudioSet",
+        {
+            "balanced": {"train": "data/bal_train/*.parquet", "test": "data/eval/*.parquet"},
+            "unbalanced": {"train": "data/unbal_train/*.parquet"},
+        },
+    )
+    mids = {
+        "Speech": "/m/09x0r",
+        "Dog": "/m/0bt9lr",
+        "Music": "/m/04rlf",
+        "Rain": "/m/06mb1",
+        "Bark": "/m/05tny_",
+    }
+
+    def as_row(ytid: str, *names: str) -> dict:
+        return {"video_id": ytid, "labels": [mids[n] for n in names], "human_labels": list(names)}
+
+    a = hub / "AudioSet" / "data"
+    seq = ("labels", "human_labels")
+    _hub_parquet(a / "bal_train" / "00.parquet", audio, [as_row("balbalbal01", "Speech")], seq)
+    _hub_parquet(a / "eval" / "00.parquet", audio, [as_row("evalevalev1", "Dog", "Bark")], seq)
+    _hub_parquet(
+        a / "unbal_train" / "00.parquet",
+        audio,
+        [as_row(AS_UNBAL[0], "Music"), as_row(AS_UNBAL[1], "Rain"), as_row(AS_UNBAL[2], "Speech")],
+        seq,
+    )
+    _text(
+        lists / "unbalanced_train_segments.csv",
+        header + "".join(f'{y}, 0.000, 10.000, "/m/09x0r"\n' for y in AS_UNBAL_LISTED),
+    )
+    _text(lists / "eval_segments.csv", header + 'evalevalev1, 0.000, 10.000, "/m/0bt9lr"\n')
+
+    # an AudioSet WebDataset mirror at 16 kHz: tars whose JSON holds the YouTube id and ontology ids only
+    _hub_readme(hub / "AudioSet16k", {"default": {"train": "unbalanced/*.tar"}})
+    _laion_tar(
+        hub / "AudioSet16k" / "unbalanced" / "000000.tar",
+        audio,
+        [(y, {"video_id": y, "mids": ["/m/09x0r", "/m/05tny_"], "start_time": 30.0}) for y in AS_WDS],
+    )
+
+    # Meranti/CLAP_freesound: LAION's tars per split folder, sizes.json, and the metadata CSVs at the top
+    fs = hub / "CLAP_freesound"
+    _hub_readme(fs, None, {"task_categories": ["audio-classification"], "pretty_name": "freesound"})
+    meta = ["audio_filename,caption_1,caption_2,freesound_id,username,freesound_url,license\n"]
+    key = 2394
+    for folder, ids in FS_LAION.items():
+        samples = []
+        for sound_id in ids:
+            user = f"user{sound_id}"
+            title, text = f"Sound_number_{sound_id}.wav", f"A recording numbered {sound_id}."
+            samples.append((str(key), _freesound_doc(sound_id, title, text, user, ["field-recording"])))
+            if sound_id != FS_NOT_IN_META:
+                meta.append(
+                    f"{key}.flac,Sound number {sound_id},{text},{sound_id},{user},"
+                    f"https://freesound.org/people/{user}/sounds/{sound_id}/,"
+                    "http://creativecommons.org/licenses/by/3.0/\n"
+                )
+            key += 1
+        _laion_tar(fs / "freesound_no_overlap" / folder / "0.tar", audio, samples)
+        _text(fs / "freesound_no_overlap" / folder / "sizes.json", json.dumps({"0.tar": len(samples)}))
+    _text(fs / "freesound_no_overlap_meta.csv", "".join(meta))
+
+    # cvssp/WavCaps: JSON per subset, FreeSound's zip split in parts (Info-ZIP), BBC's in one, blacklists
+    w = hub / "WavCaps"
+    zips = w / "Zip_files" / "FreeSound"
+    zips.mkdir(parents=True, exist_ok=True)
+    for part in sorted((SPLIT_ZIP / "Zip_files" / "FreeSound").iterdir()):
+        (zips / part.name).write_bytes(part.read_bytes())
+    members = json.loads((SPLIT_ZIP / "members.json").read_text())
+    entries = [
+        {
+            "id": m.rsplit("/", 1)[1].split(".")[0],
+            "file_name": f"{m.rsplit('/', 1)[1].split('.')[0]}.wav",
+            "caption": f"A tone, clip {m.rsplit('/', 1)[1].split('.')[0]}.",
+            "author": "tone_maker",
+            "duration": 1.0,
+            "download_link": "https://freesound.org/people/tone_maker/sounds/"
+            + m.rsplit("/", 1)[1].split(".")[0]
+            + "/download/",
+        }
+        for m in members
+    ]
+    _text(
+        w / "json_files" / "FreeSound" / "fsd_final.json",
+        json.dumps({"num_captions_per_audio": 1, "data": entries}),
+    )
+    bbc = {
+        "id": "07070114",
+        "description": "Birds at dawn.",
+        "caption": "Birds chirp at dawn.",
+        "duration": 1.0,
+    }
+    _text(w / "json_files" / "BBC_Sound_Effects" / "bbc_final.json", json.dumps({"data": [bbc]}))
+    import zipfile
+
+    (w / "Zip_files" / "BBC_Sound_Effects").mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(w / "Zip_files" / "BBC_Sound_Effects" / "BBC_Sound_Effects.zip", "w") as z:
+        tmp = w / ".bbc.flac"
+        z.writestr("BBC_Sound_Effects_flac/07070114.flac", audio.write(tmp))
+        tmp.unlink()
+    blacklist = w / "json_files" / "blacklist"
+    _text(
+        blacklist / "blacklist_exclude_test_ac.json",
+        json.dumps(
+            {
+                "AudioSet": [f"Y{AS_UNBAL[2]}.wav", "YvfY_TJq7n_U.wav"],
+                "FreeSound": [FS_BLACKLISTED, "166426"],
+            },
+            indent=4,
+        ),
+    )
+    _text(
+        blacklist / "blacklist_exclude_ub8k_esc50_vggsound.json",
+        json.dumps({"AudioSet": ["Ytw76HGONaKg.wav"], "FreeSound": [WAVCAPS_FS_BLACKLISTED]}, indent=4),
+    )
+
+    # Hub copies of AudioCaps and Clotho with an Audio column
+    _hub_readme(
+        hub / "AudioCaps", {"default": {s: f"data/{s}-*.parquet" for s in ("train", "validation", "test")}}
+    )
+    for split, yid in (("train", "capcapcap01"), ("validation", "capcapval01"), ("test", "capcaptest1")):
+        rows = [{"youtube_id": yid, "caption": f"A {split} caption."}]
+        _hub_parquet(hub / "AudioCaps" / "data" / f"{split}-00000-of-00001.parquet", audio, rows)
+    _text(
+        lists / "train.csv",
+        "audiocap_id,youtube_id,start_time,caption\n1,capcapcap01,0,x\n2,capmissing1,0,y\n",
+    )
+    _text(
+        lists / "val.csv", "audiocap_id,youtube_id,start_time,caption\n3,capcapval01,0,a\n4,capcapval01,0,b\n"
+    )
+    _text(lists / "test.csv", "audiocap_id,youtube_id,start_time,caption\n5,capcaptest1,0,c\n")
+    _hub_readme(
+        hub / "Clotho",
+        {"default": {s: f"{s}/*.parquet" for s in ("development", "validation", "evaluation")}},
+    )
+    for split in ("development", "validation", "evaluation"):
+        name = f"{split} sound.wav"
+        _hub_parquet(
+            hub / "Clotho" / split / "0.parquet", audio, [{"file_name": name, "caption": f"{split}."}]
+        )
+        _text(lists / f"clotho_captions_{split}.csv", f"file_name,caption_1\n{name},A sound.\n")
+    return hub, lists

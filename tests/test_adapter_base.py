@@ -134,7 +134,10 @@ def test_options_are_checked_resolved_and_read_back_typed(lines, tmp_path):
     assert isinstance(adapter.options, LinesOptions) and adapter.options.notes == str(tmp_path / "notes.txt")
     assert adapter.options.file_pattern is None
     for bad, message in [
-        ({"note": "x"}, "note: unknown option (known: file_pattern, mean_duration_s, notes, wanted)"),
+        (
+            {"note": "x"},
+            "note: unknown option (known: exclude, file_pattern, join, mean_duration_s, notes, wanted)",
+        ),
         ({"notes": "gone.txt"}, "notes: file not found: "),
         ({"notes": 3}, "notes: expected a path, got int"),
         ({"mean_duration_s": True}, "mean_duration_s: expected float, got a boolean"),

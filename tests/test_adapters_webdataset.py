@@ -3,6 +3,7 @@
 import io
 import json
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import webdataset as wds
@@ -227,3 +228,106 @@ def test_end_to_end_then_our_own_shards_read_back(tmp_path):
     assert docs["A tone at 330 hertz"]["origin_ids"] == ["freesound:1000"]
     held = docs["A held-out tone"]  # the split comes back from the document, the ids too
     assert (held["split"], held["origin_ids"]) == ("test", ["freesound:1002"])
+    # each clip keeps its id (and its source's name), not the read-back tar's train/000000/<key>
+    assert (yt["source_id"], held["source_id"]) == ("laion/train/1/yt", "held/held/h")
+
+
+def test_laion_freesound_layout_ids_splits_and_the_wanted_list(tmp_path):
+    """Meranti/CLAP_freesound as downloaded: freesound_no_overlap/{train_1,train_2,test}/N.tar, the
+    Freesound id only in original_data (id, download_url /apiv2/sounds/<id>/download/)."""
+    from fixtures_sources import FS_LAION, build_hub_copies
+
+    from clap_corpus.manifests.registry import read_source
+
+    hub, _ = build_hub_copies(tmp_path)
+    root = str(hub / "CLAP_freesound")
+    src = SourceSpec(name="fs", adapter="webdataset", audio_root=root)
+    records, rejects = _split(read_webdataset(src))
+    assert not rejects
+    got = {r.origin_ids: r.split for r in records}
+    expected = {
+        (f"freesound:{i}",): "test" if folder == "test" else "train"
+        for folder, ids in FS_LAION.items()
+        for i in ids
+    }
+    assert got == expected
+    # the leakage guard's ids also when the JSON has only the API's download URL
+    doc = {
+        "text": ["x"],
+        "original_data": {"download_url": "https://freesound.org/apiv2/sounds/42/download/"},
+    }
+    tar = tmp_path / "one" / "0.tar"
+    tar.parent.mkdir()
+    with tarfile.open(tar, "w") as t:
+        _add(t, "a.flac", _clip(330.0))
+        _add(t, "a.json", json.dumps(doc).encode())
+    (one,) = _split(read_webdataset(SourceSpec(name="x", adapter="webdataset", audio_root=str(tar.parent))))[
+        0
+    ]
+    assert one.origin_ids == ("freesound:42",)
+    # split_map maps a folder by its own name; an entry no clip uses is counted, not silently accepted
+    from clap_corpus.manifests.notes import SourceNotes
+
+    notes = SourceNotes()
+    mapped = replace(src, split_map={"train_2": "valid", "train_9": "train"})
+    records = [r for r in read_source(mapped, notes=notes) if isinstance(r, Record)]
+    assert {r.split for r in records} == {"train", "valid", "test"}
+    found = notes.to_json(mapped.split_map, mapped.split)
+    assert found["split_map_unused"] == ["train_9"]
+    assert found["native_splits"] == {"test": 1, "train": 3, "train_2": 2}
+    # the official list of Freesound ids meets the tars' clips
+    (tmp_path / "ids.csv").write_text("freesound_id,title\n282776,a\n158824,b\n999999,gone\n")
+    held = replace(src, options={"wanted": {"files": [str(tmp_path / "ids.csv")], "origin": "freesound"}})
+    notes = SourceNotes()
+    items = list(read_source(held, notes=notes))
+    assert sum(isinstance(i, Record) for i in items) == 2
+    assert (notes.wanted, notes.obtained, notes.missing, notes.not_listed) == (3, 2, 1, 4)
+
+
+def test_origin_fields_add_to_the_defaults(tmp_path):
+    root = tmp_path / "tars"
+    root.mkdir()
+    doc = {"text": ["x"], "original_data": {"youtube_id": "0123456789A", "clip": "77"}}
+    with tarfile.open(root / "0.tar", "w") as t:
+        _add(t, "a.flac", _clip(330.0))
+        _add(t, "a.json", json.dumps(doc).encode())
+
+    def origins(**options):
+        spec = SourceSpec(name="x", adapter="webdataset", audio_root=str(root), options=options)
+        return _split(read_webdataset(spec))[0][0].origin_ids
+
+    assert origins() == ("youtube:0123456789A",)
+    # a field of one's own is added; the YouTube default stays
+    assert origins(origin_fields={"original_data.clip": "bbc"}) == ("youtube:0123456789A", "bbc:77")
+    # "" removes a default
+    assert origins(origin_fields={"original_data.youtube_id": ""}) == ()
+
+
+def test_a_split_map_entry_no_clip_uses_is_said_by_plan_and_run(tmp_path):
+    from fixtures_sources import build_hub_copies
+
+    from clap_corpus.manifests.plan import format_plan, plan_spec
+    from clap_corpus.pipeline.run import format_report
+    from clap_corpus.pipeline.spec import load_spec
+
+    hub, _ = build_hub_copies(tmp_path)
+    doc = {
+        "corpus": "sm",
+        "options": {"shard_size": 8, "store_mel": False},
+        "sources": [
+            {
+                "name": "fs",
+                "adapter": "webdataset",
+                "audio_root": str(hub / "CLAP_freesound"),
+                "split_map": {"train1": "train"},  # a typo for train_1
+                "options": {"pattern": "freesound_no_overlap/*/*.tar"},
+            }
+        ],
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(doc))
+    plan = plan_spec(load_spec(str(tmp_path / "spec.yaml")))
+    s = run_corpus(str(tmp_path / "spec.yaml"), str(tmp_path / "out"), ["--runner=FnApiRunner"])
+    line = "fs: split_map 'train1' matched no clip (native splits: test 1, train 5)"
+    assert line in format_plan(plan) and line in format_report(s)
+    assert s["sources"]["fs"]["split_map_unused"] == plan["sources"]["fs"]["split_map_unused"] == ["train1"]
+    assert s["sources"]["fs"]["native_splits"] == {"test": 1, "train": 5}

@@ -241,7 +241,7 @@ def test_staged_package_holds_every_module_and_its_data(staged):
             rel = path.relative_to(REPO).as_posix()
             if "__pycache__" not in rel:
                 assert rel in members, f"{rel} is not in the sdist the workers install"
-    data_globs = {"manifests": ["specs/*.yaml"], "k2c": ["tiny/model/*", "tiny/*.json"]}
+    data_globs = {"manifests": ["specs/*.yaml", "data/*"], "k2c": ["tiny/model/*", "tiny/*.json"]}
     for pkg, globs in data_globs.items():
         for g in globs:
             for path in (REPO / pkg).glob(g):

@@ -199,3 +199,140 @@ def test_webdataset_snapshot_end_to_end(tmp_path):
     s = run_corpus(str(tmp_path / "spec.yaml"), str(tmp_path / "out"), ["--runner=FnApiRunner"])
     assert s["accounting_ok"] and s["sources"]["fs"]["samples"] == 3
     assert {k: v["samples"] for k, v in s["splits"].items()} == {"test": 1, "train": 2}
+
+
+def _audioset_16k(tmp_path: Path) -> Path:
+    from fixtures_sources import build_hub_copies
+
+    hub, _ = build_hub_copies(tmp_path)
+    return hub / "AudioSet16k"
+
+
+def test_webdataset_snapshot_applies_the_column_options(tmp_path):
+    """A snapshot of WebDataset tars whose JSON has the YouTube id and ontology ids only: id_column,
+    label_column and origin name JSON fields, and plan predicts what run makes."""
+    from clap_corpus.manifests.plan import plan_spec
+
+    root = _audioset_16k(tmp_path)
+    options = {"id_column": "video_id", "label_column": "mids", "origin": "youtube"}
+    records, rejects = _split(
+        read_hf_dataset(SourceSpec(name="as16", adapter="hf_datasets", audio_root=str(root), options=options))
+    )
+    assert not rejects
+    assert [(r.source_id, r.labels, r.origin_ids, r.split) for r in records] == [
+        ("wdsaudioset", ("Speech", "Bark"), ("youtube:wdsaudioset",), "train"),
+        ("wdsaudiose2", ("Speech", "Bark"), ("youtube:wdsaudiose2",), "train"),
+    ]
+    # without label_column nothing in the JSON is text: plan says no_text as the run does
+    for opts, samples, no_text in ((options, 2, 0), ({"id_column": "video_id"}, 0, 2)):
+        doc = {
+            "corpus": "as16",
+            "options": {"shard_size": 8, "store_mel": False},
+            "sources": [
+                {
+                    "name": "as16",
+                    "adapter": "hf_datasets",
+                    "audio_root": str(root),
+                    "options": opts,
+                    "allow_empty": True,
+                    "min_audio_found": 0.0,
+                }
+            ],
+        }
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump(doc))
+        plan = plan_spec(load_spec(str(spec)))
+        s = run_corpus(str(spec), str(tmp_path / f"out{samples}"), ["--runner=FnApiRunner"])
+        assert s["sources"]["as16"]["samples"] == plan["sources"]["as16"]["records"] == samples
+        assert (
+            plan["sources"]["as16"]["rejects_by_code"]
+            == s["rejects_by_code"]
+            == ({"no_text": no_text} if no_text else {})
+        )
+    doc["sources"][0]["options"] = {"origin": "youtube"}
+    spec.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SpecError, match="origin: the snapshot's files are WebDataset tars"):
+        load_spec(str(spec))
+
+
+def test_ontology_ids_are_named_never_captioned(tmp_path):
+    """agkphysics/AudioSet without label_column: its `labels` are ontology ids; the captions use the
+    names, and an id the ontology lacks rejects its clip."""
+    from fixtures_sources import build_hub_copies
+
+    from clap_corpus.transforms.captions import render_captions
+
+    hub, _ = build_hub_copies(tmp_path)
+    spec = SourceSpec(
+        name="as",
+        adapter="hf_datasets",
+        audio_root=str(hub / "AudioSet"),
+        options={"config": "balanced", "id_column": "video_id"},
+    )
+    records, _ = _split(read_hf_dataset(spec))
+    assert [(r.source_id, r.labels) for r in records] == [
+        ("balbalbal01", ("Speech",)),
+        ("evalevalev1", ("Dog", "Bark")),
+    ]
+    assert render_captions(records[1]).text == ("The sounds of dog and bark.",)
+    root = tmp_path / "odd"
+    (root / "t").mkdir(parents=True)
+    with wds.TarWriter(str(root / "t" / "0.tar")) as w:
+        w.write(
+            {"__key__": "a", "flac": _clip(330.0), "json": json.dumps({"labels": ["/m/zzzzzz"]}).encode()}
+        )
+    _, rejects = _split(
+        read_hf_dataset(
+            SourceSpec(
+                name="o",
+                adapter="hf_datasets",
+                audio_root=str(root),
+                options={"files": [str(root / "t" / "0.tar")], "label_column": "labels"},
+            )
+        )
+    )
+    assert [(r.code, r.reason) for r in rejects] == [
+        ("unknown_label", "label id(s) /m/zzzzzz not in the AudioSet ontology")
+    ]
+
+
+def test_a_mirror_folder_never_downloaded_obtains_nothing(tmp_path):
+    """A list of 4 ids against a folder that does not exist: 0 of 4 obtained, the folder named."""
+    from clap_corpus.manifests.plan import plan_spec
+
+    (tmp_path / "eval_segments.csv").write_text(
+        "# Segments csv\n# num_ytids=4\n# YTID, start_seconds, end_seconds, positive_labels\n"
+        + "".join(f'ytid0000{i}xx, 0.000, 10.000, "/m/09x0r"\n' for i in range(4))
+    )
+    root = tmp_path / "hub" / "AudioSet"
+    doc = {
+        "corpus": "c",
+        "sources": [
+            {
+                "name": "as",
+                "adapter": "hf_datasets",
+                "audio_root": str(root),
+                "options": {
+                    "id_column": "video_id",
+                    "wanted": {"files": "eval_segments.csv", "origin": "youtube"},
+                },
+            }
+        ],
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(doc))
+    plan = plan_spec(load_spec(str(tmp_path / "spec.yaml")))
+    assert plan["sources"]["as"]["coverage"] == {
+        "wanted": 4,
+        "obtained": 0,
+        "missing": 4,
+        "obtained_pct": 0.0,
+        "not_listed": 0,
+    }
+    items = list(read_hf_dataset(load_spec(str(tmp_path / "spec.yaml")).sources[0]))
+    assert [(r.code, r.path, r.reason) for r in items] == [
+        (
+            "unreadable_metadata",
+            str(root),
+            f"the audio root {root} does not exist (not downloaded, or a wrong path?)",
+        )
+    ]

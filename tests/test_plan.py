@@ -8,7 +8,10 @@ import pytest
 import yaml
 
 from clap_corpus.manifests.plan import format_plan, plan_spec
+from clap_corpus.pipeline import synth
 from clap_corpus.pipeline.cli import main
+from clap_corpus.pipeline.preflight import StartCheckError, load_checked_spec
+from clap_corpus.pipeline.run import run_corpus
 from clap_corpus.pipeline.spec import SpecError, expand_env, load_spec
 
 SPECS = Path(__file__).resolve().parents[1] / "manifests" / "specs"
@@ -224,7 +227,8 @@ def test_plan_counts_repeats_and_honours_mean_duration(tmp_path):
     assert plan["sources"]["g"]["hours"] == round(60 / 3600, 3) and plan["splits"]["test"]["records"] == 1
 
 
-def test_plan_command(data_env, capsys):
+def test_plan_command(data_env, capsys, monkeypatch):
+    monkeypatch.setenv("K2C_MODEL", "tiny")  # the spec's K2C (AudioSet) needs a model, as `run` does
     assert main(["plan", "--spec", SPEC_2M5, "--throughput", "100"]) == 0
     out = capsys.readouterr().out
     assert "leakage guard will remove 4 train records (audioset_unbalanced 2, freesound 2)" in out
@@ -244,3 +248,56 @@ def test_plan_command_spec_error(monkeypatch, capsys):
     monkeypatch.delenv("AUDIOSET_DIR", raising=False)
     assert main(["plan", "--spec", SPEC_2M5]) == 2
     assert "environment variable CLAP_DATA is not set" in capsys.readouterr().err
+
+
+def test_every_wrong_option_of_a_source_is_named(tmp_path):
+    with pytest.raises(SpecError) as e:
+        load_spec(
+            _spec(
+                tmp_path,
+                {
+                    "adapter": "webdataset",
+                    "options": {"caption_fields": "text", "tag_role": 3, "json_extension": 5, "bogus": 1},
+                },
+            )
+        )
+    lines = str(e.value).splitlines()
+    assert [line.split(": ", 2)[1] for line in lines] == [
+        "sources[0].options.bogus",
+        "sources[0].options.json_extension",
+        "sources[0].options.caption_fields",
+        "sources[0].options.tag_role",
+    ]
+
+
+def _k2c_spec(tmp_path, overrides: dict) -> str:
+    (tmp_path / "a").mkdir(exist_ok=True)
+    (tmp_path / "a" / "Dog_bark.wav").write_bytes(
+        synth.encode_audio(synth.tone(330.0, 1.0, 16000), 16000, "wav")
+    )
+    k2c = {"model": "nobody/no-such-k2t-model", "preset": "k2t", "mode": "off", "sources": overrides}
+    return _spec(
+        tmp_path, {"adapter": "filenames", "audio_root": "a"}, k2c=k2c, shard_size=4, store_mel=False
+    )
+
+
+def test_plan_checks_the_k2c_model_a_source_needs(tmp_path, capsys):
+    """mode "off" with a per-source override still needs the model: plan says so as run would; with
+    no source using K2C, neither needs one."""
+    spec = _k2c_spec(tmp_path, {"s": "replace"})
+    assert main(["plan", "--spec", spec]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the keyword-to-caption model 'nobody/no-such-k2t-model'" in err
+    assert "keyword-to-caption writes captions for s: options.k2c.mode is 'off', options.k2c.sources" in err
+    spec = _k2c_spec(tmp_path, {})
+    assert main(["plan", "--spec", spec]) == 0
+    s = run_corpus(spec, str(tmp_path / "out"), ["--runner=FnApiRunner"])
+    assert s["samples"] == 1 and "k2c" not in s["stages"]
+
+
+def test_start_check_says_why_no_row_names_audio(tmp_path):
+    missing = tmp_path / "hub" / "AudioSet"
+    spec = _spec(tmp_path, {"adapter": "hf_datasets", "audio_root": str(missing)})
+    with pytest.raises(StartCheckError) as e:
+        load_checked_spec(spec)
+    assert f"e.g. {missing}: unreadable_metadata: the audio root {missing} does not exist" in str(e.value)

@@ -1,125 +1,24 @@
-"""The 2.5 M recipe on today's public copies: a small copy of each, the shipped spec, `plan` per source."""
+"""The 2.5 M recipe on today's public copies: a small copy of each (tests/fixtures_sources.py), the
+shipped spec, `plan` per source."""
 
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
-import webdataset as wds
 import yaml
-from datasets import Audio, Dataset, Features, Value
+from fixtures_sources import FS_BLACKLISTED, build_hub_copies
 
 from clap_corpus.manifests.plan import format_plan, plan_spec
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.run import format_report, run_corpus
 from clap_corpus.pipeline.spec import load_spec
 
 SPEC = str(Path(__file__).resolve().parents[1] / "manifests" / "specs" / "laion_clap_2m5_hub.yaml")
-_FREQ = iter(range(200, 20000, 37))
-
-
-def _clip() -> bytes:
-    return synth.encode_audio(synth.tone(float(next(_FREQ)), 1.0, 16000), 16000, "flac")
-
-
-def _readme(root: Path, configs: dict[str, dict[str, str]]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    doc = [
-        {"config_name": name, "data_files": [{"split": s, "path": p} for s, p in splits.items()]}
-        for name, splits in configs.items()
-    ]
-    (root / "README.md").write_text(f"---\n{yaml.safe_dump({'configs': doc})}---\n# card\n")
-
-
-def _parquet(path: Path, id_column: str, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cols = {id_column: Value("string"), "audio": {"bytes": Value("binary"), "path": Value("string")}}
-    extra = {k: Value("string") for k in rows[0] if k not in (id_column,)}
-    cols.update(extra)
-    data = {k: [r.get(k) for r in rows] for k in [id_column, *extra]}
-    data["audio"] = [{"bytes": _clip(), "path": f"{r[id_column]}.flac"} for r in rows]
-    ds = Dataset.from_dict(data, features=Features(cols)).cast_column("audio", Audio(decode=False))
-    ds.to_parquet(str(path))
-
-
-def _segments(path: Path, ids: list[str]) -> None:
-    lines = ["# Segments csv", "# num_ytids", "# YTID, start_seconds, end_seconds, positive_labels"]
-    path.write_text("\n".join(lines + [f'{i}, 0.000, 10.000, "/m/09x0r"' for i in ids]) + "\n")
-
-
-def build_hub(root: Path) -> tuple[Path, Path]:
-    """Each public copy with one or two clips, and official lists naming one clip more than it holds."""
-    hub, lists = root / "hub", root / "lists"
-    lists.mkdir(parents=True)
-    # agkphysics/AudioSet
-    _readme(
-        hub / "AudioSet",
-        {
-            "balanced": {"train": "data/bal_train/*.parquet", "test": "data/eval/*.parquet"},
-            "unbalanced": {"train": "data/unbal_train/*.parquet"},
-        },
-    )
-    a = hub / "AudioSet" / "data"
-    _parquet(
-        a / "bal_train" / "00.parquet", "video_id", [{"video_id": "balbalbal01", "human_labels": "Speech"}]
-    )
-    _parquet(a / "eval" / "00.parquet", "video_id", [{"video_id": "evalevalev1", "human_labels": "Dog"}])
-    _parquet(
-        a / "unbal_train" / "00.parquet",
-        "video_id",
-        [
-            {"video_id": "unbalunbal1", "human_labels": "Music"},
-            {"video_id": "unbalunbal2", "human_labels": "Rain"},
-        ],
-    )
-    _segments(lists / "unbalanced_train_segments.csv", ["unbalunbal1", "unbalunbal2", "gonegonegon"])
-    _segments(lists / "eval_segments.csv", ["evalevalev1"])
-    # Meranti/CLAP_freesound
-    (hub / "CLAP_freesound" / "train").mkdir(parents=True)
-    with wds.TarWriter(str(hub / "CLAP_freesound" / "train" / "0.tar")) as w:
-        doc = {"text": ["A door creaks."], "tag": ["door"], "original_data": {"id": 5}}
-        w.write({"__key__": "0", "flac": _clip(), "json": json.dumps(doc).encode()})
-    # cvssp/WavCaps, BBC subset
-    meta = hub / "WavCaps" / "json_files" / "BBC_Sound_Effects" / "bbc_final.json"
-    meta.parent.mkdir(parents=True)
-    entry = {"id": "07070114", "description": "Birds at dawn.", "caption": "Birds chirp.", "duration": 1.0}
-    meta.write_text(json.dumps({"data": [entry]}))
-    zips = hub / "WavCaps" / "Zip_files" / "BBC_Sound_Effects"
-    zips.mkdir(parents=True)
-    with zipfile.ZipFile(zips / "BBC_Sound_Effects.zip", "w") as z:
-        z.writestr("BBC_Sound_Effects_flac/07070114.flac", _clip())
-    # AudioCaps and Clotho hub copies
-    _readme(
-        hub / "AudioCaps",
-        {"default": {s: f"data/{s}-*.parquet" for s in ("train", "validation", "test")}},
-    )
-    for split, yid in (("train", "capcapcap01"), ("validation", "capcapval01"), ("test", "capcaptest1")):
-        rows = [{"youtube_id": yid, "caption": f"A {split} caption."}]
-        _parquet(hub / "AudioCaps" / "data" / f"{split}-00000-of-00001.parquet", "youtube_id", rows)
-    (lists / "train.csv").write_text(
-        "audiocap_id,youtube_id,start_time,caption\n1,capcapcap01,0,x\n2,capmissing1,0,y\n"
-    )
-    (lists / "val.csv").write_text(
-        "audiocap_id,youtube_id,start_time,caption\n3,capcapval01,0,a\n4,capcapval01,0,b\n"
-    )
-    (lists / "test.csv").write_text("audiocap_id,youtube_id,start_time,caption\n5,capcaptest1,0,c\n")
-    _readme(
-        hub / "Clotho",
-        {"default": {s: f"{s}/*.parquet" for s in ("development", "validation", "evaluation")}},
-    )
-    for split in ("development", "validation", "evaluation"):
-        name = f"{split} sound.wav"
-        _parquet(
-            hub / "Clotho" / split / "0.parquet", "file_name", [{"file_name": name, "caption": f"{split}."}]
-        )
-        (lists / f"clotho_captions_{split}.csv").write_text(f"file_name,caption_1\n{name},A sound.\n")
-    return hub, lists
 
 
 @pytest.fixture
 def hub_env(tmp_path, clap_data, monkeypatch):
-    hub, lists = build_hub(tmp_path)
+    hub, lists = build_hub_copies(tmp_path)
     for var in [v for v in os.environ if v.endswith("_DIR") or v in ("CLAP_DATA", "HUB", "LISTS")]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("HUB", str(hub))
@@ -129,14 +28,14 @@ def hub_env(tmp_path, clap_data, monkeypatch):
     return tmp_path
 
 
-def test_plan_says_per_source_what_is_present_and_missing(hub_env):
+def test_plan_says_per_source_what_is_obtained_and_missing(hub_env):
     spec = load_spec(SPEC)
     expected = {s.name: s.expected_count for s in spec.sources if s.expected_count is not None}
     assert len(expected) == 6  # the sources of LAION's table with a public copy
     plan = plan_spec(spec)
     coverage = {n: s["coverage"] for n, s in plan["sources"].items() if "coverage" in s}
-    assert {n: (c["wanted"], c["present"], c["missing"]) for n, c in coverage.items()} == {
-        "audioset_unbalanced": (3, 2, 1),
+    assert {n: (c["wanted"], c["obtained"], c["missing"]) for n, c in coverage.items()} == {
+        "audioset_unbalanced": (4, 3, 1),
         "audioset_eval": (1, 1, 0),
         "audiocaps_train": (2, 1, 1),
         "audiocaps_val": (1, 1, 0),
@@ -145,14 +44,21 @@ def test_plan_says_per_source_what_is_present_and_missing(hub_env):
         "clotho_validation": (1, 1, 0),
         "clotho_evaluation": (1, 1, 0),
     }
-    assert (
-        plan["sources"]["freesound"]["records"] == 1 and plan["sources"]["bbc_sound_effects"]["records"] == 1
-    )
+    src = plan["sources"]
+    # LAION's tars: train_1 + train_2 in `freesound` (one on WavCaps' blacklist), test in freesound_test
+    assert (src["freesound"]["rows"], src["freesound"]["records"]) == (5, 4)
+    assert src["freesound"]["rejects_by_code"] == {"excluded": 1}
+    assert src["freesound"]["records_by_split"] == {"train": 4}
+    assert src["freesound_test"]["records_by_split"] == {"test": 1}
+    assert src["freesound"]["join"] == {"matched": 4, "unmatched": 1}
+    assert src["bbc_sound_effects"]["records"] == 1
+    assert plan["exclude"]["removed_by_source"] == {"audioset_unbalanced": 1, "freesound": 1}
     text = format_plan(plan)
     assert (
-        "audioset_unbalanced: the mirror holds 2 of the 3 listed rows (66.67 %), 1 missing (not_in_mirror)"
+        "audioset_unbalanced: the mirror holds 3 of the 4 listed rows (75 %), 1 missing (not_in_mirror)"
         in text
     )
+    assert "exclusion lists will remove 2 records" in text
 
 
 def test_recipe_runs_on_the_public_copies(hub_env):
@@ -166,8 +72,21 @@ def test_recipe_runs_on_the_public_copies(hub_env):
     s = run_corpus(str(spec), str(hub_env / "out"), ["--runner=FnApiRunner"])
     assert s["accounting_ok"]
     got = {n: (v["inputs"], v["samples"]) for n, v in s["sources"].items()}
-    assert got["audioset_unbalanced"] == (3, 2) and got["audiocaps_train"] == (2, 1)
-    assert got["freesound"] == (1, 1) and got["bbc_sound_effects"] == (1, 1)
-    assert s["sources"]["audioset_unbalanced"]["coverage"]["obtained_pct"] == 66.67
+    assert got["audioset_unbalanced"] == (4, 2) and got["audiocaps_train"] == (2, 1)
+    assert got["freesound"] == (5, 4) and got["freesound_test"] == (1, 1)
+    assert got["bbc_sound_effects"] == (1, 1)
+    assert s["sources"]["audioset_unbalanced"]["coverage"]["obtained_pct"] == 75.0
+    assert s["stages"]["exclude"]["removed"] == 2
+    rejects = (hub_env / "out" / "rejects" / "manifest" / "freesound.jsonl").read_text()
+    assert f"freesound:{FS_BLACKLISTED} is on the exclusion list" in rejects
     card = (hub_env / "out" / "README.md").read_text()
-    assert "| audioset_unbalanced | 3 | 2 | 1 | 66.67 % | 2 | 1,912,024 |" in card
+    assert "| audioset_unbalanced | 4 | 3 | 1 | 75 % | 0 | 2 | 1,912,024 |" in card
+    # the Freesound clips' licenses come from LAION's CSV (one clip has no row there)
+    assert "http://creativecommons.org/licenses/by/3.0/ (3)" in card
+    assert "### Exclusion lists" in card
+    assert "audioset_unbalanced: the mirror holds 3 of the 4 listed rows" in format_report(s)
+    docs = [
+        json.loads(x)
+        for x in (hub_env / "out" / "rejects" / "manifest" / "freesound.jsonl").read_text().splitlines()
+    ]
+    assert [d["code"] for d in docs] == ["excluded"]

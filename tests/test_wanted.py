@@ -14,7 +14,7 @@ from clap_corpus.manifests.registry import read_source
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.manifests.wanted import read_list
 from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.run import format_report, run_corpus
 
 SEGMENTS = (
     "# Segments csv created Sun Mar  5 10:54:31 2017\n"
@@ -100,17 +100,31 @@ def test_hub_mirror_against_audioset_list_end_to_end(tmp_path, audioset_mirror):
     assert s["accounting_ok"]
     src = s["sources"]["audioset"]
     assert (src["inputs"], src["samples"], src["rejects"]) == (3, 2, 1)
-    assert src["coverage"] == {"wanted": 3, "obtained": 2, "missing": 1, "obtained_pct": 66.67, "samples": 2}
+    # the mirror's clip the list does not name is left out, and counted
+    assert src["coverage"] == {
+        "wanted": 3,
+        "obtained": 2,
+        "missing": 1,
+        "obtained_pct": 66.67,
+        "not_listed": 1,
+        "samples": 2,
+    }
+    # the printed summary says what plan says
+    assert (
+        "audioset: the mirror holds 2 of the 3 listed rows (66.67 %), 1 missing (not_in_mirror); "
+        "1 mirror clips not on the list left out" in format_report(s)
+    )
     (miss,) = [
         json.loads(x) for x in (out / "rejects" / "manifest" / "audioset.jsonl").read_text().splitlines()
     ]
     assert (miss["code"], miss["source_id"], miss["row"]) == ("not_in_mirror", "idAbsent123", 3)
+    assert "listed in bal.csv (line 6) but not in the mirror" in miss["reason"]  # data row 3 is line 6
     assert miss["path"].endswith("bal.csv")
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["sources"]["audioset"]["coverage"]["missing"] == 1
     assert "Coverage of the official lists" in (out / "report" / "index.html").read_text()
     card = (out / "README.md").read_text()
-    assert "| audioset | 3 | 2 | 1 | 66.67 % | 2 | 3 |" in card
+    assert "| audioset | 3 | 2 | 1 | 66.67 % | 1 | 2 | 3 |" in card
 
 
 def test_webdataset_mirror_against_clotho_captions_by_stem(tmp_path):

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import functools
 import tarfile
-import zipfile
 from typing import Any
 
 from clap_corpus.core.audio_ref import ArchiveMember, AudioRef, EmbeddedCell, LocalFile, RemoteFile
-from clap_corpus.transforms import storage
+from clap_corpus.transforms import storage, zip_reader
 
 
 def read_audio_bytes(ref: AudioRef, max_bytes: int | None = None) -> bytes:
@@ -73,25 +72,18 @@ def _arrow_table(file: str) -> Any:  # pyarrow.Table, imported lazily
 
 
 def read_member(ref: ArchiveMember, max_bytes: int | None = None) -> bytes:
-    """One member of a ``.zip`` archive, or of a tar archive (plain, gzip, bzip2 or xz: any other
-    name). The size the archive declares is checked before reading and the bytes read are capped
-    too, since a crafted header can understate it. Only regular file members are read: a link
-    member would name other bytes than the ones the manifest listed."""
+    """One member of a ``.zip`` archive (one file, or split in parts: :mod:`transforms.zip_reader`),
+    or of a tar archive (plain, gzip, bzip2 or xz: any other name). The size the archive declares is
+    checked before reading and the bytes read are capped too, since a crafted header can understate it.
+    Only regular file members are read: a link member would name other bytes than the ones the
+    manifest listed."""
     where = f"member {ref.member!r} of {ref.archive}"
+    if ref.archive.lower().endswith(".zip"):
+        # one file or split in parts (X.z01 ... X.zip): read in place, one seek when the offset is known
+        return zip_reader.read_member(ref.archive, ref.member, ref.offset, max_bytes)
     try:
         with storage.open_read(ref.archive) as f:
-            if ref.archive.lower().endswith(".zip"):
-                with zipfile.ZipFile(f) as z:
-                    try:
-                        info = z.getinfo(ref.member)
-                    except KeyError:
-                        raise FileNotFoundError(f"no {where}") from None
-                    if info.is_dir():
-                        raise OSError(f"{where} is a folder, not a file")
-                    storage.check_size(info.file_size, max_bytes, where)
-                    with z.open(info) as m:
-                        data = m.read(-1 if max_bytes is None else max_bytes + 1)
-            elif ref.offset is not None:
+            if ref.offset is not None:
                 f.seek(ref.offset)
                 # tarfile starts reading where the file object stands: its first member is ours
                 with tarfile.open(fileobj=f, mode="r:") as t:
@@ -106,7 +98,7 @@ def read_member(ref: ArchiveMember, max_bytes: int | None = None) -> bytes:
                     except KeyError:
                         raise FileNotFoundError(f"no {where}") from None
                     data = _member_bytes(t, member, where, max_bytes)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
+    except (tarfile.TarError, EOFError) as e:
         # A broken archive is a read error of this clip, like an unreadable file.
         raise OSError(f"cannot read {where}: {e}") from None
     storage.check_size(len(data), max_bytes, where)

@@ -31,6 +31,7 @@ then replace or join the template with a generated caption.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -87,11 +88,15 @@ def strip_controls(text: str) -> str:
     return _ESCAPES.sub("", text).translate(_REMOVED)
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_text(text: str) -> str:
-    """The one normalisation of caption text: :func:`strip_controls`, NFC, whitespace collapsed, stripped."""
+    """The one normalisation of caption text: :func:`strip_controls`, NFC, whitespace collapsed, stripped.
+
+    Cached: label names and tags repeat over millions of clips (AudioSet's 527 names), captions rarely."""
     return " ".join(unicodedata.normalize("NFC", strip_controls(text)).split())
 
 
+@functools.lru_cache(maxsize=4096)
 def label_phrase(label: str) -> str:
     """How a label reads inside a sentence."""
     text = " ".join(label.split(",", 1)[0].split())
@@ -199,30 +204,48 @@ def render_captions(record: Record, max_chars: int | None = None) -> Record | Re
     callers that re-derive the template of a record that already passed it).
     """
     record = clean_record_text(record)
-    captions = tuple(dict.fromkeys(record.captions))
+    captions, kind, problem = _rendered(record.captions, record.labels, record.keywords, max_chars)
+    if problem is not None:
+        return Reject.for_record(record, Stage.CAPTIONS, *problem)
+    return replace(record, text=captions, caption_kind=kind)
+
+
+def caption_problem(record: Record, max_chars: int | None = None) -> tuple[Code, str] | None:
+    """(code, reason) of the reject :func:`render_captions` makes of ``record``, or None; from the
+    same cleaned texts, without the rest of the record (what `clapcorpus plan` needs of this stage)."""
+    return _rendered(_texts(record.captions), _texts(record.labels), _texts(record.keywords), max_chars)[2]
+
+
+def _rendered(
+    captions: tuple[str, ...], labels: tuple[str, ...], keywords: tuple[str, ...], max_chars: int | None
+) -> tuple[tuple[str, ...], str, tuple[Code, str] | None]:
+    """(texts, caption kind, problem) of cleaned captions, labels and keywords."""
+    captions = tuple(dict.fromkeys(captions))
     kind = "source"
     if not captions:
         kind = "template"
-        for build, names in ((template_caption, record.labels), (keyword_caption, record.keywords)):
+        for build, names in ((template_caption, labels), (keyword_caption, keywords)):
             try:
                 captions = (build(names),)
                 break
             except ValueError:
                 continue
         else:
-            why = "only technical tags" if record.keywords else "no caption, label or keyword"
-            return Reject.for_record(record, Stage.CAPTIONS, Code.NO_TEXT, f"the clip has {why}")
+            why = "only technical tags" if keywords else "no caption, label or keyword"
+            return (), kind, (Code.NO_TEXT, f"the clip has {why}")
     if max_chars is not None:
         for i, caption in enumerate(captions):
             if len(caption) > max_chars:
-                return Reject.for_record(
-                    record,
-                    Stage.CAPTIONS,
-                    Code.CAPTION_TOO_LONG,
-                    f"{kind} caption {i + 1} has {len(caption)} characters, over the {max_chars} of "
-                    "options.max_caption_chars",
+                return (
+                    captions,
+                    kind,
+                    (
+                        Code.CAPTION_TOO_LONG,
+                        f"{kind} caption {i + 1} has {len(caption)} characters, over the {max_chars} of "
+                        "options.max_caption_chars",
+                    ),
                 )
-    return replace(record, text=captions, caption_kind=kind)
+    return captions, kind, None
 
 
 # -- the K2C caption a record ships with (k2c/apply.py attaches it, and says why the
