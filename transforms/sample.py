@@ -173,14 +173,15 @@ def sample_meta(
 
 
 def decode_with_options(data: bytes, options: SampleOptions) -> DecodedAudio:
-    """Decode under the spec's limits; raises :class:`transforms.decode.DecodeError` (a ``decode``
-    :class:`core.rejects.RejectError`).
+    """Decode under the spec's limits, ``min_duration_s`` included; raises
+    :class:`transforms.decode.DecodeError` (a ``decode`` :class:`core.rejects.RejectError`).
 
     The duplicate pass hashes what this returns, so it must stay the one decode call the shard
     writer makes too: the same bytes then give the same digest in both places."""
     return decode_audio(
         data,
         max_duration_s=options.max_duration_s,
+        min_duration_s=options.min_duration_s,
         time_limit_s=options.decode_time_limit_s or None,
         max_channels=options.max_channels,
     )
@@ -209,13 +210,7 @@ def silence_reason(level: Level, options: SampleOptions) -> str | None:
 def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sample:
     """Decode ``data`` and build the sample for ``record``; raise :class:`core.rejects.RejectError`
     if it can't."""
-    decoded = decode_with_options(data, options)
-    if decoded.duration_s < options.min_duration_s:
-        raise RejectError(
-            Stage.DECODE,
-            Code.TOO_SHORT,
-            f"clip is {decoded.duration_s:.3f} s, under the {options.min_duration_s} s minimum",
-        )
+    decoded = decode_with_options(data, options)  # too short (the duration rule) is decided there
     incomplete = decoded.incomplete(options.min_complete_fraction)
     if incomplete and options.on_incomplete == "reject":
         raise RejectError(Stage.DECODE, Code.INCOMPLETE, _incomplete_reason(decoded))
