@@ -79,12 +79,14 @@ def _dbfs(value: float) -> float:
 # Numbers are finite (YAML's .inf and .nan are refused) and bounded (issue 25): past these bounds no
 # option means anything, and C timers, buffers and thread pools overflow before them.
 MAX_SECONDS = 1_000_000.0  # ~11.6 days: any duration, timeout or wait
-MAX_COUNT = 1_000_000  # any count of things (rows, samples, retries, beams ...)
+MAX_COUNT = 1_000_000  # any count of things at once (samples a shard, retries, beams, connections ...)
+MAX_ROWS = 10**12  # a corpus's number of rows or samples
 MAX_BYTES = 1 << 40  # a file size or a rate in bytes (1 TiB)
 _FINITE = AllowInfNan(False)
 Number = Annotated[float, Strict(), _FINITE]
 Count = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
 Natural = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNT)]
+Rows = Annotated[int, Strict(), Field(ge=0, le=MAX_ROWS)]
 Bytes = Annotated[int, Strict(), Field(ge=1, le=MAX_BYTES)]
 NonNegative = Annotated[float, Strict(), _FINITE, Field(ge=0)]
 Seconds = Annotated[float, Strict(), _FINITE, Field(ge=0, le=MAX_SECONDS)]
@@ -234,7 +236,9 @@ def describe(
             elif kind == "greater_than":
                 message = f"must be above {ctx['gt']}, got {value!r}"
             elif kind == "less_than_equal":
-                message = f"must be at most {ctx['le']:g}, got {value!r}"
+                most = ctx["le"]
+                most = int(most) if float(most).is_integer() else most
+                message = f"must be at most {most}, got {value!r}"
             elif kind == "finite_number":
                 message = f"must be a finite number, got {value!r}"
             elif kind == "value_error":

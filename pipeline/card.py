@@ -217,7 +217,7 @@ def render_card(summary: Mapping[str, Any]) -> str:
         "F = datasets.Features({\n"
         '    "__key__": datasets.Value("string"), "__url__": datasets.Value("string"),\n'
         '    "flac": datasets.Value("binary"), "json": datasets.Json(),\n'
-        '    "mel.npy": datasets.Array3D((None, 1001, 64), "float16"),  # 1 view (clips <= 10 s) or 4\n'
+        '    "mel.npy": datasets.Array3D((4, 1001, 64), "float16"),\n'
         "})\n"
         f'tars = datasets.load_dataset("webdataset", data_files={{"{first_split}": urls}}, features=F)\n\n'
         "import pandas as pd\n"

@@ -222,9 +222,8 @@ class CorpusSpec:
         return self
 
 
-# Sample options added after corpora were built enter the fingerprint only when set away from the
-# value that writes what was written before they existed: there, the output is what it was, and so are
-# the fingerprint and shard reuse. (mel_single_view's default is true since issue 25.)
+# Sample options added after corpora were built enter the fingerprint only when set away from their
+# default: at the default, the output is what it was, and so are the fingerprint and shard reuse.
 _ADDED_SAMPLE_DEFAULTS: dict[str, Any] = {"mel_single_view": False}
 
 

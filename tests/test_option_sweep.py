@@ -216,8 +216,9 @@ def test_the_values_the_issue_found_are_refused(world):
 def test_nothing_huge_infinite_or_undefined_loads(spec_sweep):
     for probe in ("huge", "inf", "nan"):
         loaded = [o.path for o, _ in spec_sweep["accepted"].get(probe, [])]
-        # a size or a rate may be as large as one likes (up to 2^40 bytes): a gigabyte is a size
-        sizes = {"options.max_file_bytes", "options.fetch.youtube.rate_limit"}
+        # a size or a rate may be as large as one likes (up to 2^40 bytes): a gigabyte is a size; and a
+        # source may hold a billion rows
+        sizes = {"options.max_file_bytes", "options.fetch.youtube.rate_limit", "sources[0].expected_count"}
         assert set(loaded) <= {"options.fetch.requests_per_second_per_host", *sizes}, (probe, loaded)
 
 

@@ -83,21 +83,9 @@ def test_the_option_changes_the_fingerprint_only_when_set(tmp_path) -> None:
         path.write_text(yaml.safe_dump(doc))
         return load_spec(str(path))
 
-    # One view is the default since issue 25: a spec that says nothing stores one, as `true` does;
-    # `false` writes the four views corpora had before the option, and keeps their fingerprint's form.
     plain = spec()
-    assert spec(mel_single_view=True).fingerprint() == plain.fingerprint()
-    assert spec(mel_single_view=False).fingerprint() != plain.fingerprint()
-
-
-def test_one_view_is_the_default_for_clips_of_up_to_ten_seconds() -> None:
-    # issue 25: nothing the project ships reads the four copies (LAION-CLAP's loader computes its
-    # views from the FLAC, the trainer and the card's datasets recipe take [1 or 4, 1001, 64])
-    assert SampleOptions().mel_single_view is True
-    record = Record(key="k", source="s", source_id="k", audio=LocalFile("/k"), row=1, labels=("Bell",))
-    audio = synth.encode_audio(synth.tone(440.0, 3.0, RATE), RATE, "ogg")
-    short = process_sample(render_captions(record), audio, SampleOptions())
-    assert short.mel is not None and short.mel.shape == (1, 1001, 64)
+    assert spec(mel_single_view=False).fingerprint() == plain.fingerprint()
+    assert spec(mel_single_view=True).fingerprint() != plain.fingerprint()
 
 
 def _members(out) -> dict[str, bytes]:

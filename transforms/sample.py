@@ -49,10 +49,10 @@ class SampleOptions:
     max_channels: Count = 32
     store_mel: StrictBool = True  # write `<key>.mel.npy` (float16 [4, 1001, 64])
     # Clips whose four views are one (`longer: false`: every clip up to 10 s) store it once, float16
-    # [1, 1001, 64]; readers expand it (views.expand_views). Saves 3/4 of those clips' mel bytes.
-    # On by default since issue 25: nothing the project ships needs the copies (LAION-CLAP's loader
-    # computes its own views from the FLAC; the trainer expands); false stores the four.
-    mel_single_view: StrictBool = True
+    # [1, 1001, 64]; readers expand it (views.expand_views). Saves 3/4 of those clips' mel bytes. Off
+    # by default: LAION-CLAP's loader stacks the `.mel.npy` of a batch, which must then have one shape
+    # (tests/test_laion_clap.py); with the views in a sidecar (formats: views) it reads none.
+    mel_single_view: StrictBool = False
     # A decode that ends before this share of the length the file declares is flagged `incomplete`
     min_complete_fraction: Fraction = 0.9
     on_incomplete: Literal["keep", "reject"] = "keep"  # reject: code `incomplete`
