@@ -4,3 +4,11 @@ The code lives in the folders core/, transforms/, manifests/, k2c/, pipeline/ an
 source tree; setup.py installs them as ``clap_corpus.core``, ``clap_corpus.pipeline`` ..., so that
 installing the project never puts a package named ``pipeline`` at the top of site-packages.
 """
+
+from pkgutil import extend_path
+
+# With the repository root as the working directory, ``python -m ...`` (Beam's worker processes, or
+# ``python -m clap_corpus.pipeline``) finds this folder before an installed copy of the package, and
+# the folder holds nothing but this file. extend_path adds the installed copy's folder (every
+# clap_corpus folder on sys.path), so that clap_corpus.pipeline and the rest come from the install.
+__path__ = extend_path(__path__, __name__)

@@ -21,6 +21,7 @@ from typing import Annotated, Any, get_args
 
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -75,12 +76,30 @@ def _dbfs(value: float) -> float:
 
 
 # Strict scalars: YAML's `yes`, `"5"` or `1` for a switch are mistakes to report, not to coerce.
-Number = Annotated[float, Strict()]
-Count = Annotated[int, Strict(), Field(ge=1)]
-Natural = Annotated[int, Strict(), Field(ge=0)]
-NonNegative = Annotated[float, Strict(), Field(ge=0)]
-Fraction = Annotated[float, Strict(), AfterValidator(_fraction)]
-Dbfs = Annotated[float, Strict(), AfterValidator(_dbfs)]
+# Numbers are finite (YAML's .inf and .nan are refused) and bounded (issue 25): past these bounds no
+# option means anything, and C timers, buffers and thread pools overflow before them.
+MAX_SECONDS = 1_000_000.0  # ~11.6 days: any duration, timeout or wait
+MAX_COUNT = 1_000_000  # any count of things at once (samples a shard, retries, beams, connections ...)
+MAX_ROWS = 10**12  # a corpus's number of rows or samples
+MAX_BYTES = 1 << 40  # a file size or a rate in bytes (1 TiB)
+_FINITE = AllowInfNan(False)
+Number = Annotated[float, Strict(), _FINITE]
+Count = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
+Natural = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNT)]
+Rows = Annotated[int, Strict(), Field(ge=0, le=MAX_ROWS)]
+Bytes = Annotated[int, Strict(), Field(ge=1, le=MAX_BYTES)]
+NonNegative = Annotated[float, Strict(), _FINITE, Field(ge=0)]
+Seconds = Annotated[float, Strict(), _FINITE, Field(ge=0, le=MAX_SECONDS)]
+PositiveSeconds = Annotated[float, Strict(), _FINITE, Field(gt=0, le=MAX_SECONDS)]
+Fraction = Annotated[float, Strict(), _FINITE, AfterValidator(_fraction)]
+Dbfs = Annotated[float, Strict(), _FINITE, AfterValidator(_dbfs)]
+
+
+def ordered(low_name: str, low: float | None, high_name: str, high: float | None) -> None:
+    """A pair of options that bound one thing from both sides: ``low`` must not exceed ``high``
+    (None: unset). Raised at ``high_name``, naming both."""
+    if low is not None and high is not None and low > high:
+        raise problem(f"must not be below {low_name} ({low:g}), got {high:g}", high_name)
 
 
 def _name_rule(kind: str) -> Callable[[str, ValidationInfo], str]:
@@ -112,8 +131,8 @@ def _proportions(value: Any, info: ValidationInfo) -> Any:
         if not isinstance(name, str):
             raise ValueError(f"split names must be text, got {name!r}")
         split_rule(name, info)
-        if isinstance(share, bool) or not isinstance(share, int | float) or share < 0:
-            raise ValueError(f"proportion of '{name}' must be a non-negative number")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError(f"proportion of '{name}' must be a number between 0 and 1, got {share!r}")
         out.append((name, float(share)))
     total = sum(share for _, share in out)
     if not out or abs(total - 1.0) > 1e-6:
@@ -214,6 +233,14 @@ def describe(
             elif kind == "greater_than_equal":
                 least = ctx["ge"]
                 message = "must not be negative" if least == 0 else f"must be at least {least}, got {value!r}"
+            elif kind == "greater_than":
+                message = f"must be above {ctx['gt']}, got {value!r}"
+            elif kind == "less_than_equal":
+                most = ctx["le"]
+                most = int(most) if float(most).is_integer() else most
+                message = f"must be at most {most}, got {value!r}"
+            elif kind == "finite_number":
+                message = f"must be a finite number, got {value!r}"
             elif kind == "value_error":
                 message = str(ctx["error"])
             else:

@@ -52,8 +52,8 @@ from clap_corpus.core.config import (
     Count,
     LoadContext,
     Natural,
-    NonNegative,
     Number,
+    Seconds,
     describe,
     dotted,
     field_names,
@@ -108,7 +108,7 @@ def _device(value: str) -> str:
 @dataclass(frozen=True, config=MODEL_CONFIG)
 class GenerationOptions:
     num_beams: Count = int(GENERATION_DEFAULTS["num_beams"])
-    length_penalty: Number = float(GENERATION_DEFAULTS["length_penalty"])
+    length_penalty: Annotated[Number, Field(ge=-100, le=100)] = float(GENERATION_DEFAULTS["length_penalty"])
     no_repeat_ngram_size: Natural = int(GENERATION_DEFAULTS["no_repeat_ngram_size"])
     early_stopping: StrictBool = bool(GENERATION_DEFAULTS["early_stopping"])
     max_new_tokens: Count = int(GENERATION_DEFAULTS["max_new_tokens"])
@@ -138,7 +138,7 @@ class K2CConfig:
     mode: Annotated[Mode, BeforeValidator(_yaml_off)] = "join"
     # (source name, mode) overrides, sorted
     sources: Annotated[tuple[tuple[str, Mode], ...], BeforeValidator(_overrides)] = ()
-    min_clip_seconds: NonNegative = 2.0
+    min_clip_seconds: Seconds = 2.0
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
     min_batch_size: Count = 1
     max_batch_size: Count = 32

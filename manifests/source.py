@@ -9,13 +9,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StrictStr, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from clap_corpus.core.audio_ref import is_web_url
 from clap_corpus.core.config import (
     MODEL_CONFIG,
     Proportions,
+    Rows,
     SourceName,
     SplitName,
     loading,
@@ -42,7 +43,7 @@ class SourceSpec:
     # adapter-specific (manifests/options.py); checked when absent too: an adapter may need one
     options: Mapping[str, Any] = Field(default_factory=dict, validate_default=True)
     license: StrictStr | None = None  # default license for clips whose row names none
-    expected_count: StrictInt | None = None
+    expected_count: Rows | None = None
     allowed_schemes: tuple[StrictStr, ...] = ()  # URL schemes audio paths may use besides the root's own
     # hosts http(s) audio URLs may name (and redirects may lead to); empty: any host
     allowed_hosts: tuple[StrictStr, ...] = ()

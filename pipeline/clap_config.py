@@ -74,7 +74,8 @@ class ClapConfig:
     large_model: StrictBool = True  # one model per worker machine, shared by its processes
     download: StrictBool = False  # let from_pretrained reach the hub (off: cache or folder only)
     min_clap_score: Cosine | None = None  # a pair whose best caption scores lower: `low_clap_score`
-    keep_top_fraction: Fraction | None = None  # per source, keep this share of best-scoring pairs
+    # per source, keep this share of best-scoring pairs (0 would keep none)
+    keep_top_fraction: Annotated[Fraction, Field(gt=0)] | None = None
     order_captions: StrictBool = False  # each sample's captions best first (scores in the same order)
     content_overlap: Literal["remove", "report", "off"] = "remove"  # train audio near held-out audio
     content_threshold: Cosine = 0.95  # audio-embedding cosine from which two clips are one content
@@ -85,7 +86,7 @@ class ClapConfig:
     # the search is cut into this many blocks by key; a worker holds two blocks' embeddings at a time
     near_duplicate_partitions: Count = 1
     report_pairs: Count = 20  # lowest-scoring and closest cross-split pairs listed in the report
-    max_text_tokens: Count = 77
+    max_text_tokens: Annotated[Count, Field(le=512)] = 77  # text encoders hold 512 positions at most
     enabled: StrictBool = True  # false: the section stays in the spec, scoring is off
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from clap_corpus.core.errors import ConfigError
 from clap_corpus.core.extras import MissingExtraError
 from clap_corpus.pipeline.options import UnknownOptionError, unknown_options
 from clap_corpus.pipeline.preflight import StartCheckError
+from clap_corpus.pipeline.workers import RunFailed
 
 COMMAND_MODULES = (
     "clap_corpus.pipeline.commands",  # run, demo
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownOptionError as e:
         print(f"clapcorpus: {e}", file=sys.stderr)
         return 2
+    except RunFailed as e:  # a worker's error, or a worker process that died: the run cannot finish
+        logging.getLogger(__name__).debug("the run's error in full", exc_info=e.__cause__)
+        print(f"clapcorpus: the run stopped: {e}", file=sys.stderr)
+        return 3
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

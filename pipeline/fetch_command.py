@@ -20,6 +20,7 @@ from clap_corpus.pipeline.fetch_stage import REJECTS, FetchStage, fetch_report
 from clap_corpus.pipeline.graph import ReadSourceFn, RenderCaptionsFn
 from clap_corpus.pipeline.options import pipeline_options
 from clap_corpus.pipeline.spec import CorpusSpec, load_spec
+from clap_corpus.pipeline.workers import run_pipeline
 from clap_corpus.transforms import storage
 
 
@@ -65,28 +66,29 @@ def fetch_corpus(
     if not storage.is_url(output):
         output = os.path.abspath(output)
     layout = Layout(output, spec.corpus)
-    with beam.Pipeline(options=pipeline_options(list(beam_args))) as p:
-        read = (
-            p
-            | "Sources" >> beam.Create(list(spec.sources))
-            | "ReadManifests" >> beam.ParDo(ReadSourceFn()).with_outputs(REJECTS, main="records")
-        )
-        captioned = (
-            read.records
-            | "Spread" >> beam.Reshuffle()
-            | "Captions"
-            >> beam.ParDo(RenderCaptionsFn(spec.options.max_caption_chars)).with_outputs(
-                REJECTS, main="records"
-            )
-        )
-        _, _, status = captioned.records | "Fetch" >> FetchStage(spec, layout, retry_failed)
-        _ = (
-            status
-            | "FetchCounts" >> beam.combiners.ToList()
-            | "FetchReport" >> beam.Map(fetch_report)
-            | "Keep" >> beam.Map(lambda r: storage.write_bytes_atomic(_report_path(layout), _dump(r)))
-        )
+    run_pipeline(pipeline_options(list(beam_args)), lambda p: _fetch_graph(p, spec, layout, retry_failed))
     return json.loads(storage.read_bytes(_report_path(layout))) | {"output": output}
+
+
+def _fetch_graph(p: beam.Pipeline, spec: CorpusSpec, layout: Layout, retry_failed: bool) -> None:
+    read = (
+        p
+        | "Sources" >> beam.Create(list(spec.sources))
+        | "ReadManifests" >> beam.ParDo(ReadSourceFn()).with_outputs(REJECTS, main="records")
+    )
+    captioned = (
+        read.records
+        | "Spread" >> beam.Reshuffle()
+        | "Captions"
+        >> beam.ParDo(RenderCaptionsFn(spec.options.max_caption_chars)).with_outputs(REJECTS, main="records")
+    )
+    _, _, status = captioned.records | "Fetch" >> FetchStage(spec, layout, retry_failed)
+    _ = (
+        status
+        | "FetchCounts" >> beam.combiners.ToList()
+        | "FetchReport" >> beam.Map(fetch_report)
+        | "Keep" >> beam.Map(lambda r: storage.write_bytes_atomic(_report_path(layout), _dump(r)))
+    )
 
 
 def _report_path(layout: Layout) -> str:

@@ -10,7 +10,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import apache_beam as beam
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, TestOptions
 
 from clap_corpus.core.layout import Layout
@@ -21,6 +20,7 @@ from clap_corpus.pipeline.preflight import check_spec, load_checked_spec
 from clap_corpus.pipeline.progress import ProgressMonitor
 from clap_corpus.pipeline.report import write_run_report
 from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.pipeline.workers import run_pipeline
 from clap_corpus.transforms import storage
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ def run_corpus(
     Before anything runs, unknown Beam options raise :class:`~pipeline.options.UnknownOptionError` and
     the start check (pipeline/preflight.py) raises :class:`~pipeline.preflight.StartCheckError` for
     sources that do not find their audio. The summary's ``empty_sources`` names the sources that
-    ended with no sample although their spec does not allow it.
+    ended with no sample although their spec does not allow it. A run that stops before its end (a
+    worker's error, a worker process killed) raises :class:`~pipeline.workers.RunFailed`, whose
+    message is one line.
     """
     options = pipeline_options(list(beam_args))
     t0 = time.monotonic()
@@ -61,8 +63,8 @@ def run_corpus(
     monitor = (
         ProgressMonitor(layout, spec.fingerprint()) if progress and not not_run else contextlib.nullcontext()
     )
-    with monitor, beam.Pipeline(options=options) as p:
-        _ = p | "BuildCorpus" >> BuildCorpus(spec, output, retry_failed)
+    with monitor:
+        run_pipeline(options, lambda p: p | "BuildCorpus" >> BuildCorpus(spec, output, retry_failed))
     if not_run:
         return {"not_run": not_run, "corpus": spec.corpus, "output": output}
     summary = json.loads(storage.read_text(layout.summary_path()))

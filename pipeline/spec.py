@@ -71,7 +71,8 @@ from clap_corpus.transforms.sample import SampleOptions
 
 # Bumped whenever the bytes a shard holds change for the same input and options, so that a resumed
 # run never reuses shards written by an incompatible version.
-FORMAT_VERSION = "2"
+# 3 (issue 25): the views computed the same on every CPU; unmasked multichannel mixed as FFmpeg guesses.
+FORMAT_VERSION = "3"
 
 # views: the mel views as a sidecar shard set (<out>/views/...) instead of inside the webdataset tars
 Format = Literal["webdataset", "parquet", "views"]

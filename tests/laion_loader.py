@@ -6,6 +6,7 @@ first imported for that to stay off the network; a process of its own also keeps
 this program sets away from every other test.
 
     python tests/laion_loader.py REQUEST.json RESULT.npz
+    python tests/laion_loader.py REQUEST.json RESULT.json    # REQUEST with batch_size: the batches
 
 REQUEST: ``{"tar": path, "keys": [keys in tar order], "starts": {key: [front, middle, back] | null},
 "selection": "none" | "all" | "augment_only"}``.
@@ -97,11 +98,50 @@ def set_rng_for(starts: list[int] | None, num_samples: int, hop: int) -> None:
         np.random.set_state(("MT19937", key, 0, 0, 0.0))
 
 
+def batches(request: dict, audio_cfg: dict) -> None:
+    """LAION's training loader as it batches (``batch_size`` samples, shuffled by its own RNG): the
+    keys of every batch, or the error its collate raised."""
+
+    def read_flac(key: str, data: bytes) -> tuple[torch.Tensor, int] | None:
+        if not key.endswith("flac"):
+            return None
+        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        return torch.from_numpy(np.ascontiguousarray(audio.T)), rate
+
+    args = argparse.Namespace(
+        class_index_dict=None, data_filling="repeatpad", data_truncating="fusion",
+        text_augment_selection="none", tmodel="roberta",
+    )  # fmt: skip
+    pipeline = wds.DataPipeline(
+        wds.SimpleShardList([request["tar"]]),
+        wds.tarfile_to_samples(),
+        wds.decode(read_flac),
+        wds.batched(
+            request["batch_size"],
+            collation_fn=partial(
+                laion.collate_fn_with_preprocess,
+                audio_ext="flac",
+                text_ext="json",
+                max_len=MAX_LEN,
+                audio_cfg=audio_cfg,
+                args=args,
+            ),
+        ),
+    )
+    try:
+        result = {"batches": [list(b["__key__"]) for b in pipeline]}
+    except Exception as e:  # what a training run would die of
+        result = {"error": f"{type(e).__name__}: {e}"}
+    Path(sys.argv[2]).write_text(json.dumps(result))
+
+
 def main() -> None:
     request = json.loads(Path(sys.argv[1]).read_text())
     audio_cfg = json.loads(
         Path(laion.__file__).parent.parent.joinpath("clap_module/model_configs/HTSAT-tiny.json").read_text()
     )["audio_cfg"]
+    if request.get("batch_size"):
+        return batches(request, audio_cfg)
     reads: list[tuple[np.ndarray, np.ndarray]] = []  # one per sample decoded, in tar order
 
     def read_flac(key: str, data: bytes) -> tuple[torch.Tensor, int] | None:

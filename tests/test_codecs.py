@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import wave
 
 import av
 import numpy as np
@@ -178,8 +179,44 @@ def test_five_one_weights_are_ffmpegs_and_lfe_is_left_out() -> None:
     assert w is not None
     np.testing.assert_allclose(w, [0.2071, 0.2071, 0.2929, 0.0, 0.1464, 0.1464], atol=1e-4)
     assert sum(w) == pytest.approx(1.0)
-    # a channel order FFmpeg does not know keeps the plain average
-    assert downmix_weights("6 channels") is None
+    # six channels in no stated order: FFmpeg's guess for six is 5.1 (issue 25); for nine it has none,
+    # and they keep the plain average
+    assert downmix_weights("6 channels") == w
+    assert downmix_weights("9 channels") is None
+
+
+def unmasked_wav(n_channels: int, seconds: float = 1.0) -> bytes:
+    """A 16-bit WAV with a different tone per channel and no channel mask (a plain PCM header, as
+    Python's wave module and many recorders write it): FFmpeg reads its layout as unspecified."""
+    freqs = (200, 300, 500, 700, 1100, 1300, 1700, 1900, 2300, 2900, 3100, 3700)
+    x = np.stack([synth.tone(freqs[i], seconds, SAMPLE_RATE, amplitude=0.9) for i in range(n_channels)])
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(n_channels)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(np.round(x.T * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("n_channels", [3, 4, 5, 6, 7, 8, 10])
+def test_channels_without_a_mask_are_mixed_as_ffmpeg_guesses_them(n_channels: int) -> None:
+    # `ffmpeg -ac 1` logs "Guessed Channel Layout: 5.1" for six channels and mixes them as 5.1; so do
+    # we, for every count FFmpeg has a guess for (before issue 25 they were averaged: 6.5 dB SNR
+    # against FFmpeg's mix for six channels)
+    data = unmasked_wav(n_channels)
+    out = decode_audio(data)
+    assert out.source_channels == n_channels
+    reference = ffmpeg_mono(data)
+    assert len(reference) == len(out.samples)
+    np.testing.assert_allclose(out.samples, reference, rtol=0, atol=2.5 / 32768)
+
+
+def test_channels_ffmpeg_cannot_guess_are_averaged() -> None:
+    data = unmasked_wav(9)
+    x = np.frombuffer(data[44:], "<i2").reshape(-1, 9).astype(np.float64) / 32768
+    out = decode_audio(data)
+    np.testing.assert_allclose(out.samples, x.mean(axis=1), rtol=0, atol=1e-6)
 
 
 def test_only_the_lfe_channel_contributes_nothing() -> None:

@@ -275,6 +275,19 @@ def test_a_clip_under_min_duration_is_too_short(encoded_matrix: dict[str, Path])
     assert f"clip is {seconds:.3f} s" in info.value.reason
 
 
+def test_every_decode_applies_the_one_duration_rule(encoded_matrix: dict[str, Path]) -> None:
+    # The rule lives in decode_audio (issue 25): the duplicate pass hashes what the shard writer
+    # keeps, so a clip under min_duration_s is too_short there too, never one of a duplicate group.
+    from clap_corpus.pipeline.duplicates import decoded_digest
+
+    data = encoded_matrix["wav-48000-mono"].read_bytes()
+    seconds = decode_audio(data).duration_s
+    with pytest.raises(RejectError) as info:
+        decoded_digest(data, SampleOptions(min_duration_s=seconds + 0.5))
+    assert (info.value.stage, info.value.code) == ("decode", "too_short")
+    assert decoded_digest(data, SampleOptions(min_duration_s=seconds - 0.5))
+
+
 def test_decode_error_survives_pickling() -> None:
     err = pickle.loads(pickle.dumps(DecodeError("corrupt", "3 of 9 audio packets failed to decode")))
     assert type(err) is DecodeError and err.stage == "decode"

@@ -10,8 +10,10 @@ starts taken from the plan (LAION draws them at random, we record them).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import wave as wave_file
 
 import numpy as np
 import pytest
@@ -515,3 +517,131 @@ def test_view_plan_rejects_inconsistent_fields() -> None:
     ]:
         with pytest.raises(ValueError):
             ViewPlan.from_json({**good, field: value})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The same bytes on every CPU (issue 25)
+# ---------------------------------------------------------------------------------------------------
+
+# The whole per-sample chain from the encoded bytes (decode, downmix, quantise, views, FLAC), in a
+# process whose numpy (and OpenBLAS) runs the code paths the environment selects.
+_STORED_BYTES = r"""
+import hashlib, json, sys
+from pathlib import Path
+from clap_corpus.core.audio_ref import LocalFile
+from clap_corpus.core.records import Record
+from clap_corpus.transforms.sample import SampleOptions, process_sample
+from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+out = {"dispatch": [k for k in __cpu_dispatch__ if __cpu_features__[k]]}
+for path in sorted(Path(sys.argv[1]).iterdir()):
+    audio = LocalFile(str(path))
+    record = Record(key=path.stem, source="s", source_id=path.stem, audio=audio, row=1, text=("a",))
+    sample = process_sample(record, path.read_bytes(), SampleOptions())
+    out[path.name] = [hashlib.sha256(b).hexdigest() for b in (sample.mel_bytes(), sample.flac)]
+print(json.dumps(out))
+"""
+
+
+def _dispatch_levels() -> dict[str, dict[str, str]]:
+    """Every dispatch level numpy offers on this CPU, and OpenBLAS's kernels for the CPUs it can run."""
+    import platform
+
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    available = [k for k in __cpu_dispatch__ if __cpu_features__[k]]
+    levels: dict[str, dict[str, str]] = {"default": {}}
+    levels["baseline"] = {"NPY_DISABLE_CPU_FEATURES": ",".join(available)} if available else {}
+    for feature in available:
+        levels[feature] = {"NPY_ENABLE_CPU_FEATURES": feature}
+    if platform.machine() in ("x86_64", "AMD64"):
+        cores = ["Prescott"]  # SSE3: every x86-64 CPU runs it
+        if __cpu_features__.get("AVX2") and __cpu_features__.get("FMA3"):
+            cores += ["Sandybridge", "Haswell"]
+        if __cpu_features__.get("AVX512F") and __cpu_features__.get("AVX512BW"):
+            cores += ["SkylakeX"]
+        levels |= {f"OPENBLAS_CORETYPE={c}": {"OPENBLAS_CORETYPE": c} for c in cores}
+    return levels
+
+
+def _clips(folder) -> None:
+    """Real encoded files (PyAV's encoders: resampled, lossy, stereo) and synthetic clips for every
+    kind of view plan: repeat-padded, exactly 10 s, fusion with crops and the resized global view, a
+    quiet tail near the 16-bit floor (where log10's last bits show), silence in the middle."""
+    from clap_corpus.pipeline import synth
+
+    rng = np.random.default_rng(25)
+    tone = synth.tone(440.0, 1.5, 44_100)
+    for fmt in ("mp3", "ogg", "m4a", "opus", "flac"):
+        (folder / f"real.{fmt}").write_bytes(synth.encode_audio(synth.to_channels(tone, 2), 44_100, fmt))
+    for channels in (6, 9):  # downmixed: 5.1's matrix (FFmpeg's guess for six), the average of nine
+        t = np.arange(SR) / SR
+        x = np.stack([0.5 * np.sin(2 * np.pi * (200 + 150 * c) * t) for c in range(channels)])
+        with wave_file.open(str(folder / f"channels-{channels}.wav"), "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(2)
+            w.setframerate(44_100)
+            w.writeframes(np.round(x.T * 32767).astype("<i2").tobytes())
+    for seconds in (2.0, 10.0, 10.5, 31.0):
+        n = round(seconds * SR)
+        t = np.arange(n) / SR
+        wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(n)
+        wave *= np.where(t < seconds / 2, 1.0, 3e-4)  # the second half a few LSB above silence
+        wave[n // 3 : n // 3 + SR // 2] = 0.0
+        (folder / f"synthetic-{seconds:g}s.flac").write_bytes(synth.encode_audio(wave, SR, "flac"))
+
+
+def test_stored_views_are_the_same_bytes_under_every_cpu_dispatch_level(tmp_path) -> None:
+    _clips(tmp_path)
+    results = {}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("NPY_", "OPENBLAS_CORETYPE"))}
+    for name, env in _dispatch_levels().items():
+        proc = subprocess.run(
+            [sys.executable, "-c", _STORED_BYTES, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=clean | env,
+        )
+        assert proc.returncode == 0, (name, proc.stderr[-3000:])
+        results[name] = json.loads(proc.stdout.splitlines()[-1])
+    assert len(results) >= 3
+    # the levels really ran different numpy code (baseline has no dispatch target enabled)
+    assert results["baseline"]["dispatch"] == []
+    assert len({tuple(r["dispatch"]) for r in results.values()}) >= 2
+    default = {k: v for k, v in results["default"].items() if k != "dispatch"}
+    assert len(default) == 11
+    for name, result in results.items():
+        differ = sorted(k for k, v in default.items() if result[k] != v)
+        assert not differ, f"{name}: the stored bytes of {differ} differ from the default's"
+
+
+def test_db_is_log10_to_float32_precision() -> None:
+    from clap_corpus.transforms.views import _db
+
+    x = np.exp(np.linspace(np.log(1e-10), np.log(1e7), 1_000_001))
+    assert np.abs(_db(x.copy()) - 10.0 * np.log10(x)).max() < 1e-12  # dB; float32 steps are ~1e-6 there
+    assert _db(np.array([np.float64(np.float32(1e-10))])).astype(np.float32)[0] == -100.0
+
+
+def test_hann_window_is_far_from_every_float32_rounding_edge() -> None:
+    # The window is math.cos rounded to float32: C libraries (and their FMA variants) may differ in
+    # the last bit of a double, which could only move a float32 whose double lies within an ulp or
+    # two of a rounding edge. None does: the closest is orders of magnitude further away.
+    import math
+
+    exact = np.array([0.5 - 0.5 * math.cos(2.0 * math.pi * n / WIN) for n in range(WIN)])
+    rounded = exact.astype(np.float32).astype(np.float64)
+    step = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    margin = (step / 2 - np.abs(exact - rounded))[exact != 0] / exact[exact != 0]  # relative
+    assert margin.min() > 1e-12
+    np.testing.assert_array_equal(hann_window(), exact.astype(np.float32))
+
+
+def test_hz_points_are_torchaudios() -> None:
+    from clap_corpus.transforms.views import _HZ_POINTS, _MEL_POINTS
+
+    mels = torch.tensor(_MEL_POINTS, dtype=torch.float32)
+    np.testing.assert_array_equal(
+        np.array(_HZ_POINTS, dtype=np.float32), (700.0 * (10.0 ** (mels / 2595.0) - 1.0)).numpy()
+    )

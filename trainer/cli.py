@@ -15,14 +15,30 @@ from clap_corpus.core.extras import MissingExtraError, require_extra
 from clap_corpus.trainer.config import (
     CAPTION_SOURCES,
     FORMATS,
+    MAX_COUNT,
     MEL_MODES,
     AudioConfig,
     ModelConfig,
+    OptionError,
     TextConfig,
     TrainConfig,
+    check_range,
 )
 
 EVAL_BATCH = 64  # eval's batch size for a checkpoint that does not say how it was trained
+# The defaults of the options are the config models' own (one place: trainer/config.py); configs
+# built from a command line that sets nothing equal the models' defaults (tests/test_option_sweep.py).
+TRAIN = TrainConfig()
+MODEL = ModelConfig()
+_TRAIN_OPTIONS: set[str] = set()  # the train command's option names (argparse dests), once it is built
+# Options whose name is not their config field's
+FIELDS = {
+    "captions": "caption_source",
+    "text_model": "text.model",
+    "text_max_length": "text.max_length",
+    "audio_encoder": "audio.encoder",
+    "audio_size": "audio.size",
+}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -44,16 +60,18 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--data", required=True, help="a built corpus: the folder `clapcorpus run --output` wrote"
     )
-    train.add_argument("--output", default="clap-run", help="run folder: checkpoints, logs")
+    train.add_argument("--output", default=TRAIN.output, help="run folder: checkpoints, logs")
     _data_args(train)
-    train.add_argument("--train-split", default="train", help="split trained on")
+    train.add_argument("--train-split", default=TRAIN.train_split, help="split trained on")
     train.add_argument(
-        "--eval-split", default="valid", help="split evaluated after each epoch; 'none' for none"
+        "--eval-split",
+        default=TRAIN.eval_split or "none",
+        help="split evaluated after each epoch; 'none' for none",
     )
     train.add_argument(
         "--captions",
         choices=CAPTION_SOURCES,
-        default="text",
+        default=TRAIN.caption_source,
         help="text: one of `text` per epoch (LAION's --text-augment-selection none); all: one of "
         "`text_augment_all` (captions plus the K2C one) where present; k2c: the K2C caption where "
         "there is one",
@@ -62,7 +80,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     model.add_argument(
         "--audio-encoder",
         choices=("htsat", "cnn"),
-        default="htsat",
+        default=MODEL.audio.encoder,
         help="LAION-CLAP's HTS-AT or a small CNN",
     )
     model.add_argument(
@@ -75,38 +93,54 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     model.add_argument(
         "--text-model",
-        default="roberta-base",
+        default=MODEL.text.model,
         help="Hugging Face id or folder, or 'tiny' (built from the corpus captions)",
     )
-    model.add_argument("--text-max-length", type=int, default=77, help="caption tokens kept")
-    model.add_argument("--joint-dim", type=int, default=512, help="size of the shared embedding")
+    model.add_argument(
+        "--text-max-length", type=int, default=MODEL.text.max_length, help="caption tokens kept"
+    )
+    model.add_argument("--joint-dim", type=int, default=MODEL.joint_dim, help="size of the shared embedding")
     opt = train.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", type=int, default=64, help="per process")
-    opt.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
-    opt.add_argument("--epochs", type=int, default=1, help="passes over the train split")
-    opt.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
-    opt.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW)")
-    opt.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    opt.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up, then cosine decay")
-    opt.add_argument("--min-lr", type=float, default=0.0, help="learning rate at the end of the cosine")
+    opt.add_argument("--batch-size", type=int, default=TRAIN.batch_size, help="per process")
+    opt.add_argument("--grad-accum", type=int, default=TRAIN.grad_accum, help="batches per optimizer step")
+    opt.add_argument("--epochs", type=int, default=TRAIN.epochs, help="passes over the train split")
     opt.add_argument(
-        "--grad-clip", type=float, default=None, help="clip gradients to this norm (default: off)"
+        "--max-steps", type=int, default=TRAIN.max_steps, help="optimizer steps (overrides --epochs)"
+    )
+    opt.add_argument("--lr", type=float, default=TRAIN.lr, help="peak learning rate (AdamW)")
+    opt.add_argument("--weight-decay", type=float, default=TRAIN.weight_decay, help="AdamW weight decay")
+    opt.add_argument(
+        "--warmup-steps", type=int, default=TRAIN.warmup_steps, help="linear warm-up, then cosine decay"
     )
     opt.add_argument(
-        "--shuffle-buffer", type=int, default=500, help="samples per worker (~0.5 MB each with stored mel)"
+        "--min-lr", type=float, default=TRAIN.min_lr, help="learning rate at the end of the cosine (<= --lr)"
     )
-    opt.add_argument("--seed", type=int, default=0, help="initialisation, shuffling and caption draws")
     opt.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 autocast on CUDA"
+        "--grad-clip", type=float, default=TRAIN.grad_clip, help="clip gradients to this norm (default: off)"
+    )
+    opt.add_argument(
+        "--shuffle-buffer",
+        type=int,
+        default=TRAIN.shuffle_buffer,
+        help="samples per worker (~0.5 MB each with stored mel)",
+    )
+    opt.add_argument(
+        "--seed", type=int, default=TRAIN.seed, help="initialisation, shuffling and caption draws"
+    )
+    opt.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=TRAIN.precision,
+        help="auto: bf16 autocast on CUDA",
     )
     run = train.add_argument_group("run")
     run.add_argument(
         "--threads",
         type=int,
-        default=None,
+        default=TRAIN.threads,
         help="torch CPU threads (default: torch's choice); on a busy or small CPU, 1 is often fastest",
     )
-    run.add_argument("--log-every", type=int, default=10, help="steps between log lines")
+    run.add_argument("--log-every", type=int, default=TRAIN.log_every, help="steps between log lines")
     run.add_argument(
         "--tensorboard",
         action="store_true",
@@ -116,11 +150,18 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--save-every",
         type=int,
-        default=None,
+        default=TRAIN.save_every,
         help="steps between checkpoints (the last step is always saved)",
     )
-    run.add_argument("--keep-checkpoints", type=int, default=2, help="newest checkpoints kept on disk")
-    run.add_argument("--eval-every-epochs", type=int, default=1, help="epochs between evaluations")
+    run.add_argument(
+        "--keep-checkpoints", type=int, default=TRAIN.keep_checkpoints, help="newest checkpoints kept on disk"
+    )
+    run.add_argument(
+        "--eval-every-epochs",
+        type=int,
+        default=TRAIN.eval_every_epochs,
+        help="epochs between evaluations (0: none)",
+    )
     run.add_argument(
         "--resume", default=None, help="checkpoint or run folder, or 'auto' (newest under --output)"
     )
@@ -131,6 +172,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="stop and save there; the schedule still spans the whole run",
     )
     train.set_defaults(func=_train)
+    _TRAIN_OPTIONS.update(a.dest for a in train._actions)
 
     ev = add_command_parser(
         sub,
@@ -168,21 +210,33 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--corpus", default=None, help="corpus name (default: from summary.json)")
-    p.add_argument("--format", choices=FORMATS, default="webdataset", help="which shards to read")
+    p.add_argument("--corpus", default=TRAIN.corpus, help="corpus name (default: from summary.json)")
+    p.add_argument("--format", choices=FORMATS, default=TRAIN.format, help="which shards to read")
     p.add_argument(
         "--mel",
         choices=MEL_MODES,
-        default="auto",
+        default=TRAIN.mel,
         help="auto: the stored views (in the tars, or the sidecar views shards of formats: views), else "
         "computed on the device from the FLAC; stored: only samples with stored views; compute: always "
         "from the FLAC",
     )
-    p.add_argument("--workers", type=int, default=2, help="data-loader processes (0: in the main process)")
-    p.add_argument("--device", default="auto", help="auto: CUDA when there is one, else CPU")
+    p.add_argument(
+        "--workers", type=int, default=TRAIN.workers, help="data-loader processes (0: in the main process)"
+    )
+    p.add_argument("--device", default=TRAIN.device, help="auto: CUDA when there is one, else CPU")
+
+
+def option_name(field: str) -> str:
+    """The command line's name for config field ``field`` (``caption_source`` -> ``--captions``); a
+    field no option sets keeps its name."""
+    names = {f: o for o, f in FIELDS.items()}
+    option = names.get(field, field if field in _TRAIN_OPTIONS else "")
+    return f"--{option.replace('_', '-')}" if option else field
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, ModelConfig]:
+    """The configs a ``train`` command line asks for; raises :class:`OptionError` (or ValueError) for
+    a value that cannot work."""
     size = args.audio_size or ("tiny" if args.audio_encoder == "htsat" else "small")
     mcfg = ModelConfig(
         audio=AudioConfig(encoder=args.audio_encoder, size=size, fusion=not args.no_fusion),
@@ -235,6 +289,11 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
 
     try:
         tcfg, mcfg = configs_from_args(args)
+        check_range("stop_at_step", args.stop_at_step, 1, MAX_COUNT, optional=True)
+    except OptionError as e:  # before anything is loaded: one line naming the option
+        print(f"clapcorpus train: {option_name(e.field)}: {e.message}", file=sys.stderr)
+        return 2
+    try:
         result = train(tcfg, mcfg, resume=args.resume, stop_at_step=args.stop_at_step, echo=print)
     except (CheckpointError, DataError, TextModelError, ValueError, FileNotFoundError) as e:
         print(f"clapcorpus train: {e}", file=sys.stderr)
@@ -255,11 +314,11 @@ def eval_settings(args: argparse.Namespace, trained: TrainConfig | None) -> dict
         return getattr(trained, attr) if trained is not None else default
 
     return {
-        "threads": pick(args.threads, "threads", None),
+        "threads": pick(args.threads, "threads", TRAIN.threads),
         "batch_size": pick(args.batch_size, "batch_size", EVAL_BATCH),
-        "workers": pick(args.workers, "workers", 2),
-        "mel": pick(args.mel, "mel", "auto"),
-        "precision": pick(args.precision, "precision", "auto"),
+        "workers": pick(args.workers, "workers", TRAIN.workers),
+        "mel": pick(args.mel, "mel", TRAIN.mel),
+        "precision": pick(args.precision, "precision", TRAIN.precision),
     }
 
 

@@ -9,6 +9,7 @@ exact (a warning says which).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -24,6 +25,46 @@ CNN_SIZES: dict[str, dict[str, Any]] = {
     "small": {"channels": (16, 32, 64, 128)},
     "micro": {"channels": (8, 16, 32)},
 }
+
+MAX_COUNT = 1_000_000  # any count (steps, epochs, samples, workers ...): past it no value means anything
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds take it
+
+
+class OptionError(ValueError):
+    """A configuration value that cannot work; ``field`` is the config field (``lr``, ``audio.spec_size``),
+    which the command line names by its option."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def check_range(
+    field: str,
+    value: float | None,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> None:
+    """Raise :class:`OptionError` unless ``value`` is a finite number in [low, high] (``low_open``:
+    above low; ``high_open``: below high); None passes when ``optional``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise OptionError(field, f"must be a finite number, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise OptionError(field, f"must be in {left}{_number(low)}, {_number(high)}{right}, got {value!r}")
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
 
 CAPTION_SOURCES = ("text", "all", "k2c")  # LAION's --text-augment-selection none, all, augment_only
 MEL_MODES = ("auto", "stored", "compute")
@@ -46,6 +87,18 @@ class AudioConfig:
             raise ValueError(f"unknown audio encoder {self.encoder!r} (known: htsat, cnn)")
         if self.size not in sizes:
             raise ValueError(f"unknown {self.encoder} size {self.size!r} (known: {', '.join(sizes)})")
+        check_range("audio.window_size", self.window_size, 1, 256)
+        check_range("audio.spec_size", self.spec_size, 64, 4096)
+        check_range("audio.patch_size", self.patch_size, 1, 256)
+        check_range("audio.dropout", self.dropout, 0, 1, high_open=True)
+        if self.encoder == "htsat":
+            # HTS-AT folds 64 mel bins into a square of spec_size, cut into patches, then halves the
+            # patch grid once per stage after the first.
+            halvings = 2 ** (len(sizes[self.size]["depths"]) - 1)
+            if self.spec_size % 64 or self.spec_size % (self.patch_size * halvings):
+                step = self.patch_size * halvings
+                message = f"must be a multiple of 64 and of patch_size x {halvings} ({step})"
+                raise OptionError("audio.spec_size", message)
 
 
 @dataclass(frozen=True)
@@ -62,6 +115,13 @@ class TextConfig:
     def __post_init__(self) -> None:
         if self.pooling not in ("auto", "pooler", "cls", "mean"):
             raise ValueError(f"unknown pooling {self.pooling!r} (known: auto, pooler, cls, mean)")
+        check_range("text.max_length", self.max_length, 1, 512)  # the text encoders' positions
+        check_range("text.tiny_hidden", self.tiny_hidden, 1, 4096)
+        check_range("text.tiny_layers", self.tiny_layers, 1, 64)
+        check_range("text.tiny_heads", self.tiny_heads, 1, 64)
+        check_range("text.tiny_vocab", self.tiny_vocab, 1, MAX_COUNT)
+        if self.tiny_hidden % self.tiny_heads:
+            raise OptionError("text.tiny_hidden", f"must be a multiple of tiny_heads ({self.tiny_heads})")
 
 
 @dataclass(frozen=True)
@@ -71,6 +131,17 @@ class ModelConfig:
     joint_dim: int = 512  # the shared embedding space
     init_temperature: float = 0.07
     max_logit_scale: float = 100.0  # the learnable 1/temperature is clamped to [1, 100] (LAION)
+
+    def __post_init__(self) -> None:
+        check_range("joint_dim", self.joint_dim, 1, 65536)
+        check_range("init_temperature", self.init_temperature, 0, 1, low_open=True)
+        check_range("max_logit_scale", self.max_logit_scale, 1, 1e6)
+        if 1.0 / self.init_temperature > self.max_logit_scale:
+            raise OptionError(
+                "init_temperature",
+                f"1 / init_temperature ({1.0 / self.init_temperature:g}) must not exceed max_logit_scale "
+                f"({self.max_logit_scale:g}), where the scale is clamped",
+            )
 
     def to_json(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -123,10 +194,25 @@ class TrainConfig:
             raise ValueError(f"caption_source must be one of {CAPTION_SOURCES}, got {self.caption_source!r}")
         if self.mel not in MEL_MODES:
             raise ValueError(f"mel must be one of {MEL_MODES}, got {self.mel!r}")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("batch_size and grad_accum must be at least 1")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        for name in ("batch_size", "grad_accum", "epochs", "log_every", "keep_checkpoints", "shuffle_buffer"):
+            check_range(name, getattr(self, name), 1, MAX_COUNT)
+        for name in ("warmup_steps", "eval_every_epochs"):  # eval_every_epochs 0: no evaluation
+            check_range(name, getattr(self, name), 0, MAX_COUNT)
+        for name in ("max_steps", "save_every", "threads"):
+            check_range(name, getattr(self, name), 1, MAX_COUNT, optional=True)
+        check_range("workers", self.workers, 0, 1024)
+        check_range("seed", self.seed, 0, MAX_SEED)
+        check_range("lr", self.lr, 0, 10, low_open=True)
+        check_range("min_lr", self.min_lr, 0, self.lr)  # the cosine ends there, so it is below lr
+        check_range("weight_decay", self.weight_decay, 0, 10)
+        check_range("eps", self.eps, 0, 1, low_open=True)
+        check_range("grad_clip", self.grad_clip, 0, 1e6, low_open=True, optional=True)
+        if not isinstance(self.betas, tuple) or len(self.betas) != 2:
+            raise OptionError("betas", f"must be two numbers, got {self.betas!r}")
+        for beta in self.betas:
+            check_range("betas", beta, 0, 1, high_open=True)
 
     def to_json(self) -> dict[str, Any]:
         return _plain(asdict(self))

@@ -12,10 +12,13 @@ Decisions, written down so callers can rely on them:
   says can make FFmpeg open another file. That shuts out HLS playlists and ffconcat lists (which
   FFmpeg would otherwise follow to local files) by two independent locks.
 - **Downmix.** Mono is kept, two channels are averaged (0.5/0.5, which is also FFmpeg's normalised
-  stereo matrix), and more channels in a known layout are mixed with FFmpeg's default matrix
+  stereo matrix), and more channels are mixed with FFmpeg's default matrix for their layout
   (:func:`downmix_weights`: what ``ffmpeg -ac 1`` does, LFE left out), scaled so the weights sum
-  to at most 1: nothing clips. Channels in an unspecified order are averaged. Done in numpy, one
-  matrix-vector product per block before resampling, as cheap as the average.
+  to at most 1: nothing clips. Channels in an unspecified order (a WAV without a channel mask) get
+  the layout FFmpeg guesses for their count, as the ffmpeg command line does (6: 5.1, 8: 7.1 ...);
+  a count it has no guess for (9, 11, 13 ...) is averaged. Done in numpy before resampling, one
+  channel at a time in float64 and rounded once: the same bits on every CPU (a BLAS product sums in
+  an order that depends on the CPU).
 - **Resampling.** swresample (default filter, through the filter graph ``av.AudioResampler`` builds,
   on one thread) to 48 kHz in blocks of about half a second of input; a 48 kHz source is not
   resampled at all.
@@ -230,12 +233,21 @@ def downmix_weights(layout: str) -> tuple[float, ...] | None:
     The matrix is swresample's own (what ``ffmpeg -ac 1`` and ``av.AudioResampler(layout="mono")``
     use: centre 1, front pair -3 dB, surround pairs -6 dB, LFE 0 ...), read back by rematrixing one
     impulse per channel, then scaled so the weights' absolute values sum to at most 1, as
-    swresample does for integer output: a full-scale input cannot clip. None for a layout whose
-    channel order is unspecified (FFmpeg would have to guess which channel is the LFE): those are
-    averaged.
+    swresample does for integer output: a full-scale input cannot clip. A layout whose channel
+    order is unspecified ("6 channels") is read as the layout FFmpeg guesses for that many channels
+    (``av_channel_layout_default``, which ``ffmpeg -ac 1`` applies: "6c" is 5.1); None where FFmpeg
+    has no guess or the channels are user-defined: those are averaged.
     """
     info = av.AudioLayout(layout)
     n = info.nb_channels
+    if all(c.name == "NONE" for c in info.channels):
+        try:
+            info = av.AudioLayout(f"{n}c")  # FFmpeg's default layout for n channels
+        except ValueError:
+            return None
+        if info.nb_channels != n:
+            return None
+        layout = info.name
     if any(c.name in ("NONE", "USR") or c.name.startswith("USR") for c in info.channels):
         return None
     # Packed input: PyAV's from_ndarray mishandles planar frames of 8 or more channels.
@@ -272,19 +284,24 @@ def _to_mono(
         scale = 1.0 / _INT_SCALE[base]
     else:
         raise DecodeError(Code.UNSUPPORTED_CODEC, f"the decoder produced sample format {fmt!r}")
+    rows = x if planar else x.reshape(-1, channels).T  # (channels, n), a view
     if channels == 1:
         mono = x.reshape(-1)
         if scale != 1.0:
             mono = mono * np.float32(scale)
+    elif channels == 2:
+        # The plain average (FFmpeg's normalised stereo matrix is 0.5/0.5 too): one rounded sum, then
+        # a power of two, which is exact; the bits BLAS's 0.5/0.5 product gave.
+        mono = rows[0] + rows[1]
+        mono *= np.asarray(scale / 2, dtype=mono.dtype)
     else:
-        # Mix (and scale) with one matrix-vector product: numpy's mean over the short channel axis
-        # of packed samples is ~40x slower than BLAS here. Two channels stay the plain average
-        # (FFmpeg's normalised stereo matrix is 0.5/0.5 too), computed exactly as it always was.
-        if mix is None or channels == 2:
-            weights = np.full(channels, scale / channels, dtype=x.dtype)
-        else:
-            weights = (np.asarray(mix, dtype=np.float64) * scale).astype(x.dtype)
-        mono = weights @ x if planar else x.reshape(-1, channels) @ weights
+        # Channel by channel in float64, rounded once: a BLAS product would sum in an order that
+        # depends on the CPU, and so would the stored audio.
+        weights = [scale / channels] * channels if mix is None else [w * scale for w in mix]
+        acc = rows[0] * np.float64(weights[0])
+        for row, weight in zip(rows[1:], weights[1:], strict=True):
+            acc += row * np.float64(weight)
+        mono = acc
     mono = mono.astype(np.float32, copy=False)
     if base == "u8":
         # unsigned 8-bit is centred on 128: subtract what the weights made of 128
@@ -526,16 +543,29 @@ def _ogg_chain_starts(data: bytes) -> list[int]:
     return starts
 
 
+def too_short(samples: int, min_duration_s: float = 0.0) -> str | None:
+    """The duration rule, stated once: why ``samples`` decoded samples (48 kHz) are too short to be a
+    clip under ``min_duration_s`` (nothing decoded always is), or None."""
+    if samples < 1:
+        return f"{samples} samples decoded, fewer than the 1 required"
+    seconds = samples / SAMPLE_RATE
+    if seconds < min_duration_s:
+        return f"clip is {seconds:.3f} s, under the {min_duration_s:g} s minimum"
+    return None
+
+
 def decode_audio(
     data: bytes,
     *,
     max_duration_s: float = 300.0,
+    min_duration_s: float = 0.0,
     time_limit_s: float | None = 60.0,
     max_channels: int = 32,
 ) -> DecodedAudio:
     """Decode an encoded audio file held in memory to float32 mono at 48 kHz.
 
-    ``max_duration_s`` caps the output (longer input is cut, ``truncated=True``); ``time_limit_s``
+    ``max_duration_s`` caps the output (longer input is cut, ``truncated=True``); a clip shorter
+    than ``min_duration_s`` (or empty) is ``too_short`` (:func:`too_short`); ``time_limit_s``
     bounds wall time (None: unbounded). The caller bounds the input's size (``storage.read_bytes``
     reads at most ``max_file_bytes``). Raises :class:`DecodeError` for anything that cannot become a
     sample.
@@ -549,7 +579,11 @@ def decode_audio(
         raise DecodeError(Code.EMPTY_FILE, "the file is empty (0 bytes)")
     deadline = None if time_limit_s is None else started + time_limit_s
     try:
-        return _decode(data, _Limits(max_duration_s, deadline, time_limit_s, max_channels))
+        decoded = _decode(data, _Limits(max_duration_s, deadline, time_limit_s, max_channels))
+        short = too_short(len(decoded.samples), min_duration_s)
+        if short:
+            raise DecodeError(Code.TOO_SHORT, short)
+        return decoded
     except DecodeError:
         raise
     except MemoryError:
@@ -562,8 +596,6 @@ def decode_audio(
         raise DecodeError(Code.CORRUPT, f"decoding failed ({_describe(exc)})") from None
 
 
-# A decode that yields nothing is too short whatever min_duration_s says (the sample builder's check).
-_MIN_SAMPLES = 1
 # A later chained Ogg stream that fails with one of these fails the whole file: they are limits and
 # refusals, not damage; a damaged chain is dropped (and counted) instead.
 _FATAL_IN_ANY_CHAIN = frozenset(
@@ -593,6 +625,8 @@ def _decode(data: bytes, limits: _Limits) -> DecodedAudio:
     for begin, end in zip(starts, [*starts[1:], len(data)], strict=True):
         try:
             part = _decode_one(data[begin:end], replace(limits, max_duration_s=remaining))
+            if not len(part.samples):  # a chain with nothing in it counts as one that failed
+                raise DecodeError(Code.TOO_SHORT, str(too_short(0)))
         except DecodeError as e:
             if not parts or e.code in _FATAL_IN_ANY_CHAIN:
                 raise
@@ -728,10 +762,6 @@ def _decode_one(data: bytes, limits: _Limits) -> DecodedAudio:
     samples = np.ascontiguousarray(samples, dtype=np.float32)
     if not np.isfinite(samples).all():
         raise DecodeError(Code.NON_FINITE, "the audio contains NaN or infinite sample values")
-    if len(samples) < _MIN_SAMPLES:
-        raise DecodeError(
-            Code.TOO_SHORT, f"{len(samples)} samples decoded, fewer than the {_MIN_SAMPLES} required"
-        )
     return DecodedAudio(
         samples=samples,
         source_rate=source_rate,

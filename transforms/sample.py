@@ -12,11 +12,20 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import StrictBool
+from pydantic import StrictBool, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from clap_corpus.core.audio import INT16_SCALE, SAMPLE_RATE, quantize_int16
-from clap_corpus.core.config import MODEL_CONFIG, Dbfs, Fraction, Natural, NonNegative
+from clap_corpus.core.config import (
+    MODEL_CONFIG,
+    Bytes,
+    Count,
+    Dbfs,
+    Fraction,
+    PositiveSeconds,
+    Seconds,
+    ordered,
+)
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.hashing import audio_digest
 from clap_corpus.core.records import Record
@@ -33,14 +42,16 @@ from clap_corpus.transforms.views import ViewPlan, plan_views, views_from_int16
 class SampleOptions:
     """Per-sample limits and switches (fields of the spec's ``options`` section)."""
 
-    max_duration_s: NonNegative = 300.0  # decoding stops here; the sample is flagged `truncated`
-    min_duration_s: NonNegative = 0.0  # shorter clips are rejected
-    max_file_bytes: Natural = 256 * 1024 * 1024  # larger files are rejected without being read
-    decode_time_limit_s: NonNegative = 60.0  # a file that stalls the decoder longer is rejected
-    max_channels: Natural = 32
+    max_duration_s: PositiveSeconds = 300.0  # decoding stops here; the sample is flagged `truncated`
+    min_duration_s: Seconds = 0.0  # shorter clips are rejected; at most max_duration_s
+    max_file_bytes: Bytes = 256 * 1024 * 1024  # larger files are rejected without being read
+    decode_time_limit_s: Seconds = 60.0  # a file that stalls the decoder longer is rejected; 0: no limit
+    max_channels: Count = 32
     store_mel: StrictBool = True  # write `<key>.mel.npy` (float16 [4, 1001, 64])
     # Clips whose four views are one (`longer: false`: every clip up to 10 s) store it once, float16
-    # [1, 1001, 64]; readers expand it (views.expand_views). Saves 3/4 of those clips' mel bytes.
+    # [1, 1001, 64]; readers expand it (views.expand_views). Saves 3/4 of those clips' mel bytes. Off
+    # by default: LAION-CLAP's loader stacks the `.mel.npy` of a batch, which must then have one shape
+    # (tests/test_laion_clap.py); with the views in a sidecar (formats: views) it reads none.
     mel_single_view: StrictBool = False
     # A decode that ends before this share of the length the file declares is flagged `incomplete`
     min_complete_fraction: Fraction = 0.9
@@ -48,6 +59,11 @@ class SampleOptions:
     # Clips whose peak or RMS level is below these are rejected (`silent`); digital silence always is
     min_peak_dbfs: Dbfs = -60.0
     min_rms_dbfs: Dbfs = -70.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SampleOptions:
+        ordered("min_duration_s", self.min_duration_s, "max_duration_s", self.max_duration_s)
+        return self
 
 
 # Level measurement: dB relative to int16 full scale (32767), in 20 ms frames (960 samples at 48 kHz);
@@ -173,14 +189,15 @@ def sample_meta(
 
 
 def decode_with_options(data: bytes, options: SampleOptions) -> DecodedAudio:
-    """Decode under the spec's limits; raises :class:`transforms.decode.DecodeError` (a ``decode``
-    :class:`core.rejects.RejectError`).
+    """Decode under the spec's limits, ``min_duration_s`` included; raises
+    :class:`transforms.decode.DecodeError` (a ``decode`` :class:`core.rejects.RejectError`).
 
     The duplicate pass hashes what this returns, so it must stay the one decode call the shard
     writer makes too: the same bytes then give the same digest in both places."""
     return decode_audio(
         data,
         max_duration_s=options.max_duration_s,
+        min_duration_s=options.min_duration_s,
         time_limit_s=options.decode_time_limit_s or None,
         max_channels=options.max_channels,
     )
@@ -209,13 +226,7 @@ def silence_reason(level: Level, options: SampleOptions) -> str | None:
 def process_sample(record: Record, data: bytes, options: SampleOptions) -> Sample:
     """Decode ``data`` and build the sample for ``record``; raise :class:`core.rejects.RejectError`
     if it can't."""
-    decoded = decode_with_options(data, options)
-    if decoded.duration_s < options.min_duration_s:
-        raise RejectError(
-            Stage.DECODE,
-            Code.TOO_SHORT,
-            f"clip is {decoded.duration_s:.3f} s, under the {options.min_duration_s} s minimum",
-        )
+    decoded = decode_with_options(data, options)  # too short (the duration rule) is decided there
     incomplete = decoded.incomplete(options.min_complete_fraction)
     if incomplete and options.on_incomplete == "reject":
         raise RejectError(Stage.DECODE, Code.INCOMPLETE, _incomplete_reason(decoded))

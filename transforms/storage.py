@@ -76,10 +76,18 @@ def read_bytes(path: str, *, max_bytes: int | None = None) -> bytes:
     """Whole file as bytes; refuses files over ``max_bytes`` before reading them. A missing file
     raises FileNotFoundError and any other failure an OSError, whatever the filesystem."""
     with _typed_read_errors(path):
-        if max_bytes is not None:
-            check_size(size(path), max_bytes)
-        with open_read(path) as f:
-            data = f.read(max_bytes + 1 if max_bytes is not None else -1)
+        if max_bytes is None:
+            with open_read(path) as f:
+                data = f.read()
+        else:
+            known = size(path)
+            check_size(known, max_bytes)
+            with open_read(path) as f:
+                # What the file holds and one byte more, to see it grow: a buffered read of n bytes
+                # allocates n at once, and a cap of a terabyte must not mean a terabyte per file.
+                data = f.read(known + 1)
+                if len(data) > known:
+                    data += f.read(max_bytes + 1 - len(data))
     if max_bytes is not None and len(data) > max_bytes:
         raise FileTooLarge(f"file grew past the {max_bytes}-byte cap while reading")
     return data

@@ -14,6 +14,17 @@ LAION's ``get_audio_features`` are deliberate and limited to two points:
   the global numpy RNG, and are recorded in a :class:`ViewPlan`, so every view can be reproduced;
 - the mel is computed without torchaudio (same definition, faster): the product must not depend on
   torchaudio's deprecation schedule, and the tests compare against torchaudio to keep us honest.
+
+The stored bytes are the same on every x86-64 CPU (issue 25). numpy picks its loops for the CPU it runs
+on (SSE, AVX2, AVX-512) and OpenBLAS its kernels: elementwise ``+ - * /`` round correctly whichever
+runs, but sums (matmul, einsum, ``sum``) change their order with the vector width and transcendental
+functions (``log10``, ``**``, ``cos``) their error, so the views once differed between an AVX-512
+machine and an older one. Here nothing that reaches the views is a numpy reduction, a BLAS call or a
+numpy transcendental: the mel and the resize sum their terms one at a time in float64 (every product
+of two float32 is exact there) and round once to float32, the dB come from :func:`_db` (``frexp`` and
+a fixed polynomial: exact operations only), the filterbank's edge frequencies are written out, and the
+window is ``math.cos`` rounded to float32 (tests/test_views.py shows no value near a rounding edge).
+scipy's pocketfft is compiled for the baseline instruction set, with no runtime dispatch.
 """
 
 from __future__ import annotations
@@ -120,6 +131,79 @@ _MEL_POINTS = (
     3327.9775,
     3379.5684,
     3431.1592,
+)
+
+
+# The same points in Hz, ``700 * (10 ** (m / 2595) - 1)`` in float32 as torchaudio evaluates it: written
+# out because float32 ``**`` is one of the functions whose result depends on the CPU's vector unit in
+# numpy (and in torch); tests/test_views.py checks them against torch and torchaudio.
+_HZ_POINTS = (
+    49.999977,
+    85.13095,
+    121.90758,
+    160.40688,
+    200.70946,
+    242.89992,
+    287.06656,
+    333.3021,
+    381.70334,
+    432.3718,
+    485.41357,
+    540.9399,
+    599.06714,
+    659.9173,
+    723.61755,
+    790.3018,
+    860.1095,
+    933.1871,
+    1009.6877,
+    1089.7717,
+    1173.6069,
+    1261.3695,
+    1353.2426,
+    1449.4191,
+    1550.1007,
+    1655.4987,
+    1765.8331,
+    1881.3363,
+    2002.2496,
+    2128.8264,
+    2261.332,
+    2400.0452,
+    2545.2551,
+    2697.2673,
+    2856.4001,
+    3022.9863,
+    3197.3762,
+    3379.9348,
+    3571.0444,
+    3771.106,
+    3980.5383,
+    4199.7803,
+    4429.293,
+    4669.5557,
+    4921.073,
+    5184.3716,
+    5460.004,
+    5748.547,
+    6050.606,
+    6366.8135,
+    6697.831,
+    7044.3555,
+    7407.1123,
+    7786.8584,
+    8184.395,
+    8600.553,
+    9036.203,
+    9492.258,
+    9969.678,
+    10469.46,
+    10992.653,
+    11540.354,
+    12113.709,
+    12713.917,
+    13342.244,
+    14000.003,
 )
 
 
@@ -238,8 +322,7 @@ def mel_filterbank() -> np.ndarray:
     f32 = np.float32
     # 24000 / 512 is exact in binary: every frequency is exact, as in torch's linspace.
     all_freqs = np.arange(N_FFT // 2 + 1, dtype=f32) * f32(SAMPLE_RATE // 2 / (N_FFT // 2))
-    m_pts = np.array(_MEL_POINTS, dtype=f32)
-    f_pts = f32(700.0) * (f32(10.0) ** (m_pts / f32(2595.0)) - f32(1.0))
+    f_pts = np.array(_HZ_POINTS, dtype=f32)
     f_diff = f_pts[1:] - f_pts[:-1]
     slopes = f_pts[None, :] - all_freqs[:, None]
     down = (f32(-1.0) * slopes[:, :-2]) / f_diff[:-1]
@@ -248,9 +331,13 @@ def mel_filterbank() -> np.ndarray:
 
 
 def hann_window() -> np.ndarray:
-    """Periodic Hann window of WIN samples, float32: the float64 formula rounded once."""
-    n = np.arange(WIN, dtype=np.float64)
-    return (0.5 - 0.5 * np.cos(2.0 * math.pi * n / WIN)).astype(np.float32)
+    """Periodic Hann window of WIN samples, float32: the float64 formula rounded once.
+
+    ``math.cos`` (the C library's, within an ulp of float64 everywhere) rather than numpy's, whose
+    vectorised cos differs with the CPU; no value lies near enough to a float32 rounding edge for
+    either to matter (tests/test_views.py measures the margin)."""
+    values = [0.5 - 0.5 * math.cos(2.0 * math.pi * n / WIN) for n in range(WIN)]
+    return np.array(values, dtype=np.float64).astype(np.float32)
 
 
 @functools.cache
@@ -273,8 +360,61 @@ def interleaved_filterbank() -> np.ndarray:
 
 
 @functools.cache
+def mel_taps() -> tuple[tuple[np.ndarray, np.ndarray, int], ...]:
+    """The filterbank as taps: entry j is (bins, weights, first) for the j-th nonzero weight of each
+    mel filter from mel ``first`` on (bins relative to :func:`used_bins`, weights float64, 0 where a
+    filter has fewer taps). Summed in order j = 0, 1, ... they give each mel bin the same float64
+    sum as the filter's weights taken from its lowest bin up; the widest filter has 27 taps, the
+    narrowest one, and ~580 weights are nonzero where a dense product would multiply 19 000."""
+    lo, hi = used_bins()
+    fb = mel_filterbank()[lo:hi]
+    nonzero = fb != 0
+    first = nonzero.argmax(axis=0)
+    widths = nonzero.sum(axis=0)
+    taps = []
+    for j in range(int(widths.max())):
+        start = int(np.argmax(widths > j))  # mels below have no tap j: skipped, not multiplied by 0
+        mels = np.arange(start, MEL_BINS)
+        bins = np.minimum(first[start:] + j, hi - lo - 1)
+        weights = np.where(j < widths[start:], fb[bins, mels], 0.0).astype(np.float64)
+        taps.append((bins, weights, start))
+    return tuple(taps)
+
+
+@functools.cache
 def _window() -> np.ndarray:
     return hann_window()
+
+
+_LN2 = math.log(2.0)
+_DB_PER_LN = 10.0 / math.log(10.0)
+_SQRT_HALF = math.sqrt(0.5)
+# ln(m) = 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ...), s = (m - 1) / (m + 1), |s| <= 0.1716 for m in
+# [sqrt(1/2), sqrt(2)): eight terms leave under 1e-13 dB of error (tests/test_views.py measures it).
+_ATANH_TERMS = tuple(1.0 / (2 * k + 1) for k in range(8))
+
+
+def _db(power: np.ndarray) -> np.ndarray:
+    """``10 * log10(power)`` for positive float64 ``power``, the same bits on every CPU.
+
+    numpy's log10 takes another code path (and another rounding) per vector unit; this takes only
+    exact steps (``frexp``, scaling by 2) and single IEEE ``+ - * /``, in a fixed order."""
+    mantissa, exponent = np.frexp(power)
+    small = mantissa < _SQRT_HALF
+    mantissa[small] *= 2.0
+    exponent -= small
+    s = (mantissa - 1.0) / (mantissa + 1.0)
+    z = s * s
+    out = z * _ATANH_TERMS[-1]
+    for c in reversed(_ATANH_TERMS[1:-1]):
+        out += c
+        out *= z
+    out += 1.0
+    out *= s
+    out *= 2.0
+    out += exponent * _LN2
+    out *= _DB_PER_LN
+    return out
 
 
 def _reflect_padded(x: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -293,9 +433,9 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
     """Log-mel spectrogram float32 (..., n) -> (..., n // 480 + 1, 64), as LAION-CLAP's ``get_mel``.
 
     Hann (periodic) window of 1024, hop 480, centred frames with reflect padding, power 2, HTK mel
-    filterbank (50 Hz - 14 kHz, no norm), then ``10 * log10(max(x, 1e-10))``, all in float32 on numpy.
-    The mel sum is a float32 matmul: a process should cap BLAS at one thread (:func:`one_thread`), as
-    OpenBLAS threads on small matrices cost ~30x more than they save on a busy machine.
+    filterbank (50 Hz - 14 kHz, no norm), then ``10 * log10(max(x, 1e-10))``: the spectrum in float32,
+    the mel sum and the dB in float64 rounded once to float32, the same bits on every CPU (see the
+    module's docstring).
     """
     x = np.asarray(wave)
     if x.dtype != np.float32:
@@ -309,8 +449,9 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
     lead = x.shape[:-1]
     x = x.reshape(-1, n)
     batch, total = x.shape[0], n // HOP + 1
-    window, fb = _window(), interleaved_filterbank()
+    window, taps = _window(), mel_taps()
     lo, hi = used_bins()
+    floor = np.float64(np.float32(AMIN))  # torch.clamp(min=1e-10) on float32, as LAION's mel has it
     out = np.empty((batch, total, MEL_BINS), dtype=np.float32)
     block = max(1, CPU_BLOCK_FRAMES // batch)
     for start in range(0, total, block):
@@ -320,16 +461,23 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
         # scipy's pocketfft: float32 in, complex64 out, one thread; ~1.8x numpy.fft's speed here.
         spec = scipy.fft.rfft(frames * window, axis=-1, workers=1)
         re_im = np.ascontiguousarray(spec[..., lo:hi]).view(np.float32)
-        np.matmul(re_im * re_im, fb, out=out[:, start : start + block])
-    np.maximum(out, np.float32(AMIN), out=out)
-    np.log10(out, out=out)
-    out *= np.float32(10.0)
+        re, im = re_im[..., 0::2], re_im[..., 1::2]
+        power = re * re
+        power += im * im
+        # float32 power times float32 weight is exact in float64; the sum runs tap by tap, in order
+        bins, weights, _ = taps[0]
+        mel = power[..., bins] * weights
+        for bins, weights, first in taps[1:]:
+            mel[..., first:] += power[..., bins] * weights
+        np.maximum(mel, floor, out=mel)
+        out[:, start:stop] = _db(mel)
     return out.reshape(*lead, total, MEL_BINS)
 
 
 def one_thread() -> None:
-    """Cap this process's BLAS (the mel matmul) at one thread: the pipeline runs a worker per core,
-    and OpenBLAS's own threads only fight them (measured: 16 ms instead of 0.5 ms per block)."""
+    """Cap this process's BLAS at one thread: the pipeline runs a worker per core, and OpenBLAS's own
+    threads only fight them (measured, when the mel was a matmul: 16 ms instead of 0.5 ms per block).
+    The stored views and the downmix no longer call BLAS; any other numpy product a worker makes does."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
@@ -388,7 +536,10 @@ def _resize_taps(in_len: int) -> tuple[np.ndarray, np.ndarray]:
     idx = lows[:, None] + np.arange(taps)[None, :]
     weights = np.maximum(0.0, 1.0 - np.abs((idx - centers[:, None] + 0.5) * inv))
     weights[idx >= highs[:, None]] = 0.0
-    weights /= weights.sum(axis=1, keepdims=True)
+    total = weights[:, 0].copy()
+    for k in range(1, taps):  # in order, not numpy's sum (its order follows the CPU's vector width)
+        total += weights[:, k]
+    weights /= total[:, None]
     return np.minimum(idx, in_len - 1), weights.astype(np.float32)
 
 
@@ -396,10 +547,14 @@ def resize_time(mel: np.ndarray) -> np.ndarray:
     """(T, 64) -> (1001, 64) as torchvision>=0.17 ``Resize([1001, 64])`` does on a (1, T, 64) tensor.
 
     Along the mel axis the scale is 1, where the antialiased triangle filter reduces to the identity,
-    so only time is resampled.
+    so only time is resampled. Each output sums its taps in order in float64 (the products of float32
+    weights and values are exact there) and is rounded once to float32.
     """
     idx, weights = _resize_taps(mel.shape[0])
-    return np.einsum("ok,okm->om", weights, mel[idx], dtype=np.float32)
+    out = mel[idx[:, 0]] * weights[:, :1].astype(np.float64)
+    for k in range(1, idx.shape[1]):
+        out += mel[idx[:, k]] * weights[:, k : k + 1].astype(np.float64)
+    return out.astype(np.float32)
 
 
 def fill_views(dst: np.ndarray, mel: np.ndarray, plan: ViewPlan) -> None:

@@ -1,0 +1,95 @@
+"""A plain install (``pip install .``, not ``-e``) works when run from the repository root (issue 25).
+
+``python -m`` puts the working directory first on sys.path, so the repository's own ``clap_corpus/``
+folder (one ``__init__.py``) is found before the installed package: before the fix every Beam worker
+failed with ``ModuleNotFoundError: No module named 'clap_corpus.pipeline'``, and so did
+``python -m clap_corpus.pipeline`` itself. The install is real and offline: a fresh venv, the project
+pip-installed from a copy of the source (no build isolation, no dependencies, no index), the
+dependencies seen through a .pth file naming this interpreter's site folders (their own .pth files,
+an editable install's finder among them, are not run from there).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import site
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = ("setup.py", "clap_corpus", "core", "transforms", "manifests", "k2c", "pipeline", "trainer")
+
+
+def _site_folders() -> list[str]:
+    folders = [*site.getsitepackages(), *sys.path]
+    return list(dict.fromkeys(p for p in folders if p.endswith(("site-packages", "dist-packages"))))
+
+
+def _plain_install(tmp: Path) -> Path:
+    source = tmp / "source"
+    source.mkdir()
+    for name in SOURCES:  # a copy: pip builds in the source folder, which must not be the checkout
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, source / name)
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(purelib, "zz_dependencies.pth").write_text("\n".join(_site_folders()) + "\n")
+    install = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "--python", str(python), "install", "-q"),
+            *("--no-deps", "--no-build-isolation", "--no-index", "--ignore-installed", str(source)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    assert (Path(purelib) / "clap_corpus" / "pipeline" / "run.py").exists()
+    return venv
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    return env | {"HF_HUB_OFFLINE": "1"}
+
+
+def test_a_plain_install_runs_from_the_repository_root(tmp_path):
+    venv = _plain_install(tmp_path)
+    # the launcher under `python -m`, with the repository's clap_corpus/ first on sys.path
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "clap_corpus.pipeline", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # a whole run in the default multi-process mode: every worker is a `python -m` started there
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [str(venv / "bin" / "clapcorpus"), "demo", "--output", str(out), "--clips", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,  # a hang, not a speed limit
+        env=_env(),
+    )
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    tars = list((out / "corpus").rglob("*.tar"))
+    assert tars
+    with tarfile.open(tars[0]) as tar:
+        assert any(name.endswith(".flac") for name in tar.getnames())
