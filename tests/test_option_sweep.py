@@ -150,6 +150,8 @@ def world(tmp_path_factory) -> dict:
     doc = yaml.safe_load(Path(spec_path).read_text())
     # an untrained CLAP model finds every clip close to every other: its guard only reports here
     doc["options"]["clap"] = {"model": tiny_clap_model(str(root / "clap")), "content_overlap": "report"}
+    # the URL source's server is on loopback, which a fetch refuses unless the spec allows it
+    doc["options"]["fetch"] = {"allow_private_networks": True}
     return {"root": root, "doc": doc, "file": spec_path}
 
 
