@@ -525,20 +525,29 @@ def test_view_plan_rejects_inconsistent_fields() -> None:
 
 # The whole per-sample chain from the encoded bytes (decode, downmix, quantise, views, FLAC), in a
 # process whose numpy (and OpenBLAS) runs the code paths the environment selects.
+# A second argument names the CPU flags FFmpeg is to start from, as if it had detected them on
+# another CPU (FFmpeg's own flag names): the pipeline's pin must bring every such start to one level.
 _STORED_BYTES = r"""
-import hashlib, json, sys
+import ctypes, hashlib, json, sys
 from pathlib import Path
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
+from clap_corpus.transforms import ffmpeg_cpu
 from clap_corpus.transforms.sample import SampleOptions, process_sample
 from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 
+if len(sys.argv) > 2:
+    lib = ffmpeg_cpu._libavutil()
+    flags = ctypes.c_uint(0)
+    assert lib.av_parse_cpu_caps(ctypes.byref(flags), sys.argv[2].encode()) >= 0
+    lib.av_force_cpu_flags(ctypes.c_int(flags.value))
 out = {"dispatch": [k for k in __cpu_dispatch__ if __cpu_features__[k]]}
 for path in sorted(Path(sys.argv[1]).iterdir()):
     audio = LocalFile(str(path))
     record = Record(key=path.stem, source="s", source_id=path.stem, audio=audio, row=1, text=("a",))
     sample = process_sample(record, path.read_bytes(), SampleOptions())
     out[path.name] = [hashlib.sha256(b).hexdigest() for b in (sample.mel_bytes(), sample.flac)]
+out["ffmpeg"] = ffmpeg_cpu.current_flags()
 print(json.dumps(out))
 """
 
@@ -562,6 +571,25 @@ def _dispatch_levels() -> dict[str, dict[str, str]]:
             cores += ["SkylakeX"]
         levels |= {f"OPENBLAS_CORETYPE={c}": {"OPENBLAS_CORETYPE": c} for c in cores}
     return levels
+
+
+def _ffmpeg_starts() -> dict[str, str]:
+    """CPU flags FFmpeg could have detected on other x86-64-v3 machines, limited to what this CPU runs:
+    the "AVX slow" marker it sets on some AMD generations (its resampler then takes the SSE path,
+    which rounds differently), the slow-gather marker, and the AVX-512 paths."""
+    import platform
+
+    from clap_corpus.transforms.ffmpeg_cpu import LEVELS, pin
+
+    level = LEVELS.get(platform.machine().lower())
+    if level is None or not pin().startswith("pinned"):
+        return {}
+    starts = {"avxslow": f"{level}+avxslow", "slowgather": f"{level}+slowgather"}
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    if __cpu_features__.get("AVX512F") and __cpu_features__.get("AVX512BW"):
+        starts["avx512"] = f"{level}+avx512"
+    return starts
 
 
 def _clips(folder) -> None:
@@ -595,9 +623,11 @@ def test_stored_views_are_the_same_bytes_under_every_cpu_dispatch_level(tmp_path
     _clips(tmp_path)
     results = {}
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("NPY_", "OPENBLAS_CORETYPE"))}
-    for name, env in _dispatch_levels().items():
+    runs = [(name, env, []) for name, env in _dispatch_levels().items()]
+    runs += [(f"ffmpeg {name}", {}, [flags]) for name, flags in _ffmpeg_starts().items()]
+    for name, env, extra in runs:
         proc = subprocess.run(
-            [sys.executable, "-c", _STORED_BYTES, str(tmp_path)],
+            [sys.executable, "-c", _STORED_BYTES, str(tmp_path), *extra],
             capture_output=True,
             text=True,
             timeout=600,
@@ -609,7 +639,9 @@ def test_stored_views_are_the_same_bytes_under_every_cpu_dispatch_level(tmp_path
     # the levels really ran different numpy code (baseline has no dispatch target enabled)
     assert results["baseline"]["dispatch"] == []
     assert len({tuple(r["dispatch"]) for r in results.values()}) >= 2
-    default = {k: v for k, v in results["default"].items() if k != "dispatch"}
+    # every process decoded on the same FFmpeg paths, whatever flags it started from
+    assert len({r["ffmpeg"] for r in results.values()}) == 1
+    default = {k: v for k, v in results["default"].items() if k not in ("dispatch", "ffmpeg")}
     assert len(default) == 11
     for name, result in results.items():
         differ = sorted(k for k, v in default.items() if result[k] != v)

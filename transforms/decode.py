@@ -21,7 +21,8 @@ Decisions, written down so callers can rely on them:
   an order that depends on the CPU).
 - **Resampling.** swresample (default filter, through the filter graph ``av.AudioResampler`` builds,
   on one thread) to 48 kHz in blocks of about half a second of input; a 48 kHz source is not
-  resampled at all.
+  resampled at all. FFmpeg's SIMD paths round differently from each other, so they are pinned to one
+  instruction-set level first (:mod:`transforms.ffmpeg_cpu`).
 - **Damaged files.** A packet the decoder rejects is skipped, as the ffmpeg CLI does. The file is
   ``corrupt`` when more than ``max(2, 2 %)`` of its packets were rejected, when a rejected packet
   left no audio at all, or when a container that looks like audio cannot be opened (an MP4 whose
@@ -50,6 +51,7 @@ import numpy as np
 
 from clap_corpus.core.audio import SAMPLE_RATE
 from clap_corpus.core.rejects import Code, RejectError, Stage
+from clap_corpus.transforms import ffmpeg_cpu
 
 # PyAV's default already drops FFmpeg's log lines; set it explicitly so that a library that turned
 # logging on does not flood worker logs with one line per damaged packet.
@@ -571,6 +573,7 @@ def decode_audio(
     sample.
     """
     started = time.monotonic()
+    ffmpeg_cpu.pin()  # one set of FFmpeg's SIMD paths, whatever this CPU has (once per process)
     if not isinstance(data, bytes | bytearray):
         data = bytes(data)  # memoryview and friends: the sniffing below needs startswith
     if not max_duration_s > 0:
