@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from clap_corpus.core.audio_ref import is_web_url
@@ -37,6 +37,9 @@ class SourceSpec:
     allowed_schemes: tuple[StrictStr, ...] = ()  # URL schemes audio paths may use besides the root's own
     # hosts http(s) audio URLs may name (and redirects may lead to); empty: any host
     allowed_hosts: tuple[StrictStr, ...] = ()
+    # guard only (an evaluation set): read, hashed and embedded so that training clips that overlap
+    # it (by id, decoded audio or audio embedding) are removed; its own clips are never written
+    guard: StrictBool = False
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
