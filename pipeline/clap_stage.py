@@ -816,8 +816,13 @@ class ClapStage(beam.PTransform):
                 AsSingleton(plan),
             )
         )
-        excerpts = records | "ExcerptInput" >> beam.Reshuffle() | "Excerpts" >> beam.ParDo(
-            WriteExcerptFn(spec, self.layout), AsDict(listing | "Listed" >> beam.FlatMap(listed_keys))
+        excerpts = (
+            records
+            | "ExcerptInput" >> beam.Reshuffle()
+            | "Excerpts"
+            >> beam.ParDo(
+                WriteExcerptFn(spec, self.layout), AsDict(listing | "Listed" >> beam.FlatMap(listed_keys))
+            )
         )
         report = listing | "WithExcerpts" >> beam.Map(with_excerpts, AsDict(excerpts))
         return ClapOutputs(every, all_rejects, report, near, prepared[OVERLAP_HASHES])

@@ -173,16 +173,24 @@ class DuplicateReport(beam.PTransform):
     """Report mode: shard stats in, one ("duplicates", report) element out. ``removed``: (digest,
     (member, False)) of train copies of held-out audio removed before the shards (CLAP scoring)."""
 
-    def __init__(self, spec: CorpusSpec, layout: Layout, near=None, removed=None):
+    def __init__(self, spec: CorpusSpec, layout: Layout, near=None, removed=None, guards=None):
         super().__init__()
-        self.spec, self.layout, self.near, self.removed = spec, layout, near, removed
+        self.spec, self.layout, self.near, self.removed, self.guards = spec, layout, near, removed, guards
 
     def expand(self, stats):
         order = {s.name: i for i, s in enumerate(self.spec.sources)}
         ts = self.spec.options.train_splits
-        hashes = stats | "AudioHashes" >> beam.FlatMap(stats_hashes)
+        hashes = [stats | "AudioHashes" >> beam.FlatMap(stats_hashes)]
         if self.removed is not None:
-            hashes = (hashes, self.removed) | "WithRemoved" >> beam.Flatten()
+            hashes.append(self.removed)
+        if self.guards is not None:  # guard-only clips reach no shard: hashed here, to be listed
+            hashed = self.guards | "HashGuards" >> beam.ParDo(_HashAudioFn(self.spec)).with_outputs(
+                REJECTS, main="hashed"
+            )
+            hashes.append(
+                hashed.hashed | "GuardHashes" >> beam.MapTuple(lambda d, r: (d, (_member(r), True)))
+            )
+        hashes = tuple(hashes) | "AllHashes" >> beam.Flatten()
         return (
             hashes
             | "GroupByAudio" >> beam.GroupByKey()
@@ -306,6 +314,10 @@ def _is_heldout_and_needed(record: Record, train_splits: tuple[str, ...], n_trai
     return n_train > 0 and record.split not in train_splits
 
 
+def _member(record: Record) -> Member:
+    return record.key, record.source, str(record.split)
+
+
 def _holder(element: tuple[str, Record]) -> tuple[str, Holder]:
     digest, r = element
     return digest, (r.source, str(r.split), r.key)
@@ -370,13 +382,14 @@ def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, report
 
 
 def after_shards(
-    spec: CorpusSpec, layout: Layout, stats, reports: list, near=None, groups=None, removed=None
+    spec: CorpusSpec, layout: Layout, stats, reports: list, near=None, groups=None, removed=None, guards=None
 ) -> None:
     """duplicates.jsonl and the duplicates report: in report mode from the hashes the shard writer
-    recorded (and ``removed``, the train copies CLAP scoring removed before embedding them), else
-    from :func:`after_split`'s ``groups``; ``near``: CLAP scoring's near-duplicate groups."""
+    recorded (and ``removed``, the train copies CLAP scoring removed before embedding them, and
+    ``guards``, the records of guard-only sources), else from :func:`after_split`'s ``groups``;
+    ``near``: CLAP scoring's near-duplicate groups."""
     if spec.options.duplicates == "report":
-        reports.append(stats | "DuplicateReport" >> DuplicateReport(spec, layout, near, removed))
+        reports.append(stats | "DuplicateReport" >> DuplicateReport(spec, layout, near, removed, guards))
     else:
         reports.append(groups | "DuplicateGroupsOut" >> WriteDropped(spec, layout, near))
 

@@ -220,9 +220,8 @@ class BuildCorpus(beam.PTransform):
             placed, near, removed = clap.records, clap.near, clap.overlap_hashes
             dropped.append(clap.rejects)
             reports.append(clap.report)
-        placed = guard_only_out(
-            spec, placed, dropped
-        )  # guard-only sources were checked against: they end here
+        # guard-only sources were checked against: they end here
+        placed, guards = guard_only_out(spec, placed, dropped)
         boundaries = (
             placed
             | "PlacementHash" >> beam.Map(lambda r: (r.split, placement_hash(r.key)))
@@ -243,7 +242,7 @@ class BuildCorpus(beam.PTransform):
             | "WriteShards"
             >> beam.ParDo(WriteShardFn(spec, layout), *([] if heldout is None else [AsSingleton(heldout)]))
         )
-        after_shards(spec, layout, stats, reports, near, exact_groups, removed)  # duplicates.jsonl, report
+        after_shards(spec, layout, stats, reports, near, exact_groups, removed, guards)  # duplicates.jsonl
         early_rejects = tuple(dropped) | "EarlyRejects" >> beam.Flatten()
         early_counts = (
             early_rejects

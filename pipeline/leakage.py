@@ -29,6 +29,7 @@ from clap_corpus.transforms.heldout import Holder
 
 REJECTS = "rejects"
 PAIRS = "pairs"
+GUARDS = "guards"
 CODE = "eval_overlap"
 
 
@@ -177,15 +178,19 @@ class _GuardOnlyFn(beam.DoFn):
     def process(self, record: Record):
         if record.source in self.guards:
             yield TaggedOutput(REJECTS, guard_only_reject(record))
+            yield TaggedOutput(GUARDS, record)
         else:
             yield record
 
 
 def guard_only_out(spec, records, dropped: list):
-    """The records without those of guard-only sources (their rejects appended to ``dropped``)."""
+    """(the records without those of guard-only sources, those records or None); their rejects are
+    appended to ``dropped``."""
     guards = frozenset(s.name for s in spec.sources if s.guard)
     if not guards:
-        return records
-    out = records | "GuardOnlyOut" >> beam.ParDo(_GuardOnlyFn(guards)).with_outputs(REJECTS, main="records")
+        return records, None
+    out = records | "GuardOnlyOut" >> beam.ParDo(_GuardOnlyFn(guards)).with_outputs(
+        REJECTS, GUARDS, main="records"
+    )
     dropped.append(out[REJECTS])
-    return out.records
+    return out.records, out[GUARDS]
