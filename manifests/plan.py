@@ -35,6 +35,7 @@ import numpy as np
 from clap_corpus.core.hashing import stable_hash64
 from clap_corpus.core.records import Reject
 from clap_corpus.manifests.registry import default_duration_s, read_source
+from clap_corpus.transforms.heldout import GUARD_SPLIT
 from clap_corpus.transforms.sharding import split_of
 
 THROUGHPUT_X_REALTIME = 200.0
@@ -139,7 +140,8 @@ def plan_spec(
                 sp.rejects[item.code] += 1
                 continue
             sp.records += 1
-            split = split_of(item, proportions)
+            # a guard-only source is held out (and never written): it checks, it takes no shard
+            split = GUARD_SPLIT if source.guard else split_of(item, proportions)
             seconds = item.expected_duration_s
             if seconds is not None and seconds > 0:
                 sp.seconds_from_metadata += 1
@@ -159,7 +161,7 @@ def plan_spec(
     )
     shard_size = spec.options.shard_size
     splits = {}
-    for name in sorted(split_seconds):
+    for name in sorted(split_seconds.keys() - {GUARD_SPLIT}):
         n = sum(sp.by_split[name] for sp in sources) - leaked_by_split[name]
         splits[name] = {
             "records": n,

@@ -781,3 +781,112 @@ def test_a_model_that_cannot_tell_removes_nothing_and_the_run_says_why(tmp_path,
     assert "leakage guard: 0 train samples removed by CLAP content" in printed
     page = open(os.path.join(str(tmp_path / "out"), "report", "index.html"), encoding="utf-8").read()  # noqa: SIM115
     assert "Nothing was removed by" in page and "Calibration on this run" in page
+
+
+# ------------------------------------------------------------------------------------------------
+# The report's players, in a real browser
+
+CHROMIUM = next(
+    (p for p in map(__import__("shutil").which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
+
+_PROBE = """<!DOCTYPE html><html><body><iframe id="f" src="index.html"></iframe><pre id="out">pending</pre>
+<script>
+document.getElementById('f').onload = async () => {
+  const audios = [...document.getElementById('f').contentDocument.querySelectorAll('audio')];
+  const one = a => new Promise(done => {
+    const report = () => done({src: a.getAttribute('src'), seconds: a.dataset.seconds || null,
+                                duration: a.duration, error: a.error ? a.error.code : null});
+    if (a.readyState >= 1 || a.error) return report();
+    a.addEventListener('loadedmetadata', report); a.addEventListener('error', report);
+    a.preload = 'metadata'; a.load();
+  });
+  document.getElementById('out').textContent = JSON.stringify(await Promise.all(audios.map(one)));
+};
+</script></body></html>"""
+
+
+def _players_in_chromium(report_dir: str, profile: str) -> list[dict]:
+    """Every <audio> of report_dir/index.html as headless Chromium loads it: src, duration, error."""
+    import re
+    import subprocess
+
+    probe = os.path.join(report_dir, "_probe.html")
+    with open(probe, "w", encoding="utf-8") as f:
+        f.write(_PROBE)
+    try:
+        page = subprocess.run(
+            [
+                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--no-first-run", f"--user-data-dir={profile}", "--allow-file-access-from-files",
+                "--virtual-time-budget=30000", "--dump-dom", f"file://{probe}",
+            ],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.remove(probe)
+    found = re.search(r'<pre id="out">(.*)</pre>', page, re.S)
+    assert found and found.group(1) != "pending", page[-2000:]
+    return json.loads(found.group(1))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium on PATH (apt-get install chromium)")
+def test_every_report_player_plays_in_a_browser_wherever_the_report_goes(tmp_path, tiny_model):
+    """The CLAP section lists the lowest pairs, the closest train / held-out pairs (both sides), the
+    near-duplicate groups and the caption overlaps, each clip with a player; the players link excerpts
+    copied next to the report (Ogg Opus, whatever the source's codec: the demo's are MP3, Vorbis, Opus,
+    AAC, FLAC and WAV), relatively, so a moved report still plays. Headless Chromium loads every one
+    and reports the excerpt's duration. Needs Chromium on PATH (skipped without it)."""
+    import shutil
+
+    import yaml
+
+    clap = {
+        "model": tiny_model,
+        "content_overlap": "report",
+        "near_duplicate_threshold": 0.9,
+        "report_pairs": 6,
+    }
+    spec = write_demo_corpus(
+        str(tmp_path / "src"), n_clips=12, max_seconds=14.0, k2c_model=None, extra_options={"clap": clap}
+    )
+    other = write_demo_corpus(
+        str(tmp_path / "other"), n_clips=6, seed=2, max_seconds=14.0, k2c_model=None, bad_rows=False
+    )
+    with open(spec, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    raw = os.path.join(os.path.dirname(other), "raw")
+    doc["sources"].append(
+        {
+            **doc["sources"][0],
+            "name": "other",
+            "manifest": f"{raw}/manifest.jsonl",
+            "audio_root": raw,
+            "expected_count": 6,
+        }
+    )
+    with open(spec, "w", encoding="utf-8") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    out = tmp_path / "out"
+    summary = run_corpus(spec, str(out), RUNNER)
+    stage = summary["stages"]["clap"]
+    listed = {p["key"] for p in stage["lowest_pairs"]}
+    listed |= {p[side]["key"] for p in stage["closest_cross_split_pairs"] for side in ("train", "heldout")}
+    listed |= {m["key"] for g in stage["near_duplicates"]["listed"] for m in g["samples"]}
+    assert stage["closest_cross_split_pairs"] and stage["near_duplicates"]["listed"]
+    assert set(stage["excerpts"]) == listed | {
+        p[side]["key"] for p in stage["caption_overlap_pairs"] for side in ("train", "heldout")
+    }
+    moved = tmp_path / "moved" / "report"
+    shutil.copytree(out / "report", moved)
+    shutil.rmtree(out / "report")  # nothing may point back at the output folder
+    players = _players_in_chromium(str(moved), str(tmp_path / "profile"))
+    print(f"{len(players)} players, durations:", sorted(round(p["duration"], 3) for p in players))
+    clap_players = [p for p in players if p["src"].startswith("audio/clap/")]
+    assert {p["src"].split("/")[-1][: -len(".opus")] for p in clap_players} == set(stage["excerpts"])
+    assert len(players) > len(clap_players)  # the examples' FLAC players too
+    for p in players:
+        assert p["error"] is None and p["duration"] and p["duration"] > 0, p
+    for p in clap_players:
+        assert abs(p["duration"] - float(p["seconds"])) < 0.03, p  # an Opus frame at most
+        assert float(p["seconds"]) == min(10.0, float(p["seconds"]))
