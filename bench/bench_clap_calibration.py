@@ -14,8 +14,8 @@ Run: ``.venv/bin/python bench/bench_clap_calibration.py [--model DIR] [--corpus 
   each kind and loudness (clips of one kind and loudness are the same generated sound), with the same
   planted copies: the data the demo checkpoint was trained for.
 
-Both runs use the defaults a user starts from: ``content_overlap: remove`` at 0.95 and
-``keep_top_fraction: 0.9``. Printed: the calibration, and per run what was removed (planted copies
+Both runs use the defaults a user starts from: ``content_overlap: remove`` at 0.95 (``--threshold``)
+and ``keep_top_fraction: 0.9``. Printed: the calibration, and per run what was removed (planted copies
 caught, other clips lost) and what was held back.
 """
 
@@ -128,14 +128,19 @@ def with_planted(raw: str, rows: list[dict]) -> list[dict]:
     return rows + planted
 
 
-def run(root: str, rows: list[dict], model: str, trust: bool) -> dict:
+def run(root: str, rows: list[dict], model: str, trust: bool, threshold: float) -> dict:
     from clap_corpus.pipeline.run import run_corpus
 
     spec = {
         "corpus": "calibration",
         "options": {
             "shard_size": 64,
-            "clap": {"model": model, "keep_top_fraction": 0.9, "trust_model": trust},
+            "clap": {
+                "model": model,
+                "keep_top_fraction": 0.9,
+                "content_threshold": threshold,
+                "trust_model": trust,
+            },
         },
         "sources": [
             {"name": "clips", "adapter": "generic", "manifest": "raw/manifest.jsonl", "audio_root": "raw"}
@@ -161,6 +166,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a CLAP model; default: the README's demo checkpoint, trained here")
     ap.add_argument("--corpus", choices=("recordings", "demo"), default="recordings")
+    ap.add_argument("--threshold", type=float, default=0.95, help="content_threshold (default: the default)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or demo_checkpoint(os.path.join(tmp, "model"))
@@ -168,7 +174,7 @@ def main() -> None:
         raw = os.path.join(root, "raw")
         os.makedirs(raw)
         rows = with_planted(raw, recordings_rows(raw) if args.corpus == "recordings" else demo_rows(raw))
-        if len(rows) < 20:
+        if len(rows) < 16:
             sys.exit(f"only {len(rows)} clips found: install the packages the docstring names")
         train = sum(r["split"] == "train" for r in rows)
         print(
@@ -176,7 +182,7 @@ def main() -> None:
             "held-out clips)"
         )
         print(f"model: {args.model or 'the README demo checkpoint (trained here)'}")
-        results = {trust: run(root, rows, model, trust) for trust in (False, True)}
+        results = {trust: run(root, rows, model, trust, args.threshold) for trust in (False, True)}
         cal = results[False]["stages"]["clap"]["calibration"]
         a = cal["audio"]
         print(
