@@ -235,10 +235,12 @@ def test_a_cluster_larger_than_the_neighbour_count_is_one_group_whatever_the_blo
     of 9, 17 and 18 for 1, 2 and 4 blocks; every pair at or above the threshold joins now."""
     src, model = trained
     others = _one_per_kind(src)
-    original = others[0]
-    a_rows = [_copy(src, original, f"take_{i}", -0.5 * i, 0.0, "flac") for i in range(12)]
-    a_rows += [r for r in others[1:] if r["kind"] != original["kind"]]
-    b_rows = [_copy(src, original, "version_b", -3.0, 0.07)]
+    original = next(r for r in others if (r["kind"], r["loudness"]) == ("falling_chirp", "loud"))
+    # the takes differ by 0.05 dB steps (cosine ~0.9999 to each other), the other source's version is
+    # 6 dB quieter and 300 ms later (~0.99): every take's nearest are other takes
+    a_rows = [_copy(src, original, f"take_{i}", -0.05 * i, 0.0, "flac") for i in range(12)]
+    a_rows += [r for r in others if r["kind"] != original["kind"]]
+    b_rows = [_copy(src, original, "version_b", -6.0, 0.3)]
     outputs = {}
     for parts in (1, 2, 4):
         clap = {
