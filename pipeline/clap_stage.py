@@ -277,10 +277,9 @@ class GuardFn(beam.DoFn):
         remove = self.config.content_overlap == "remove"
         q = np.stack([audio_vector(r.clap) for r in queries])
         _, idx = index.search(q, min(self.CANDIDATES, len(heldout.holders)))
-        held64 = heldout.vectors.astype(np.float64)
         for record, qv, rows in zip(queries, q.astype(np.float64), idx, strict=True):
             rows = sorted({int(i) for i in rows if i >= 0})
-            sims = held64[rows] @ qv
+            sims = heldout.vectors[rows].astype(np.float64) @ qv
             best = int(np.argmax(sims))  # the first of equals: the lowest row, i.e. the smallest key
             sim, holder = round(float(sims[best]), 6), heldout.holders[rows[best]]
             near = sim >= self.config.content_threshold
@@ -816,6 +815,8 @@ class ClapStage(beam.PTransform):
                 AsSingleton(plan),
             )
         )
+        # The excerpts wait for the report's lists, which wait for every record: a fusion break keeps
+        # the runner from fusing this read of `records` into the stage that makes them (a deadlock).
         excerpts = (
             records
             | "ExcerptInput" >> beam.Reshuffle()

@@ -602,7 +602,10 @@ def trainer_model(tmp_path_factory) -> str:
 def test_a_fused_trainer_model_embeds_a_clip_the_same_whatever_the_batching(trainer_model):
     """The bundled trainer's fused stem ran its local branch on the longer clips of a batch only, so
     a clip's arithmetic changed with how many of its batch-mates were long: Beam's batching changed
-    the bytes. Now: the same bytes for batches of 1, 2 and 7 clips, and for any max_batch_size."""
+    the bytes; so did max_batch_size (the model ran on chunks of that many) and the process's torch
+    threads. Now: the same bytes for batches of 1, 2 and 7 clips, any max_batch_size, any threads."""
+    import torch
+
     from clap_corpus.pipeline.clap_config import ClapConfig
     from clap_corpus.pipeline.clap_handler import Embedder
     from clap_corpus.transforms.clap_scores import clap_input
@@ -614,16 +617,22 @@ def test_a_fused_trainer_model_embeds_a_clip_the_same_whatever_the_batching(trai
         for i, s in enumerate(seconds)
     ]
     assert {it.longer for it in items} == {True, False}
-    reference = None
-    for chunk in (4, 8, 32):
-        embedder = Embedder(ClapConfig(model=trainer_model, device="cpu", max_batch_size=chunk))
-        assert embedder.kind == "trainer" and embedder.model.cfg.audio.fusion
-        for size in (len(items), 1, 2, 7):
-            got = []
-            for start in range(0, len(items), size):
-                got += [(a.tobytes(), t.tobytes()) for a, t in embedder.embed(items[start : start + size])]
-            reference = reference or got
-            assert got == reference, (chunk, size)
+    reference, before = None, torch.get_num_threads()
+    try:
+        for chunk, threads in ((4, 1), (8, 2), (32, 1), (32, 2)):
+            torch.set_num_threads(threads)  # what the process was set to: the embedder runs on one
+            embedder = Embedder(ClapConfig(model=trainer_model, device="cpu", max_batch_size=chunk))
+            assert embedder.kind == "trainer" and embedder.model.cfg.audio.fusion
+            for size in (len(items), 1, 2, 7):
+                got = []
+                for start in range(0, len(items), size):
+                    got += [
+                        (a.tobytes(), t.tobytes()) for a, t in embedder.embed(items[start : start + size])
+                    ]
+                reference = reference or got
+                assert got == reference, (chunk, threads, size)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_rerun_of_the_same_spec_keeps_every_finished_shard(tmp_path, trainer_model):

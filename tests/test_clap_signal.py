@@ -323,6 +323,7 @@ def test_a_guard_source_keeps_its_clips_out_of_training_and_is_never_written(tra
     assert [[m["split"] for m in g["samples"]] for g in written] == [["guard", "train"]]
     for table in (out / "parquet").rglob("*.parquet"):
         assert "evalset" not in set(pq.read_table(table).column("source").to_pylist())
+    assert "`evalset` (2 clips)" in (out / "README.md").read_text()  # the dataset card says it
     printed = format_report(summary)
     assert "leakage guard: 1 train samples removed by exact audio" in printed
     assert "leakage guard: 1 train samples removed by CLAP content" in printed
