@@ -38,6 +38,7 @@ class Stage(StrEnum):
     VIEWS = "views", "the mel views could not be computed"
     ENCODE = "encode", "the clip could not be encoded as FLAC"
     PROCESS = "process", "an unexpected error (a bug: the log has the traceback)"
+    GUARD = "guard", "a guard-only source's clip was checked against and not written (`guard: true`)"
 
 
 # Short names keep every code's declaration on one line.
@@ -122,6 +123,11 @@ class Code(StrEnum):
         "low_clap_score",
         (Stage.CLAP,),
         "the best caption's CLAP score is under `min_clap_score`, or outside `keep_top_fraction`",
+    )
+    GUARD_ONLY = (
+        "guard_only",
+        (Stage.GUARD,),
+        "a clip of a guard-only source: training clips were checked against it, it is never written",
     )
     DUPLICATE_KEY = "duplicate_key", (_SH,), "another row of the source has the same id"
     # fetching (the status table, fetch/status/<source>/<shard>.parquet, has the HTTP code and the error)

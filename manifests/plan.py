@@ -41,6 +41,7 @@ from clap_corpus.manifests.exclusion import excluded, load_lists, removal_report
 from clap_corpus.manifests.notes import SourceNotes, coverage_line, join_line, split_map_line
 from clap_corpus.manifests.registry import default_duration_s, read_source
 from clap_corpus.transforms.captions import caption_problem
+from clap_corpus.transforms.heldout import GUARD_SPLIT
 from clap_corpus.transforms.sharding import split_of
 
 THROUGHPUT_X_REALTIME = 200.0
@@ -144,7 +145,8 @@ def plan_spec(
             if problem is not None:
                 sp.rejects[problem[0]] += 1
                 continue
-            split = split_of(item, proportions)
+            # a guard-only source is held out (and never written): it checks, it takes no shard
+            split = GUARD_SPLIT if source.guard else split_of(item, proportions)
             if lists:
                 gone = excluded(replace(item, split=split), lists)
                 if gone is not None:
@@ -172,7 +174,7 @@ def plan_spec(
     )
     shard_size = spec.options.shard_size
     splits = {}
-    for name in sorted(split_seconds):
+    for name in sorted(split_seconds.keys() - {GUARD_SPLIT}):
         n = sum(sp.by_split[name] for sp in sources) - leaked_by_split[name]
         splits[name] = {
             "records": n,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, StrictStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StrictBool, StrictStr, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from clap_corpus.core.audio_ref import is_web_url
@@ -50,6 +50,9 @@ class SourceSpec:
     # query parameters whose values are secrets (or change when a URL is signed again): written as
     # REDACTED in keys, source_id, rejects, status tables and logs (core/urls.py)
     secret_query_params: tuple[StrictStr, ...] = SECRET_QUERY_PARAMS
+    # guard only (an evaluation set): read, hashed and embedded so that training clips that overlap
+    # it (by id, decoded audio or audio embedding) are removed; its own clips are never written
+    guard: StrictBool = False
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)

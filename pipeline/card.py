@@ -148,6 +148,18 @@ def render_card(summary: Mapping[str, Any]) -> str:
         f"Built by clap-corpus from the spec `{summary.get('spec', '')}` "
         f"(fingerprint `{str(summary.get('spec_fingerprint', ''))[:16]}`).\n"
     )
+    guards = {
+        name: s["rejects_before_sharding"].get("guard_only", 0)
+        for name, s in summary.get("sources", {}).items()
+        if s.get("rejects_before_sharding", {}).get("guard_only")
+    }
+    if guards:  # guard-only sources: read to keep their clips out of training, never written
+        out.append(
+            "Training clips that overlap these evaluation sets (by id, decoded audio and, with CLAP "
+            "scoring, audio embedding) were removed; the sets themselves are not part of this dataset: "
+            + ", ".join(f"`{name}` ({n:,} clips)" for name, n in guards.items())
+            + ".\n"
+        )
     out.append("## Sources and licenses\n")
     out.append(
         "Every sample carries its own `license` and `attribution` fields; the licenses below are counted "

@@ -8,6 +8,7 @@
         keep_top_fraction: 0.9          # or: keep each source's best 90 %
         order_captions: true            # each sample's captions best first
         content_threshold: 0.95         # train audio this close to held-out audio is removed
+                                        # (removals only where the run's calibration trusts the model)
 
 Absent (the default), nothing of it runs and the output is byte for byte what it was.
 """
@@ -82,9 +83,17 @@ class ClapConfig:
     # cosine from which samples of different sources are near duplicates (None: not searched); what
     # happens to them follows options.duplicates (report, keep_first, drop_all)
     near_duplicate_threshold: Cosine | None = None
-    near_duplicate_neighbours: Count = 8  # neighbours looked at per sample (in each block)
-    # the search is cut into this many blocks by key; a worker holds two blocks' embeddings at a time
+    # exact: every pair compared; approximate: an IVF index (lists and probes follow the number of
+    # samples, >= 99 % of the pairs found, bench/bench_near_duplicates.py); auto: exact up to 100 000
+    near_duplicate_search: Literal["auto", "exact", "approximate"] = "auto"
+    # the search is cut into this many blocks by key; a worker holds two blocks' embeddings at a time.
+    # A performance setting: the same groups come out for any number.
     near_duplicate_partitions: Count = 1
+    # Before anything is removed by score or by content, the model is measured on this many of the
+    # run's clips (its own caption against others'; each clip against a re-encoded copy of itself and
+    # against the other clips). Removal happens only where that calibration shows the model can tell.
+    calibration_clips: Count = 128
+    trust_model: StrictBool = False  # true: remove even where the calibration says the model cannot tell
     report_pairs: Count = 20  # lowest-scoring and closest cross-split pairs listed in the report
     max_text_tokens: Annotated[Count, Field(le=512)] = 77  # text encoders hold 512 positions at most
     enabled: StrictBool = True  # false: the section stays in the spec, scoring is off

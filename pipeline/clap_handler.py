@@ -5,9 +5,11 @@ K2C layer may not. ``load_model`` returns an :class:`Embedder` (one per worker m
 ``large_model``); ``Embedder.embed`` takes and returns plain arrays, so Beam's shared-model proxy
 passes them through.
 
-Batches are cut into chunks of one fixed shape (``max_batch_size`` clips, captions grouped by token
-length), the last chunk padded with copies: a clip's embedding then never depends on how Beam happened
-to batch it (a CPU kernel's summation order depends on the shapes it is given).
+Batches are cut into chunks of one fixed shape (EMBED_CHUNK clips, captions grouped by token length),
+the last chunk padded with copies, and on CPU the model runs on one thread: a clip's embedding then
+never depends on how Beam happened to batch it, on ``max_batch_size`` or on the worker's cores (a CPU
+kernel's summation order depends on the shapes and the threads it is given; measured: chunks of 16 or
+32 and two threads each changed bytes that chunks of 4 and 8 on one thread did not).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from clap_corpus.pipeline.clap_config import ClapConfig
 from clap_corpus.transforms.clap_scores import ClapInput, unfused_view
 
 log = logging.getLogger(__name__)
+
+EMBED_CHUNK = 8  # clips (or captions) per model call, whatever max_batch_size Beam batches by
 
 
 class ClapModelUnavailable(ConfigError):
@@ -46,7 +50,9 @@ class Embedder:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         else:
             self.device = config.device
-        self.chunk = config.max_batch_size
+        self.chunk = EMBED_CHUNK
+        if self.device == "cpu":
+            torch.set_num_threads(1)  # the bytes must not depend on the worker's cores
         self.max_tokens = config.max_text_tokens
         self.kind = config.kind
         if config.kind == "trainer":

@@ -1,15 +1,19 @@
-"""CLAP scoring in the Beam graph (``options.clap``): embed, score, filter, guard against content leakage.
+"""CLAP scoring in the Beam graph (``options.clap``): embed, calibrate, score, filter, guard against
+content leakage, group near-duplicates, and copy the clips the report lists next to it.
 
-    placed ─► Prepare (read, decode, views) ─► RunInference ─► Score ─┬─► Filter ─► Guard ─► out
-                 └── unscored (unreadable: the shard writer rejects it) ─┘     │          │
-                            thresholds per source (side input, low_clap_score) ─┘          │
-                            held-out audio embeddings (side input, eval_overlap_content) ──┘
+    placed ─► Prepare (read, decode, views) ─► RunInference ─► Score ─┬─► Filter ─► Guard ─► Near ─► out
+                 │  └── unscored (unreadable, too short, silent: the shard writer rejects it) ─┘
+                 ├── train copies of held-out audio (eval_overlap_audio, before the model sees them)
+                 └── the calibration sample's copies (re-encoded) ─► RunInference ─► Calibration
+    Calibration: how well the model tells a clip's own caption, and a copy of the clip, from other
+    clips' (side input of Filter, Guard and Near: nothing is removed where it cannot tell).
 
-Runs after the split (the guard needs to know which records are held out) and before sharding, so a
-removed pair never reaches a shard. Every clip is read and decoded once more here: the shard writer
-cannot score, since a source's top fraction and the held-out embeddings are known only once every
-clip is embedded. A clip this pass cannot read or decode goes on unscored; the shard writer then
-rejects it with the stage and code it always has.
+Runs after the split, the id leakage guard and exact duplicate removal (the cheap filters go first:
+the model never embeds a clip they drop) and before sharding, so a removed pair never reaches a
+shard. Every clip is read and decoded once more here: the shard writer cannot score, since a
+source's top fraction and the held-out embeddings are known only once every clip is embedded. A clip
+this pass cannot read, or that the shard writer would reject (too short, silent), goes on unscored;
+the shard writer then rejects it with the stage and code it always has.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -26,7 +30,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
+from clap_corpus.core.audio import quantize_int16
 from clap_corpus.core.extras import require_extra
+from clap_corpus.core.hashing import audio_digest
+from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code, Stage
 from clap_corpus.pipeline.audio_input import read_audio
@@ -34,27 +41,38 @@ from clap_corpus.pipeline.clap_config import ClapConfig
 from clap_corpus.pipeline.clap_handler import ClapModelHandler, load_embedder
 from clap_corpus.pipeline.duplicates import group_doc, preference
 from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import for_duration
 from clap_corpus.transforms.clap_scores import (
     EMBEDDING_DTYPE,
     NEAR_METHOD,
     SCORE_EDGES,
+    CalibrationClip,
     HeldOutEmbeddings,
     NeighbourIndex,
     audio_vector,
+    calibrate,
+    calibration_rank,
     clap_input,
     content_overlap_reject,
     groups_from_edges,
+    in_train_sample,
+    ivf_lists,
+    l2_normalise,
     low_score_reject,
     near_edges,
     near_partition,
     normalise_caption,
     order_by_score,
+    plan_search,
+    removal_allowed,
     score_histogram,
     scores_of,
     top_fraction_threshold,
+    train_sample_fraction,
 )
-from clap_corpus.transforms.sample import decode_with_options
+from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
+from clap_corpus.transforms.sample import decode_with_options, measure_level, silence_reason
 
 log = logging.getLogger(__name__)
 
@@ -62,40 +80,128 @@ STAGE = "clap"
 REJECTS = "rejects"
 UNSCORED = "unscored"
 NEAREST = "nearest"
+COPIES = "copies"
+WITHHELD = "withheld"  # a removal the calibration did not allow: counted, the record ships
+OVERLAP_HASHES = "overlap_hashes"
+
+GUARD_BATCH = 1024  # train records searched against the held-out set per call
+EXCERPT_SECONDS = 10.0  # what the report's players play: the clip's first seconds, as Ogg Opus
+EXCERPT_DIR = "audio/clap"  # under report/; the players link it relatively
+COPY_GAIN_DB, COPY_SHIFT_S = -3.0, 0.07  # the calibration copy: re-encoded, quieter, later
 
 
-def _link(record: Record) -> str:
-    return str(record.audio)
+@dataclass(frozen=True)
+class CalibrationCopy:
+    """The RunInference key of a calibration sample's copy (a record's key is the Record itself)."""
+
+    key: str
+
+
+def guard_sources(spec: CorpusSpec) -> frozenset[str]:
+    """Sources that are only read to keep their clips out of training (``guard: true``)."""
+    return frozenset(s.name for s in spec.sources if s.guard)
+
+
+def calibration_copy(samples: np.ndarray) -> np.ndarray:
+    """What the content guard is for, made from a clip: re-encoded as MP3 (128 kbit/s), 3 dB quieter
+    and 70 ms later (float samples at 48 kHz in and out). Deterministic: the encoder runs bitexact."""
+    from clap_corpus.pipeline import synth
+    from clap_corpus.transforms.decode import decode_audio
+
+    shift = np.zeros(round(COPY_SHIFT_S * 48_000), dtype=np.float32)
+    quieter = np.asarray(samples, dtype=np.float32) * np.float32(10 ** (COPY_GAIN_DB / 20))
+    return decode_audio(synth.encode_audio(np.concatenate([shift, quieter]), 48_000, "mp3")).samples
 
 
 class PrepareFn(beam.DoFn):
-    """A record in; (the record as it will ship, its model input) out, or the record unscored."""
+    """A record in; (the record as it will ship, its model input) out, or the record unscored.
+
+    With ``heldout`` (cross_split_duplicates: remove), a train clip whose decoded audio a held-out
+    split holds is removed here, before the model sees it, as the shard writer would remove it. For
+    the calibration sample, a copy of the clip goes to the model too."""
 
     def __init__(self, spec: CorpusSpec):
         self.spec = spec
+        self.train_splits = tuple(spec.options.train_splits)
         self.unscored = Metrics.counter(STAGE, "unscored")
+        self._sample: tuple[int, frozenset[str]] | None = None
 
     def setup(self):
         import torch
 
         torch.set_num_threads(1)  # one worker process per core
 
-    def process(self, record: Record):
+    def _in_sample(self, key: str, sample: list[tuple[int, str]]) -> bool:
+        if self._sample is None or self._sample[0] != id(sample):
+            self._sample = (id(sample), frozenset(k for _, k in sample))
+        return key in self._sample[1]
+
+    def process(self, record: Record, sample: list[tuple[int, str]], heldout: HeldOutAudio | None = None):
+        opts = self.spec.options.sample
         try:
-            decoded = decode_with_options(read_audio(self.spec, record), self.spec.options.sample)
+            decoded = decode_with_options(read_audio(self.spec, record), opts)
+            pcm = quantize_int16(decoded.samples)
+            # What the shard writer will reject anyway is not embedded: it would only take a place
+            # in its source's top fraction and in the held-out set.
+            skip = decoded.duration_s < opts.min_duration_s or (
+                opts.on_incomplete == "reject" and decoded.incomplete(opts.min_complete_fraction)
+            )
+            if skip or silence_reason(measure_level(pcm), opts):
+                self.unscored.inc()
+                yield TaggedOutput(UNSCORED, record)
+                return
+            if heldout is not None:
+                digest = audio_digest(pcm)
+                leak = overlap_removal(record, digest, heldout, self.train_splits)
+                if leak is not None:
+                    yield TaggedOutput(REJECTS, leak)
+                    yield TaggedOutput(
+                        OVERLAP_HASHES, (digest, ((record.key, record.source, record.split), False))
+                    )
+                    return
             shipped = for_duration(record, decoded.duration_s)
             yield shipped, clap_input(decoded.samples, record.key, shipped.text)
         except Exception as e:  # the shard writer reads it again and rejects it with its own code
             log.debug("CLAP: %s not scored: %s", record.key, e)
             self.unscored.inc()
             yield TaggedOutput(UNSCORED, record)
+            return
+        if self._in_sample(record.key, sample):
+            try:
+                copy = calibration_copy(decoded.samples)
+                yield CalibrationCopy(record.key), clap_input(copy, record.key, ())
+            except Exception as e:  # a clip the MP3 encoder cannot take: one copy fewer, said in the report
+                log.warning("CLAP calibration: no copy of %s: %s", record.key, e)
 
 
-def attach_scores(element: tuple[Record, PredictionResult], order_captions: bool) -> Record:
-    record, prediction = element
+def attach_scores(element: tuple[Any, PredictionResult], order_captions: bool):
+    key, prediction = element
     audio, texts = prediction.inference
-    out = replace(record, clap=scores_of(np.asarray(audio), np.asarray(texts)))
-    return order_by_score(out) if order_captions else out
+    if isinstance(key, CalibrationCopy):
+        yield TaggedOutput(COPIES, (key.key, l2_normalise(audio).astype(EMBEDDING_DTYPE).tobytes()))
+        return
+    out = replace(key, clap=scores_of(np.asarray(audio), np.asarray(texts)))
+    yield order_by_score(out) if order_captions else out
+
+
+def _calibration_item(record: Record) -> tuple[str, bytes, bytes, tuple[str, ...]]:
+    assert record.clap is not None
+    return record.key, record.clap.audio_embedding, record.clap.text_embeddings, tuple(record.text)
+
+
+def build_calibration(
+    _: None, items: list, copies: list[tuple[str, bytes]], thresholds: dict[str, float | None]
+) -> dict[str, Any]:
+    """The calibration (transforms.clap_scores.calibrate) from the sample's embeddings and copies."""
+    copy_of = dict(copies)
+    clips = []
+    for key, audio, texts, captions in items:
+        a = np.frombuffer(audio, dtype=EMBEDDING_DTYPE).astype(np.float32)
+        t = np.frombuffer(texts, dtype=EMBEDDING_DTYPE).astype(np.float32).reshape(len(captions), -1)
+        c = copy_of.get(key)
+        copy = None if c is None else np.frombuffer(c, dtype=EMBEDDING_DTYPE).astype(np.float32)
+        clips.append(CalibrationClip(key, a, t, captions, copy))
+    return calibrate(clips, thresholds)
 
 
 class TopFractionFn(beam.CombineFn):
@@ -119,22 +225,36 @@ class TopFractionFn(beam.CombineFn):
 
 
 class FilterFn(beam.DoFn):
-    def __init__(self, config: ClapConfig):
-        self.config = config
+    def __init__(self, config: ClapConfig, guards: frozenset[str]):
+        self.config, self.guards = config, guards
 
-    def process(self, record: Record, thresholds: dict[str, float]):
+    def process(self, record: Record, thresholds: dict[str, float], calibration: dict[str, Any]):
+        if record.source in self.guards:  # a guard is never filtered: it only guards
+            yield record
+            return
         top = thresholds.get(record.source) if self.config.keep_top_fraction is not None else None
         reject = low_score_reject(record, self.config.min_clap_score, top)
-        yield TaggedOutput(REJECTS, reject) if reject else record
+        if reject is None:
+            yield record
+        elif removal_allowed(calibration, "captions", self.config.trust_model)[0]:
+            yield TaggedOutput(REJECTS, reject)
+        else:
+            yield TaggedOutput(WITHHELD, Code.LOW_CLAP_SCORE.value)
+            yield record
 
 
 class GuardFn(beam.DoFn):
-    """Train records whose audio embedding is within ``content_threshold`` of a held-out one's are
-    removed (or only reported); every scored train record's nearest held-out sample goes to NEAREST."""
+    """Batches of records in: a train record whose audio embedding is within ``content_threshold`` of
+    a held-out one's is removed (or only reported: ``content_overlap: report``, or a calibration
+    that does not trust the threshold); every scored train record's nearest held-out sample goes to
+    NEAREST. One search per batch; the nearest of a few candidates is re-ranked by the exact float64
+    inner product, so the decision does not depend on the batch."""
+
+    CANDIDATES = 4
 
     def __init__(self, config: ClapConfig, train_splits: tuple[str, ...]):
         self.config, self.train_splits = config, train_splits
-        self._cached: tuple[int, HeldOutEmbeddings, NeighbourIndex | None] | None = None
+        self._cached: tuple[int, NeighbourIndex | None] | None = None
 
     def _index(self, heldout: HeldOutEmbeddings) -> NeighbourIndex | None:
         if self._cached is None or self._cached[0] != id(heldout):
@@ -142,35 +262,44 @@ class GuardFn(beam.DoFn):
             if len(heldout.holders):
                 index = NeighbourIndex(heldout.vectors.shape[1])
                 index.add(heldout.vectors)
-            self._cached = (id(heldout), heldout, index)
-        return self._cached[2]
+            self._cached = (id(heldout), index)
+        return self._cached[1]
 
-    def process(self, record: Record, heldout: HeldOutEmbeddings):
-        if record.split not in self.train_splits or record.clap is None:
-            yield record
-            return
+    def process(self, batch: list[Record], heldout: HeldOutEmbeddings, calibration: dict[str, Any]):
         index = self._index(heldout)
-        if index is None:
-            yield record
+        queries = [r for r in batch if r.split in self.train_splits and r.clap is not None]
+        for r in batch:
+            if index is None or not (r.split in self.train_splits and r.clap is not None):
+                yield r
+        if index is None or not queries:
             return
-        sims, idx = index.search(audio_vector(record.clap)[None, :], 1)
-        sim, row = round(float(sims[0, 0]), 6), int(idx[0, 0])
-        holder = heldout.holders[row]
-        near = sim >= self.config.content_threshold
-        removed = near and self.config.content_overlap == "remove"
-        yield TaggedOutput(
-            NEAREST,
-            {
-                "similarity": sim,
-                "train": _pair_side(record),
-                "heldout": {"source": holder[0], "split": holder[1], "key": holder[2]},
-                "removed": removed,
-            },
-        )
-        if removed:
-            yield TaggedOutput(REJECTS, content_overlap_reject(record, holder, sim))
-        else:
-            yield record
+        allowed, _ = removal_allowed(calibration, "content_threshold", self.config.trust_model)
+        remove = self.config.content_overlap == "remove"
+        q = np.stack([audio_vector(r.clap) for r in queries])
+        _, idx = index.search(q, min(self.CANDIDATES, len(heldout.holders)))
+        for record, qv, rows in zip(queries, q.astype(np.float64), idx, strict=True):
+            rows = sorted({int(i) for i in rows if i >= 0})
+            sims = heldout.vectors[rows].astype(np.float64) @ qv
+            best = int(np.argmax(sims))  # the first of equals: the lowest row, i.e. the smallest key
+            sim, holder = round(float(sims[best]), 6), heldout.holders[rows[best]]
+            near = sim >= self.config.content_threshold
+            removed = near and remove and allowed
+            yield TaggedOutput(
+                NEAREST,
+                {
+                    "similarity": sim,
+                    "train": _pair_side(record),
+                    "heldout": {"source": holder[0], "split": holder[1], "key": holder[2]},
+                    "removed": removed,
+                    **({"withheld": True} if near and remove and not allowed else {}),
+                },
+            )
+            if removed:
+                yield TaggedOutput(REJECTS, content_overlap_reject(record, holder, sim))
+            else:
+                if near and remove:
+                    yield TaggedOutput(WITHHELD, Code.EVAL_OVERLAP_CONTENT.value)
+                yield record
 
 
 def _pair_side(record: Record) -> dict[str, Any]:
@@ -179,7 +308,6 @@ def _pair_side(record: Record) -> dict[str, Any]:
         "source": record.source,
         "split": record.split,
         "caption": record.text[0] if record.text else "",
-        "audio": _link(record),
     }
 
 
@@ -269,9 +397,30 @@ def build_report(
     counts: list[tuple[str, int]],
     nearest: list[dict[str, Any]],
     captions: list[dict[str, Any]],
+    calibration: dict[str, Any],
+    near: list[dict[str, Any]],
+    plan: dict[str, Any],
 ) -> tuple[str, dict[str, Any]]:
     c = Counter(dict(counts))
-    return STAGE, {
+    withheld = {
+        code: c[f"{WITHHELD}:{code}"]
+        for code in (Code.LOW_CLAP_SCORE, Code.EVAL_OVERLAP_CONTENT, Code.NEAR_DUPLICATE_AUDIO)
+        if c[f"{WITHHELD}:{code}"]
+    }
+    refused = {}
+    for what, code, active in (
+        (
+            "captions",
+            Code.LOW_CLAP_SCORE,
+            config.min_clap_score is not None or config.keep_top_fraction is not None,
+        ),
+        ("content_threshold", Code.EVAL_OVERLAP_CONTENT, config.content_overlap == "remove"),
+        ("near_duplicate_threshold", Code.NEAR_DUPLICATE_AUDIO, config.near_duplicate_threshold is not None),
+    ):
+        ok, why = removal_allowed(calibration, what, config.trust_model)
+        if active and not ok:
+            refused[code.value] = why
+    report = {
         "model": config.model,
         "kind": config.kind,
         "min_clap_score": config.min_clap_score,
@@ -279,11 +428,17 @@ def build_report(
         "order_captions": config.order_captions,
         "content_overlap": config.content_overlap,
         "content_threshold": config.content_threshold,
+        "trust_model": config.trust_model,
         "scored": c["scored"],
         "unscored": c["unscored"],
         "low_clap_score": c["low_clap_score"],
         "eval_overlap_content": c["eval_overlap_content"],
+        "eval_overlap_audio": c["eval_overlap_audio"],  # train copies of held-out audio, before embedding
         "near_duplicate_audio": c["near_duplicate_audio"],
+        # removals the calibration did not allow: these records shipped
+        "withheld": withheld,
+        "removal_refused": refused,
+        "calibration": calibration,
         "score_edges": list(SCORE_EDGES),
         **stats,
         "closest_cross_split_pairs": sorted(nearest, key=lambda p: (-p["similarity"], p["train"]["key"])),
@@ -292,6 +447,66 @@ def build_report(
             : config.report_pairs
         ],
     }
+    if config.near_duplicate_threshold is not None:
+        docs = sorted(near, key=lambda g: g["samples"][0]["key"])
+        report["near_duplicates"] = {
+            "threshold": config.near_duplicate_threshold,
+            "search": plan,
+            "partitions": config.near_duplicate_partitions,
+            "groups": len(docs),
+            "samples_in_groups": sum(len(g["samples"]) for g in docs),
+            "removed": sum(1 for g in docs for m in g["samples"] if not m["kept"]),
+            "listed": docs[: config.report_pairs],
+        }
+    return STAGE, report
+
+
+def listed_keys(element: tuple[str, dict[str, Any]]):
+    """Every key the report lists with a player: (key, True), once each."""
+    _, report = element
+    keys = {p["key"] for p in report.get("lowest_pairs", [])}
+    for p in report.get("closest_cross_split_pairs", []):
+        keys |= {p["train"]["key"], p["heldout"]["key"]}
+    for p in report.get("caption_overlap_pairs", []):
+        keys |= {p["train"]["key"], p["heldout"]["key"]}
+    for g in (report.get("near_duplicates") or {}).get("listed", []):
+        keys |= {m["key"] for m in g["samples"]}
+    for key in sorted(keys):
+        yield key, True
+
+
+class WriteExcerptFn(beam.DoFn):
+    """A listed record in: the first EXCERPT_SECONDS of its clip written as Ogg Opus (what every
+    browser plays, whatever the source's codec) next to the report; (key, seconds) out."""
+
+    def __init__(self, spec: CorpusSpec, layout: Layout):
+        self.spec, self.layout = spec, layout
+
+    def process(self, record: Record, wanted: dict[str, bool]):
+        if record.key not in wanted:
+            return
+        from clap_corpus.pipeline import synth
+
+        try:
+            decoded = decode_with_options(read_audio(self.spec, record), self.spec.options.sample)
+            clip = decoded.samples[: round(EXCERPT_SECONDS * 48_000)]
+            data = synth.encode_audio(clip, 48_000, "opus")
+        except Exception as e:  # the report lists it without a player
+            log.warning("CLAP report: no excerpt of %s: %s", record.key, e)
+            return
+        storage.write_bytes_atomic(self.layout.report_path(f"{EXCERPT_DIR}/{record.key}.opus"), data)
+        yield record.key, round(len(clip) / 48_000, 3)
+
+
+def with_excerpts(
+    element: tuple[str, dict[str, Any]], excerpts: dict[str, float]
+) -> tuple[str, dict[str, Any]]:
+    name, report = element
+    return name, {**report, "excerpt_dir": EXCERPT_DIR, "excerpts": dict(sorted(excerpts.items()))}
+
+
+# ------------------------------------------------------------------------------------------------
+# Near-duplicates across sources
 
 
 def near_blocks(item: tuple[tuple[str, str, str], bytes], partitions: int):
@@ -301,7 +516,7 @@ def near_blocks(item: tuple[tuple[str, str, str], bytes], partitions: int):
         yield (min(p, q), max(p, q)), (p, item)
 
 
-def block_edges(element: tuple[tuple[int, int], Any], config: ClapConfig):
+def block_edges(element: tuple[tuple[int, int], Any], threshold: float, plan):
     (i, j), tagged = element
     rows = sorted(tagged)
     left = [it for p, it in rows if p == i]
@@ -313,10 +528,16 @@ def block_edges(element: tuple[tuple[int, int], Any], config: ClapConfig):
         return members, (np.stack(vecs) if vecs else np.zeros((0, 1), np.float32))
 
     (lm, lv), (rm, rv) = unpack(left), unpack(right)
-    assert config.near_duplicate_threshold is not None
-    yield from near_edges(
-        lm, lv, rm, rv, config.near_duplicate_threshold, config.near_duplicate_neighbours, same_block=i == j
-    )
+    yield from near_edges(lm, lv, rm, rv, threshold, plan, same_block=i == j)
+
+
+def search_lists(n: int, mode: str) -> int:
+    """IVF lists for ``n`` embedded samples under ``near_duplicate_search`` (0: exact)."""
+    if mode == "exact":
+        return 0
+    if mode == "approximate":
+        return max(1, round(2 * math.sqrt(n)))
+    return ivf_lists(n)
 
 
 def near_group_docs(
@@ -325,19 +546,22 @@ def near_group_docs(
     mode: str,
     source_order: dict[str, int],
     train_splits: tuple[str, ...],
+    calibration: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """duplicates.jsonl lines for the near-duplicate groups the edges make; who stays follows
-    ``options.duplicates`` as for exact copies."""
+    ``options.duplicates`` as for exact copies, when the calibration allows removal (else all stay,
+    and the line says ``withheld``)."""
+    allowed, _ = removal_allowed(calibration, "near_duplicate_threshold", config.trust_model)
     docs = []
     for group, similarity in groups_from_edges(edges):
         ranked = sorted(group, key=lambda m: preference(m, source_order, train_splits))
         kept = {m[0] for m in ranked}
-        if mode == "keep_first":
-            kept = {ranked[0][0]}
-        elif mode == "drop_all":
-            kept = set()
+        if mode in ("keep_first", "drop_all") and allowed:
+            kept = {ranked[0][0]} if mode == "keep_first" else set()
         doc = {k: v for k, v in group_doc("", ranked, kept).items() if k != "digest"}
         doc.update(method=NEAR_METHOD, similarity=similarity, threshold=config.near_duplicate_threshold)
+        if mode in ("keep_first", "drop_all") and not allowed:
+            doc["withheld"] = len(ranked) - (1 if mode == "keep_first" else 0)
         docs.append(doc)
     return docs
 
@@ -369,75 +593,176 @@ class NearFilterFn(beam.DoFn):
             )
 
 
-class ClapStage(beam.PTransform):
-    """Placed records in; ``(records, rejects, report, near groups)`` out, the report one
-    ``("clap", {...})`` element, the near groups duplicates.jsonl lines (none unless
-    ``near_duplicate_threshold`` is set)."""
+def _plan(sample: list[tuple[str, bytes]], n: int, mode: str):
+    vectors = [(k, np.frombuffer(v, dtype=EMBEDDING_DTYPE).astype(np.float32)) for k, v in sample]
+    return plan_search(n, vectors, lists=search_lists(n, mode))
 
-    def __init__(self, spec: CorpusSpec):
+
+class NearDuplicateGroups(beam.PTransform):
+    """Scored records in; ``(group docs, search plan)`` out (both one element per run, the docs a
+    list): every pair of samples of different sources at or above ``near_duplicate_threshold``,
+    searched in ``near_duplicate_partitions`` blocks (the groups are the same for any number)."""
+
+    def __init__(self, config: ClapConfig, mode: str, order: dict[str, int], train_splits, calibration):
         super().__init__()
-        self.spec = spec
+        self.config, self.mode, self.order, self.ts, self.calibration = (
+            config,
+            mode,
+            order,
+            train_splits,
+            calibration,
+        )
+
+    def expand(self, records):
+        cfg = self.config
+        search = cfg.near_duplicate_search
+        items = (
+            records
+            | "Embedded" >> beam.Filter(lambda r: r.clap is not None)
+            | "NearItems" >> beam.Map(lambda r: ((r.key, r.source, str(r.split)), r.clap.audio_embedding))
+        )
+        n = items | "CountEmbedded" >> beam.combiners.Count.Globally()
+        # The IVF centroids are trained on a sample fixed by the keys' hashes (a few per list), on one
+        # worker; every worker then files and searches its blocks against the same centroids.
+        plan = (
+            items
+            | "TrainSample"
+            >> beam.Filter(
+                lambda it, n: in_train_sample(it[0][0], train_sample_fraction(n, search_lists(n, search))),
+                AsSingleton(n),
+            )
+            | "SampleKeys" >> beam.Map(lambda it: (it[0][0], it[1]))
+            | "SampleList" >> beam.combiners.ToList()
+            | "SearchPlan" >> beam.Map(_plan, AsSingleton(n), search)
+        )
+        assert cfg.near_duplicate_threshold is not None
+        docs = (
+            items
+            | "NearBlocks" >> beam.FlatMap(near_blocks, cfg.near_duplicate_partitions)
+            | "GroupBlocks" >> beam.GroupByKey()
+            | "BlockEdges" >> beam.FlatMap(block_edges, cfg.near_duplicate_threshold, AsSingleton(plan))
+            | "AllEdges" >> beam.combiners.ToList()
+            | "NearGroups"
+            >> beam.Map(near_group_docs, cfg, self.mode, self.order, self.ts, AsSingleton(self.calibration))
+        )
+        return docs, plan | "DescribePlan" >> beam.Map(lambda p: p.describe())
+
+
+class ClapOutputs(NamedTuple):
+    records: Any  # what goes on to the shards
+    rejects: Any
+    report: Any  # one ("clap", {...})
+    near: Any  # duplicates.jsonl lines of the near-duplicate groups
+    overlap_hashes: Any  # (digest, (member, False)) of train copies of held-out audio removed here
+
+
+class ClapStage(beam.PTransform):
+    """Placed records in; :class:`ClapOutputs` out. ``heldout``: the held-out audio digests (a
+    singleton, cross_split_duplicates: remove) or None."""
+
+    def __init__(self, spec: CorpusSpec, layout: Layout, heldout=None):
+        super().__init__()
+        self.spec, self.layout, self.heldout = spec, layout, heldout
         self.config = spec.options.clap
 
     def expand(self, records):
         cfg, spec = self.config, self.spec
         assert cfg is not None
+        p = records.pipeline
         train_splits = tuple(spec.options.train_splits)
+        guards = guard_sources(spec)
         # In the launcher, before any worker starts: a model that cannot be loaded stops the run here.
         require_extra("score", "options.clap (CLAP scoring)")
         load_embedder(cfg, spec.path)
-        prepared = records | "Prepare" >> beam.ParDo(PrepareFn(spec)).with_outputs(UNSCORED, main="ready")
-        scored = (
+        sample_keys = (
+            records
+            | "CalibrationRanks" >> beam.Map(lambda r: (calibration_rank(r.key), r.key))
+            | "CalibrationSample" >> beam.combiners.Top.Smallest(cfg.calibration_clips)
+        )
+        heldout = [] if self.heldout is None else [AsSingleton(self.heldout)]
+        prepared = records | "Prepare" >> beam.ParDo(
+            PrepareFn(spec), AsSingleton(sample_keys), *heldout
+        ).with_outputs(UNSCORED, REJECTS, OVERLAP_HASHES, main="ready")
+        embedded = (
             prepared.ready
             | "RunInference" >> RunInference(KeyedModelHandler(ClapModelHandler(cfg)))
-            | "Score" >> beam.Map(attach_scores, cfg.order_captions)
+            | "Score" >> beam.ParDo(attach_scores, cfg.order_captions).with_outputs(COPIES, main="scored")
+        )
+        scored = embedded.scored
+        thresholds = {"content_threshold": cfg.content_threshold if cfg.content_overlap != "off" else None}
+        thresholds["near_duplicate_threshold"] = cfg.near_duplicate_threshold
+        calibration = (
+            p
+            | "CalibrateOnce" >> beam.Create([None])
+            | "Calibration"
+            >> beam.Map(
+                build_calibration,
+                AsList(
+                    scored
+                    | "SampleScored"
+                    >> beam.Filter(lambda r, s: r.key in {k for _, k in s}, AsSingleton(sample_keys))
+                    | "SampleItems" >> beam.Map(_calibration_item)
+                ),
+                AsList(embedded[COPIES]),
+                thresholds,
+            )
         )
         every = (scored, prepared[UNSCORED]) | "AllRecords" >> beam.Flatten()
-        rejects = []
+        rejects = [prepared[REJECTS]]
+        withheld = []
         if cfg.min_clap_score is not None or cfg.keep_top_fraction is not None:
-            thresholds = (
+            thresholds_by_source = (
                 scored
+                | "NotGuards" >> beam.Filter(lambda r: r.source not in guards)
                 | "BestBySource" >> beam.Map(lambda r: (r.source, r.clap.best))
                 | "TopFraction" >> beam.CombinePerKey(TopFractionFn(cfg.keep_top_fraction or 1.0))
             )
-            filtered = every | "FilterScores" >> beam.ParDo(FilterFn(cfg), AsDict(thresholds)).with_outputs(
-                REJECTS, main="kept"
-            )
+            filtered = every | "FilterScores" >> beam.ParDo(
+                FilterFn(cfg, guards), AsDict(thresholds_by_source), AsSingleton(calibration)
+            ).with_outputs(REJECTS, WITHHELD, main="kept")
             every = filtered.kept
             rejects.append(filtered[REJECTS])
-        heldout_records = every | "HeldOut" >> beam.Filter(
-            lambda r: r.split not in train_splits and r.clap is not None
-        )
-        nearest = records.pipeline | "NoNearest" >> beam.Create([])
+            withheld.append(filtered[WITHHELD])
+        # Held-out embeddings are taken before the score filter: a held-out clip guards whatever its
+        # captions score (guard sources included).
+        heldout_records = scored | "HeldOut" >> beam.Filter(lambda r: r.split not in train_splits)
+        nearest = p | "NoNearest" >> beam.Create([])
         if cfg.content_overlap != "off":
-            heldout = (
+            heldout_set = (
                 heldout_records
                 | "HeldOutItems" >> beam.Map(_heldout_item)
                 | "HeldOutList" >> beam.combiners.ToList()
                 | "HeldOutSet" >> beam.Map(HeldOutEmbeddings.build)
             )
-            guarded = every | "ContentGuard" >> beam.ParDo(
-                GuardFn(cfg, train_splits), AsSingleton(heldout)
-            ).with_outputs(REJECTS, NEAREST, main="kept")
+            guarded = (
+                every
+                | "GuardBatches" >> beam.BatchElements(min_batch_size=GUARD_BATCH, max_batch_size=GUARD_BATCH)
+                | "ContentGuard"
+                >> beam.ParDo(
+                    GuardFn(cfg, train_splits), AsSingleton(heldout_set), AsSingleton(calibration)
+                ).with_outputs(REJECTS, NEAREST, WITHHELD, main="kept")
+            )
             every = guarded.kept
             rejects.append(guarded[REJECTS])
+            withheld.append(guarded[WITHHELD])
             nearest = guarded[NEAREST] | "Closest" >> beam.combiners.Top.Of(
                 cfg.report_pairs, key=lambda p: (p["similarity"], _neg_key(p["train"]["key"]))
             )
             nearest = nearest | "ClosestFlat" >> beam.FlatMap(lambda xs: xs)
-        near = records.pipeline | "NoNearGroups" >> beam.Create([])
+        near = p | "NoNearGroups" >> beam.Create([])
+        plan = p | "NoPlan" >> beam.Create([{}])
         if cfg.near_duplicate_threshold is not None:
             order = {s.name: i for i, s in enumerate(spec.sources)}
-            near = (
-                every
-                | "Embedded" >> beam.Filter(lambda r: r.clap is not None)
-                | "NearItems" >> beam.Map(lambda r: ((r.key, r.source, str(r.split)), r.clap.audio_embedding))
-                | "NearBlocks" >> beam.FlatMap(near_blocks, cfg.near_duplicate_partitions)
-                | "GroupBlocks" >> beam.GroupByKey()
-                | "BlockEdges" >> beam.FlatMap(block_edges, cfg)
-                | "AllEdges" >> beam.combiners.ToList()
-                | "NearGroups"
-                >> beam.FlatMap(near_group_docs, cfg, spec.options.duplicates, order, train_splits)
+            docs, plan = every | "NearDuplicates" >> NearDuplicateGroups(
+                cfg, spec.options.duplicates, order, train_splits, calibration
+            )
+            near = docs | "NearDocs" >> beam.FlatMap(lambda ds: ds)
+            withheld.append(
+                docs
+                | "NearWithheld"
+                >> beam.FlatMap(
+                    lambda ds: [Code.NEAR_DUPLICATE_AUDIO.value] * sum(d.get("withheld", 0) for d in ds)
+                )
             )
             removals = near | "NearRemovals" >> beam.FlatMap(near_removals)
             deduped = every | "NearFilter" >> beam.ParDo(NearFilterFn(), AsDict(removals)).with_outputs(
@@ -454,23 +779,28 @@ class ClapStage(beam.PTransform):
         overlaps = every | "CaptionOverlaps" >> beam.FlatMap(
             caption_overlaps, AsDict(heldout_captions), train_splits
         )
-        all_rejects = (
-            tuple(rejects) | "ClapRejects" >> beam.Flatten()
-            if rejects
-            else records.pipeline | "NoClapRejects" >> beam.Create([])
-        )
-        counts = (
-            (
-                scored | "CountScored" >> beam.Map(lambda _: "scored"),
-                prepared[UNSCORED] | "CountUnscored" >> beam.Map(lambda _: "unscored"),
-                all_rejects | "CountRejects" >> beam.Map(lambda r: r.code.value),
+        all_rejects = tuple(rejects) | "ClapRejects" >> beam.Flatten()
+        counted = [
+            scored | "CountScored" >> beam.Map(lambda _: "scored"),
+            prepared[UNSCORED] | "CountUnscored" >> beam.Map(lambda _: "unscored"),
+            all_rejects | "CountRejects" >> beam.Map(lambda r: r.code.value),
+        ]
+        if withheld:
+            counted.append(
+                tuple(withheld)
+                | "Withheld" >> beam.Flatten()
+                | "CountWithheld" >> beam.Map(lambda c: f"{WITHHELD}:{c}")
             )
-            | "Counts" >> beam.Flatten()
-            | "CountEach" >> beam.combiners.Count.PerElement()
+        counts = (
+            tuple(counted) | "Counts" >> beam.Flatten() | "CountEach" >> beam.combiners.Count.PerElement()
         )
-        stats = scored | "ScoreStats" >> beam.CombineGlobally(ScoreStatsFn(cfg.report_pairs))
-        report = (
-            records.pipeline
+        stats = (
+            scored
+            | "StatsNotGuards" >> beam.Filter(lambda r: r.source not in guards)
+            | "ScoreStats" >> beam.CombineGlobally(ScoreStatsFn(cfg.report_pairs))
+        )
+        listing = (
+            p
             | "ReportOnce" >> beam.Create([None])
             | "Report"
             >> beam.Map(
@@ -480,9 +810,23 @@ class ClapStage(beam.PTransform):
                 AsList(counts),
                 AsList(nearest),
                 AsList(overlaps),
+                AsSingleton(calibration),
+                AsList(near),
+                AsSingleton(plan),
             )
         )
-        return every, all_rejects, report, near
+        # The excerpts wait for the report's lists, which wait for every record: a fusion break keeps
+        # the runner from fusing this read of `records` into the stage that makes them (a deadlock).
+        excerpts = (
+            records
+            | "ExcerptInput" >> beam.Reshuffle()
+            | "Excerpts"
+            >> beam.ParDo(
+                WriteExcerptFn(spec, self.layout), AsDict(listing | "Listed" >> beam.FlatMap(listed_keys))
+            )
+        )
+        report = listing | "WithExcerpts" >> beam.Map(with_excerpts, AsDict(excerpts))
+        return ClapOutputs(every, all_rejects, report, near, prepared[OVERLAP_HASHES])
 
 
 def _neg_key(key: str) -> tuple[int, ...]:

@@ -170,18 +170,29 @@ def _report_groups(
 
 
 class DuplicateReport(beam.PTransform):
-    """Report mode: shard stats in, one ("duplicates", report) element out."""
+    """Report mode: shard stats in, one ("duplicates", report) element out. ``removed``: (digest,
+    (member, False)) of train copies of held-out audio removed before the shards (CLAP scoring)."""
 
-    def __init__(self, spec: CorpusSpec, layout: Layout, near=None):
+    def __init__(self, spec: CorpusSpec, layout: Layout, near=None, removed=None, guards=None):
         super().__init__()
-        self.spec, self.layout, self.near = spec, layout, near
+        self.spec, self.layout, self.near, self.removed, self.guards = spec, layout, near, removed, guards
 
     def expand(self, stats):
         order = {s.name: i for i, s in enumerate(self.spec.sources)}
         ts = self.spec.options.train_splits
+        hashes = [stats | "AudioHashes" >> beam.FlatMap(stats_hashes)]
+        if self.removed is not None:
+            hashes.append(self.removed)
+        if self.guards is not None:  # guard-only clips reach no shard: hashed here, to be listed
+            hashed = self.guards | "HashGuards" >> beam.ParDo(_HashAudioFn(self.spec)).with_outputs(
+                REJECTS, main="hashed"
+            )
+            hashes.append(
+                hashed.hashed | "GuardHashes" >> beam.MapTuple(lambda d, r: (d, (_member(r), True)))
+            )
+        hashes = tuple(hashes) | "AllHashes" >> beam.Flatten()
         return (
-            stats
-            | "AudioHashes" >> beam.FlatMap(stats_hashes)
+            hashes
             | "GroupByAudio" >> beam.GroupByKey()
             | "DuplicateGroups" >> beam.FlatMap(_report_groups, order, ts)
             | "AllGroups" >> beam.combiners.ToList()
@@ -241,11 +252,14 @@ class _DecideFn(beam.DoFn):
 
 
 class DropDuplicates(beam.PTransform):
-    """keep_first / drop_all: records in; ``{"records", "rejects", "report"}`` out."""
+    """keep_first / drop_all: records in; ``{"records", "rejects", "groups", "report"}`` out.
 
-    def __init__(self, spec: CorpusSpec, layout: Layout, near=None):
+    ``report=False``: no "report" (the groups are written later, with CLAP's near-duplicate groups,
+    by :func:`after_shards`)."""
+
+    def __init__(self, spec: CorpusSpec, layout: Layout, near=None, report: bool = True):
         super().__init__()
-        self.spec, self.layout, self.near = spec, layout, near
+        self.spec, self.layout, self.near, self.report = spec, layout, near, report
 
     def expand(self, records):
         spec = self.spec
@@ -261,20 +275,35 @@ class DropDuplicates(beam.PTransform):
             )
         )
         rejects = (hashed[REJECTS], decided[REJECTS]) | "DuplicateRejects" >> beam.Flatten()
-        report = (
-            decided[GROUPS]
+        out = {"records": decided.records, "rejects": rejects, "groups": decided[GROUPS]}
+        if self.report:
+            out["report"] = decided[GROUPS] | "WriteDuplicates" >> WriteDropped(spec, self.layout, self.near)
+        return out
+
+
+class WriteDropped(beam.PTransform):
+    """keep_first / drop_all: the exact groups in, duplicates.jsonl written (with ``near``, CLAP's
+    near-duplicate groups), one ("duplicates", report) out."""
+
+    def __init__(self, spec: CorpusSpec, layout: Layout, near=None):
+        super().__init__()
+        self.spec, self.layout, self.near = spec, layout, near
+
+    def expand(self, groups):
+        spec = self.spec
+        return (
+            groups
             | "AllGroups" >> beam.combiners.ToList()
             | "WriteDuplicates"
             >> beam.Map(
                 write_duplicates,
                 self.layout,
                 spec.options.duplicates,
-                ts,
+                spec.options.train_splits,
                 cross_split_mode(spec),
                 *([] if self.near is None else [AsList(self.near)]),
             )
         )
-        return {"records": decided.records, "rejects": rejects, "report": report}
 
 
 def _is_train(record: Record, train_splits: tuple[str, ...]) -> bool:
@@ -283,6 +312,10 @@ def _is_train(record: Record, train_splits: tuple[str, ...]) -> bool:
 
 def _is_heldout_and_needed(record: Record, train_splits: tuple[str, ...], n_train: int) -> bool:
     return n_train > 0 and record.split not in train_splits
+
+
+def _member(record: Record) -> Member:
+    return record.key, record.source, str(record.split)
 
 
 def _holder(element: tuple[str, Record]) -> tuple[str, Holder]:
@@ -327,10 +360,11 @@ def heldout_audio(spec: CorpusSpec, records):
     return records | "HeldOutAudio" >> HeldOutAudioSet(spec)
 
 
-def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, reports: list, near=None):
-    """The record stages between the split and the shards: leakage guard, then duplicate removal.
-    Appends their rejects to ``dropped`` and their reports to ``reports``; returns the records.
-    ``near``: CLAP scoring's near-duplicate groups, written into duplicates.jsonl with the exact ones."""
+def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, reports: list):
+    """The record stages between the split and the shards that need no model: leakage guard, then
+    duplicate removal (they go first, so that CLAP scoring never embeds a clip they drop). Appends
+    their rejects to ``dropped`` and their reports to ``reports``; returns the records and the exact
+    duplicate groups (None in report mode), which :func:`after_shards` writes."""
     from clap_corpus.pipeline.leakage import LeakageGuard
 
     if spec.options.leakage_guard:
@@ -338,18 +372,26 @@ def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, report
         records = guarded["records"]
         dropped.append(guarded["rejects"])
         reports.append(guarded["report"])
+    groups = None
     if spec.options.duplicates != "report":
-        deduped = records | "DropDuplicates" >> DropDuplicates(spec, layout, near)
+        deduped = records | "DropDuplicates" >> DropDuplicates(spec, layout, report=False)
         records = deduped["records"]
         dropped.append(deduped["rejects"])
-        reports.append(deduped["report"])
-    return records
+        groups = deduped["groups"]
+    return records, groups
 
 
-def after_shards(spec: CorpusSpec, layout: Layout, stats, reports: list, near=None) -> None:
-    """Report mode: the duplicates report from the hashes the shard writer recorded."""
+def after_shards(
+    spec: CorpusSpec, layout: Layout, stats, reports: list, near=None, groups=None, removed=None, guards=None
+) -> None:
+    """duplicates.jsonl and the duplicates report: in report mode from the hashes the shard writer
+    recorded (and ``removed``, the train copies CLAP scoring removed before embedding them, and
+    ``guards``, the records of guard-only sources), else from :func:`after_split`'s ``groups``;
+    ``near``: CLAP scoring's near-duplicate groups."""
     if spec.options.duplicates == "report":
-        reports.append(stats | "DuplicateReport" >> DuplicateReport(spec, layout, near))
+        reports.append(stats | "DuplicateReport" >> DuplicateReport(spec, layout, near, removed, guards))
+    else:
+        reports.append(groups | "DuplicateGroupsOut" >> WriteDropped(spec, layout, near))
 
 
 def without_hashes(stats: ShardStats) -> ShardStats:

@@ -33,13 +33,14 @@ from clap_corpus.pipeline.audio_input import failure_reject, read_audio
 from clap_corpus.pipeline.duplicates import after_shards, after_split, heldout_audio, without_hashes
 from clap_corpus.pipeline.exclusion import ExcludeStage, load_lists
 from clap_corpus.pipeline.fetch_stage import FetchStage, fetch_report, fetches
+from clap_corpus.pipeline.leakage import guard_only_out
 from clap_corpus.pipeline.preflight import check_k2c_model
 from clap_corpus.pipeline.progress import write_plan
 from clap_corpus.pipeline.report import aggregate_distributions
 from clap_corpus.pipeline.spec import CorpusSpec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import render_captions
-from clap_corpus.transforms.heldout import HeldOutAudio
+from clap_corpus.transforms.heldout import GUARD_SPLIT, HeldOutAudio
 from clap_corpus.transforms.shard_builder import ShardBuilder
 from clap_corpus.transforms.sharding import placement_hash, shard_boundaries, shard_index, split_of
 from clap_corpus.transforms.shards import ShardStats, count_by, rejects_jsonl
@@ -159,6 +160,8 @@ class WriteEarlyRejectsFn(beam.DoFn):
 
 
 def _with_split(record: Record, spec: CorpusSpec) -> Record:
+    if spec.source(record.source).guard:
+        return replace(record, split=GUARD_SPLIT)  # held out from every split, never written
     proportions = spec.source(record.source).split_proportions or spec.options.split_proportions
     return replace(record, split=split_of(record, proportions))
 
@@ -222,16 +225,20 @@ class BuildCorpus(beam.PTransform):
             placed, excluded, exclude_report = placed | "ExclusionLists" >> ExcludeStage(lists)
             dropped.append(excluded)
             reports.append(exclude_report)
-        # -- record stages after the split (the leakage guard plugs in here) --
-        near = None  # near-duplicate groups of CLAP scoring, for duplicates.jsonl
+        # -- record stages after the split: the cheap ones first (leakage guard, exact duplicates) --
+        placed, exact_groups = after_split(spec, layout, placed, dropped, reports)
+        heldout = heldout_audio(spec, placed)  # cross-split duplicates: the held-out digests, or None
+        near = removed = None  # CLAP scoring's near-duplicate groups and train copies of held-out audio
         if spec.options.clap is not None:
             # Imported here, as K2C is: RunInference and the model code stay out of runs without it.
             from clap_corpus.pipeline.clap_stage import ClapStage
 
-            placed, clap_rejects, clap_report, near = placed | "CLAP" >> ClapStage(spec)
-            dropped.append(clap_rejects)
-            reports.append(clap_report)
-        placed = after_split(spec, layout, placed, dropped, reports, near)  # leakage guard, duplicates
+            clap = placed | "CLAP" >> ClapStage(spec, layout, heldout)
+            placed, near, removed = clap.records, clap.near, clap.overlap_hashes
+            dropped.append(clap.rejects)
+            reports.append(clap.report)
+        # guard-only sources were checked against: they end here
+        placed, guards = guard_only_out(spec, placed, dropped)
         boundaries = (
             placed
             | "PlacementHash" >> beam.Map(lambda r: (r.split, placement_hash(r.key)))
@@ -245,7 +252,6 @@ class BuildCorpus(beam.PTransform):
             | "PlanTable" >> beam.combiners.ToDict()
             | "WritePlan" >> beam.Map(write_plan, spec.fingerprint(), spec.options.shard_size, layout)
         )
-        heldout = heldout_audio(spec, placed)  # cross-split duplicates: the held-out digests, or None
         stats = (
             placed
             | "AssignShard" >> beam.Map(_shard_key, AsDict(boundaries))
@@ -253,7 +259,7 @@ class BuildCorpus(beam.PTransform):
             | "WriteShards"
             >> beam.ParDo(WriteShardFn(spec, layout), *([] if heldout is None else [AsSingleton(heldout)]))
         )
-        after_shards(spec, layout, stats, reports, near)  # duplicates report (report mode)
+        after_shards(spec, layout, stats, reports, near, exact_groups, removed, guards)  # duplicates.jsonl
         early_rejects = tuple(dropped) | "EarlyRejects" >> beam.Flatten()
         early_counts = (
             early_rejects

@@ -22,11 +22,14 @@ import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsSingleton, TaggedOutput
 
 from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import Code
+from clap_corpus.core.rejects import Stage as RejectStage
 from clap_corpus.transforms.heldout import LEAKAGE_STAGE as STAGE
 from clap_corpus.transforms.heldout import Holder
 
 REJECTS = "rejects"
 PAIRS = "pairs"
+GUARDS = "guards"
 CODE = "eval_overlap"
 
 
@@ -148,3 +151,46 @@ class LeakageGuard(beam.PTransform):
             | "LeakageReport" >> beam.Map(_report, AsSingleton(n_heldout), ts)
         )
         return {"records": checked.records, "rejects": checked[REJECTS], "report": report}
+
+
+# -- guard-only sources ---------------------------------------------------------------------------
+# A source with ``guard: true`` (an evaluation set such as AudioCaps test or ESC-50) is read, its
+# records placed in the split ``guard`` (held out), so the id guard above, the exact-audio check
+# (cross_split_duplicates, duplicates) and CLAP's content guard all check training clips against it;
+# then, before the shards, each of its records becomes a ``guard_only`` reject: it is never written,
+# and inputs = samples + rejects still holds.
+
+
+def guard_only_reject(record: Record) -> Reject:
+    return Reject.for_record(
+        record,
+        RejectStage.GUARD,
+        Code.GUARD_ONLY,
+        "a clip of a guard-only source: training clips were checked against it (ids, decoded audio and, "
+        "with options.clap, audio embeddings); it is not written",
+    )
+
+
+class _GuardOnlyFn(beam.DoFn):
+    def __init__(self, guards: frozenset[str]):
+        self.guards = guards
+
+    def process(self, record: Record):
+        if record.source in self.guards:
+            yield TaggedOutput(REJECTS, guard_only_reject(record))
+            yield TaggedOutput(GUARDS, record)
+        else:
+            yield record
+
+
+def guard_only_out(spec, records, dropped: list):
+    """(the records without those of guard-only sources, those records or None); their rejects are
+    appended to ``dropped``."""
+    guards = frozenset(s.name for s in spec.sources if s.guard)
+    if not guards:
+        return records, None
+    out = records | "GuardOnlyOut" >> beam.ParDo(_GuardOnlyFn(guards)).with_outputs(
+        REJECTS, GUARDS, main="records"
+    )
+    dropped.append(out[REJECTS])
+    return out.records, out[GUARDS]

@@ -534,43 +534,158 @@ def coverage_html(report: Mapping[str, Any]) -> str:
     )
 
 
-def _player(side: Mapping[str, Any]) -> str:
-    """An audio player linked to the clip's source file (local paths as file:// links)."""
-    src = str(side.get("audio", ""))
-    url = src if "://" in src else "file://" + src
-    return f"<audio controls preload='none' src='{_e(url)}'></audio>"
+def _player(clap: Mapping[str, Any], key: str) -> str:
+    """A player for a clip the CLAP stage copied next to the report (a browser-playable excerpt,
+    linked relatively, so the report plays wherever the folder goes), or '' if it has none."""
+    seconds = (clap.get("excerpts") or {}).get(key)
+    if seconds is None:
+        return ""
+    src = f"{clap.get('excerpt_dir', 'audio/clap')}/{key}.opus"
+    return (
+        f"<audio controls preload='metadata' src='{_e(src)}' data-key='{_e(key)}' "
+        f"data-seconds='{seconds}'></audio>"
+    )
+
+
+def calibration_html(clap: Mapping[str, Any]) -> str:
+    """What the run measured of the model before it removed anything, and what that allowed."""
+    cal = clap.get("calibration") or {}
+    if not cal:
+        return ""
+    parts = ["<h3>Calibration on this run's clips</h3>"]
+    refused = clap.get("removal_refused") or {}
+    if refused:
+        withheld = clap.get("withheld") or {}
+        parts.append(
+            "<p class='bad'>Nothing was removed by "
+            + ", ".join(f"<code>{_e(code)}</code>" for code in refused)
+            + ": the model cannot tell the pairs apart on this data. "
+            + " ".join(f"{_e(code)}: {_e(why)}." for code, why in refused.items())
+            + (
+                " These samples shipped although the threshold would have removed them: "
+                + ", ".join(f"{n:,} {_e(code)}" for code, n in withheld.items())
+                + "."
+                if withheld
+                else ""
+            )
+            + " Set <code>options.clap.trust_model: true</code> to remove anyway.</p>"
+        )
+    elif clap.get("trust_model"):
+        parts.append("<p><code>trust_model: true</code>: removals happen whatever the calibration says.</p>")
+    c, a = cal.get("captions", {}), cal.get("audio", {})
+    rows = [
+        ["clips measured", cal.get("clips")],
+        ["own caption above another clip's (chance 0.5)", c.get("caption_wins")],
+        ["  pairs of clips compared", c.get("pairs")],
+        ["cosine of a clip and its copy: p05 / median", _pq(a.get("copies"), "p05", "median")],
+        [
+            "cosine of two different clips: median / p99 / max",
+            _pq(a.get("different_clips"), "median", "p99", "max"),
+        ],
+        ["a copy closer than two different clips (chance 0.5)", a.get("separation")],
+        ["suggested threshold (between the two)", cal.get("suggested_threshold")],
+    ]
+    parts.append(_table(rows))
+    parts.append(f"<p>The copy: {_e(a.get('copy', ''))}.</p>")
+    trows = [
+        [
+            name,
+            d["threshold"],
+            d["copies_at_or_above"],
+            d["different_clips_at_or_above"],
+            "removes" if d["trusted"] or clap.get("trust_model") else "report only",
+            d["why"],
+        ]
+        for name, d in (cal.get("thresholds") or {}).items()
+    ]
+    if trows:
+        parts.append(
+            _table(
+                trows, ["threshold", "cosine", "copies at or above", "different clips at or above", "", "why"]
+            )
+        )
+    return "\n".join(parts)
+
+
+def _pq(q: Mapping[str, Any] | None, *names: str) -> str:
+    return " / ".join(str(q.get(n)) for n in names) if q and q.get("n") else ""
 
 
 def clap_html(report: Mapping[str, Any]) -> str:
-    """CLAP scoring (options.clap): score histograms per source, the lowest pairs, the closest cross-split
-    pairs, each with its caption and a player, so that a person can listen."""
+    """CLAP scoring (options.clap): the calibration, score histograms per source, the lowest pairs,
+    the closest cross-split pairs and the near-duplicate groups, each clip with a player."""
     clap = (report.get("stages") or {}).get("clap")
     if not clap:
         return ""
     edges = clap.get("score_edges", [])
     parts = ["<h2>CLAP scores</h2>", f"<p>Model <code>{_e(clap['model'])}</code> ({_e(clap['kind'])}).</p>"]
+    parts.append(calibration_html(clap))
     for source, s in clap.get("sources", {}).items():
         hist = [[f">= {e}", n] for e, n in zip(edges, s["score_hist"], strict=False) if n]
         parts.append(f"<h3>{_e(source)}: {s['scored']} scored, mean {s['mean_score']}</h3>")
         parts.append(_table(hist, ["best-caption score", "samples"]))
     rows = [
-        [p["score"], p["key"], p["split"], p["caption"], _Raw(_player(p))]
+        [p["score"], p["key"], p["split"], p["caption"], _Raw(_player(clap, p["key"]))]
         for p in clap.get("lowest_pairs", [])
     ]
     parts += ["<h3>Lowest-scoring pairs</h3>", _table(rows, ["score", "key", "split", "caption", "audio"])]
     rows = [
         [
             p["similarity"],
+            "removed" if p["removed"] else "withheld" if p.get("withheld") else "",
             p["train"]["key"],
-            p["heldout"]["key"],
+            _Raw(_player(clap, p["train"]["key"])),
+            f"{p['heldout']['key']} ({p['heldout']['source']}/{p['heldout']['split']})",
+            _Raw(_player(clap, p["heldout"]["key"])),
             p["train"]["caption"],
-            _Raw(_player(p["train"])),
         ]
         for p in clap.get("closest_cross_split_pairs", [])
     ]
     parts += ["<h3>Closest train / held-out pairs</h3>"]
-    parts.append(_table(rows, ["cosine", "train", "held out", "train caption", "train audio"]))
-    return "\n".join(parts)
+    parts.append(
+        _table(rows, ["cosine", "", "train", "train audio", "held out", "held-out audio", "train caption"])
+    )
+    near = clap.get("near_duplicates")
+    if near:
+        search = near.get("search") or {}
+        how = ", ".join(f"{k} {v}" for k, v in search.items())
+        parts.append(
+            f"<h3>Near-duplicate groups</h3><p>{near['groups']:,} groups of samples of different sources at "
+            f"cosine >= {near['threshold']} ({near['samples_in_groups']:,} samples, {near['removed']:,} "
+            f"removed; search: {_e(how)}); all in duplicates.jsonl.</p>"
+        )
+        rows = []
+        for i, g in enumerate(near.get("listed", []), 1):
+            for m in g["samples"]:
+                rows.append(
+                    [
+                        i,
+                        g["similarity"],
+                        m["key"],
+                        f"{m['source']}/{m['split']}",
+                        "kept" if m["kept"] else "removed",
+                        _Raw(_player(clap, m["key"])),
+                    ]
+                )
+        parts.append(_table(rows, ["group", "cosine", "key", "source/split", "", "audio"]))
+    pairs = clap.get("caption_overlap_pairs") or []
+    if pairs:
+        rows = [
+            [
+                p["caption"],
+                p["train"]["key"],
+                _Raw(_player(clap, p["train"]["key"])),
+                p["heldout"]["key"],
+                _Raw(_player(clap, p["heldout"]["key"])),
+            ]
+            for p in pairs
+        ]
+        parts.append(
+            f"<h3>Train captions a held-out sample has too</h3><p>{clap.get('caption_overlaps', 0):,} "
+            "(listed, not removed).</p>"
+        )
+        parts.append(_table(rows, ["caption", "train", "train audio", "held out", "held-out audio"]))
+    return "\n".join(p for p in parts if p)
 
 
 def cross_split_rows(report: Mapping[str, Any]) -> list[list[Any]]:
@@ -682,6 +797,15 @@ def write_example_audio(layout: Layout, examples: Mapping[str, list[Mapping[str,
     return sorted(copied)
 
 
+def prune_clap_excerpts(layout: Layout, clap: Mapping[str, Any] | None) -> None:
+    """Remove the CLAP excerpts (written by the run) that this report does not play."""
+    folder = (clap or {}).get("excerpt_dir", "audio/clap")
+    kept = {layout.report_path(f"{folder}/{key}.opus") for key in (clap or {}).get("excerpts", {})}
+    old = [p for p in storage.match(layout.report_path(f"{folder}/*.opus")) if p not in kept]
+    if old:
+        storage.delete(old)
+
+
 _INPUT_TITLES = {
     "input_codecs": "codec",
     "input_channels": "channels",
@@ -786,6 +910,7 @@ def write_report(summary: Mapping[str, Any]) -> str:
     report = build_report(summary)
     report["reject_examples"] = reject_examples(layout, report["rejects_by_code"])
     report["example_audio"] = write_example_audio(layout, report["examples"])
+    prune_clap_excerpts(layout, (report.get("stages") or {}).get("clap"))
     plots = render_plots(report)
     for name, data in plots.items():
         storage.write_bytes_atomic(layout.report_path(name), data)

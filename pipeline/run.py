@@ -127,14 +127,12 @@ def format_report(summary: dict[str, Any]) -> str:
         leak = stages["leakage"]
         pairs = ", ".join(f"{k} {v}" for k, v in leak["removed_by_overlap"].items())
         detail = f" ({pairs})" if pairs else ""
-        lines.append(f"  leakage guard: {leak['removed']} train samples removed{detail}")
+        lines.append(f"  leakage guard: {leak['removed']} train samples removed by id{detail}")
+    lines.extend(removal_lines(summary))
     if "duplicates" in stages:
-        dup = stages["duplicates"]
-        lines.append(
-            f"  duplicates ({dup['mode']}): {dup['groups']} groups, {dup['samples_in_groups']} samples, "
-            f"{dup['removed']} removed -> {dup['file']}"
-        )
-        lines.extend(cross_split_lines(dup.get("cross_split")))
+        lines.extend(duplicate_lines(stages["duplicates"], stages.get("clap") or {}))
+        lines.extend(cross_split_lines(stages["duplicates"].get("cross_split")))
+    lines.extend(clap_refusal_lines(stages.get("clap")))
     if "fetch" in stages:
         total = stages["fetch"]["total"]
         counts = ", ".join(f"{k} {total.get(k, 0)}" for k in ("ok", "cached", "failed", "deferred"))
@@ -179,6 +177,60 @@ def exclusion_line(report: dict[str, Any]) -> str:
     """The exclusion lists' removals, per list (the same line in plan and run)."""
     by = ", ".join(f"{k} {v}" for k, v in report.get("removed_by_list", {}).items())
     return f"  exclusion lists: {report['removed']} samples removed" + (f" ({by})" if by else "")
+
+
+def removal_lines(summary: dict[str, Any]) -> list[str]:
+    """Held-out audio kept out of training by exact audio and by CLAP content, each on its own line."""
+    codes, lines = summary.get("rejects_by_code", {}), []
+    audio = codes.get("eval_overlap_audio", 0)
+    if audio or summary.get("stages", {}).get("duplicates", {}).get("cross_split"):
+        lines.append(f"  leakage guard: {audio} train samples removed by exact audio (eval_overlap_audio)")
+    clap = summary.get("stages", {}).get("clap")
+    if clap and clap.get("content_overlap") != "off":
+        withheld = (clap.get("withheld") or {}).get("eval_overlap_content", 0)
+        lines.append(
+            f"  leakage guard: {codes.get('eval_overlap_content', 0)} train samples removed by CLAP content "
+            f"(cosine >= {clap['content_threshold']}, eval_overlap_content)"
+            + (f"; {withheld} more NOT removed (see below)" if withheld else "")
+        )
+    return lines
+
+
+def duplicate_lines(dup: dict[str, Any], clap: dict[str, Any]) -> list[str]:
+    """Exact duplicate groups and CLAP's near-duplicate groups, each on its own line."""
+    near = clap.get("near_duplicates") or {}
+    n_near, in_near, near_removed = (
+        near.get("groups", 0),
+        near.get("samples_in_groups", 0),
+        near.get("removed", 0),
+    )
+    exact = (dup["groups"] - n_near, dup["samples_in_groups"] - in_near, dup["removed"] - near_removed)
+    lines = [
+        f"  duplicates ({dup['mode']}): {exact[0]} groups, {exact[1]} samples, {exact[2]} removed, "
+        f"exact audio -> {dup['file']}"
+    ]
+    if near:
+        search = near.get("search") or {}
+        lines.append(
+            f"  near duplicates (CLAP cosine >= {near['threshold']}, {search.get('index', '?')} search): "
+            f"{n_near} groups, {in_near} samples, {near_removed} removed (near_duplicate_audio)"
+        )
+    return lines
+
+
+def clap_refusal_lines(clap: dict[str, Any] | None) -> list[str]:
+    """Loudly: the removals CLAP scoring refused because the model could not tell on this run's clips."""
+    refused = (clap or {}).get("removal_refused") or {}
+    if not refused:
+        return []
+    withheld = clap.get("withheld") or {}  # type: ignore[union-attr]
+    lines = [
+        f"  WARNING: NOTHING REMOVED by CLAP for {', '.join(refused)}: the model cannot tell on this "
+        "run's clips (calibration in the report; options.clap.trust_model: true removes anyway)"
+    ]
+    for code, why in refused.items():
+        lines.append(f"    {code}: {why}; {withheld.get(code, 0)} samples would have been removed")
+    return lines
 
 
 def cross_split_lines(cross: dict[str, Any] | None) -> list[str]:

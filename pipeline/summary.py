@@ -115,7 +115,9 @@ def build_summary(
         # sources that produced nothing although their spec does not say `allow_empty: true`: the run
         # fails for them (written here so that a Dataflow job's summary says it too)
         "empty_sources": [
-            name for name, v in sources.items() if v["samples"] == 0 and not spec.check(name).allow_empty
+            name
+            for name, v in sources.items()
+            if v["samples"] == 0 and not spec.check(name).allow_empty and not spec.source(name).guard
         ],
         "hours": round(sum(seconds.values()) / 3600.0, 4),
         "k2c_captions": k2c,

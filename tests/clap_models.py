@@ -51,3 +51,17 @@ def tiny_clap_model(folder: str, *, fusion: bool = True, seed: int = 0) -> str:
     model = ClapModel(ClapConfig(text_config=text, audio_config=audio, projection_dim=16))
     model.save_pretrained(folder)
     return folder
+
+
+def trainer_checkpoint(folder: str, encoder: str = "cnn", size: str = "micro", seed: int = 0) -> str:
+    """A checkpoint of the bundled trainer's CLAP (fusion on, as the trainer builds it by default) with
+    untrained weights and a tiny text model: what ``options.clap.model`` loads as ``kind: trainer``."""
+    from clap_corpus.trainer.checkpoint import save_checkpoint
+    from clap_corpus.trainer.config import AudioConfig, ModelConfig
+    from clap_corpus.trainer.train import build_model
+
+    text_cfg = TextConfig(model="tiny", tiny_hidden=32, tiny_layers=1)
+    cfg = ModelConfig(audio=AudioConfig(encoder=encoder, size=size), text=text_cfg, joint_dim=32)
+    text_dir = build_tiny_text_model(CAPTIONS, os.path.join(folder, "text"), text_cfg)
+    model, _ = build_model(cfg, text_dir, pretrained=False, seed=seed, offline=True)
+    return save_checkpoint(os.path.join(folder, "ckpt"), model, cfg, None, {}, text_dir)

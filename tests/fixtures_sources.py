@@ -78,6 +78,7 @@ FACTS = {
         "freesound": (4, 2, 2),  # two leaked into held-out Clotho / FSD50K
         "wavtext5k": (2, 2, 0),
         "epidemic_sound": (2, 2, 0),
+        "esc50": (2, 0, 2),  # a guard: read and checked against, never written (guard_only)
     },
     # the byte-identical pair (Sonniss ships a file Free To Use Sounds has too)
     "duplicate_files": (
@@ -101,6 +102,7 @@ def build_clap_data(root: Path) -> Path:
     _freesound(root / "freesound", audio)
     _wavtext5k(root / "wavtext5k", audio)
     _epidemic(root / "epidemic_sound", audio)
+    _esc50(root / "esc50", audio)
     return root
 
 
@@ -647,3 +649,15 @@ def build_hub_copies(root: Path) -> tuple[Path, Path]:
         )
         _text(lists / f"clotho_captions_{split}.csv", f"file_name,caption_1\n{name},A sound.\n")
     return hub, lists
+
+
+def _esc50(d: Path, audio: _Audio) -> None:
+    # ESC-50 as its repository ships it: meta/esc50.csv, audio/<fold>-<freesound id>-<take>-<target>.wav
+    _text(
+        d / "meta" / "esc50.csv",
+        "filename,fold,target,category,esc10,src_file,take\n"
+        "1-100032-A-0.wav,1,0,dog,True,100032,A\n"
+        "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n",
+    )
+    audio.write(d / "audio" / "1-100032-A-0.wav")
+    audio.write(d / "audio" / "1-100038-A-14.wav")

@@ -178,7 +178,9 @@ def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model)
     assert {(p["train"]["key"], p["caption"]) for p in stage["caption_overlap_pairs"]} == shared
     card = open(os.path.join(out, "README.md"), encoding="utf-8").read()  # noqa: SIM115
     assert "| clap_scores | list of floats |" in card
-    assert "<h2>CLAP scores</h2>" in page and f"src='file://{lowest['audio']}'" in page
+    # the report plays a browser-playable excerpt copied next to it, linked relatively
+    assert "<h2>CLAP scores</h2>" in page and f"src='audio/clap/{lowest['key']}.opus'" in page
+    assert os.path.isfile(os.path.join(out, "report", "audio", "clap", f"{lowest['key']}.opus"))
     assert lowest["score"] == min(max(d["clap_scores"]) for d in _tar_docs(out).values())
     docs = _tar_docs(out)
     assert len(docs) == 10
@@ -198,7 +200,13 @@ def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model)
 
 
 def test_top_fraction_filter_and_caption_order(tmp_path, tiny_model):
-    clap = {"model": tiny_model, "keep_top_fraction": 0.5, "order_captions": True, "content_overlap": "off"}
+    clap = {
+        "model": tiny_model,
+        "keep_top_fraction": 0.5,
+        "order_captions": True,
+        "content_overlap": "off",
+        "trust_model": True,  # an untrained model: the calibration would refuse to remove anything
+    }
     summary, out = _build(tmp_path, clap, n_clips=12)
     assert summary["accounting_ok"]
     low = summary["rejects_by_code"].get("low_clap_score", 0)
@@ -364,7 +372,7 @@ def test_near_duplicates_searched_in_blocks_find_the_same_groups():
             li = [n for n, m in enumerate(members) if block[m] == i]
             rj = [n for n, m in enumerate(members) if block[m] == j]
             edges += near_edges(
-                [members[n] for n in li], v[li], [members[n] for n in rj], v[rj], 0.99, 8, same_block=i == j
+                [members[n] for n in li], v[li], [members[n] for n in rj], v[rj], 0.99, same_block=i == j
             )
     assert groups_from_edges(edges) == whole
     assert len({block[m] for m in members}) == parts
@@ -393,7 +401,13 @@ def test_the_stage_translates_for_dataflow(tmp_path, tiny_model, capsys):
 
     proto = beam_runner_api_pb2.Pipeline.FromString((tmp_path / "staging" / "pipeline.pb").read_bytes())
     names = {t.unique_name: t for t in proto.components.transforms.values()}
-    for step in ("CLAP/RunInference", "CLAP/GroupBlocks", "CLAP/TopFraction", "CLAP/ContentGuard"):
+    for step in (
+        "CLAP/RunInference",
+        "CLAP/NearDuplicates/GroupBlocks",
+        "CLAP/TopFraction",
+        "CLAP/ContentGuard",
+        "CLAP/Calibration",
+    ):
         assert any(n.startswith(f"BuildCorpus/{step}") for n in names), step
     # Dataflow groups by encoded key bytes: the stage's group keys must encode deterministically
     context = pipeline_context.PipelineContext(proto.components)
@@ -404,3 +418,489 @@ def test_the_stage_translates_for_dataflow(tmp_path, tiny_model, capsys):
     for name, t in gbks.items():
         pcoll = proto.components.pcollections[next(iter(t.inputs.values()))]
         assert context.coders.get_by_id(pcoll.coder_id).key_coder().is_deterministic(), name
+
+
+# ------------------------------------------------------------------------------------------------
+# Near-duplicates: groups larger than any neighbour count, the same for any block count
+
+
+def _clusters(seed: int = 6, dim: int = 24) -> tuple[list, np.ndarray, list[set[str]]]:
+    """Members and unit vectors: unrelated samples of three sources, plus planted clusters larger
+    than the old neighbour count (8). In each, one source holds many near-identical copies (cosine
+    ~0.9999 to each other) and another source a few versions a little further off (~0.98): every
+    copy's nearest neighbours are its own source's copies, the crowding the old search lost them to."""
+    rng = np.random.default_rng(seed)
+    members, vectors, planted = [], [], []
+    for i in range(90):
+        members.append((f"u{i:03d}", "abc"[i % 3], "train"))
+        vectors.append(rng.normal(size=dim))
+    for c, (many, n_many, few, n_few) in enumerate([("a", 17, "b", 1), ("a", 10, "c", 2), ("c", 9, "a", 3)]):
+        centre = rng.normal(size=dim)
+        centre *= np.sqrt(dim) / np.linalg.norm(centre)
+        keys = set()
+        for j in range(n_many):
+            members.append((f"c{c}{many}{j:02d}", many, "train"))
+            vectors.append(centre + 0.01 * rng.normal(size=dim))
+            keys.add(members[-1][0])
+        for j in range(n_few):
+            members.append((f"c{c}{few}{j:02d}", few, "valid" if c == 0 else "train"))
+            vectors.append(centre + 0.2 * rng.normal(size=dim))
+            keys.add(members[-1][0])
+        planted.append(keys)
+    v = np.stack(vectors).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v = v.astype(np.float16).astype(np.float32)  # what the records carry
+    return members, v, planted
+
+
+def test_a_cluster_larger_than_the_neighbour_count_is_one_group_across_sources():
+    from clap_corpus.transforms.clap_scores import near_duplicate_groups
+
+    members, v, planted = _clusters()
+    groups = near_duplicate_groups(members, v, threshold=0.97)
+    assert [{m[0] for m in g} for g, _ in groups] == sorted(planted, key=min)
+    assert [len(g) for g, _ in groups] == [18, 12, 12]
+    assert all(0.97 <= s < 0.99 for _, s in groups)  # joined by the versions of the other source
+    assert all(0.97 <= s < 1.0 for _, s in groups)
+
+
+@pytest.mark.parametrize("search", ["exact", "approximate"])
+def test_near_duplicate_groups_are_the_same_for_1_2_and_4_blocks(search):
+    from clap_corpus.transforms.clap_scores import (
+        groups_from_edges,
+        near_duplicate_groups,
+        near_edges,
+        near_partition,
+        plan_search,
+    )
+
+    members, v, planted = _clusters()
+    lists = 0 if search == "exact" else 12  # 12 lists of ~10 vectors, 8 probed each
+    plan = plan_search(len(members), [(m[0], v[i]) for i, m in enumerate(members)], lists=lists)
+    assert plan.lists == lists
+    whole = near_duplicate_groups(members, v, threshold=0.97, plan=plan)
+    assert [{m[0] for m in g} for g, _ in whole] == sorted(planted, key=min)
+    for parts in (1, 2, 4):
+        block = {m: near_partition(m[0], parts) for m in members}
+        edges = []
+        for i in range(parts):
+            for j in range(i, parts):
+                li = [n for n, m in enumerate(members) if block[m] == i]
+                rj = [n for n, m in enumerate(members) if block[m] == j]
+                edges += near_edges(
+                    [members[n] for n in li], v[li], [members[n] for n in rj], v[rj], 0.97, plan, i == j
+                )
+        assert groups_from_edges(edges) == whole, parts
+
+
+def test_the_approximate_search_finds_the_pairs_of_the_exact_one():
+    from clap_corpus.transforms.clap_scores import near_pairs, plan_search
+
+    rng = np.random.default_rng(7)
+    topics = rng.normal(size=(40, 32))
+    base = topics[rng.integers(0, 40, 3000)] + 0.6 * rng.normal(size=(3000, 32))
+    copies = np.repeat(base[:300], 3, axis=0) + 0.15 * rng.normal(size=(900, 32))  # cosine ~0.99
+    v = np.concatenate([base, copies]).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    src = rng.integers(0, 3, len(v))
+    keys = [f"k{i:05d}" for i in range(len(v))]
+    plan = plan_search(len(v), [(k, v[i]) for i, k in enumerate(keys) if i % 2 == 0], lists=60)
+
+    def found(p):
+        pairs = near_pairs(v, src, v, src, 0.95, p)
+        return {(min(a, b), max(a, b)) for li, rj, _ in pairs for a, b in zip(li, rj, strict=True)}
+
+    exact, approx = found(None), found(plan)
+    assert approx <= exact and len(exact) > 1000
+    assert len(approx) / len(exact) >= 0.99
+
+
+def _with_embeddings(members, v) -> list[Record]:
+    from clap_corpus.core.records import ClapScores
+
+    return [
+        Record(
+            **{
+                **_record(key, ("x",), split, source).__dict__,
+                "clap": ClapScores((0.5,), v[i].astype("<f2").tobytes(), b""),
+            }
+        )
+        for i, (key, source, split) in enumerate(members)
+    ]
+
+
+@pytest.mark.parametrize("search", ["exact", "approximate"])
+def test_the_beam_search_gives_the_same_groups_for_any_number_of_blocks(search, tmp_path):
+    """The stage's own transform on a real Beam runner: 1, 2 and 4 blocks (a performance setting)
+    give the same duplicates.jsonl lines, groups of 18 included; keep_first keeps the held-out copy."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from clap_corpus.pipeline.clap_config import ClapConfig
+    from clap_corpus.pipeline.clap_stage import NearDuplicateGroups
+
+    members, v, planted = _clusters()
+    records = _with_embeddings(members, v)
+    docs_by_parts = {}
+    for parts in (1, 2, 4):
+        cfg = ClapConfig(
+            model="owner/model",
+            near_duplicate_threshold=0.97,
+            near_duplicate_partitions=parts,
+            near_duplicate_search=search,
+            trust_model=True,
+        )
+        out = tmp_path / f"docs_{parts}.json"
+        with beam.Pipeline(runner="FnApiRunner") as p:
+            calibration = p | "Calibration" >> beam.Create([{}])
+            docs, plan = (
+                p
+                | beam.Create(records)
+                | NearDuplicateGroups(cfg, "keep_first", {"a": 0, "b": 1, "c": 2}, ("train",), calibration)
+            )
+            docs | beam.Map(lambda d, path=str(out): open(path, "w").write(json.dumps(d)))  # noqa: SIM115
+            lists = 0 if search == "exact" else round(2 * math.sqrt(len(records)))
+            assert_that(plan | beam.Map(lambda d: d.get("lists", 0)), equal_to([lists]), label="plan")
+        docs_by_parts[parts] = json.loads(out.read_text())
+    assert docs_by_parts[1] == docs_by_parts[2] == docs_by_parts[4]
+    docs = docs_by_parts[1]
+    assert [{m["key"] for m in d["samples"]} for d in docs] == sorted(planted, key=min)
+    first = docs[0]
+    assert len(first["samples"]) == 18 and first["samples"][0] == {
+        "key": "c0b00",
+        "source": "b",
+        "split": "valid",
+        "kept": True,  # the held-out copy stays
+    }
+    assert sum(m["kept"] for m in first["samples"]) == 1
+
+
+def test_the_content_guard_searches_a_batch_of_records_per_call(tmp_path, tiny_model, monkeypatch):
+    """One faiss call for many train records (it was one per record: 31.6 CPU-ms a record against
+    1.4 batched at 125 000 held-out vectors, bench/bench_clap_score.py)."""
+    calls = []
+    search = NeighbourIndex.search
+
+    def counted(self, queries, k=1):
+        calls.append(len(np.atleast_2d(queries)))
+        return search(self, queries, k)
+
+    monkeypatch.setattr(NeighbourIndex, "search", counted)
+    summary, _ = _build(tmp_path, {"model": tiny_model, "content_overlap": "report"}, n_clips=16)
+    trained = summary["splits"]["train"]["samples"]
+    assert trained >= 8 and sum(calls) == trained
+    assert len(calls) <= 2, calls  # one per bundle of the local runner
+
+
+@pytest.fixture(scope="module")
+def trainer_model(tmp_path_factory) -> str:
+    from clap_models import trainer_checkpoint
+
+    return trainer_checkpoint(str(tmp_path_factory.mktemp("trainerclap")))
+
+
+def test_a_fused_trainer_model_embeds_a_clip_the_same_whatever_the_batching(trainer_model):
+    """The bundled trainer's fused stem ran its local branch on the longer clips of a batch only, so
+    a clip's arithmetic changed with how many of its batch-mates were long: Beam's batching changed
+    the bytes; so did max_batch_size (the model ran on chunks of that many) and the process's torch
+    threads. Now: the same bytes for batches of 1, 2 and 7 clips, any max_batch_size, any threads."""
+    import torch
+
+    from clap_corpus.pipeline.clap_config import ClapConfig
+    from clap_corpus.pipeline.clap_handler import Embedder
+    from clap_corpus.transforms.clap_scores import clap_input
+
+    rng = np.random.default_rng(4)
+    seconds = (3, 12, 5, 11, 2, 14, 13, 4, 15)
+    items = [
+        clap_input(rng.normal(scale=0.1, size=int(48_000 * s)).astype(np.float32), f"k{i}", ("a dog barks",))
+        for i, s in enumerate(seconds)
+    ]
+    assert {it.longer for it in items} == {True, False}
+    reference, before = None, torch.get_num_threads()
+    try:
+        for chunk, threads in ((4, 1), (8, 2), (32, 1), (32, 2)):
+            torch.set_num_threads(threads)  # what the process was set to: the embedder runs on one
+            embedder = Embedder(ClapConfig(model=trainer_model, device="cpu", max_batch_size=chunk))
+            assert embedder.kind == "trainer" and embedder.model.cfg.audio.fusion
+            for size in (len(items), 1, 2, 7):
+                got = []
+                for start in range(0, len(items), size):
+                    got += [
+                        (a.tobytes(), t.tobytes()) for a, t in embedder.embed(items[start : start + size])
+                    ]
+                reference = reference or got
+                assert got == reference, (chunk, threads, size)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_rerun_of_the_same_spec_keeps_every_finished_shard(tmp_path, trainer_model):
+    """Identical runs gave other embeddings (a fused model's arithmetic followed Beam's batches), so a
+    rerun rebuilt finished shards."""
+    clap = {"model": trainer_model, "max_batch_size": 3, "content_overlap": "report"}
+    spec = write_demo_corpus(
+        str(tmp_path / "src"),
+        n_clips=16,
+        max_seconds=14.0,
+        k2c_model=None,
+        shard_size=2,
+        extra_options={"clap": clap},
+    )
+    out = str(tmp_path / "out")
+    first = run_corpus(spec, out, RUNNER)
+    shards = sum(s["shards"] for s in first["splits"].values())
+    assert first["accounting_ok"] and shards >= 4
+    # the same spec on two worker threads: Beam batches the clips otherwise, the shards stay
+    again = run_corpus(
+        spec, out, [*RUNNER, "--direct_num_workers=2", "--direct_running_mode=multi_threading"]
+    )
+    assert again["shards_skipped_as_complete"] == shards
+
+
+def _add_rows(spec_path: str, rows: list[tuple[str, np.ndarray, str]]) -> None:
+    """Append clips (file name, float samples at 48 kHz, caption) to the demo's manifest and count."""
+    import yaml
+
+    from clap_corpus.pipeline import synth
+
+    src = os.path.dirname(spec_path)
+    with open(os.path.join(src, "raw", "manifest.jsonl"), "a", encoding="utf-8") as f:
+        for name, samples, caption in rows:
+            with open(os.path.join(src, "raw", name), "wb") as g:
+                g.write(synth.encode_audio(samples, 48_000, "wav"))
+            f.write(json.dumps({"audio": name, "id": name.split(".")[0], "captions": [caption]}) + "\n")
+    with open(spec_path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    doc["sources"][0]["expected_count"] += len(rows)
+    with open(spec_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+
+
+def test_keep_top_fraction_does_not_count_silent_clips(tmp_path, tiny_model):
+    clap = {"model": tiny_model, "keep_top_fraction": 0.5, "content_overlap": "off", "trust_model": True}
+    spec = write_demo_corpus(
+        str(tmp_path / "src"), n_clips=10, k2c_model=None, bad_rows=False, extra_options={"clap": clap}
+    )
+    t = np.arange(48_000 * 3) / 48_000
+    quiet = (10 ** (-80 / 20) * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # -80 dBFS: `silent`
+    silent = [
+        (f"silent_{i}.wav", s, "a quiet room")
+        for i, s in enumerate([np.zeros(48_000 * 3, np.float32), quiet] * 2)
+    ]
+    _add_rows(spec, silent)
+    summary = run_corpus(spec, str(tmp_path / "out"), RUNNER)
+    assert summary["accounting_ok"]
+    codes = summary["rejects_by_code"]
+    assert codes["silent"] == 4  # the shard writer's code, as without scoring
+    stage = summary["stages"]["clap"]
+    assert stage["scored"] == 10 and stage["unscored"] == 4  # the silent ones are not scored
+    assert codes["low_clap_score"] == 10 - math.ceil(0.5 * 10) and summary["samples"] == 5
+
+
+# ------------------------------------------------------------------------------------------------
+# Calibration: nothing is removed by a model that cannot tell
+
+
+def _calibration_clips(n: int, spread: float, copy_noise: float, caption_signal: float, seed: int = 8):
+    from clap_corpus.transforms.clap_scores import CalibrationClip
+
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=32)
+    clips = []
+    for i in range(n):
+        a = common + spread * rng.normal(size=32)
+        t = caption_signal * a + rng.normal(size=(2, 32))
+        c = a + copy_noise * rng.normal(size=32)
+        unit = [x / np.linalg.norm(x, axis=-1, keepdims=True) for x in (a, t, c)]
+        clips.append(CalibrationClip(f"k{i:03d}", *unit[:2], (f"caption {i}", f"another {i}"), unit[2]))
+    return clips
+
+
+def test_calibration_refuses_a_model_that_cannot_tell_and_trusts_one_that_can():
+    from clap_corpus.transforms.clap_scores import calibrate, removal_allowed
+
+    thresholds = {"content_threshold": 0.95, "near_duplicate_threshold": 0.97}
+    # every clip near every other (an untrained or collapsed model), captions unrelated to the audio
+    weak = calibrate(_calibration_clips(64, spread=0.05, copy_noise=0.01, caption_signal=0.0), thresholds)
+    assert weak["clips"] == 64 and 0.4 < weak["captions"]["caption_wins"] < 0.6
+    assert weak["audio"]["different_clips"]["median"] > 0.95
+    for what in ("captions", "content_threshold", "near_duplicate_threshold"):
+        allowed, why = removal_allowed(weak, what)
+        assert not allowed and why, what
+        assert removal_allowed(weak, what, trust_model=True) == (True, "")
+    assert "of pairs of different clips have cosine >= 0.95" in removal_allowed(weak, "content_threshold")[1]
+    assert "own caption" in removal_allowed(weak, "captions")[1]
+    # clips far apart, copies close, captions that say what the audio is
+    good = calibrate(_calibration_clips(64, spread=3.0, copy_noise=0.05, caption_signal=3.0), thresholds)
+    assert good["captions"]["caption_wins"] > 0.95 and good["audio"]["separation"] > 0.99
+    for what in ("captions", "content_threshold", "near_duplicate_threshold"):
+        assert removal_allowed(good, what) == (True, ""), what
+    d = good["thresholds"]["content_threshold"]
+    assert d["copies_at_or_above"] == 1.0 and d["different_clips_at_or_above"] == 0.0
+    assert (
+        good["audio"]["different_clips"]["max"] < good["suggested_threshold"] < good["audio"]["copies"]["min"]
+    )
+    # too few clips is no evidence
+    few = calibrate(_calibration_clips(8, spread=3.0, copy_noise=0.05, caption_signal=3.0), thresholds)
+    assert not removal_allowed(few, "content_threshold")[0]
+    assert "only 8 clips" in removal_allowed(few, "captions")[1]
+
+
+def test_a_model_that_cannot_tell_removes_nothing_and_the_run_says_why(tmp_path, tiny_model):
+    """The defaults that used to destroy (content removal at 0.95), a top fraction and near-duplicate
+    removal, with an untrained model: nothing is removed, the summary and the console say why."""
+    from clap_corpus.pipeline.run import format_report
+
+    clap = {"model": tiny_model, "keep_top_fraction": 0.5, "near_duplicate_threshold": 0.97}
+    spec = write_demo_corpus(
+        str(tmp_path / "src"),
+        n_clips=24,
+        max_seconds=12.0,
+        k2c_model=None,
+        bad_rows=False,
+        extra_options={"clap": clap, "duplicates": "keep_first"},
+    )
+    import yaml
+
+    other = write_demo_corpus(
+        str(tmp_path / "other"), n_clips=24, seed=1, max_seconds=12.0, k2c_model=None, bad_rows=False
+    )
+    with open(spec, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    raw = os.path.join(os.path.dirname(other), "raw")
+    doc["sources"].append(
+        {**doc["sources"][0], "name": "other", "manifest": f"{raw}/manifest.jsonl", "audio_root": raw}
+    )  # other clips in a second source
+    with open(spec, "w", encoding="utf-8") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    summary = run_corpus(spec, str(tmp_path / "out"), RUNNER)
+    assert summary["accounting_ok"]
+    codes = summary["rejects_by_code"]
+    for code in ("low_clap_score", "eval_overlap_content", "near_duplicate_audio"):
+        assert code not in codes, code
+    stage = summary["stages"]["clap"]
+    assert stage["calibration"]["clips"] == 48 and stage["calibration"]["captions"]["trusted"] is False
+    assert set(stage["removal_refused"]) == {"low_clap_score", "eval_overlap_content", "near_duplicate_audio"}
+    assert stage["withheld"]["low_clap_score"] == 24  # half of each source would have gone
+    assert stage["withheld"]["eval_overlap_content"] > 0 and stage["withheld"]["near_duplicate_audio"] > 0
+    printed = format_report(summary)
+    assert "NOTHING REMOVED by CLAP" in printed, printed
+    # exact and near-duplicate groups, id and content removals: each on its own line
+    near = stage["near_duplicates"]
+    assert near["groups"] > 0 and near["removed"] == 0 and near["search"]["index"] == "exact"
+    assert f"near duplicates (CLAP cosine >= 0.97, exact search): {near['groups']} groups" in printed
+    assert "duplicates (keep_first): 0 groups, 0 samples, 0 removed, exact audio" in printed
+    assert "leakage guard: 0 train samples removed by id" in printed
+    assert "leakage guard: 0 train samples removed by CLAP content" in printed
+    page = open(os.path.join(str(tmp_path / "out"), "report", "index.html"), encoding="utf-8").read()  # noqa: SIM115
+    assert "Nothing was removed by" in page and "Calibration on this run" in page
+
+
+# ------------------------------------------------------------------------------------------------
+# The report's players, in a real browser
+
+CHROMIUM = next(
+    (p for p in map(__import__("shutil").which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
+
+_PROBE = """<!DOCTYPE html><html><body><iframe id="f" src="index.html"></iframe><pre id="out">pending</pre>
+<script>
+document.getElementById('f').onload = async () => {
+  const audios = [...document.getElementById('f').contentDocument.querySelectorAll('audio')];
+  const one = a => new Promise(done => {
+    const report = () => done({src: a.getAttribute('src'), seconds: a.dataset.seconds || null,
+                                duration: a.duration, error: a.error ? a.error.code : null});
+    if (a.readyState >= 1 || a.error) return report();
+    a.addEventListener('loadedmetadata', report); a.addEventListener('error', report);
+    a.preload = 'metadata'; a.load();
+  });
+  document.getElementById('out').textContent = JSON.stringify(await Promise.all(audios.map(one)));
+};
+</script></body></html>"""
+
+
+def _players_in_chromium(report_dir: str, profile: str) -> list[dict]:
+    """Every <audio> of report_dir/index.html as headless Chromium loads it: src, duration, error."""
+    import re
+    import subprocess
+
+    probe = os.path.join(report_dir, "_probe.html")
+    with open(probe, "w", encoding="utf-8") as f:
+        f.write(_PROBE)
+    try:
+        page = subprocess.run(
+            [
+                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--no-first-run", f"--user-data-dir={profile}", "--allow-file-access-from-files",
+                "--virtual-time-budget=30000", "--dump-dom", f"file://{probe}",
+            ],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.remove(probe)
+    found = re.search(r'<pre id="out">(.*)</pre>', page, re.S)
+    assert found and found.group(1) != "pending", page[-2000:]
+    return json.loads(found.group(1))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium on PATH (apt-get install chromium)")
+def test_every_report_player_plays_in_a_browser_wherever_the_report_goes(tmp_path, tiny_model):
+    """The CLAP section lists the lowest pairs, the closest train / held-out pairs (both sides), the
+    near-duplicate groups and the caption overlaps, each clip with a player; the players link excerpts
+    copied next to the report (Ogg Opus, whatever the source's codec: the demo's are MP3, Vorbis, Opus,
+    AAC, FLAC and WAV), relatively, so a moved report still plays. Headless Chromium loads every one
+    and reports the excerpt's duration. Needs Chromium on PATH (skipped without it)."""
+    import shutil
+
+    import yaml
+
+    clap = {
+        "model": tiny_model,
+        "content_overlap": "report",
+        "near_duplicate_threshold": 0.9,
+        "report_pairs": 6,
+    }
+    spec = write_demo_corpus(
+        str(tmp_path / "src"), n_clips=12, max_seconds=14.0, k2c_model=None, extra_options={"clap": clap}
+    )
+    other = write_demo_corpus(
+        str(tmp_path / "other"), n_clips=6, seed=2, max_seconds=14.0, k2c_model=None, bad_rows=False
+    )
+    with open(spec, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    raw = os.path.join(os.path.dirname(other), "raw")
+    doc["sources"].append(
+        {
+            **doc["sources"][0],
+            "name": "other",
+            "manifest": f"{raw}/manifest.jsonl",
+            "audio_root": raw,
+            "expected_count": 6,
+        }
+    )
+    with open(spec, "w", encoding="utf-8") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    out = tmp_path / "out"
+    summary = run_corpus(spec, str(out), RUNNER)
+    stage = summary["stages"]["clap"]
+    listed = {p["key"] for p in stage["lowest_pairs"]}
+    listed |= {p[side]["key"] for p in stage["closest_cross_split_pairs"] for side in ("train", "heldout")}
+    listed |= {m["key"] for g in stage["near_duplicates"]["listed"] for m in g["samples"]}
+    assert stage["closest_cross_split_pairs"] and stage["near_duplicates"]["listed"]
+    assert set(stage["excerpts"]) == listed | {
+        p[side]["key"] for p in stage["caption_overlap_pairs"] for side in ("train", "heldout")
+    }
+    moved = tmp_path / "moved" / "report"
+    shutil.copytree(out / "report", moved)
+    shutil.rmtree(out / "report")  # nothing may point back at the output folder
+    players = _players_in_chromium(str(moved), str(tmp_path / "profile"))
+    print(f"{len(players)} players, durations:", sorted(round(p["duration"], 3) for p in players))
+    clap_players = [p for p in players if p["src"].startswith("audio/clap/")]
+    assert {p["src"].split("/")[-1][: -len(".opus")] for p in clap_players} == set(stage["excerpts"])
+    assert len(players) > len(clap_players)  # the examples' FLAC players too
+    for p in players:
+        assert p["error"] is None and p["duration"] and p["duration"] > 0, p
+    for p in clap_players:
+        assert abs(p["duration"] - float(p["seconds"])) < 0.03, p  # an Opus frame at most
+        assert float(p["seconds"]) == min(10.0, float(p["seconds"]))

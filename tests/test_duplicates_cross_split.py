@@ -205,6 +205,8 @@ def test_the_summary_the_report_and_the_list_show_the_cross_split_group(built):
         "duplicates across splits (remove): 1 groups, 3 train copies removed (library 1, tones 2)" in printed
     )
     assert f"test/train/valid: {shipped['a_test_wav'][1]}, {shipped['a_valid_flac'][1]}, " in printed
+    # train copies of held-out audio have their own line, apart from the id guard's
+    assert "leakage guard: 3 train samples removed by exact audio (eval_overlap_audio)" in printed
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["removals"]["duplicates"] == 3
     page = (out / "report" / "index.html").read_text()

@@ -110,3 +110,47 @@ def test_leakage_guard_transform():
             ),
             label="report",
         )
+
+
+def test_a_guard_only_source_guards_by_id_and_is_never_written(tmp_path):
+    """A source with `guard: true`: its records are placed in split `guard` (held out), so the id
+    guard removes the training clips that share an origin with them; then they end as `guard_only`
+    rejects instead of reaching a shard."""
+    import yaml
+
+    from clap_corpus.pipeline.demo import write_demo_corpus
+    from clap_corpus.pipeline.graph import _with_split
+    from clap_corpus.pipeline.leakage import guard_only_out
+    from clap_corpus.pipeline.spec import load_spec
+
+    spec_path = write_demo_corpus(str(tmp_path / "src"), n_clips=2, k2c_model=None, bad_rows=False)
+    with open(spec_path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    doc["sources"].append({**doc["sources"][0], "name": "esc50", "guard": True, "split": "test"})
+    with open(spec_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    spec = load_spec(spec_path)
+    records = [
+        _with_split(_r("esc50", "g1", "test", "freesound:7"), spec),  # its own split does not matter
+        _r("synthetic", "fs1", "train", "freesound:7"),
+        _r("synthetic", "fs2", "train", "freesound:8"),
+    ]
+    assert records[0].split == "guard"
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create(records) | LeakageGuard(TRAIN)
+        dropped: list = []
+        kept, guards = guard_only_out(spec, out["records"], dropped)
+        assert_that(kept | "Kept" >> beam.Map(lambda r: r.key), equal_to(["fs2"]), label="kept")
+        assert_that(guards | "Guards" >> beam.Map(lambda r: r.key), equal_to(["g1"]), label="guards")
+        assert_that(
+            (out["rejects"], *dropped)
+            | beam.Flatten()
+            | "Why" >> beam.Map(lambda r: (r.key, r.stage, r.code, r.reason[:40])),
+            equal_to(
+                [
+                    ("fs1", "leakage", "eval_overlap", "freesound:7 is also in split 'guard' of "),
+                    ("g1", "guard", "guard_only", "a clip of a guard-only source: training "),
+                ]
+            ),
+            label="rejects",
+        )

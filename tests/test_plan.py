@@ -29,7 +29,7 @@ def data_env(clap_data, monkeypatch):
 
 def test_shipped_specs_load_against_a_copy(data_env):
     spec = load_spec(SPEC_2M5)
-    assert len(spec.sources) == 21
+    assert len(spec.sources) == 22 and [s.name for s in spec.sources if s.guard] == ["esc50"]
     expected = {s.name: s.expected_count for s in spec.sources if s.expected_count is not None}
     assert sum(expected.values()) == 2_541_614 and len(expected) == 14  # LAION-CLAP's ICASSP 2023 table
     audioset = spec.source("audioset_unbalanced")

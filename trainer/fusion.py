@@ -81,12 +81,24 @@ class FusedStem(nn.Module):
         g = self.proj(views[:, :1])
         if not self.fusion:
             return g
-        idx = torch.nonzero(longer.to(views.device), as_tuple=False).flatten()
+        longer = longer.to(views.device)
+        if not self.training:
+            # Inference runs the local branch on every row and keeps it for the longer ones: a clip's
+            # arithmetic then has the batch's shape whatever the other clips are (a CPU kernel's
+            # summation order depends on the shapes it is given), so its embedding does not depend
+            # on how it was batched. Training keeps to the longer rows: the gradient is the same.
+            return torch.where(longer.view(-1, 1, 1, 1), self._fuse(g, views), g)
+        idx = torch.nonzero(longer, as_tuple=False).flatten()
         if idx.numel() == 0:
             # Keep the fusion weights in the graph with zero gradient: DDP wants a gradient for
             # every parameter on every rank, whatever the batch holds.
             return g + 0.0 * sum(p.sum() for p in self._local_params())
-        local = views.index_select(0, idx)[:, 1:]
+        fused = self._fuse(g.index_select(0, idx), views.index_select(0, idx))
+        return g.index_copy(0, idx, fused)
+
+    def _fuse(self, g: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """The global features ``g`` of these rows fused with their three local views."""
+        local = views[:, 1:]
         n, k, h, w = local.shape
         feats = self.local_proj(local.reshape(n * k, 1, h, w))
         c, fh, fw = feats.shape[1:]
@@ -101,8 +113,7 @@ class FusedStem(nn.Module):
             feats = F.pad(feats, (0, length - have) if self.time_dim == -1 else (0, 0, 0, length - have))
         else:
             feats = feats.narrow(self.time_dim, 0, length)
-        fused = self.aff(g.index_select(0, idx), feats)
-        return g.index_copy(0, idx, fused)
+        return self.aff(g, feats)
 
     def _local_params(self) -> list[nn.Parameter]:
         return [*self.local_proj.parameters(), *self.aff.parameters()]

@@ -18,6 +18,9 @@ from clap_corpus.core.records import Record, Reject
 # audio here) are one stage, so the rejects of a source list them together.
 LEAKAGE_STAGE = "leakage"
 OVERLAP_CODE = "eval_overlap_audio"
+# The split of every record of a guard-only source (``guard: true``): held out from training like
+# valid and test, so every guard checks against it; never written.
+GUARD_SPLIT = "guard"
 
 Holder = tuple[str, str, str]  # (source, split, key) of the held-out record that owns an id or a digest
 
