@@ -177,10 +177,21 @@ def _tail(path: str, size: int) -> bytes:
         return f.read()
 
 
+def _archive_size(archive: str) -> int:
+    """The size of ``archive``; FileNotFoundError when there is none (Beam's filesystems raise their own
+    error type for a missing file, which callers would take for a damaged one)."""
+    try:
+        return storage.size(archive)
+    except OSError:
+        if not storage.exists(archive):
+            raise FileNotFoundError(f"no such archive: {archive}") from None
+        raise
+
+
 def layout(archive: str) -> Layout:
     """What ``archive`` is made of, from its end records; raises :class:`ZipError` (not a zip, a part
     missing) or FileNotFoundError (no such archive)."""
-    last_size = storage.size(archive)
+    last_size = _archive_size(archive)
     tail = _tail(archive, last_size)
     at = tail.rfind(_EOCD)
     # a signature inside the comment (or cut off at the end): look further back
@@ -286,7 +297,7 @@ def read_member(archive: str, name: str, offset: int | None = None, max_bytes: i
     :func:`members`) one seek finds it; without, the central directory is read to find it. Raises
     FileNotFoundError (no such member), :class:`storage.FileTooLarge` and :class:`ZipError`."""
     where = f"member {name!r} of {archive}"
-    lay = _cached_layout(archive, storage.size(archive))
+    lay = _cached_layout(archive, _archive_size(archive))
     entry: Member | None = None
     if offset is None:
         entry = next((m for m in members(lay) if m.name == name), None)
@@ -318,15 +329,18 @@ def read_member(archive: str, name: str, offset: int | None = None, max_bytes: i
             raise ZipError(f"{where} runs past the end of the archive ({csize} bytes declared)")
         if method == STORED:
             storage.check_size(csize, max_bytes, where)
-        data = _inflate(f, method, csize, max_bytes, where)
+        # never more than the declared size (as zipfile does): a header that understates it cannot
+        # make the reader hold more; the CRC then fails
+        data = _inflate(f, method, csize, usize, max_bytes, where)
+    if zlib.crc32(data) != crc:
+        raise ZipError(f"{where}: Bad CRC-32 (a damaged archive)")
     if len(data) != usize:
         raise ZipError(f"{where}: {len(data)} bytes decompressed, {usize} declared")
-    if zlib.crc32(data) != crc:
-        raise ZipError(f"{where}: CRC mismatch (a damaged archive)")
     return data
 
 
-def _inflate(f: JoinedParts, method: int, csize: int, max_bytes: int | None, where: str) -> bytes:
+def _inflate(f: JoinedParts, method: int, csize: int, usize: int, max_bytes: int | None, where: str) -> bytes:
+    """At most ``usize`` bytes of the member's data (its declared size)."""
     if method == STORED:
         return f.read_exactly(csize)
     if method not in (DEFLATED, BZIP2):
@@ -344,27 +358,28 @@ def _inflate(f: JoinedParts, method: int, csize: int, max_bytes: int | None, whe
     try:
         if method == DEFLATED:
             d = zlib.decompressobj(-15)
-            while not d.eof:
+            while not d.eof and len(out) < usize:
                 if not pending:
                     if left <= 0:
                         break
                     pending = more()
                 # at most _STEP bytes per call: a crafted header can understate the size, so what is
                 # made so far is held to the cap before more is made
-                out += d.decompress(pending, _STEP)
+                out += d.decompress(pending, min(_STEP, usize - len(out)))
                 pending = d.unconsumed_tail
                 storage.check_size(len(out), max_bytes, where)
-            out += d.flush()
+            if len(out) < usize and not pending:  # all input taken: what zlib still holds is small
+                out += d.flush()[: usize - len(out)]
         else:
             b = bz2.BZ2Decompressor()
-            while not b.eof:
+            while not b.eof and len(out) < usize:
                 if b.needs_input:
                     if left <= 0:
                         break
                     pending = more()
                 else:
                     pending = b""
-                out += b.decompress(pending, _STEP)
+                out += b.decompress(pending, min(_STEP, usize - len(out)))
                 storage.check_size(len(out), max_bytes, where)
     except (zlib.error, OSError, EOFError) as e:
         if isinstance(e, ZipError):
