@@ -126,7 +126,9 @@ def test_a_guard_only_source_guards_by_id_and_is_never_written(tmp_path):
     spec_path = write_demo_corpus(str(tmp_path / "src"), n_clips=2, k2c_model=None, bad_rows=False)
     with open(spec_path, encoding="utf-8") as f:
         doc = yaml.safe_load(f)
-    doc["sources"].append({**doc["sources"][0], "name": "esc50", "guard": True, "split": "test"})
+    # a copy of the demo source with one split of its own (a split_map beside it would be refused)
+    copy = {k: v for k, v in doc["sources"][0].items() if k != "split_map"}
+    doc["sources"].append({**copy, "name": "esc50", "guard": True, "split": "test"})
     with open(spec_path, "w", encoding="utf-8") as f:
         yaml.safe_dump(doc, f, sort_keys=False)
     spec = load_spec(spec_path)
