@@ -25,6 +25,12 @@ The file is ``<id>`` (AudioSet_SL's ids are already file names); ``options.origi
 origin ids (``freesound`` -> ``freesound:<id>``; ``youtube`` -> ``youtube:<11-character id>``, the
 ``Y`` prefix and extension dropped) so the leakage guard sees WavCaps' overlap with the other sources.
 
+Tables of evaluation sets made of Freesound clips (ESC-50's ``meta/esc50.csv``, UrbanSound8K's
+``metadata/UrbanSound8K.csv``): ``options.origin`` + ``options.origin_column`` (``src_file``, ``fsID``)
+give each clip its origin id, so the leakage guard matches other copies of it by id; and
+``options.file_pattern`` builds the file's path from the row's columns where the dataset keeps files in
+folders the row names (UrbanSound8K: ``fold{fold}/{slice_file_name}``).
+
 Tags such as ``adults_talking`` become keywords ("adults talking"). Audio: ``<audio_root>/<file>``, or,
 with ``options.archives`` (zip or tar files, globs allowed), the member of those archives whose stem is
 the file's stem (``180913.wav`` -> ``FreeSound_flac/180913.flac``): WavCaps ships FLAC in zips, some
@@ -40,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from clap_corpus.core.audio_ref import ArchiveMember
 from clap_corpus.core.records import Reject
@@ -48,6 +54,7 @@ from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.archives import check_archives, member_index, stem_of
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.common import parse_float
+from clap_corpus.manifests.exclusion import normalized
 from clap_corpus.manifests.options import AdapterOptions, SpecPaths
 from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_rows, text_list, text_value
 from clap_corpus.transforms import storage
@@ -68,6 +75,18 @@ class Options(AdapterOptions):
     split_column: str | None = None
     archives: SpecPaths | None = None  # zip / tar files holding the audio (WavCaps' zips)
     origin: Literal["freesound", "youtube"] | None = None  # the ids are these origin ids (WavCaps)
+    # tables: the column holding each clip's id in the `origin` namespace (ESC-50's src_file,
+    # UrbanSound8K's fsID: Freesound ids), so the leakage guard matches the clip by id too
+    origin_column: str | None = None
+    # tables: the file's path under the audio root built from the row's columns, for datasets that
+    # keep files in folders the row names (UrbanSound8K: "fold{fold}/{slice_file_name}")
+    file_pattern: str | None = None
+
+    @model_validator(mode="after")
+    def _origin_named(self) -> Options:
+        if self.origin_column and not self.origin:
+            raise ValueError("origin_column needs origin (the namespace of its ids: freesound, youtube)")
+        return self
 
 
 FILE_COLUMNS = ("fname", "file_name", "filename", "location", "file", "audio", "path")
@@ -255,12 +274,33 @@ class CaptionFilesAdapter(Adapter):
             row_no, row = item
             file_col = opts.file_column or next((c for c in FILE_COLUMNS if c in row), None)
             caption_cols = opts.caption_columns or [next((c for c in CAPTION_COLUMNS if c in row), "caption")]
-            name = text_value(row.get(file_col)) if file_col else None
+            if opts.file_pattern:
+                try:
+                    name = opts.file_pattern.format(**{k: "" if v is None else v for k, v in row.items()})
+                except (KeyError, IndexError, ValueError) as e:
+                    yield self.reject(
+                        row_no, Code.MISSING_PATH, f"file_pattern names no column of the row ({e})"
+                    )
+                    continue
+            else:
+                name = text_value(row.get(file_col)) if file_col else None
             if name is None:
                 yield self.reject(
                     row_no, Code.MISSING_PATH, f"no file name (column '{file_col or FILE_COLUMNS[0]}')"
                 )
                 continue
+            origin_ids: tuple[str, ...] = ()
+            if opts.origin_column:
+                oid = text_value(row.get(opts.origin_column))
+                if oid is None:
+                    yield self.reject(
+                        row_no,
+                        Code.MISSING_ID,
+                        f"no {opts.origin} id (column '{opts.origin_column}')",
+                        source_id=name,
+                    )
+                    continue
+                origin_ids = (f"{opts.origin}:{normalized(opts.origin or '', oid)}",)
             try:
                 captions = [c for col in caption_cols for c in text_list(row.get(col), separator=None)]
                 keywords = [
@@ -283,6 +323,7 @@ class CaptionFilesAdapter(Adapter):
                     duration=parse_float(row.get(opts.duration_column)) if opts.duration_column else None,
                     split=_cell(row, opts.split_column),
                     original=_original(row, named),
+                    origin_ids=origin_ids,
                 ),
             )
 

@@ -53,6 +53,7 @@ AS_EVAL = ["evalAS00001", "evalAS00002"]
 # Freesound ids shared between the Freesound source (train) and held-out Clotho / FSD50K clips.
 FS_LEAK_CLOTHO = "310101"
 FS_LEAK_FSD = "310202"
+FS_IN_ESC50 = "5501"  # a Freesound train clip that ESC-50 (a guard) holds too: removed by its id
 
 FACTS = {
     # source -> (inputs, samples, rejects) the shipped 2.5 M spec gives on this tree
@@ -75,10 +76,11 @@ FACTS = {
         "fsd50k_eval": (1, 1, 0),
         "audiostock": (2, 2, 0),
         "macs": (3, 2, 1),
-        "freesound": (4, 2, 2),  # two leaked into held-out Clotho / FSD50K
+        "freesound": (4, 1, 3),  # leaked into held-out Clotho / FSD50K, and ESC-50 by Freesound id
         "wavtext5k": (2, 2, 0),
         "epidemic_sound": (2, 2, 0),
         "esc50": (2, 0, 2),  # a guard: read and checked against, never written (guard_only)
+        "urbansound8k": (2, 0, 2),  # a guard too: files in the fold folders its table names
     },
     # the byte-identical pair (Sonniss ships a file Free To Use Sounds has too)
     "duplicate_files": (
@@ -103,6 +105,7 @@ def build_clap_data(root: Path) -> Path:
     _wavtext5k(root / "wavtext5k", audio)
     _epidemic(root / "epidemic_sound", audio)
     _esc50(root / "esc50", audio)
+    _urbansound8k(root / "UrbanSound8K", audio)
     return root
 
 
@@ -363,7 +366,7 @@ def _freesound(d: Path, audio: _Audio) -> None:
             "http://creativecommons.org/licenses/by/3.0/",
         ),
         (
-            "5501",
+            FS_IN_ESC50,
             "Typing on an old keyboard.",
             "",
             "typist",
@@ -657,7 +660,19 @@ def _esc50(d: Path, audio: _Audio) -> None:
         d / "meta" / "esc50.csv",
         "filename,fold,target,category,esc10,src_file,take\n"
         "1-100032-A-0.wav,1,0,dog,True,100032,A\n"
-        "1-100038-A-14.wav,1,14,chirping_birds,False,100038,A\n",
+        f"1-{FS_IN_ESC50}-A-32.wav,1,32,keyboard_typing,False,{FS_IN_ESC50},A\n",
     )
     audio.write(d / "audio" / "1-100032-A-0.wav")
-    audio.write(d / "audio" / "1-100038-A-14.wav")
+    audio.write(d / "audio" / f"1-{FS_IN_ESC50}-A-32.wav")
+
+
+def _urbansound8k(d: Path, audio: _Audio) -> None:
+    # UrbanSound8K as its archive unpacks: metadata/UrbanSound8K.csv, audio/fold<N>/<fsID>-<class>-...wav
+    _text(
+        d / "metadata" / "UrbanSound8K.csv",
+        "slice_file_name,fsID,start,end,salience,fold,classID,class\n"
+        "100263-2-0-117.wav,100263,58.5,62.5,1,5,2,children_playing\n"
+        "7061-6-0-0.wav,7061,0.0,2.5,1,10,6,gun_shot\n",
+    )
+    audio.write(d / "audio" / "fold5" / "100263-2-0-117.wav")
+    audio.write(d / "audio" / "fold10" / "7061-6-0-0.wav")

@@ -1,5 +1,7 @@
 """Caption files (MACS, WavText5K, BBC) and filename-as-caption collections."""
 
+from pathlib import Path
+
 import pytest
 
 from clap_corpus.core.audio_ref import LocalFile
@@ -136,3 +138,42 @@ def test_filename_collection(clap_data):
     assert all(r.split == "train" and r.license == "Sonniss" for r in records)
     src = SourceSpec(name="son", adapter="filenames", audio_root=str(d), options={"folder_keywords": False})
     assert all(r.keywords == () and r.split is None for r in read_filenames(src))
+
+
+def test_evaluation_set_tables_give_freesound_ids_and_paths_from_their_columns(clap_data):
+    from clap_corpus.manifests.captionfiles import Options
+    from clap_corpus.manifests.options import OptionError
+
+    d = clap_data / "UrbanSound8K"
+    options = {
+        "file_pattern": "fold{fold}/{slice_file_name}",
+        "keyword_columns": ["class"],
+        "origin": "freesound",
+        "origin_column": "fsID",
+    }
+    src = SourceSpec(
+        name="us8k",
+        adapter="captionfiles",
+        manifest=str(d / "metadata" / "UrbanSound8K.csv"),
+        audio_root=str(d / "audio"),
+        options=options,
+    )
+    records, rejects = _split(read_captionfiles(src))
+    assert not rejects
+    assert [(r.source_id, r.origin_ids, r.keywords) for r in records] == [
+        ("fold5/100263-2-0-117.wav", ("freesound:100263",), ("children playing",)),
+        ("fold10/7061-6-0-0.wav", ("freesound:7061",), ("gun shot",)),
+    ]
+    assert all(isinstance(r.audio, LocalFile) and Path(r.audio.path).is_file() for r in records)
+    # a column the pattern names that the table lacks: a reject naming it, not a crash
+    src = SourceSpec(
+        name="us8k",
+        adapter="captionfiles",
+        manifest=str(d / "metadata" / "UrbanSound8K.csv"),
+        audio_root=str(d / "audio"),
+        options={**options, "file_pattern": "fold{folder}/{slice_file_name}"},
+    )
+    records, rejects = _split(read_captionfiles(src))
+    assert not records and {(j.code, "folder" in j.reason) for j in rejects} == {("missing_path", True)}
+    with pytest.raises(OptionError, match="origin_column needs origin"):
+        Options.check({"origin_column": "fsID"}, str)

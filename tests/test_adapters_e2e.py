@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from fixtures_sources import FACTS, FS_LEAK_CLOTHO, FS_LEAK_FSD, LEAK
+from fixtures_sources import FACTS, FS_IN_ESC50, FS_LEAK_CLOTHO, FS_LEAK_FSD, LEAK
 
 from clap_corpus.manifests.plan import plan_spec
 from clap_corpus.pipeline.cli import main
@@ -72,20 +72,23 @@ def test_counts_per_source_expected_delta_and_accounting(built):
 def test_leakage_guard_removes_held_out_clips_from_training(built):
     out, _, printed, s, _ = built
     leak = s["stages"]["leakage"]
-    assert leak["removed"] == 4
+    assert leak["removed"] == 5
     assert leak["removed_by_overlap"] == {
         "audioset_unbalanced <- audiocaps_test/test": 2,
         "freesound <- clotho_evaluation/test": 1,
         "freesound <- fsd50k_eval/test": 1,
+        "freesound <- esc50/guard": 1,  # a guard-only source, matched by its Freesound id
     }
-    assert "leakage guard: 4 train samples removed" in printed
+    assert "leakage guard: 5 train samples removed" in printed
     removals = [
         json.loads(line)
         for p in glob.glob(f"{out}/rejects/manifest/*.jsonl")
         for line in Path(p).read_text().splitlines()
         if '"eval_overlap"' in line
     ]
-    assert sorted(r["source_id"] for r in removals) == sorted([*LEAK, FS_LEAK_CLOTHO, FS_LEAK_FSD])
+    assert sorted(r["source_id"] for r in removals) == sorted(
+        [*LEAK, FS_LEAK_CLOTHO, FS_LEAK_FSD, FS_IN_ESC50]
+    )
     as_removal = next(r for r in removals if r["source_id"] == LEAK[0])
     assert as_removal["stage"] == "leakage" and as_removal["row"] == 5
     assert f"youtube:{LEAK[0]} is also in split 'test' of source 'audiocaps_test'" in as_removal["reason"]
@@ -202,3 +205,16 @@ def test_rerun_is_byte_identical(built, clap_data, tmp_path):
     first, second = files(out), files(tmp_path)
     assert first.keys() == second.keys()
     assert "duplicates.jsonl" in first and [k for k in first if first[k] != second[k]] == []
+
+
+def test_guard_sources_read_as_their_repositories_ship_them_and_never_written(built):
+    out, *_ = built
+    paths = {}
+    for name in ("esc50", "urbansound8k"):
+        lines = (out / "rejects" / "manifest" / f"{name}.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        assert [r["code"] for r in rows] == ["guard_only", "guard_only"], name
+        paths[name] = sorted(Path(r["path"]).relative_to(Path(r["path"]).parents[1]) for r in rows)
+    # UrbanSound8K's files lie in the fold folders its table names (file_pattern)
+    assert paths["urbansound8k"] == [Path("fold10/7061-6-0-0.wav"), Path("fold5/100263-2-0-117.wav")]
+    assert not any(d["source"] in ("esc50", "urbansound8k") for d in _samples(out).values())

@@ -29,7 +29,7 @@ def data_env(clap_data, monkeypatch):
 
 def test_shipped_specs_load_against_a_copy(data_env):
     spec = load_spec(SPEC_2M5)
-    assert len(spec.sources) == 22 and [s.name for s in spec.sources if s.guard] == ["esc50"]
+    assert len(spec.sources) == 23 and [s.name for s in spec.sources if s.guard] == ["esc50", "urbansound8k"]
     expected = {s.name: s.expected_count for s in spec.sources if s.expected_count is not None}
     assert sum(expected.values()) == 2_541_614 and len(expected) == 14  # LAION-CLAP's ICASSP 2023 table
     audioset = spec.source("audioset_unbalanced")
@@ -231,7 +231,7 @@ def test_plan_command(data_env, capsys, monkeypatch):
     monkeypatch.setenv("K2C_MODEL", "tiny")  # the spec's K2C (AudioSet) needs a model, as `run` does
     assert main(["plan", "--spec", SPEC_2M5, "--throughput", "100"]) == 0
     out = capsys.readouterr().out
-    assert "leakage guard will remove 4 train records (audioset_unbalanced 2, freesound 2)" in out
+    assert "leakage guard will remove 5 train records (audioset_unbalanced 2, freesound 3)" in out
     assert "at 100x realtime per worker core" in out
     # the start check ran as for `clapcorpus run`: one figure per source, found / sampled naming audio
     assert "start check (audio found / sampled rows naming audio): audioset_unbalanced 6/7," in out
