@@ -9,8 +9,6 @@ source, and how many ids the lists hold.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 import apache_beam as beam
@@ -19,6 +17,7 @@ from apache_beam.pvalue import TaggedOutput
 from clap_corpus.core.records import Record
 from clap_corpus.manifests import exclusion
 from clap_corpus.manifests.exclusion import Exclusions, list_sizes, load_lists, removal_report
+from clap_corpus.pipeline.leakage import CountPairs
 
 __all__ = ["ExcludeStage", "load_lists"]
 
@@ -41,24 +40,6 @@ class _ExcludeFn(beam.DoFn):
             yield TaggedOutput(COUNTS, (record.source, name))
 
 
-class _Count(beam.CombineFn):
-    def create_accumulator(self) -> Counter[tuple[str, str]]:
-        return Counter()
-
-    def add_input(self, acc: Counter[tuple[str, str]], pair: tuple[str, str]) -> Counter[tuple[str, str]]:
-        acc[tuple(pair)] += 1
-        return acc
-
-    def merge_accumulators(self, accs: Iterable[Counter[tuple[str, str]]]) -> Counter[tuple[str, str]]:
-        out: Counter[tuple[str, str]] = Counter()
-        for a in accs:
-            out.update(a)
-        return out
-
-    def extract_output(self, acc: Counter[tuple[str, str]]) -> dict[str, Any]:
-        return removal_report(acc)
-
-
 def _report(counts: dict[str, Any], sizes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return STAGE, {**counts, **sizes}
 
@@ -75,7 +56,7 @@ class ExcludeStage(beam.PTransform):
         out = records | "Exclude" >> beam.ParDo(fn).with_outputs(REJECTS, COUNTS, main="records")
         report = (
             out[COUNTS]
-            | "CountExcluded" >> beam.CombineGlobally(_Count())
+            | "CountExcluded" >> beam.CombineGlobally(CountPairs(removal_report))
             | "ExcludeReport" >> beam.Map(_report, list_sizes(self.lists))
         )
         return out.records, out[REJECTS], report

@@ -14,7 +14,7 @@ train records stream past a dict instead of being shuffled for a join.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +95,11 @@ class _GuardFn(beam.DoFn):
             yield out
 
 
-class _CountRemovals(beam.CombineFn):
-    """Removals per train source and per (train source <- held-out source/split)."""
+class CountPairs(beam.CombineFn):
+    """Counts (a, b) pairs and hands the counter to ``report`` for the stage's summary dict."""
+
+    def __init__(self, report: Callable[[Counter[tuple[str, str]]], dict[str, Any]]):
+        self.report = report
 
     def create_accumulator(self) -> Counter[tuple[str, str]]:
         return Counter()
@@ -112,14 +115,19 @@ class _CountRemovals(beam.CombineFn):
         return out
 
     def extract_output(self, acc: Counter[tuple[str, str]]) -> dict[str, Any]:
-        by_source: Counter[str] = Counter()
-        for (train_source, _), n in acc.items():
-            by_source[train_source] += n
-        return {
-            "removed": sum(acc.values()),
-            "removed_by_source": dict(sorted(by_source.items())),
-            "removed_by_overlap": {f"{a} <- {b}": n for (a, b), n in sorted(acc.items())},
-        }
+        return self.report(acc)
+
+
+def _removals(acc: Counter[tuple[str, str]]) -> dict[str, Any]:
+    """Removals per train source and per (train source <- held-out source/split)."""
+    by_source: Counter[str] = Counter()
+    for (train_source, _), n in acc.items():
+        by_source[train_source] += n
+    return {
+        "removed": sum(acc.values()),
+        "removed_by_source": dict(sorted(by_source.items())),
+        "removed_by_overlap": {f"{a} <- {b}": n for (a, b), n in sorted(acc.items())},
+    }
 
 
 def _report(counts: dict[str, Any], heldout_ids: int, train_splits: tuple[str, ...]) -> tuple[str, dict]:
@@ -147,7 +155,7 @@ class LeakageGuard(beam.PTransform):
         n_heldout = heldout | "CountHeldOut" >> beam.combiners.Count.Globally()
         report = (
             checked[PAIRS]
-            | "CountRemovals" >> beam.CombineGlobally(_CountRemovals())
+            | "CountRemovals" >> beam.CombineGlobally(CountPairs(_removals))
             | "LeakageReport" >> beam.Map(_report, AsSingleton(n_heldout), ts)
         )
         return {"records": checked.records, "rejects": checked[REJECTS], "report": report}

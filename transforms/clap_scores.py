@@ -639,21 +639,22 @@ def spanning_forest(edges: Iterable[tuple[Member, Member, float]]) -> list[tuple
         e = (min(a, b), max(a, b))
         best[e] = max(best.get(e, -1.0), s)
     parent: dict[Member, Member] = {}
-
-    def find(m: Member) -> Member:
-        parent.setdefault(m, m)
-        while parent[m] != m:
-            parent[m] = parent[parent[m]]
-            m = parent[m]
-        return m
-
     out = []
     for (a, b), s in sorted(best.items(), key=lambda kv: (-kv[1], kv[0])):
-        ra, rb = find(a), find(b)
+        ra, rb = _root(parent, a), _root(parent, b)
         if ra != rb:
             parent[rb] = ra
             out.append((a, b, s))
     return out
+
+
+def _root(parent: dict[Member, Member], m: Member) -> Member:
+    """Union-find: the root of ``m``'s set in ``parent`` (added as its own set if new), halving paths."""
+    parent.setdefault(m, m)
+    while parent[m] != m:
+        parent[m] = parent[parent[m]]
+        m = parent[m]
+    return m
 
 
 def near_duplicate_groups(
@@ -671,11 +672,7 @@ def groups_from_edges(edges: Iterable[tuple[Member, Member, float]]) -> list[tup
     parent: dict[Member, Member] = {}
 
     def find(m: Member) -> Member:
-        parent.setdefault(m, m)
-        while parent[m] != m:
-            parent[m] = parent[parent[m]]
-            m = parent[m]
-        return m
+        return _root(parent, m)
 
     forest = spanning_forest(edges)
     for a, b, _ in forest:
