@@ -5,8 +5,9 @@
 
 Lists ``sha256  size  path`` for every file under OUTPUT_DIR, except the ones that record when and
 how fast a run went (stats and summary files carry wall times; the run report and card carry dates):
-what is left is what a corpus consumer reads. Floats in the mel views depend on the CPU's vector
-units, so compare digests made on the same machine, not against a committed list.
+what is left is what a corpus consumer reads. The stored bytes do not depend on the CPU's vector units
+(transforms/views.py, transforms/ffmpeg_cpu.py), but reject files name the source files they read:
+build both runs from sources at the same paths.
 """
 
 from __future__ import annotations
