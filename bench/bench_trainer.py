@@ -119,7 +119,7 @@ def main() -> None:
     ):
         shards = list_shards(layout, "train", fmt)
         cfg = StreamConfig(
-            batch_size=args.batch_size, workers=args.workers, shuffle_buffer=500, seed=0, mel_mode=mel
+            batch_size=args.batch_size, workers=args.workers, shuffle_buffer=500, seed=0, mel=mel
         )
 
         def on_device(b) -> None:

@@ -8,37 +8,91 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.core.extras import MissingExtraError, require_extra
 from clap_corpus.trainer.config import (
-    CAPTION_SOURCES,
-    FORMATS,
-    MAX_COUNT,
-    MEL_MODES,
-    AudioConfig,
+    GROUPS,
+    Declared,
     ModelConfig,
     OptionError,
-    TextConfig,
+    RunOptions,
     TrainConfig,
-    check_range,
+    declared,
 )
 
 EVAL_BATCH = 64  # eval's batch size for a checkpoint that does not say how it was trained
-# The defaults of the options are the config models' own (one place: trainer/config.py); configs
-# built from a command line that sets nothing equal the models' defaults (tests/test_option_sweep.py).
+# Every option of `train` is a field of these models (trainer/config.py: name, type, default, range,
+# help), in the order `train --help` lists them; the flags, their types, choices, defaults, help and
+# sections are derived from the declarations, and so are the configs a command line builds.
+TRAIN_MODELS: tuple[type, ...] = (TrainConfig, ModelConfig, RunOptions)
 TRAIN = TrainConfig()
-MODEL = ModelConfig()
-_TRAIN_OPTIONS: set[str] = set()  # the train command's option names (argparse dests), once it is built
-# Options whose name is not their config field's
-FIELDS = {
-    "captions": "caption_source",
-    "text_model": "text.model",
-    "text_max_length": "text.max_length",
-    "audio_encoder": "audio.encoder",
-    "audio_size": "audio.size",
+# eval's settings that default to the checkpoint's training run (eval_settings), and the corpus-reading
+# ones: train's own options, with eval's defaults and help where they differ
+EVAL_SETTINGS = ("threads", "batch_size", "workers", "mel", "precision")
+EVAL_OPTIONS = ("batch_size", "threads", "precision", "corpus", "format", "mel", "workers", "device")
+EVAL_HELP = {
+    "batch_size": f"default: the training run's, else {EVAL_BATCH}",
+    "threads": "torch CPU threads (default: the training run's setting)",
+    "precision": "default: the training run's",
 }
+T = TypeVar("T")
+
+
+def _cli(models: tuple[type, ...]) -> list[Declared]:
+    return [d for model in models for d in declared(model) if d.option.cli]
+
+
+def _off_switch(d: Declared) -> bool:
+    """A switch on by default: its flag, --no-<name>, turns it off."""
+    return d.kind is bool and d.default is True
+
+
+def flag_of(d: Declared) -> str:
+    return f"--no-{d.name}" if _off_switch(d) else f"--{d.name}"
+
+
+def dest_of(d: Declared) -> str:
+    return flag_of(d)[2:].replace("-", "_")
+
+
+# The train command's option names (argparse dests) -> config fields: captions -> caption_source
+FIELDS = {dest_of(d): d.path for d in _cli(TRAIN_MODELS)}
+
+
+def add_options(
+    parser: argparse.ArgumentParser,
+    options: list[Declared],
+    *,
+    groups: bool = True,
+    defaults: dict[str, Any] | None = None,
+    helps: dict[str, str] | None = None,
+) -> None:
+    """A flag for each declared option: its name, type, choices, default and help from the declaration
+    (``defaults`` and ``helps`` by field: another command's own), in its section of the help when
+    ``groups``."""
+    sections = {g: parser.add_argument_group(g) for g in GROUPS} if groups else {}
+    if groups:  # the usage line lists them as the sections do: the command's own, then section by section
+        options = sorted(options, key=lambda d: GROUPS.index(d.option.group) + 1 if d.option.group else 0)
+    for d in options:
+        where: Any = sections[d.option.group] if groups and d.option.group else parser
+        help = (helps or {}).get(d.path, d.option.off if _off_switch(d) else d.option.help)
+        kw: dict[str, Any] = {"help": help}
+        if d.kind is bool:
+            kw["action"] = "store_true"
+        else:
+            if d.kind in (int, float):
+                kw["type"] = d.kind
+            if d.choices:
+                kw["choices"] = d.choices
+            if d.option.required:
+                kw["required"] = True
+            else:
+                default = d.option.none if d.default is None and d.option.none else d.default
+                kw["default"] = (defaults or {}).get(d.path, default)
+        where.add_argument(flag_of(d), **kw)
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -57,122 +111,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
             "--output runs/clap --tensorboard   # then: tensorboard --logdir runs/clap/tensorboard",
         ],
     )
-    train.add_argument(
-        "--data", required=True, help="a built corpus: the folder `clapcorpus run --output` wrote"
-    )
-    train.add_argument("--output", default=TRAIN.output, help="run folder: checkpoints, logs")
-    _data_args(train)
-    train.add_argument("--train-split", default=TRAIN.train_split, help="split trained on")
-    train.add_argument(
-        "--eval-split",
-        default=TRAIN.eval_split or "none",
-        help="split evaluated after each epoch; 'none' for none",
-    )
-    train.add_argument(
-        "--captions",
-        choices=CAPTION_SOURCES,
-        default=TRAIN.caption_source,
-        help="text: one of `text` per epoch (LAION's --text-augment-selection none); all: one of "
-        "`text_augment_all` (captions plus the K2C one) where present; k2c: the K2C caption where "
-        "there is one",
-    )
-    model = train.add_argument_group("model")
-    model.add_argument(
-        "--audio-encoder",
-        choices=("htsat", "cnn"),
-        default=MODEL.audio.encoder,
-        help="LAION-CLAP's HTS-AT or a small CNN",
-    )
-    model.add_argument(
-        "--audio-size",
-        default=None,
-        help="htsat: tiny (default), base, mini, micro; cnn: small (default), micro",
-    )
-    model.add_argument(
-        "--no-fusion", action="store_true", help="global view only (no attentional feature fusion)"
-    )
-    model.add_argument(
-        "--text-model",
-        default=MODEL.text.model,
-        help="Hugging Face id or folder, or 'tiny' (built from the corpus captions)",
-    )
-    model.add_argument(
-        "--text-max-length", type=int, default=MODEL.text.max_length, help="caption tokens kept"
-    )
-    model.add_argument("--joint-dim", type=int, default=MODEL.joint_dim, help="size of the shared embedding")
-    opt = train.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", type=int, default=TRAIN.batch_size, help="per process")
-    opt.add_argument("--grad-accum", type=int, default=TRAIN.grad_accum, help="batches per optimizer step")
-    opt.add_argument("--epochs", type=int, default=TRAIN.epochs, help="passes over the train split")
-    opt.add_argument(
-        "--max-steps", type=int, default=TRAIN.max_steps, help="optimizer steps (overrides --epochs)"
-    )
-    opt.add_argument("--lr", type=float, default=TRAIN.lr, help="peak learning rate (AdamW)")
-    opt.add_argument("--weight-decay", type=float, default=TRAIN.weight_decay, help="AdamW weight decay")
-    opt.add_argument(
-        "--warmup-steps", type=int, default=TRAIN.warmup_steps, help="linear warm-up, then cosine decay"
-    )
-    opt.add_argument(
-        "--min-lr", type=float, default=TRAIN.min_lr, help="learning rate at the end of the cosine (<= --lr)"
-    )
-    opt.add_argument(
-        "--grad-clip", type=float, default=TRAIN.grad_clip, help="clip gradients to this norm (default: off)"
-    )
-    opt.add_argument(
-        "--shuffle-buffer",
-        type=int,
-        default=TRAIN.shuffle_buffer,
-        help="samples per worker (~0.5 MB each with stored mel)",
-    )
-    opt.add_argument(
-        "--seed", type=int, default=TRAIN.seed, help="initialisation, shuffling and caption draws"
-    )
-    opt.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default=TRAIN.precision,
-        help="auto: bf16 autocast on CUDA",
-    )
-    run = train.add_argument_group("run")
-    run.add_argument(
-        "--threads",
-        type=int,
-        default=TRAIN.threads,
-        help="torch CPU threads (default: torch's choice); on a busy or small CPU, 1 is often fastest",
-    )
-    run.add_argument("--log-every", type=int, default=TRAIN.log_every, help="steps between log lines")
-    run.add_argument(
-        "--tensorboard",
-        action="store_true",
-        help="also write loss, learning rate, logit scale / temperature and eval metrics as TensorBoard "
-        "event files under <output>/tensorboard (needs the tensorboard package: the trainer extra)",
-    )
-    run.add_argument(
-        "--save-every",
-        type=int,
-        default=TRAIN.save_every,
-        help="steps between checkpoints (the last step is always saved)",
-    )
-    run.add_argument(
-        "--keep-checkpoints", type=int, default=TRAIN.keep_checkpoints, help="newest checkpoints kept on disk"
-    )
-    run.add_argument(
-        "--eval-every-epochs",
-        type=int,
-        default=TRAIN.eval_every_epochs,
-        help="epochs between evaluations (0: none)",
-    )
-    run.add_argument(
-        "--resume", default=None, help="checkpoint or run folder, or 'auto' (newest under --output)"
-    )
-    run.add_argument(
-        "--stop-at-step",
-        type=int,
-        default=None,
-        help="stop and save there; the schedule still spans the whole run",
-    )
+    add_options(train, _cli(TRAIN_MODELS))
     train.set_defaults(func=_train)
-    _TRAIN_OPTIONS.update(a.dest for a in train._actions)
 
     ev = add_command_parser(
         sub,
@@ -193,87 +133,57 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", required=True, help="a built corpus (or the demo folder)")
     ev.add_argument("--split", default="valid", help="split evaluated")
     ev.add_argument("--json", default=None, help="also write the report here as JSON")
-    ev.add_argument(
-        "--batch-size", type=int, default=None, help=f"default: the training run's, else {EVAL_BATCH}"
+    train_options = {d.path: d for d in _cli((TrainConfig,))}
+    add_options(
+        ev,
+        [train_options[name] for name in EVAL_OPTIONS],
+        groups=False,
+        defaults=dict.fromkeys(EVAL_SETTINGS),
+        helps=EVAL_HELP,
     )
-    ev.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: the training run's setting)"
-    )
-    ev.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16"), default=None, help="default: the training run's"
-    )
-    _data_args(ev)
-    ev.set_defaults(func=_eval, workers=None, mel=None)
+    ev.set_defaults(func=_eval)
 
     for sp in (train, ev):
         add_logging_options(sp, "INFO")  # the loss and eval lines are the trainer's output
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--corpus", default=TRAIN.corpus, help="corpus name (default: from summary.json)")
-    p.add_argument("--format", choices=FORMATS, default=TRAIN.format, help="which shards to read")
-    p.add_argument(
-        "--mel",
-        choices=MEL_MODES,
-        default=TRAIN.mel,
-        help="auto: the stored views (in the tars, or the sidecar views shards of formats: views), else "
-        "computed on the device from the FLAC; stored: only samples with stored views; compute: always "
-        "from the FLAC",
-    )
-    p.add_argument(
-        "--workers", type=int, default=TRAIN.workers, help="data-loader processes (0: in the main process)"
-    )
-    p.add_argument("--device", default=TRAIN.device, help="auto: CUDA when there is one, else CPU")
-
-
 def option_name(field: str) -> str:
     """The command line's name for config field ``field`` (``caption_source`` -> ``--captions``); a
     field no option sets keeps its name."""
-    names = {f: o for o, f in FIELDS.items()}
-    option = names.get(field, field if field in _TRAIN_OPTIONS else "")
-    return f"--{option.replace('_', '-')}" if option else field
+    names = {d.path: flag_of(d) for d in _cli(TRAIN_MODELS)}
+    return names.get(field, field)
+
+
+def from_args(args: argparse.Namespace, model: type[T]) -> T:
+    """The ``model`` a parsed command line asks for: each field a flag sets from its flag (nested
+    models as a whole, so that a problem is named by its full path), the others at their defaults;
+    raises :class:`OptionError` for a value that cannot work."""
+    values: dict[str, Any] = {}
+    for d in _cli((model,)):
+        value = getattr(args, dest_of(d))
+        if _off_switch(d):
+            value = not value
+        elif d.option.none and isinstance(value, str) and value.lower() == d.option.none:
+            value = None
+        *parents, name = d.path.split(".")
+        at = values
+        for part in parents:
+            at = at.setdefault(part, {})
+        at[name] = value
+    return model(**values)
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, ModelConfig]:
-    """The configs a ``train`` command line asks for; raises :class:`OptionError` (or ValueError) for
-    a value that cannot work."""
-    size = args.audio_size or ("tiny" if args.audio_encoder == "htsat" else "small")
-    mcfg = ModelConfig(
-        audio=AudioConfig(encoder=args.audio_encoder, size=size, fusion=not args.no_fusion),
-        text=TextConfig(model=args.text_model, max_length=args.text_max_length),
-        joint_dim=args.joint_dim,
-    )
-    tcfg = TrainConfig(
-        data=args.data,
-        output=args.output,
-        corpus=args.corpus,
-        format=args.format,
-        train_split=args.train_split,
-        eval_split=None if args.eval_split.lower() == "none" else args.eval_split,
-        caption_source=args.captions,
-        mel=args.mel,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        min_lr=args.min_lr,
-        grad_clip=args.grad_clip,
-        workers=args.workers,
-        shuffle_buffer=args.shuffle_buffer,
-        seed=args.seed,
-        precision=args.precision,
-        device=args.device,
-        threads=args.threads,
-        log_every=args.log_every,
-        tensorboard=args.tensorboard,
-        save_every=args.save_every,
-        eval_every_epochs=args.eval_every_epochs,
-        keep_checkpoints=args.keep_checkpoints,
-    )
-    return tcfg, mcfg
+    """The configs a ``train`` command line asks for; raises :class:`OptionError` for a value that
+    cannot work."""
+    return from_args(args, TrainConfig), from_args(args, ModelConfig)
+
+
+def _refuse(command: str, e: OptionError) -> int:
+    """One line per problem, naming the option; before anything is loaded."""
+    for field, message in e.problems:
+        print(f"clapcorpus {command}: {option_name(field)}: {message}", file=sys.stderr)
+    return 2
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
@@ -289,12 +199,11 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
 
     try:
         tcfg, mcfg = configs_from_args(args)
-        check_range("stop_at_step", args.stop_at_step, 1, MAX_COUNT, optional=True)
-    except OptionError as e:  # before anything is loaded: one line naming the option
-        print(f"clapcorpus train: {option_name(e.field)}: {e.message}", file=sys.stderr)
-        return 2
+        run = from_args(args, RunOptions)
+    except OptionError as e:
+        return _refuse("train", e)
     try:
-        result = train(tcfg, mcfg, resume=args.resume, stop_at_step=args.stop_at_step, echo=print)
+        result = train(tcfg, mcfg, resume=run.resume, stop_at_step=run.stop_at_step, echo=print)
     except (CheckpointError, DataError, TextModelError, ValueError, FileNotFoundError) as e:
         print(f"clapcorpus train: {e}", file=sys.stderr)
         return 2
@@ -304,22 +213,20 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def eval_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings an ``eval`` command line gives, checked as train checks them; raises
+    :class:`OptionError` for a value that cannot work."""
+    given = {name: getattr(args, name) for name in EVAL_OPTIONS if getattr(args, name) is not None}
+    replace(TRAIN, **given)
+    return given
+
+
 def eval_settings(args: argparse.Namespace, trained: TrainConfig | None) -> dict[str, Any]:
     """The evaluation settings: each flag given, else the training run's (what its own evaluation
     used), else the default."""
-
-    def pick(flag: Any, attr: str, default: Any) -> Any:
-        if flag is not None:
-            return flag
-        return getattr(trained, attr) if trained is not None else default
-
-    return {
-        "threads": pick(args.threads, "threads", TRAIN.threads),
-        "batch_size": pick(args.batch_size, "batch_size", EVAL_BATCH),
-        "workers": pick(args.workers, "workers", TRAIN.workers),
-        "mel": pick(args.mel, "mel", TRAIN.mel),
-        "precision": pick(args.precision, "precision", TRAIN.precision),
-    }
+    base = trained if trained is not None else replace(TRAIN, batch_size=EVAL_BATCH)
+    chosen = replace(base, **{k: v for k, v in eval_flags(args).items() if k in EVAL_SETTINGS})
+    return {name: getattr(chosen, name) for name in EVAL_SETTINGS}
 
 
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
@@ -334,6 +241,10 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     from clap_corpus.trainer.text import TextModelError
     from clap_corpus.trainer.train import autocast_for, load_for_eval, pick_device, setup_distributed
 
+    try:
+        eval_flags(args)
+    except OptionError as e:
+        return _refuse("eval", e)
     try:
         found = latest_checkpoint(args.checkpoint)
         if found is None:

@@ -1,20 +1,44 @@
-"""The trainer's configuration: what defines a model (checked on load) and what drives a run.
+"""The trainer's configuration, declared once: what defines a model, what drives a run, and how the
+command line writes each option.
 
 :class:`ModelConfig` is the architecture: a checkpoint can only be loaded into a model built from an
 equal one, and :func:`config_diff` says which fields differ when it is not. :class:`TrainConfig` is
 how a run reads data and optimises; changing it between a save and a resume is allowed, but the
-fields in :data:`RESUME_SENSITIVE` change the batches or the schedule, so the resume is no longer
-exact (a warning says which).
+fields declared ``resume_sensitive`` (:data:`RESUME_SENSITIVE`) change the batches or the schedule, so
+the resume is no longer exact (a warning says which). :class:`RunOptions` is what one ``train``
+command does beyond its run's configuration (resume, stop early); a checkpoint does not store it.
+
+The models are frozen pydantic dataclasses, as the corpus spec's are (core/config.py): each field is
+declared once, its type carrying its rule (``Count``: an integer in [1, 10^6]; ``Within(0, 1)``), and
+:func:`option` its default, its help and how ``clapcorpus train`` writes it (flag name, ``--help``
+section, or no flag at all). trainer/cli.py derives the command line from these declarations, and
+:func:`take` hands a run's values to the loaders' own configs by name. A value that cannot work raises
+:class:`OptionError` naming the field (``lr``, ``audio.spec_size``), which the command line names by
+its option.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from itertools import takewhile
+from typing import Annotated, Any, Literal, TypeVar, dataclass_transform, get_args
 
-# Audio encoder sizes. "htsat-tiny" and "htsat-base" are HTS-AT's published sizes (embed 96 / 128,
-# depths 2-2-6-2 / 2-2-12-2, heads 4-8-16-32); the smaller ones exist for CPU runs and tests.
+from pydantic import Field, Strict, ValidationError, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic.dataclasses import is_pydantic_dataclass
+from pydantic_core import PydanticUndefined, core_schema
+
+from clap_corpus.core.config import MODEL_CONFIG, describe, dotted, problem
+
+# Audio encoder sizes; the first of each is the encoder's default. "htsat-tiny" and "htsat-base" are
+# HTS-AT's published sizes (embed 96 / 128, depths 2-2-6-2 / 2-2-12-2, heads 4-8-16-32); the smaller
+# ones exist for CPU runs and tests.
 HTSAT_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (4, 8, 16, 32)},
     "base": {"embed_dim": 128, "depths": (2, 2, 12, 2), "num_heads": (4, 8, 16, 32)},
@@ -25,72 +49,255 @@ CNN_SIZES: dict[str, dict[str, Any]] = {
     "small": {"channels": (16, 32, 64, 128)},
     "micro": {"channels": (8, 16, 32)},
 }
+ENCODER_SIZES = {"htsat": HTSAT_SIZES, "cnn": CNN_SIZES}
 
 MAX_COUNT = 1_000_000  # any count (steps, epochs, samples, workers ...): past it no value means anything
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds take it
 
+T = TypeVar("T")
+
 
 class OptionError(ValueError):
     """A configuration value that cannot work; ``field`` is the config field (``lr``, ``audio.spec_size``),
-    which the command line names by its option."""
+    which the command line names by its option. ``problems``: every (field, message) found at once, the
+    first of them ``field`` and ``message``."""
 
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str, message: str, problems: list[tuple[str, str]] | None = None):
+        self.problems = problems or [(field, message)]
+        super().__init__("; ".join(f"{f}: {m}" for f, m in self.problems))
         self.field, self.message = field, message
 
+    @classmethod
+    def of(cls, error: ValidationError, model: type) -> OptionError:
+        """pydantic's errors validating a ``model``, one line each, named by their field's path."""
+        # a tuple's element is its field's (betas[1] is betas)
+        found = describe(error, model, lambda loc: dotted("", takewhile(lambda p: isinstance(p, str), loc)))
+        found = found or [("", str(error))]
+        return cls(*found[0], found)
 
-def check_range(
-    field: str,
-    value: float | None,
-    low: float,
-    high: float,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-    optional: bool = False,
-) -> None:
-    """Raise :class:`OptionError` unless ``value`` is a finite number in [low, high] (``low_open``:
-    above low; ``high_open``: below high); None passes when ``optional``."""
-    if value is None and optional:
-        return
+
+# --- the rules field types carry -----------------------------------------------------------------
+
+
+def range_problem(
+    value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> str | None:
+    """What is wrong with ``value`` as a finite number in [low, high] (``low_open``: above low;
+    ``high_open``: below high), or None."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise OptionError(field, f"must be a finite number, got {value!r}")
+        return f"must be a finite number, got {value!r}"
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
         left, right = "(" if low_open else "[", ")" if high_open else "]"
-        raise OptionError(field, f"must be in {left}{_number(low)}, {_number(high)}{right}, got {value!r}")
+        return f"must be in {left}{_number(low)}, {_number(high)}{right}, got {value!r}"
+    return None
 
 
 def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
-CAPTION_SOURCES = ("text", "all", "k2c")  # LAION's --text-augment-selection none, all, augment_only
-MEL_MODES = ("auto", "stored", "compute")
-FORMATS = ("webdataset", "parquet")
+@dataclass(frozen=True)
+class Within:
+    """A number's range, carried by its field's type: ``Annotated[float, Strict(), Within(0, 1)]``."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        return range_problem(value, self.low, self.high, low_open=self.low_open, high_open=self.high_open)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Callable[[Any], Any]) -> Any:
+        def check(value: Any) -> Any:
+            message = self.problem(value)
+            if message:
+                raise problem(message)
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+
+# Strict: a checkpoint's "64" or true for a count is a mistake to report, not to coerce (an int is a
+# float, as in JSON).
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Switch = Annotated[bool, Strict()]
+Count = Annotated[Int, Within(1, MAX_COUNT)]
+Natural = Annotated[Int, Within(0, MAX_COUNT)]  # a count where 0 means none
+Seed = Annotated[Int, Within(0, MAX_SEED)]
+Beta = Annotated[Float, Within(0, 1, high_open=True)]
+
+Encoder = Literal["htsat", "cnn"]
+Pooling = Literal["auto", "pooler", "cls", "mean"]
+Format = Literal["webdataset", "parquet"]
+CaptionSource = Literal["text", "all", "k2c"]  # LAION's --text-augment-selection none, all, augment_only
+MelMode = Literal["auto", "stored", "compute"]
+Precision = Literal["auto", "fp32", "bf16"]
+FORMATS: tuple[str, ...] = get_args(Format)
+CAPTION_SOURCES: tuple[str, ...] = get_args(CaptionSource)
+MEL_MODES: tuple[str, ...] = get_args(MelMode)
+
+
+# --- how an option is declared -------------------------------------------------------------------
+
+# The sections of `clapcorpus train --help`, in order; an option in none is among the command's own.
+MODEL, OPTIMISATION, RUN = "model", "optimisation", "run"
+GROUPS = (MODEL, OPTIMISATION, RUN)
 
 
 @dataclass(frozen=True)
-class AudioConfig:
-    encoder: str = "htsat"  # "htsat" (Swin transformer) or "cnn" (small, for CPU runs)
-    size: str = "tiny"  # a key of HTSAT_SIZES / CNN_SIZES
-    fusion: bool = True  # attentional feature fusion of the three local views for `longer` clips
-    window_size: int = 8  # Swin window (tokens per side)
-    spec_size: int = 256  # HTS-AT's square input: 1024 frames x 64 bins folded into 256 x 256
-    patch_size: int = 4
-    dropout: float = 0.0
+class Option:
+    """What :func:`option` declares of a field besides its type (which carries its rule: choices, range)
+    and its default: its help, and how the command line writes it (trainer/cli.py derives the flag)."""
 
-    def __post_init__(self) -> None:
-        sizes = HTSAT_SIZES if self.encoder == "htsat" else CNN_SIZES if self.encoder == "cnn" else None
-        if sizes is None:
-            raise ValueError(f"unknown audio encoder {self.encoder!r} (known: htsat, cnn)")
-        if self.size not in sizes:
-            raise ValueError(f"unknown {self.encoder} size {self.size!r} (known: {', '.join(sizes)})")
-        check_range("audio.window_size", self.window_size, 1, 256)
-        check_range("audio.spec_size", self.spec_size, 64, 4096)
-        check_range("audio.patch_size", self.patch_size, 1, 256)
-        check_range("audio.dropout", self.dropout, 0, 1, high_open=True)
+    help: str
+    group: str | None = None  # its section of `train --help` (GROUPS); None: the command's own
+    flag: str | None = None  # the option's name when it is not the field's path (caption_source: captions)
+    cli: bool = True  # False: no flag sets it (said on purpose; tests hold every other field to a flag)
+    required: bool = False  # on the command line (code may leave it at its default)
+    none: str | None = None  # the word the command line writes for None (eval_split: none)
+    off: str | None = None  # a switch on by default: the help of its --no-<name> flag
+    resume_sensitive: bool = False  # changed between save and resume, it alters the batches or schedule
+
+
+def option(
+    default: Any = PydanticUndefined,
+    help: str = "",
+    *,
+    default_factory: Callable[[], Any] | None = None,
+    **how: Any,
+) -> Any:
+    """A field's default, its help (also its description in the model's schema) and how the command
+    line writes it (:class:`Option`'s fields)."""
+    if default_factory is None:
+        info = Field(default, description=help)
+    else:
+        info = Field(default_factory=default_factory, description=help)
+    info.metadata.append(Option(help, **how))
+    return info
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(option, Field))
+def config_model(cls: type[T]) -> type[T]:
+    """A frozen pydantic dataclass whose constructor raises :class:`OptionError` naming the field."""
+    model = pydantic_dataclass(frozen=True, config=MODEL_CONFIG)(cls)
+    validate = model.__init__
+
+    @functools.wraps(validate)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            validate(self, *args, **kwargs)
+        except ValidationError as e:
+            raise OptionError.of(e, model) from None
+
+    model.__init__ = __init__  # type: ignore[method-assign]
+    return model
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One option of a model as :func:`declared` reads it: a leaf field, nested models walked into."""
+
+    path: str  # the config field: lr, audio.encoder
+    option: Option
+    kind: type  # the value's type, without None: int, float, str, bool, tuple
+    choices: tuple[str, ...] | None  # a Literal's values
+    default: Any
+
+    @property
+    def name(self) -> str:
+        """The command line's name (without the dashes, without a switch's ``no-``)."""
+        return self.option.flag or self.path.replace(".", "-").replace("_", "-")
+
+
+def declared(model: type, prefix: str = "") -> Iterator[Declared]:
+    """Every leaf option of ``model`` in declaration order, with its path below ``prefix``."""
+    for name, info in model.__pydantic_fields__.items():  # type: ignore[attr-defined]
+        found = [m for m in info.metadata if isinstance(m, Option)]
+        if not found:
+            raise TypeError(f"{model.__name__}.{name} is not declared with option()")
+        types_ = _admits(info.annotation)
+        nested = [t for t in types_ if is_pydantic_dataclass(t)]
+        if nested:
+            yield from declared(nested[0], f"{prefix}{name}.")
+            continue
+        literal = [t for t in types_ if typing.get_origin(t) is Literal]
+        kind = str if literal else next(t for t in types_ if t is not type(None))
+        yield Declared(
+            path=prefix + name,
+            option=found[0],
+            kind=typing.get_origin(kind) or kind,
+            choices=get_args(literal[0]) if literal else None,
+            default=info.get_default(call_default_factory=True),
+        )
+
+
+def _admits(annotation: Any) -> list[Any]:
+    """The types an annotation admits (Optional, unions and Annotated taken apart)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _admits(get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for a in get_args(annotation) for t in _admits(a)]
+    return [annotation]
+
+
+class _Config:
+    """A checkpoint's config.json holds a model as :meth:`to_json` writes it (nested models as
+    objects, tuples as lists)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[T], d: dict[str, Any]) -> T:
+        return cls(**d)
+
+
+def take(cls: type[T], source: object, **given: Any) -> T:
+    """A ``cls`` dataclass whose fields take ``source``'s values of the same names, but for ``given``:
+    a loader's config from a run's without a field-by-field copy (a name ``source`` lacks is an error)."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in given]  # type: ignore[arg-type]
+    return cls(**{name: getattr(source, name) for name in names}, **given)
+
+
+# --- the models ----------------------------------------------------------------------------------
+
+_SIZES_HELP = "; ".join(  # htsat: tiny (default), base, mini, micro; cnn: ...
+    f"{encoder}: {first} (default), {', '.join(rest)}" for encoder, (first, *rest) in ENCODER_SIZES.items()
+)
+
+
+@config_model
+class AudioConfig(_Config):
+    encoder: Encoder = option("htsat", "LAION-CLAP's HTS-AT or a small CNN", group=MODEL)
+    size: str | None = option(
+        None, _SIZES_HELP, group=MODEL
+    )  # None: the encoder's first, set on construction
+    fusion: Switch = option(
+        True,
+        "attentional feature fusion of the three local views for `longer` clips",
+        group=MODEL,
+        flag="fusion",
+        off="global view only (no attentional feature fusion)",
+    )
+    window_size: Annotated[Int, Within(1, 256)] = option(8, "Swin window (tokens per side)", cli=False)
+    spec_size: Annotated[Int, Within(64, 4096)] = option(
+        256, "HTS-AT's square input: 1024 frames x 64 bins folded into 256 x 256", cli=False
+    )
+    patch_size: Annotated[Int, Within(1, 256)] = option(4, "HTS-AT's patch side", cli=False)
+    dropout: Annotated[Float, Within(0, 1, high_open=True)] = option(0.0, "in the audio encoder", cli=False)
+
+    @model_validator(mode="after")
+    def _size_fits(self) -> AudioConfig:
+        sizes = ENCODER_SIZES[self.encoder]
+        if self.size is None:
+            object.__setattr__(self, "size", next(iter(sizes)))  # still being built
+        elif self.size not in sizes:
+            raise problem(f"unknown {self.encoder} size {self.size!r} (known: {', '.join(sizes)})", "size")
         if self.encoder == "htsat":
             # HTS-AT folds 64 mel bins into a square of spec_size, cut into patches, then halves the
             # patch grid once per stage after the first.
@@ -98,154 +305,166 @@ class AudioConfig:
             if self.spec_size % 64 or self.spec_size % (self.patch_size * halvings):
                 step = self.patch_size * halvings
                 message = f"must be a multiple of 64 and of patch_size x {halvings} ({step})"
-                raise OptionError("audio.spec_size", message)
+                raise problem(message, "spec_size")
+        return self
+
+    @property
+    def shape(self) -> dict[str, Any]:
+        """The encoder's size: HTSAT_SIZES' or CNN_SIZES' entry."""
+        return ENCODER_SIZES[self.encoder][self.size or ""]
 
 
-@dataclass(frozen=True)
-class TextConfig:
-    model: str = "roberta-base"  # a Hugging Face id, a local folder, or "tiny" (built from the corpus)
-    max_length: int = 77  # LAION-CLAP's text length
-    pooling: str = "auto"  # "pooler" | "cls" | "mean"; auto: the model's pooler when it has one
+@config_model
+class TextConfig(_Config):
+    model: str = option(
+        "roberta-base", "Hugging Face id or folder, or 'tiny' (built from the corpus captions)", group=MODEL
+    )
+    # 77: LAION-CLAP's; at most 512, the text encoders' positions
+    max_length: Annotated[Int, Within(1, 512)] = option(77, "caption tokens kept", group=MODEL)
+    pooling: Pooling = option(
+        "auto", "pooler | cls | mean; auto: the model's pooler when it has one", cli=False
+    )
     # Size of the tiny encoder built when model == "tiny":
-    tiny_hidden: int = 128
-    tiny_layers: int = 2
-    tiny_heads: int = 2
-    tiny_vocab: int = 1000
+    tiny_hidden: Annotated[Int, Within(1, 4096)] = option(128, "tiny: hidden size", cli=False)
+    tiny_layers: Annotated[Int, Within(1, 64)] = option(2, "tiny: layers", cli=False)
+    tiny_heads: Annotated[Int, Within(1, 64)] = option(2, "tiny: attention heads", cli=False)
+    tiny_vocab: Count = option(1000, "tiny: vocabulary", cli=False)
 
-    def __post_init__(self) -> None:
-        if self.pooling not in ("auto", "pooler", "cls", "mean"):
-            raise ValueError(f"unknown pooling {self.pooling!r} (known: auto, pooler, cls, mean)")
-        check_range("text.max_length", self.max_length, 1, 512)  # the text encoders' positions
-        check_range("text.tiny_hidden", self.tiny_hidden, 1, 4096)
-        check_range("text.tiny_layers", self.tiny_layers, 1, 64)
-        check_range("text.tiny_heads", self.tiny_heads, 1, 64)
-        check_range("text.tiny_vocab", self.tiny_vocab, 1, MAX_COUNT)
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TextConfig:
         if self.tiny_hidden % self.tiny_heads:
-            raise OptionError("text.tiny_hidden", f"must be a multiple of tiny_heads ({self.tiny_heads})")
+            raise problem(f"must be a multiple of tiny_heads ({self.tiny_heads})", "tiny_hidden")
+        return self
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    audio: AudioConfig = field(default_factory=AudioConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    joint_dim: int = 512  # the shared embedding space
-    init_temperature: float = 0.07
-    max_logit_scale: float = 100.0  # the learnable 1/temperature is clamped to [1, 100] (LAION)
+@config_model
+class ModelConfig(_Config):
+    audio: AudioConfig = option(help="the audio encoder", default_factory=AudioConfig)
+    text: TextConfig = option(help="the text encoder", default_factory=TextConfig)
+    joint_dim: Annotated[Int, Within(1, 65536)] = option(512, "size of the shared embedding", group=MODEL)
+    init_temperature: Annotated[Float, Within(0, 1, low_open=True)] = option(
+        0.07, "the contrastive loss's temperature at the start", cli=False
+    )
+    max_logit_scale: Annotated[Float, Within(1, 1e6)] = option(
+        100.0, "the learnable 1 / temperature is clamped to [1, this] (LAION: 100)", cli=False
+    )
 
-    def __post_init__(self) -> None:
-        check_range("joint_dim", self.joint_dim, 1, 65536)
-        check_range("init_temperature", self.init_temperature, 0, 1, low_open=True)
-        check_range("max_logit_scale", self.max_logit_scale, 1, 1e6)
+    @model_validator(mode="after")
+    def _scale_fits(self) -> ModelConfig:
         if 1.0 / self.init_temperature > self.max_logit_scale:
-            raise OptionError(
-                "init_temperature",
+            raise problem(
                 f"1 / init_temperature ({1.0 / self.init_temperature:g}) must not exceed max_logit_scale "
                 f"({self.max_logit_scale:g}), where the scale is clamped",
+                "init_temperature",
             )
-
-    def to_json(self) -> dict[str, Any]:
-        return _plain(asdict(self))
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ModelConfig:
-        audio = _build(AudioConfig, d.get("audio", {}))
-        text = _build(TextConfig, d.get("text", {}))
-        rest = {k: v for k, v in d.items() if k not in ("audio", "text")}
-        return _build(cls, {**rest, "audio": audio, "text": text})
+        return self
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    data: str = ""  # a built corpus (the folder `clapcorpus run --output` wrote)
-    output: str = "clap-run"
-    corpus: str | None = None  # the corpus name under webdataset/; None: the only one there
-    format: str = "webdataset"  # or "parquet"
-    train_split: str = "train"
-    eval_split: str | None = "valid"  # None: no evaluation
-    caption_source: str = "text"  # "text" | "all" | "k2c": see trainer.data.draw_caption
-    mel: str = "auto"  # auto: stored views when present, else computed on the device from the FLAC
-    batch_size: int = 64  # per process
-    grad_accum: int = 1  # micro-batches per optimizer step (negatives come from each micro-batch)
-    epochs: int = 1
-    max_steps: int | None = None  # optimizer steps; overrides epochs when set
-    lr: float = 1e-4
-    weight_decay: float = 0.1
-    warmup_steps: int = 100
-    min_lr: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    grad_clip: float | None = None
-    workers: int = 2
-    shuffle_buffer: int = 1000
-    seed: int = 0
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
-    device: str = "auto"
-    threads: int | None = None  # torch CPU threads for this run (None: torch's default)
-    log_every: int = 10
-    tensorboard: bool = False  # also log to <output>/tensorboard (TensorBoard event files)
-    save_every: int | None = None  # steps between checkpoints; the last step is always saved
-    eval_every_epochs: int = 1
-    keep_checkpoints: int = 2
+@config_model
+class TrainConfig(_Config):
+    # Reading the corpus
+    data: str = option(
+        "", "a built corpus: the folder `clapcorpus run --output` wrote", required=True, resume_sensitive=True
+    )
+    output: str = option("clap-run", "run folder: checkpoints, logs")
+    corpus: str | None = option(  # None: the only one under webdataset/
+        None, "corpus name (default: from summary.json)", resume_sensitive=True
+    )
+    format: Format = option("webdataset", "which shards to read", resume_sensitive=True)
+    mel: MelMode = option(
+        "auto",
+        "auto: the stored views (in the tars, or the sidecar views shards of formats: views), else computed "
+        "on the device from the FLAC; stored: only samples with stored views; compute: always from the FLAC",
+    )
+    workers: Annotated[Int, Within(0, 1024)] = option(
+        2, "data-loader processes (0: in the main process)", resume_sensitive=True
+    )
+    device: str = option("auto", "auto: CUDA when there is one, else CPU")
+    train_split: str = option("train", "split trained on", resume_sensitive=True)
+    eval_split: str | None = option("valid", "split evaluated after each epoch; 'none' for none", none="none")
+    caption_source: CaptionSource = option(  # see trainer.data.draw_caption
+        "text",
+        "text: one of `text` per epoch (LAION's --text-augment-selection none); all: one of "
+        "`text_augment_all` (captions plus the K2C one) where present; k2c: the K2C caption where there "
+        "is one",
+        flag="captions",
+        resume_sensitive=True,
+    )
+    # Optimisation
+    batch_size: Count = option(64, "per process", group=OPTIMISATION, resume_sensitive=True)
+    grad_accum: Count = option(  # negatives come from each micro-batch
+        1, "batches per optimizer step", group=OPTIMISATION, resume_sensitive=True
+    )
+    epochs: Count = option(1, "passes over the train split", group=OPTIMISATION, resume_sensitive=True)
+    max_steps: Count | None = option(
+        None, "optimizer steps (overrides --epochs)", group=OPTIMISATION, resume_sensitive=True
+    )
+    lr: Annotated[Float, Within(0, 10, low_open=True)] = option(
+        1e-4, "peak learning rate (AdamW)", group=OPTIMISATION, resume_sensitive=True
+    )
+    weight_decay: Annotated[Float, Within(0, 10)] = option(
+        0.1, "AdamW weight decay", group=OPTIMISATION, resume_sensitive=True
+    )
+    warmup_steps: Natural = option(
+        100, "linear warm-up, then cosine decay", group=OPTIMISATION, resume_sensitive=True
+    )
+    min_lr: Annotated[Float, Within(0, 10)] = option(  # and at most lr (_min_lr_below_lr)
+        0.0, "learning rate at the end of the cosine (<= --lr)", group=OPTIMISATION, resume_sensitive=True
+    )
+    betas: tuple[Beta, Beta] = option((0.9, 0.999), "AdamW's betas", cli=False, resume_sensitive=True)
+    eps: Annotated[Float, Within(0, 1, low_open=True)] = option(1e-8, "AdamW's epsilon", cli=False)
+    grad_clip: Annotated[Float, Within(0, 1e6, low_open=True)] | None = option(
+        None, "clip gradients to this norm (default: off)", group=OPTIMISATION
+    )
+    shuffle_buffer: Count = option(
+        1000, "samples per worker (~0.5 MB each with stored mel)", group=OPTIMISATION, resume_sensitive=True
+    )
+    seed: Seed = option(
+        0, "initialisation, shuffling and caption draws", group=OPTIMISATION, resume_sensitive=True
+    )
+    precision: Precision = option("auto", "auto: bf16 autocast on CUDA", group=OPTIMISATION)
+    # The run
+    threads: Count | None = option(
+        None,
+        "torch CPU threads (default: torch's choice); on a busy or small CPU, 1 is often fastest",
+        group=RUN,
+        resume_sensitive=True,  # CPU kernels may sum in another order with another thread count
+    )
+    log_every: Count = option(10, "steps between log lines", group=RUN)
+    tensorboard: Switch = option(
+        False,
+        "also write loss, learning rate, logit scale / temperature and eval metrics as TensorBoard event "
+        "files under <output>/tensorboard (needs the tensorboard package: the trainer extra)",
+        group=RUN,
+    )
+    save_every: Count | None = option(
+        None, "steps between checkpoints (the last step is always saved)", group=RUN
+    )
+    keep_checkpoints: Count = option(2, "newest checkpoints kept on disk", group=RUN)
+    eval_every_epochs: Natural = option(1, "epochs between evaluations (0: none)", group=RUN)
 
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"unknown format {self.format!r} (known: {', '.join(FORMATS)})")
-        if self.caption_source not in CAPTION_SOURCES:
-            raise ValueError(f"caption_source must be one of {CAPTION_SOURCES}, got {self.caption_source!r}")
-        if self.mel not in MEL_MODES:
-            raise ValueError(f"mel must be one of {MEL_MODES}, got {self.mel!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-        for name in ("batch_size", "grad_accum", "epochs", "log_every", "keep_checkpoints", "shuffle_buffer"):
-            check_range(name, getattr(self, name), 1, MAX_COUNT)
-        for name in ("warmup_steps", "eval_every_epochs"):  # eval_every_epochs 0: no evaluation
-            check_range(name, getattr(self, name), 0, MAX_COUNT)
-        for name in ("max_steps", "save_every", "threads"):
-            check_range(name, getattr(self, name), 1, MAX_COUNT, optional=True)
-        check_range("workers", self.workers, 0, 1024)
-        check_range("seed", self.seed, 0, MAX_SEED)
-        check_range("lr", self.lr, 0, 10, low_open=True)
-        check_range("min_lr", self.min_lr, 0, self.lr)  # the cosine ends there, so it is below lr
-        check_range("weight_decay", self.weight_decay, 0, 10)
-        check_range("eps", self.eps, 0, 1, low_open=True)
-        check_range("grad_clip", self.grad_clip, 0, 1e6, low_open=True, optional=True)
-        if not isinstance(self.betas, tuple) or len(self.betas) != 2:
-            raise OptionError("betas", f"must be two numbers, got {self.betas!r}")
-        for beta in self.betas:
-            check_range("betas", beta, 0, 1, high_open=True)
+    @model_validator(mode="after")
+    def _min_lr_below_lr(self) -> TrainConfig:
+        message = range_problem(self.min_lr, 0, self.lr)  # the cosine ends there, so it is below lr
+        if message:
+            raise problem(message, "min_lr")
+        return self
 
-    def to_json(self) -> dict[str, Any]:
-        return _plain(asdict(self))
 
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TrainConfig:
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return _build(cls, d)
+@config_model
+class RunOptions:
+    """What one ``train`` command does beyond its run's configuration; not stored in a checkpoint."""
+
+    resume: str | None = option(
+        None, "checkpoint or run folder, or 'auto' (newest under --output)", group=RUN
+    )
+    stop_at_step: Count | None = option(
+        None, "stop and save there; the schedule still spans the whole run", group=RUN
+    )
 
 
 # Fields whose change between save and resume alters the batches or the schedule.
-RESUME_SENSITIVE = (
-    "data",
-    "corpus",
-    "format",
-    "train_split",
-    "caption_source",
-    "batch_size",
-    "grad_accum",
-    "epochs",
-    "max_steps",
-    "lr",
-    "weight_decay",
-    "warmup_steps",
-    "min_lr",
-    "betas",
-    "workers",
-    "shuffle_buffer",
-    "seed",
-    "threads",  # CPU kernels may sum in another order with another thread count
-)
+RESUME_SENSITIVE = tuple(d.path for d in declared(TrainConfig) if d.option.resume_sensitive)
 
 
 def _plain(x: Any) -> Any:
@@ -254,14 +473,6 @@ def _plain(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [_plain(v) for v in x]
     return x
-
-
-def _build(cls: type, d: dict[str, Any]) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
-    return cls(**d)
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

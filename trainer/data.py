@@ -566,12 +566,15 @@ def collate(items: list[Decoded], index: int = -1, skipped: dict[str, int] | Non
 
 @dataclass(frozen=True)
 class StreamConfig:
+    """What the training stream reads and how: named as TrainConfig's fields, which a run hands over
+    by name (``take(StreamConfig, tcfg, rank=..., world=...)``), and checked there."""
+
     batch_size: int
     workers: int  # data-loader worker processes; 0 reads in the main process
     shuffle_buffer: int
     seed: int
     caption_source: str = "text"
-    mel_mode: str = "auto"
+    mel: str = "auto"  # TrainConfig.mel
     rank: int = 0
     world: int = 1
 
@@ -625,7 +628,7 @@ class TrainStream(IterableDataset):
             def one_pass(order: list[int] = order) -> Iterator[RawSample]:
                 nonlocal got
                 for i in order:
-                    for raw in iter_shard(mine[i], counts, cfg.mel_mode):
+                    for raw in iter_shard(mine[i], counts, cfg.mel):
                         got += 1
                         yield raw
 

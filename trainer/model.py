@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clap_corpus.trainer.config import CNN_SIZES, HTSAT_SIZES, AudioConfig, ModelConfig
+from clap_corpus.trainer.config import AudioConfig, ModelConfig
 from clap_corpus.trainer.fusion import FusedStem
 from clap_corpus.trainer.text import TextEncoder
 from clap_corpus.transforms.views import MEL_BINS
@@ -61,7 +61,7 @@ class CNNEncoder(nn.Module):
 
     def __init__(self, cfg: AudioConfig):
         super().__init__()
-        chans = CNN_SIZES[cfg.size]["channels"]
+        chans = cfg.shape["channels"]
         # No learnable gain here: it would make the full-resolution input need a gradient, which
         # doubled the CPU cost of a step; the stem's own weights do that scaling.
         self.norm = MelNorm(affine=False)
@@ -189,7 +189,7 @@ class PatchMerging(nn.Module):
 class HTSATEncoder(nn.Module):
     def __init__(self, cfg: AudioConfig):
         super().__init__()
-        size = HTSAT_SIZES[cfg.size]
+        size = cfg.shape
         dim, depths, heads = size["embed_dim"], size["depths"], size["num_heads"]
         self.spec_size = cfg.spec_size
         self.freq_ratio = cfg.spec_size // MEL_BINS

@@ -36,7 +36,7 @@ from clap_corpus.trainer.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from clap_corpus.trainer.config import RESUME_SENSITIVE, ModelConfig, TrainConfig, config_diff
+from clap_corpus.trainer.config import RESUME_SENSITIVE, ModelConfig, TrainConfig, config_diff, take
 from clap_corpus.trainer.data import (
     DataError,
     Shard,
@@ -438,16 +438,7 @@ def _train(
 
     model.train()
     while state.step < stop:
-        scfg = StreamConfig(
-            batch_size=tcfg.batch_size,
-            workers=tcfg.workers,
-            shuffle_buffer=tcfg.shuffle_buffer,
-            seed=tcfg.seed,
-            caption_source=tcfg.caption_source,
-            mel_mode=tcfg.mel,
-            rank=d.rank,
-            world=d.world,
-        )
+        scfg = take(StreamConfig, tcfg, rank=d.rank, world=d.world)
         loader = train_loader(
             shards, scfg, state.epoch, micro_per_epoch, start=state.batch, pin_memory=device.type == "cuda"
         )
