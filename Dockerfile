@@ -21,13 +21,8 @@ RUN if [ "$EXTRAS" != core ]; then \
         pip install --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.11.0+cpu"; fi
 
 WORKDIR /opt/clapcorpus
-COPY setup.py ./
-COPY clap_corpus ./clap_corpus
-COPY core ./core
-COPY pipeline ./pipeline
-COPY transforms ./transforms
-COPY manifests ./manifests
-COPY k2c ./k2c
-COPY trainer ./trainer
+# The whole build context, less what .dockerignore leaves out (tests, bench, docs, caches): setup.py's
+# FOLDERS alone decides which source folders are installed.
+COPY . ./
 # A regular install into site-packages (the package data, such as the tiny K2C model, included).
 RUN if [ "$EXTRAS" = core ]; then pip install .; else pip install ".[$EXTRAS]"; fi

@@ -56,6 +56,9 @@ TEST_REQUIRES = [
     *BENCH_REQUIRES,  # tests/test_bench.py runs the benchmarks
     *YOUTUBE_REQUIRES,  # tests/test_fetch_youtube.py runs yt-dlp against a loopback server
     *SCORE_REQUIRES,
+    # tests/test_types.py: the type checker an editor runs (pyright's engine, on PyPI with its own node);
+    # pinned because a release may add checks
+    "basedpyright==1.40.2",
     # tests/test_dataflow.py pip-installs the staged sdist as a worker does, offline: setuptools with
     # its own bdist_wheel (70.1+); torch 2.11 wants it under 82.
     "setuptools>=70.1,<82",
@@ -101,5 +104,10 @@ setup(
             )
         ),
     },
+    # `pip install -e .` (any frontend) makes setuptools' strict editable install: a tree of links to
+    # the source files under build/, on sys.path through a .pth line, which editors and type checkers
+    # read. The default (an import hook for the clap_corpus.* mapping) is invisible to them. A module
+    # added later needs the install run again (README, Development).
+    options={"editable_wheel": {"mode": "strict"}},
     entry_points={"console_scripts": ["clapcorpus=clap_corpus.pipeline.cli:main"]},
 )

@@ -9,6 +9,11 @@ from pkgutil import extend_path
 
 # With the repository root as the working directory, ``python -m ...`` (Beam's worker processes, or
 # ``python -m clap_corpus.pipeline``) finds this folder before an installed copy of the package, and
-# the folder holds nothing but this file. extend_path adds the installed copy's folder (every
+# the folder holds no source folder. extend_path adds the installed copy's folder (every
 # clap_corpus folder on sys.path), so that clap_corpus.pipeline and the rest come from the install.
 __path__ = extend_path(__path__, __name__)
+
+from clap_corpus._install import install_new_module_hint
+
+# A module added to the source since the editable install was made: say to reinstall (_install.py).
+install_new_module_hint()

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 TINY_MODEL_NAME = "tiny"
-TINY_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny", "model")
+# realpath: under the editable install __file__ is a link in build/; the model is the source tree's
+TINY_MODEL_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "tiny", "model")
 
 
 @dataclass(frozen=True)

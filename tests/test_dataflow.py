@@ -25,13 +25,14 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.typehints import Tuple
+from source_tree import FOLDERS
 
 from clap_corpus.pipeline.graph import BuildCorpus
 from clap_corpus.pipeline.options import pipeline_options
 from clap_corpus.pipeline.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("clap_corpus", "core", "pipeline", "transforms", "k2c", "manifests", "trainer")
+PACKAGES = ("clap_corpus", *FOLDERS)
 
 # The README's Dataflow command, minus the credentials-bound parts (temp/staging become local).
 README_ARGS = [

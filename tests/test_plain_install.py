@@ -1,7 +1,7 @@
 """A plain install (``pip install .``, not ``-e``) works when run from the repository root (issue 25).
 
 ``python -m`` puts the working directory first on sys.path, so the repository's own ``clap_corpus/``
-folder (one ``__init__.py``) is found before the installed package: before the fix every Beam worker
+folder (no source folder in it) is found before the installed package: before the fix every Beam worker
 failed with ``ModuleNotFoundError: No module named 'clap_corpus.pipeline'``, and so did
 ``python -m clap_corpus.pipeline`` itself. The install is real and offline: a fresh venv, the project
 pip-installed from a copy of the source (no build isolation, no dependencies, no index), the
@@ -12,53 +12,19 @@ an editable install's finder among them, are not run from there).
 from __future__ import annotations
 
 import os
-import shutil
-import site
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
+from source_tree import copy_sources, install
+
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("setup.py", "clap_corpus", "core", "transforms", "manifests", "k2c", "pipeline", "trainer")
-
-
-def _site_folders() -> list[str]:
-    folders = [*site.getsitepackages(), *sys.path]
-    return list(dict.fromkeys(p for p in folders if p.endswith(("site-packages", "dist-packages"))))
 
 
 def _plain_install(tmp: Path) -> Path:
-    source = tmp / "source"
-    source.mkdir()
-    for name in SOURCES:  # a copy: pip builds in the source folder, which must not be the checkout
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, source / name)
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    Path(purelib, "zz_dependencies.pth").write_text("\n".join(_site_folders()) + "\n")
-    install = subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "--python", str(python), "install", "-q"),
-            *("--no-deps", "--no-build-isolation", "--no-index", "--ignore-installed", str(source)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
-    assert (Path(purelib) / "clap_corpus" / "pipeline" / "run.py").exists()
-    return venv
+    purelib = install(copy_sources(tmp / "source"), tmp / "venv", editable=False)
+    assert (purelib / "clap_corpus" / "pipeline" / "run.py").exists()
+    return tmp / "venv"
 
 
 def _env() -> dict[str, str]:

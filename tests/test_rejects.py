@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from source_tree import FOLDERS
 
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.encoding import dumps_json
@@ -19,7 +20,7 @@ from clap_corpus.manifests.source import PathRejected
 from clap_corpus.transforms.decode import DecodeError
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ("core", "transforms", "manifests", "k2c", "pipeline", "trainer")
+SHIPPED = FOLDERS
 # The calls that build a reject or raise a per-input failure, by the name they are called with.
 REJECT_CALLS = re.compile(r"(?i).*reject.*|refuse|for_record|DecodeError")
 NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
