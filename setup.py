@@ -59,6 +59,7 @@ TEST_REQUIRES = [
     # tests/test_types.py: the type checker an editor runs (pyright's engine, on PyPI with its own node);
     # pinned because a release may add checks
     "basedpyright==1.40.2",
+    "mkdocs>=1.6,<2",  # tests/test_docs.py: the documentation site builds with --strict (mkdocs.yml)
     # tests/test_dataflow.py pip-installs the staged sdist as a worker does, offline: setuptools with
     # its own bdist_wheel (70.1+); torch 2.11 wants it under 82.
     "setuptools>=70.1,<82",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.typehints import Tuple
+from docs_text import docs_page, fenced_blocks
 from source_tree import FOLDERS
 
 from clap_corpus.pipeline.graph import BuildCorpus
@@ -34,7 +36,7 @@ from clap_corpus.pipeline.spec import parse_spec
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("clap_corpus", *FOLDERS)
 
-# The README's Dataflow command, minus the credentials-bound parts (temp/staging become local).
+# docs/dataflow.md's Dataflow command, minus the credentials-bound parts (temp/staging become local).
 README_ARGS = [
     "--runner=DataflowRunner",
     "--project=my-project",
@@ -378,6 +380,10 @@ def test_clapcorpus_run_writes_a_template_and_reports_that_nothing_ran(tmp_path,
 
 def test_readme_flags_are_all_understood():
     """A typo in a documented flag would be dropped silently by Beam's parser: not here."""
+    documented = [
+        t for b in fenced_blocks(docs_page("dataflow.md"), "bash") for t in shlex.split(b, comments=True)
+    ]
+    assert [arg for arg in [*README_ARGS, *GPU_ARGS] if arg not in documented] == []
     opts = PipelineOptions([*README_ARGS, *GPU_ARGS, "--temp_location=gs://b/tmp", "--setup_file=./setup.py"])
     known = opts.get_all_options(retain_unknown_options=True)
     for arg in [*README_ARGS, *GPU_ARGS]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from docs_text import docs_page, fenced_blocks, readme
 from source_tree import SOURCES, copy_sources, install
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,12 +242,15 @@ def test_files_next_to_the_modules_are_the_source_trees(editable):
     assert "bench_pipeline" in proc.stdout or "usage:" in proc.stdout
 
 
-def test_ci_runs_the_readme_test_command():
-    """.ci/run is the README's test command, so CI installs the way the README (and this file) does."""
-    readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+def test_ci_runs_the_readme_test_command(page):
+    """.ci/run is the README's test command (and Getting started's), so CI installs the way the README
+    (and this file) does."""
+    text = readme() if page == "README.md" else docs_page(page.removeprefix("docs/"))
     (command,) = [
-        b for b in blocks if "-m pytest" in b and "pip install -e '.[test]'" in b and "-m venv" in b
+        b
+        for b in fenced_blocks(text, "bash")
+        if "-m pytest" in b and "pip install -e '.[test]'" in b and "-m venv" in b
     ]
     ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if "pytest" in line]
     assert [" ".join(command.replace("\\\n", " ").split())] == [" ".join(line.split()) for line in ci]

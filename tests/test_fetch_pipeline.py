@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from docs_text import docs_page
 from fetch_server import FetchServer
 
 from clap_corpus.pipeline import synth
@@ -171,8 +172,7 @@ def test_sigkill_during_fetch_then_rerun(tmp_path, files, capsys):
 
 
 def test_readme_fetch_block_states_the_defaults():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("## Fetching audio: URLs, YouTube, Freesound", 1)[1].split("\n## ", 1)[0]
+    section = docs_page("fetching.md")
     block = next(b for b in section.split("```yaml\n")[1:] if b.startswith("options:\n  fetch:"))
     written = yaml.safe_load(block.split("```", 1)[0])["options"]["fetch"]
     from clap_corpus.transforms.fetch.config import FetchOptions

@@ -147,7 +147,7 @@ def test_a_stalling_file_is_rejected_without_stalling_its_shard(tmp_path):
 
 
 def test_worker_memory_stays_under_the_stated_cap(tmp_path):
-    """README: a worker's peak RSS stays under 1.5 GB + max_file_bytes with the default caps."""
+    """docs/guarantees.md: a worker's peak RSS stays under 1.5 GB + max_file_bytes with the default caps."""
     spec, _ = write_hostile_corpus(tmp_path, extra_options={"max_duration_s": 300.0})
     code = (
         "import resource, sys; from clap_corpus.pipeline.run import run_corpus;"

@@ -1,7 +1,8 @@
-"""The README's entries for the sources as they are distributed today, copied as they are, build the
-right corpus from miniature copies of each download (tests/fixtures_sources.py: LAION's Freesound tars
-with their metadata CSV, agkphysics/AudioSet's Parquet, a 16 kHz AudioSet WebDataset mirror, WavCaps'
-JSON with its audio in a zip split by Info-ZIP and its blacklists, Clotho as Zenodo ships it)."""
+"""The entries of docs/sources-as-distributed.md (the sources as they are distributed today), copied as
+they are, build the right corpus from miniature copies of each download (tests/fixtures_sources.py:
+LAION's Freesound tars with their metadata CSV, agkphysics/AudioSet's Parquet, a 16 kHz AudioSet
+WebDataset mirror, WavCaps' JSON with its audio in a zip split by Info-ZIP and its blacklists, Clotho as
+Zenodo ships it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 import yaml
+from docs_text import docs_page, fenced_blocks
 from fixtures_sources import (
     AS_UNBAL,
     FS_BLACKLISTED,
@@ -27,9 +29,8 @@ from clap_corpus.manifests.webdataset import Options as WebDatasetOptions
 from clap_corpus.pipeline.run import format_report, run_corpus
 from clap_corpus.pipeline.spec import load_spec
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-SECTION = README.split("### Sources as they are distributed today", 1)[1].split("\n## ", 1)[0]
-BLOCKS = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", SECTION, re.S)]
+SECTION = docs_page("sources-as-distributed.md")
+BLOCKS = [yaml.safe_load(b) for b in fenced_blocks(SECTION, "yaml")]
 READ_BACK = "our_last_build"  # reads a corpus this project built: run on the first run's output
 
 

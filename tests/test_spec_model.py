@@ -1,12 +1,11 @@
 """The spec's model (pipeline/spec.py and the parts it is built from): one problem per line, closest
-names, values that pickle and compare by value, and the README's spec block held to the defaults."""
+names, values that pickle and compare by value, and docs/spec.md's spec block held to the defaults."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import pickle
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from apache_beam.internal import pickler
+from docs_text import block_after, docs_page
 from pydantic import ValidationError
 
 from clap_corpus.k2c.config import K2CConfig
@@ -193,22 +193,18 @@ def test_corpus_options_defaults_are_written_once():
 
 
 def _readme_spec() -> dict:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### The corpus spec", 1)[1]
-    block = re.search(r"```yaml\n(.*?)```", section, re.S)
-    assert block, "the corpus spec section has a YAML block"
-    return yaml.safe_load(block.group(1))
+    return yaml.safe_load(block_after(docs_page("spec.md"), "# The corpus spec", "yaml"))
 
 
 def test_readme_spec_block_loads_and_states_the_model_defaults(tmp_path):
     doc = _readme_spec()
     written = set(doc["options"])
-    # every option but k2c, fetch and clap (each has its own README section) is shown, and nothing the
+    # every option but k2c, fetch and clap (each has its own docs page) is shown, and nothing the
     # model does not have
     assert written == set(_document_fields(CorpusOptions)) - {"k2c", "fetch", "clap"}
     assert set(doc["sources"][0]) <= set(_document_fields(SourceSpec))
     missing: list[tuple[str, str]] = []  # the example's files do not exist: only the start check minds
     spec = parse_spec(doc, str(tmp_path / "spec.yaml"), missing=missing)
     defaults = parse_spec({**doc, "options": {}}, str(tmp_path / "spec.yaml"), missing=[])
-    assert spec.options == defaults.options, "README's options block must state the defaults"
+    assert spec.options == defaults.options, "docs/spec.md's options block must state the defaults"
     assert [name for name, _ in missing] == ["mysounds"]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from docs_text import docs_page
 
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
@@ -47,7 +48,8 @@ def test_single_view_is_the_view_the_four_repeat(seconds: float, stored_views: i
     # the FLAC and the JSON are the same bytes; the mel member is the same views, stored once
     assert single.flac == four.flac and single.json_bytes() == four.json_bytes()
     np.testing.assert_array_equal(expand_views(single.mel), four.mel)
-    # the README's one line for readers without this package, run as written there
+    # docs/views.md's one line for readers without this package, run as written there
+    assert "`mel = np.repeat(mel, 4 // len(mel), axis=0)`" in docs_page("views.md")
     mel = np.load(io.BytesIO(single.mel_bytes()))
     mel = np.repeat(mel, 4 // len(mel), axis=0)  # [1|4, 1001, 64] -> [4, 1001, 64]
     np.testing.assert_array_equal(mel, four.mel)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pytest
+from docs_text import block_after, docs_page
 
 from clap_corpus.trainer.__main__ import main
 from clap_corpus.trainer.checkpoint import CONFIG_FILE, MODEL_FILE, check_compatible, read_checkpoint
@@ -371,9 +372,7 @@ def test_an_undeclared_field_is_refused():
 
 def test_the_readmes_example_is_the_declaration():
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text()
-    start = readme.index("Every option is declared once, in `trainer/config.py`")
-    block = re.search(r"```python\n(.*?)```", readme[start:], re.S)
-    assert block is not None
-    code = re.sub(r"\s*#.*", "", block.group(1)).strip()  # as written in the model, without the comment
+    page = docs_page("training.md")
+    block = block_after(page, "Every option is declared once, in `trainer/config.py`", "python")
+    code = re.sub(r"\s*#.*", "", block).strip()  # as written in the model, without the comment
     assert code in (root / "trainer" / "config.py").read_text()
