@@ -67,7 +67,7 @@ TEST_REQUIRES = [
 
 # The source folders, installed under the clap_corpus namespace (clap_corpus.core, clap_corpus.pipeline
 # ...): no package named `pipeline` or `core` lands at the top of site-packages.
-FOLDERS = ("core", "transforms", "manifests", "k2c", "pipeline", "trainer")
+FOLDERS = ("core", "transforms", "manifests", "k2c", "scoring", "pipeline", "trainer")
 
 setup(
     name="clap-corpus",
@@ -110,5 +110,5 @@ setup(
     # read. The default (an import hook for the clap_corpus.* mapping) is invisible to them. A module
     # added later needs the install run again (README, Development).
     options={"editable_wheel": {"mode": "strict"}},
-    entry_points={"console_scripts": ["clapcorpus=clap_corpus.pipeline.cli:main"]},
+    entry_points={"console_scripts": ["clapcorpus=clap_corpus.pipeline.cli.main:main"]},
 )

@@ -40,9 +40,9 @@ PLANTED = 3
 
 
 def demo_checkpoint(root: str) -> str:
-    from clap_corpus.pipeline.cli import main as cli_main
-    from clap_corpus.pipeline.demo import write_demo_corpus
-    from clap_corpus.pipeline.run import run_corpus
+    from clap_corpus.pipeline.cli.main import main as cli_main
+    from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+    from clap_corpus.pipeline.launch.run import run_corpus
 
     spec = write_demo_corpus(
         os.path.join(root, "demo"), n_clips=160, max_seconds=12.0, bad_rows=False, annotation="described",
@@ -88,7 +88,7 @@ def recordings_rows(raw: str) -> list[dict]:
 
 
 def demo_rows(raw: str) -> list[dict]:
-    from clap_corpus.pipeline.demo import write_demo_corpus
+    from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 
     spec = write_demo_corpus(
         os.path.join(raw, "..", "demo"), n_clips=32, max_seconds=12.0, bad_rows=False,
@@ -111,8 +111,8 @@ def demo_rows(raw: str) -> list[dict]:
 
 def with_planted(raw: str, rows: list[dict]) -> list[dict]:
     """Every fifth row held out; a re-encoded copy of the first PLANTED of them planted in train."""
-    from clap_corpus.pipeline.clap_stage import calibration_copy
-    from clap_corpus.pipeline.synth import encode_audio
+    from clap_corpus.pipeline.demo.synth import encode_audio
+    from clap_corpus.scoring.stage import calibration_copy
     from clap_corpus.transforms.decode import decode_audio
 
     for i, r in enumerate(rows):
@@ -129,7 +129,7 @@ def with_planted(raw: str, rows: list[dict]) -> list[dict]:
 
 
 def run(root: str, rows: list[dict], model: str, trust: bool, threshold: float) -> dict:
-    from clap_corpus.pipeline.run import run_corpus
+    from clap_corpus.pipeline.launch.run import run_corpus
 
     spec = {
         "corpus": "calibration",

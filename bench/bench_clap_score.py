@@ -37,7 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _inputs(n: int):
-    from clap_corpus.transforms.clap_scores import ClapInput
+    from clap_corpus.scoring.scores import ClapInput
 
     rng = np.random.default_rng(0)
     return [
@@ -69,8 +69,8 @@ def _laion_sized(folder: str) -> str:
 def bench_models(quick: bool) -> dict[str, float]:
     from clap_models import tiny_clap_model, trainer_checkpoint
 
-    from clap_corpus.pipeline.clap_config import ClapConfig
-    from clap_corpus.pipeline.clap_handler import Embedder
+    from clap_corpus.scoring.config import ClapConfig
+    from clap_corpus.scoring.handler import Embedder
 
     torch.set_num_threads(1)
     n, repeats = (32, 1) if quick else (64, 3)
@@ -92,8 +92,8 @@ def bench_models(quick: bool) -> dict[str, float]:
 
 
 def bench_input() -> float:
-    from clap_corpus.pipeline import synth
-    from clap_corpus.transforms.clap_scores import clap_input
+    from clap_corpus.pipeline.demo import synth
+    from clap_corpus.scoring.scores import clap_input
     from clap_corpus.transforms.decode import decode_audio
 
     data = synth.encode_audio(synth.tone(440.0, 10.0, 44100), 44100, "mp3")
@@ -110,8 +110,8 @@ def bench_guard(
     heldout: int = 125_000, queries: int = 2048, dim: int = 512
 ) -> dict[str, tuple[float, float]]:
     """(CPU ms, wall ms) per train record searched against ``heldout`` vectors, one per call and batched."""
-    from clap_corpus.pipeline.clap_stage import GUARD_BATCH
-    from clap_corpus.transforms.clap_scores import NeighbourIndex
+    from clap_corpus.scoring.scores import NeighbourIndex
+    from clap_corpus.scoring.stage import GUARD_BATCH
 
     rng = np.random.default_rng(0)
     base = rng.standard_normal((heldout, dim), dtype=np.float32)

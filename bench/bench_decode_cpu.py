@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 
 CODECS = ("mp3", "m4a", "ogg", "opus", "flac", "wav")
 

@@ -6,7 +6,7 @@ Run: ``.venv/bin/python bench/bench_duplicates.py [--clips 24] [--pipeline]``.
 PCM it already decoded, ~1 ms per 10 s). The default ``cross_split_duplicates: remove`` reads and
 decodes the held-out clips (valid/test) once more before sharding; the train shard writers check
 their own digests against that set. ``keep_first`` / ``drop_all`` must know every hash before the
-shards are cut, so every clip is read and decoded once more. On the demo corpus (``pipeline/demo.py``:
+shards are cut, so every clip is read and decoded once more. On the demo corpus (``pipeline/demo/corpus.py``:
 mp3/ogg/opus/m4a/flac/wav, 1-60 s, 16-48 kHz, mono/stereo; its held-out share is printed, about a
 quarter, far above a real corpus's few percent), this prints, in CPU seconds of one core (the primary
 figure on a shared machine):
@@ -34,9 +34,9 @@ import yaml
 from clap_corpus.core.records import Record
 from clap_corpus.core.rejects import RejectError
 from clap_corpus.manifests.generic import read_generic
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.duplicates import decoded_digest
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.spec.corpus import load_spec
+from clap_corpus.pipeline.stages.duplicates import decoded_digest
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.audio_source import read_audio_bytes
 from clap_corpus.transforms.captions import render_captions
@@ -45,7 +45,7 @@ from clap_corpus.transforms.sharding import split_of
 
 RUN = """
 import json, sys
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
 s = run_corpus(sys.argv[1], sys.argv[2], ["--runner=FnApiRunner"])
 print(json.dumps({"samples": s["samples"], "stages": s.get("stages", {}).get("duplicates")}))
 """

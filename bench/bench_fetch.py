@@ -35,8 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import yaml
 
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.fetch.batch import FetchItem, ShardFetcher
 from clap_corpus.transforms.fetch.cache import ContentCache
 from clap_corpus.transforms.fetch.config import FetchOptions

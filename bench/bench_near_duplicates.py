@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from clap_corpus.transforms import clap_scores as cs
+from clap_corpus.scoring import scores as cs
 
 DIM = 512
 THRESHOLD = 0.95

@@ -94,7 +94,7 @@ WORKER_VCPUS, WORKER_GB, WORKER_DISK_GB = 4, 15.0, 25.0
 
 
 def child_pipeline(spec_path: str, out: str) -> dict[str, Any]:
-    from clap_corpus.pipeline.run import run_corpus
+    from clap_corpus.pipeline.launch.run import run_corpus
 
     summary = run_corpus(spec_path, out)
     return {"samples": summary["samples"], "rejects": summary["rejects"]}  # workers: measured from outside
@@ -128,7 +128,7 @@ def child_floor(spec_path: str, out: str, workers: int, part: int | None = None)
     from clap_corpus.core.records import Record
     from clap_corpus.core.rejects import RejectError
     from clap_corpus.manifests.registry import read_source
-    from clap_corpus.pipeline.spec import load_spec
+    from clap_corpus.pipeline.spec.corpus import load_spec
     from clap_corpus.transforms.audio_source import read_audio_bytes
     from clap_corpus.transforms.captions import render_captions
     from clap_corpus.transforms.sample import process_sample

@@ -83,7 +83,7 @@ OURS = """
 import json, sys, time
 from bench.memory import vm_hwm_mb as peak_mb  # the checkout is the cwd
 from clap_corpus.manifests.plan import plan_spec
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.spec.corpus import load_spec
 t0 = time.perf_counter()
 plan = plan_spec(load_spec(sys.argv[1]))
 wall = time.perf_counter() - t0
@@ -106,7 +106,7 @@ print(json.dumps({"wall": wall, "rss_mb": rss, "records": len(df), "rejects": 0}
 IDLE = """
 import json
 from bench.memory import vm_hwm_mb as peak_mb  # the checkout is the cwd
-import clap_corpus.manifests.plan, clap_corpus.pipeline.spec, pandas
+import clap_corpus.manifests.plan, clap_corpus.pipeline.spec.corpus, pandas
 print(json.dumps({"rss_mb": peak_mb()}))
 """
 

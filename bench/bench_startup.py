@@ -33,7 +33,7 @@ def peak_mb():  # VmHWM: ru_maxrss keeps the parent's peak across fork and exec
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-import clap_corpus.pipeline.graph
+import clap_corpus.pipeline.stages.graph
 from clap_corpus.transforms import views
 if hasattr(views, "one_thread"):
     views.one_thread()
@@ -43,7 +43,7 @@ else:  # the views of this install are on torch: its workers' setup() did this
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record
 from clap_corpus.core.audio_ref import LocalFile
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms.captions import render_captions
 from clap_corpus.transforms.sample import SampleOptions, process_sample
 from clap_corpus.transforms.shards import ShardWriter

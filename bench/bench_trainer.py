@@ -27,8 +27,8 @@ import time
 import numpy as np
 import torch
 
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.trainer.config import AudioConfig, ModelConfig, TextConfig
 from clap_corpus.trainer.data import StreamConfig, list_shards, resolve_layout, train_loader
 from clap_corpus.trainer.loss import clip_loss

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import yaml
 
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.demo import SOUND_KINDS
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.demo.corpus import SOUND_KINDS
 
 # Source rates per format, all in 22.05-48 kHz. Opus only takes 48/24/16/12/8 kHz.
 RATES = {

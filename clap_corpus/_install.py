@@ -4,7 +4,7 @@ setup.py maps the top-level folders (core/, pipeline/ ...) onto the ``clap_corpu
 things could still give the same file a second identity, or a confusing error:
 
 - the repository root on sys.path (``python -m`` and ``python -c`` put the working directory there)
-  makes ``import pipeline.spec`` work next to ``clap_corpus.pipeline.spec``: two copies of every
+  makes ``import pipeline.spec.corpus`` work next to ``clap_corpus.pipeline.spec.corpus``: two copies of every
   module, so two ``Code`` enums and two ``Record`` classes that do not compare equal. Each folder's
   ``__init__`` calls :func:`refuse_second_identity`, which stops such an import with what to import.
 - the editable install (``pip install -e .``, strict mode, set in setup.py) is a tree of links to the

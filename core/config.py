@@ -1,7 +1,7 @@
 """The building blocks of the corpus spec's model: field types that carry their own rule, the context a
 spec load passes to the validators, and the translation of pydantic's errors into one line per problem.
 
-The spec's models (pipeline/spec.py, k2c/config.py, manifests/source.py's SourceSpec,
+The spec's models (pipeline/spec/corpus.py, k2c/config.py, manifests/source.py's SourceSpec,
 transforms/sample.py's SampleOptions) are frozen pydantic dataclasses: each is at once the declaration
 of its part of the spec (field, type, default, rule) and the value the pipeline ships to its workers.
 Dataclasses rather than BaseModel because code and tests build and ``dataclasses.replace`` them.

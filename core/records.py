@@ -75,7 +75,7 @@ class Record:
     # The K2C caption holds only for clips at least this long; the shard writer checks it against the
     # decoded duration (k2c/apply.py says why there).
     k2c_min_seconds: float = 0.0
-    clap: ClapScores | None = None  # set by CLAP scoring only (pipeline/clap_stage.py)
+    clap: ClapScores | None = None  # set by CLAP scoring only (scoring/stage.py)
 
     @property
     def tags(self) -> tuple[str, ...]:

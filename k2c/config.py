@@ -21,8 +21,8 @@
         download: false             # allow fetching a hub id from the network (never in tests)
         enabled: true
 
-The spec loader (pipeline/spec.py) validates the section as part of the whole spec and checks it against
-the rest (the sources it names exist, its caption cap is within the corpus's). :func:`parse_k2c`
+The spec loader (pipeline/spec/corpus.py) validates the section as part of the whole spec and checks it
+against the rest (the sources it names exist, its caption cap is within the corpus's). :func:`parse_k2c`
 validates the section on its own, for code and tests that have no spec.
 """
 

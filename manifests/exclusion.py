@@ -148,7 +148,8 @@ class Exclusions:
 
 
 def load(spec: Any) -> Exclusions:
-    """The exclusion lists of a loaded :class:`~pipeline.spec.CorpusSpec`; raises OSError / ValueError."""
+    """The exclusion lists of a loaded :class:`~clap_corpus.pipeline.spec.corpus.CorpusSpec`; raises
+    OSError / ValueError."""
     lists = []
     files: list[str] = []
     entries: list[tuple[str, Any]] = [("", e) for e in getattr(spec.options, "exclude", ())]

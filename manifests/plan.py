@@ -121,7 +121,7 @@ class _Tracker:
 def plan_spec(
     spec: Any, *, check_audio: bool = False, throughput: float = THROUGHPUT_X_REALTIME
 ) -> dict[str, Any]:
-    """The plan of a loaded :class:`~pipeline.spec.CorpusSpec`, as a JSON-able dict."""
+    """The plan of a loaded :class:`~clap_corpus.pipeline.spec.corpus.CorpusSpec`, as a JSON-able dict."""
     t0 = time.monotonic()
     tracker = _Tracker(spec.options.train_splits)
     sources: list[SourcePlan] = []

@@ -31,7 +31,7 @@ from clap_corpus.transforms import storage
 @pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
 class SourceSpec:
     """One source of a corpus (an entry of the spec's ``sources``), with every path resolved against the
-    spec's folder. The start check's fields of the entry live in pipeline/spec.py's SourceCheck."""
+    spec's folder. The start check's fields of the entry live in pipeline/spec/corpus.py's SourceCheck."""
 
     name: SourceName
     adapter: StrictStr  # a name in manifests/registry.py

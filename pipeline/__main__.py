@@ -1,5 +1,5 @@
 import sys
 
-from clap_corpus.pipeline.cli import main
+from clap_corpus.pipeline.cli.main import main
 
 sys.exit(main())

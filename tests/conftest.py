@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 
 MATRIX_RATES = (16_000, 22_050, 44_100, 48_000)
 MATRIX_LAYOUTS = {"mono": 1, "stereo": 2}

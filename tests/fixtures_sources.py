@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 
 RATE = 16_000
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms.flac import encode_flac
 
 HOURS_3 = 3 * 3600

@@ -10,8 +10,8 @@ from clap_corpus.core.audio_ref import ArchiveMember
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.captionfiles import read_captionfiles
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.audio_source import read_audio_bytes
 
 

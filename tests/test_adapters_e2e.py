@@ -20,8 +20,8 @@ import pytest
 from fixtures_sources import FACTS, FS_IN_ESC50, FS_LEAK_CLOTHO, FS_LEAK_FSD, LEAK
 
 from clap_corpus.manifests.plan import plan_spec
-from clap_corpus.pipeline.cli import main
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.cli.main import main
+from clap_corpus.pipeline.spec.corpus import load_spec
 
 SPEC = str(Path(__file__).resolve().parents[1] / "manifests" / "specs" / "laion_clap_2m5.yaml")
 

@@ -13,9 +13,9 @@ from clap_corpus.core.audio_ref import EmbeddedCell, LocalFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.hf_datasets import read_hf_dataset
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.duplicates import _DecideFn
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.stages.duplicates import _DecideFn
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.audio_source import read_audio_bytes
 from clap_corpus.transforms.flac import decode_flac

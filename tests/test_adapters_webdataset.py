@@ -13,8 +13,8 @@ from clap_corpus.core.audio_ref import ArchiveMember
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.manifests.webdataset import expand_braces, read_webdataset
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.audio_source import read_audio_bytes
 
 
@@ -307,8 +307,8 @@ def test_a_split_map_entry_no_clip_uses_is_said_by_plan_and_run(tmp_path):
     from fixtures_sources import build_hub_copies
 
     from clap_corpus.manifests.plan import format_plan, plan_spec
-    from clap_corpus.pipeline.run import format_report
-    from clap_corpus.pipeline.spec import load_spec
+    from clap_corpus.pipeline.launch.run import format_report
+    from clap_corpus.pipeline.spec.corpus import load_spec
 
     hub, _ = build_hub_copies(tmp_path)
     doc = {

@@ -1,5 +1,5 @@
 """Reading a record's audio in a worker: the shard writer and the duplicate pass reject a bad file
-with the same stage and code (pipeline/audio_input.py)."""
+with the same stage and code (pipeline/stages/audio_input.py)."""
 
 import os
 
@@ -9,10 +9,10 @@ import pytest
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.core.rejects import RejectError
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.audio_input import failure_reject, read_audio
-from clap_corpus.pipeline.duplicates import REJECTS, _HashAudioFn
-from clap_corpus.pipeline.spec import parse_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.spec.corpus import parse_spec
+from clap_corpus.pipeline.stages.audio_input import failure_reject, read_audio
+from clap_corpus.pipeline.stages.duplicates import REJECTS, _HashAudioFn
 from clap_corpus.transforms import storage
 
 

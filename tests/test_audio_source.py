@@ -9,7 +9,7 @@ import pytest
 
 from clap_corpus.core.audio_ref import ArchiveMember, EmbeddedCell, LocalFile, RemoteFile, file_ref
 from clap_corpus.core.records import Record, Reject
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.audio_source import read_audio_bytes
 from clap_corpus.transforms.decode import decode_audio

@@ -18,16 +18,21 @@ from apache_beam.testing.util import assert_that, equal_to
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record, Reject
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.duplicates import DropDuplicates, DuplicateReport, HeldOutAudioSet, decoded_digest
-from clap_corpus.pipeline.graph import (
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.spec.corpus import parse_spec
+from clap_corpus.pipeline.stages.duplicates import (
+    DropDuplicates,
+    DuplicateReport,
+    HeldOutAudioSet,
+    decoded_digest,
+)
+from clap_corpus.pipeline.stages.graph import (
     REJECTS,
     RenderCaptionsFn,
     ShardBoundariesFn,
     WriteEarlyRejectsFn,
     _shard_key,
 )
-from clap_corpus.pipeline.spec import parse_spec
 from clap_corpus.transforms.heldout import HeldOutAudio
 from clap_corpus.transforms.sharding import placement_hash, shard_boundaries
 from clap_corpus.transforms.shards import ShardStats

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_pipeline import Measurement, fit, median_fit, repeat_fits
 from bench.corpus import build_bench_corpus, corpus_files, manifest_path, plan_bench, write_spec
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.spec.corpus import load_spec
 
 
 def test_plan_covers_formats_rates_channels_and_both_length_classes():

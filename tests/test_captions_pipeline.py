@@ -13,9 +13,9 @@ import pytest
 import webdataset as wds
 import yaml
 
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import SpecError, parse_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import SpecError, parse_spec
 
 RUNNER = ["--runner=FnApiRunner"]
 HOSTILE = (

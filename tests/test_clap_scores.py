@@ -20,10 +20,10 @@ from clap_models import tiny_clap_model
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.core.schema import PARQUET_SCHEMA, parquet_schema
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import load_spec
-from clap_corpus.transforms.clap_scores import (
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import load_spec
+from clap_corpus.scoring.scores import (
     HeldOutEmbeddings,
     NeighbourIndex,
     audio_vector,
@@ -250,14 +250,14 @@ def test_a_model_that_cannot_be_loaded_stops_the_run_at_start(tmp_path):
         bad_rows=False,
         extra_options={"clap": {"model": str(empty)}},
     )
-    from clap_corpus.pipeline.clap_handler import ClapModelUnavailable
+    from clap_corpus.scoring.handler import ClapModelUnavailable
 
     with pytest.raises(ClapModelUnavailable, match=r"options\.clap\.model: cannot load the CLAP model"):
         run_corpus(spec, str(tmp_path / "out"), RUNNER)
 
 
 def test_near_duplicate_groups_join_other_sources_only():
-    from clap_corpus.transforms.clap_scores import near_duplicate_groups
+    from clap_corpus.scoring.scores import near_duplicate_groups
 
     rng = np.random.default_rng(3)
     base = rng.normal(size=(4, 16)).astype(np.float32)
@@ -288,9 +288,9 @@ def test_a_run_without_scoring_removes_the_embeddings_of_an_earlier_one(tmp_path
 def test_an_embedding_does_not_depend_on_its_batch(tmp_path, fusion):
     """Fused models take the four views, unfused ones view 1; either way a clip's embeddings are the
     same bytes whether Beam hands it over alone or among others (fixed-shape chunks)."""
-    from clap_corpus.pipeline.clap_config import ClapConfig
-    from clap_corpus.pipeline.clap_handler import Embedder
-    from clap_corpus.transforms.clap_scores import clap_input
+    from clap_corpus.scoring.config import ClapConfig
+    from clap_corpus.scoring.handler import Embedder
+    from clap_corpus.scoring.scores import clap_input
 
     model = tiny_clap_model(str(tmp_path / "m"), fusion=fusion)
     embedder = Embedder(ClapConfig(model=model, device="cpu", max_batch_size=4))
@@ -311,7 +311,7 @@ def test_an_embedding_does_not_depend_on_its_batch(tmp_path, fusion):
 
 
 def test_caption_overlaps_name_the_heldout_sample():
-    from clap_corpus.pipeline.clap_stage import caption_overlaps
+    from clap_corpus.scoring.stage import caption_overlaps
 
     held = {normalise_caption("A dog barks."): ("s", "valid", "s_v_1")}
     train = _record(texts=("a dog  barks", "rain"))
@@ -346,7 +346,7 @@ def test_the_same_spec_gives_the_same_bytes_with_scoring_on(tmp_path, tiny_model
 
 
 def test_near_duplicates_searched_in_blocks_find_the_same_groups():
-    from clap_corpus.transforms.clap_scores import (
+    from clap_corpus.scoring.scores import (
         groups_from_edges,
         near_duplicate_groups,
         near_edges,
@@ -381,7 +381,7 @@ def test_near_duplicates_searched_in_blocks_find_the_same_groups():
 def test_the_stage_translates_for_dataflow(tmp_path, tiny_model, capsys):
     """`clapcorpus run --template_location` with options.clap: the whole graph, the CLAP stage and its
     block search included, is translated by the real DataflowRunner, offline."""
-    from clap_corpus.pipeline.cli import main
+    from clap_corpus.pipeline.cli.main import main
 
     clap = {"model": tiny_model, "near_duplicate_threshold": 0.99, "keep_top_fraction": 0.9}
     spec = write_demo_corpus(str(tmp_path / "src"), n_clips=2, k2c_model=None, extra_options={"clap": clap})
@@ -454,7 +454,7 @@ def _clusters(seed: int = 6, dim: int = 24) -> tuple[list, np.ndarray, list[set[
 
 
 def test_a_cluster_larger_than_the_neighbour_count_is_one_group_across_sources():
-    from clap_corpus.transforms.clap_scores import near_duplicate_groups
+    from clap_corpus.scoring.scores import near_duplicate_groups
 
     members, v, planted = _clusters()
     groups = near_duplicate_groups(members, v, threshold=0.97)
@@ -466,7 +466,7 @@ def test_a_cluster_larger_than_the_neighbour_count_is_one_group_across_sources()
 
 @pytest.mark.parametrize("search", ["exact", "approximate"])
 def test_near_duplicate_groups_are_the_same_for_1_2_and_4_blocks(search):
-    from clap_corpus.transforms.clap_scores import (
+    from clap_corpus.scoring.scores import (
         groups_from_edges,
         near_duplicate_groups,
         near_edges,
@@ -494,7 +494,7 @@ def test_near_duplicate_groups_are_the_same_for_1_2_and_4_blocks(search):
 
 
 def test_the_approximate_search_finds_the_pairs_of_the_exact_one():
-    from clap_corpus.transforms.clap_scores import near_pairs, plan_search
+    from clap_corpus.scoring.scores import near_pairs, plan_search
 
     rng = np.random.default_rng(7)
     topics = rng.normal(size=(40, 32))
@@ -536,8 +536,8 @@ def test_the_beam_search_gives_the_same_groups_for_any_number_of_blocks(search, 
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
 
-    from clap_corpus.pipeline.clap_config import ClapConfig
-    from clap_corpus.pipeline.clap_stage import NearDuplicateGroups
+    from clap_corpus.scoring.config import ClapConfig
+    from clap_corpus.scoring.stage import NearDuplicateGroups
 
     members, v, planted = _clusters()
     records = _with_embeddings(members, v)
@@ -606,9 +606,9 @@ def test_a_fused_trainer_model_embeds_a_clip_the_same_whatever_the_batching(trai
     threads. Now: the same bytes for batches of 1, 2 and 7 clips, any max_batch_size, any threads."""
     import torch
 
-    from clap_corpus.pipeline.clap_config import ClapConfig
-    from clap_corpus.pipeline.clap_handler import Embedder
-    from clap_corpus.transforms.clap_scores import clap_input
+    from clap_corpus.scoring.config import ClapConfig
+    from clap_corpus.scoring.handler import Embedder
+    from clap_corpus.scoring.scores import clap_input
 
     rng = np.random.default_rng(4)
     seconds = (3, 12, 5, 11, 2, 14, 13, 4, 15)
@@ -662,7 +662,7 @@ def _add_rows(spec_path: str, rows: list[tuple[str, np.ndarray, str]]) -> None:
     """Append clips (file name, float samples at 48 kHz, caption) to the demo's manifest and count."""
     import yaml
 
-    from clap_corpus.pipeline import synth
+    from clap_corpus.pipeline.demo import synth
 
     src = os.path.dirname(spec_path)
     with open(os.path.join(src, "raw", "manifest.jsonl"), "a", encoding="utf-8") as f:
@@ -703,7 +703,7 @@ def test_keep_top_fraction_does_not_count_silent_clips(tmp_path, tiny_model):
 
 
 def _calibration_clips(n: int, spread: float, copy_noise: float, caption_signal: float, seed: int = 8):
-    from clap_corpus.transforms.clap_scores import CalibrationClip
+    from clap_corpus.scoring.scores import CalibrationClip
 
     rng = np.random.default_rng(seed)
     common = rng.normal(size=32)
@@ -718,7 +718,7 @@ def _calibration_clips(n: int, spread: float, copy_noise: float, caption_signal:
 
 
 def test_calibration_refuses_a_model_that_cannot_tell_and_trusts_one_that_can():
-    from clap_corpus.transforms.clap_scores import calibrate, removal_allowed
+    from clap_corpus.scoring.scores import calibrate, removal_allowed
 
     thresholds = {"content_threshold": 0.95, "near_duplicate_threshold": 0.97}
     # every clip near every other (an untrained or collapsed model), captions unrelated to the audio
@@ -750,7 +750,7 @@ def test_calibration_refuses_a_model_that_cannot_tell_and_trusts_one_that_can():
 def test_a_model_that_cannot_tell_removes_nothing_and_the_run_says_why(tmp_path, tiny_model):
     """The defaults that used to destroy (content removal at 0.95), a top fraction and near-duplicate
     removal, with an untrained model: nothing is removed, the summary and the console say why."""
-    from clap_corpus.pipeline.run import format_report
+    from clap_corpus.pipeline.launch.run import format_report
 
     clap = {"model": tiny_model, "keep_top_fraction": 0.5, "near_duplicate_threshold": 0.97}
     spec = write_demo_corpus(

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.cli import main as cli_main
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.cli.main import main as cli_main
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.decode import decode_audio
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -267,7 +267,7 @@ def test_a_guard_source_keeps_its_clips_out_of_training_and_is_never_written(tra
     of one (another file name and id: removed by exact audio, before the model embeds it) and a
     re-encoded copy of the other (removed by content); the guard's own clips are checked against and
     never written, and the accounting holds."""
-    from clap_corpus.pipeline.run import format_report
+    from clap_corpus.pipeline.launch.run import format_report
 
     src, model = trained
     combos = _one_per_kind(src)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from clap_corpus.core.cli_help import log_level
-from clap_corpus.pipeline.cli import build_parser
+from clap_corpus.pipeline.cli.main import build_parser
 from clap_corpus.trainer.__main__ import main as trainer_main
 
 PARSER = build_parser()

@@ -26,10 +26,10 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from clap_corpus.core.layout import Layout
 from clap_corpus.manifests.source import PathRejected, SourceSpec, resolve_audio_path
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.progress import ProgressMonitor
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.progress import ProgressMonitor
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import load_spec
 from clap_corpus.transforms import storage
 
 RUNNER = ["--runner=FnApiRunner"]  # in-process: the memfs registration is visible to the workers

@@ -18,8 +18,8 @@ from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.core.rejects import RejectError
 from clap_corpus.manifests.common import AUDIO_EXTENSIONS
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.spec import SpecError, parse_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.spec.corpus import SpecError, parse_spec
 from clap_corpus.transforms.decode import (
     ALLOWED_DEMUXERS,
     REFUSED_DEMUXERS,
@@ -413,7 +413,7 @@ def test_a_run_counts_silent_and_incomplete_clips(tmp_path) -> None:
 
     import pyarrow.parquet as pq
 
-    from clap_corpus.pipeline.run import format_report, run_corpus
+    from clap_corpus.pipeline.launch.run import format_report, run_corpus
 
     audio = tmp_path / "audio"
     audio.mkdir()

@@ -29,9 +29,9 @@ from apache_beam.typehints import Tuple
 from docs_text import docs_page, fenced_blocks
 from source_tree import FOLDERS
 
-from clap_corpus.pipeline.graph import BuildCorpus
-from clap_corpus.pipeline.options import pipeline_options
-from clap_corpus.pipeline.spec import parse_spec
+from clap_corpus.pipeline.spec.beam_options import pipeline_options
+from clap_corpus.pipeline.spec.corpus import parse_spec
+from clap_corpus.pipeline.stages.graph import BuildCorpus
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("clap_corpus", *FOLDERS)
@@ -308,7 +308,7 @@ ours = {m: mod.__file__ for m, mod in sys.modules.items()
         if m.split(".")[0] == "clap_corpus" and mod.__file__}
 outside = {m: f for m, f in ours.items() if not f.startswith(root)}
 assert not outside, outside
-assert "clap_corpus.pipeline.graph" in ours, sorted(ours)
+assert "clap_corpus.pipeline.stages.graph" in ours, sorted(ours)
 print(n, len(ours))
 """
 
@@ -361,8 +361,8 @@ def test_custom_container_with_gpu_options(tmp_path):
 def test_clapcorpus_run_writes_a_template_and_reports_that_nothing_ran(tmp_path, capsys):
     """`clapcorpus run ... --template_location` builds the job and submits nothing: there is no summary
     to read, and the command says so instead of failing."""
-    from clap_corpus.pipeline.cli import main
-    from clap_corpus.pipeline.demo import write_demo_corpus
+    from clap_corpus.pipeline.cli.main import main
+    from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 
     spec = write_demo_corpus(str(tmp_path / "src"), n_clips=2, seed=0, k2c_model=None)
     (tmp_path / "staging").mkdir()

@@ -19,7 +19,7 @@ from clap_corpus.core.audio import SAMPLE_RATE
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.core.rejects import RejectError
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms.decode import SAFE_INPUT_OPTIONS, DecodedAudio, DecodeError, decode_audio
 from clap_corpus.transforms.flac import encode_flac
 from clap_corpus.transforms.sample import SampleOptions, process_sample
@@ -278,7 +278,7 @@ def test_a_clip_under_min_duration_is_too_short(encoded_matrix: dict[str, Path])
 def test_every_decode_applies_the_one_duration_rule(encoded_matrix: dict[str, Path]) -> None:
     # The rule lives in decode_audio (issue 25): the duplicate pass hashes what the shard writer
     # keeps, so a clip under min_duration_s is too_short there too, never one of a duplicate group.
-    from clap_corpus.pipeline.duplicates import decoded_digest
+    from clap_corpus.pipeline.stages.duplicates import decoded_digest
 
     data = encoded_matrix["wav-48000-mono"].read_bytes()
     seconds = decode_audio(data).duration_s

@@ -13,9 +13,9 @@ import yaml
 
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import format_report, run_corpus
-from clap_corpus.pipeline.spec import SpecError, parse_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.spec.corpus import SpecError, parse_spec
 from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
 
 TRAIN = ("train", "balanced_train", "unbalanced_train")

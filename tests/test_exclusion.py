@@ -14,9 +14,9 @@ from clap_corpus.core.records import Record
 from clap_corpus.manifests.exclusion import ExclusionListError, excluded, load_lists, read_ids
 from clap_corpus.manifests.options import ExclusionList
 from clap_corpus.manifests.plan import plan_spec
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import format_report, run_corpus
-from clap_corpus.pipeline.spec import SpecError, load_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.spec.corpus import SpecError, load_spec
 
 # WavCaps' json_files/blacklist/blacklist_exclude_test_ac.json, in its shape (4-space indent, AudioSet
 # entries as AudioSet_SL file names "Y<YTID>.wav", FreeSound ids as strings)

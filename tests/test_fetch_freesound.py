@@ -9,8 +9,8 @@ import pytest
 import yaml
 from fetch_server import FetchServer
 
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.fetch import status as st
 from clap_corpus.transforms.fetch.batch import FetchItem, ShardFetcher
 from clap_corpus.transforms.fetch.cache import ContentCache

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fetch_server import FetchServer
 
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms.fetch import status as st
 from clap_corpus.transforms.fetch.batch import FetchItem, ShardFetcher
 from clap_corpus.transforms.fetch.cache import ContentCache

@@ -16,9 +16,9 @@ import yaml
 from docs_text import docs_page
 from fetch_server import FetchServer
 
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.cli import main
-from clap_corpus.pipeline.run import format_report, run_corpus
+from clap_corpus.pipeline.cli.main import main
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import format_report, run_corpus
 
 RUNNER = "--runner=FnApiRunner"
 FORMATS = ("wav", "flac", "mp3", "ogg", "wav", "flac")
@@ -186,8 +186,8 @@ def test_the_fetch_stage_translates_for_dataflow(tmp_path):
     from apache_beam.runners import pipeline_context
     from test_dataflow import _labels, translate
 
-    from clap_corpus.pipeline.graph import BuildCorpus
-    from clap_corpus.pipeline.spec import parse_spec
+    from clap_corpus.pipeline.spec.corpus import parse_spec
+    from clap_corpus.pipeline.stages.graph import BuildCorpus
 
     doc = {
         "corpus": "web",
@@ -219,7 +219,7 @@ def test_the_fetch_stage_translates_for_dataflow(tmp_path):
 
 
 def test_retry_failed_is_an_option_of_run_and_fetch():
-    from clap_corpus.pipeline.cli import build_parser
+    from clap_corpus.pipeline.cli.main import build_parser
 
     parser = build_parser()
     for command in ("run", "fetch"):

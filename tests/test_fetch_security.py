@@ -18,7 +18,7 @@ from fetch_server import FetchServer, self_signed
 
 from clap_corpus.core.urls import SECRET_QUERY_PARAMS, BadURL, parse_web_url, redact_url
 from clap_corpus.manifests.source import PathRejected, SourceSpec, resolve_audio_path
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms.fetch import status as st
 from clap_corpus.transforms.fetch.batch import FetchItem, ShardFetcher
 from clap_corpus.transforms.fetch.cache import ContentCache
@@ -456,7 +456,7 @@ def _every_byte(folder: Path) -> bytes:
 def test_a_run_writes_no_secret_and_keeps_keys_across_re_signed_urls(tmp_path, clips, caplog):
     import pandas as pd
 
-    from clap_corpus.pipeline.run import run_corpus
+    from clap_corpus.pipeline.launch.run import run_corpus
 
     caplog.set_level("DEBUG")
     secrets = ["hunter2", "s3cr3t", "AKIAEXAMPLE", "t0ken404", "l0cati0n"]
@@ -500,7 +500,7 @@ def test_a_run_writes_no_secret_and_keeps_keys_across_re_signed_urls(tmp_path, c
 
 
 def test_private_addresses_are_rejected_in_a_run_by_default(tmp_path, clips):
-    from clap_corpus.pipeline.run import run_corpus
+    from clap_corpus.pipeline.launch.run import run_corpus
 
     with FetchServer(clips) as server:
         spec = _url_spec(tmp_path, [server.url("/audio/clip0.wav"), "http://169.254.169.254/latest/"])
@@ -523,8 +523,8 @@ def json_loads(text: str) -> dict:
 
 
 def test_retry_failed_refetches_what_the_decoder_rejected_and_a_damaged_object_is_counted(tmp_path, clips):
-    from clap_corpus.pipeline.fetch_command import fetch_corpus
-    from clap_corpus.pipeline.run import run_corpus
+    from clap_corpus.pipeline.cli.fetch import fetch_corpus
+    from clap_corpus.pipeline.launch.run import run_corpus
 
     with FetchServer(clips) as server:
         spec = _url_spec(

@@ -13,8 +13,8 @@ import yaml
 from fetch_server import FetchServer
 
 from clap_corpus.core.rejects import Code
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.decode import decode_audio
 from clap_corpus.transforms.fetch.cache import ContentCache
 from clap_corpus.transforms.fetch.config import FetchOptions, YouTubeOptions

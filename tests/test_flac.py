@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from clap_corpus.core.audio import quantize_int16
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms.decode import DecodeError
 from clap_corpus.transforms.flac import decode_flac, encode_flac
 

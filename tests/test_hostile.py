@@ -19,9 +19,9 @@ import pytest
 import yaml
 from hostile import three_hour_flac, write_hostile_corpus
 
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.storage import TEMP_MARKER
 
 RUNNER = ["--runner=FnApiRunner"]
@@ -150,7 +150,7 @@ def test_worker_memory_stays_under_the_stated_cap(tmp_path):
     """docs/guarantees.md: a worker's peak RSS stays under 1.5 GB + max_file_bytes with the default caps."""
     spec, _ = write_hostile_corpus(tmp_path, extra_options={"max_duration_s": 300.0})
     code = (
-        "import resource, sys; from clap_corpus.pipeline.run import run_corpus;"
+        "import resource, sys; from clap_corpus.pipeline.launch.run import run_corpus;"
         f"s = run_corpus({spec!r}, {str(tmp_path / 'out')!r}, ['--runner=FnApiRunner']);"
         # VmHWM, the peak of this process's own memory: ru_maxrss also keeps the parent's size from
         # before the exec (Linux carries the high-water mark across execve), and pytest's own process

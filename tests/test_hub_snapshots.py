@@ -12,9 +12,9 @@ from clap_corpus.core.audio_ref import ArchiveMember, EmbeddedCell, LocalFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.hf_datasets import read_hf_dataset
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import SpecError, load_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import SpecError, load_spec
 
 
 def _clip(freq: float) -> bytes:

@@ -28,8 +28,8 @@ import soundfile as sf
 import webdataset as wds
 
 from clap_corpus.core.layout import Layout
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
 
 N_CLIPS = 10
 

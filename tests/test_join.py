@@ -14,7 +14,7 @@ from fixtures_sources import FS_NOT_IN_META, build_hub_copies
 from clap_corpus.core.records import Record
 from clap_corpus.manifests.notes import SourceNotes
 from clap_corpus.manifests.registry import read_source
-from clap_corpus.pipeline.spec import SpecError, load_spec
+from clap_corpus.pipeline.spec.corpus import SpecError, load_spec
 
 
 def _spec(tmp_path, hub, join: dict) -> str:

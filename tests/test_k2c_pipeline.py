@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from clap_corpus.k2c.debias import contains_gendered
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import load_spec
 
 SEED = 1  # with this seed, clip 0004 (label-only "Chirp") is 1.25 s long: under the 2 s K2C minimum
 N_CLIPS = 12

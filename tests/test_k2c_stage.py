@@ -30,7 +30,7 @@ from clap_corpus.k2c.outcomes import FALLBACKS, Outcome
 from clap_corpus.k2c.postprocess import finish
 from clap_corpus.k2c.presets import PRESETS
 from clap_corpus.k2c.stage import K2CStage, apply_result
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms.captions import render_captions
 
 # Keyword sets of different token lengths, in the vocabulary of the embedded model.

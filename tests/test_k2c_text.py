@@ -16,7 +16,7 @@ from clap_corpus.k2c.debias import GENDERED_WORDS, contains_gendered, debias
 from clap_corpus.k2c.keywords import keyword_set, normalize_keyword
 from clap_corpus.k2c.postprocess import clean, finish, is_copy_of_keywords
 from clap_corpus.k2c.presets import PRESETS, TINY_MODEL_DIR
-from clap_corpus.pipeline.spec import SpecError, parse_spec
+from clap_corpus.pipeline.spec.corpus import SpecError, parse_spec
 from clap_corpus.transforms.captions import (
     for_duration,
     render_captions,

@@ -27,7 +27,7 @@ from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record
 from clap_corpus.k2c.apply import attach
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms.captions import render_captions
 from clap_corpus.transforms.sample import Sample, SampleOptions, process_sample
 from clap_corpus.transforms.shards import ShardWriter

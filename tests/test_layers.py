@@ -1,7 +1,7 @@
 """The layers point one way, and training never needs Apache Beam.
 
     pipeline            Beam wiring, command line
-    manifests   k2c     sources; keyword-to-caption (its Beam stage included)
+    manifests   k2c   scoring   sources; keyword-to-caption; CLAP scoring (their Beam stages included)
     transforms          per-sample steps, storage, sharding
     core                contracts: records, rejects, schema, layout, hashing, audio references
     trainer             training: transforms, core (never Apache Beam)
@@ -28,12 +28,20 @@ ALLOWED: dict[str, set[str]] = {
     "transforms": {"core"},
     "manifests": {"core", "transforms"},
     "k2c": {"core", "transforms"},
+    "scoring": {"core", "transforms", "trainer"},  # the model of a checkpoint of our own trainer
     "trainer": {"core", "transforms"},
-    "pipeline": {"core", "transforms", "manifests", "k2c", "trainer"},
+    "pipeline": {"core", "transforms", "manifests", "k2c", "scoring", "trainer"},
 }
 # Modules that may import Apache Beam: the Beam layer, K2C's RunInference stage, and the storage
 # module that reads through Beam's FileSystems (gs://, s3://) for the pipeline.
-BEAM_ALLOWED = ("pipeline", "k2c.stage", "k2c.handler", "transforms.storage")
+BEAM_ALLOWED = (
+    "pipeline",
+    "k2c.stage",
+    "k2c.handler",
+    "scoring.stage",
+    "scoring.handler",
+    "transforms.storage",
+)
 
 
 def _folder_of(module: str) -> str | None:

@@ -6,8 +6,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
-from clap_corpus.pipeline.duplicates import preference
-from clap_corpus.pipeline.leakage import LeakageGuard, Removal, find_overlap, guard, heldout_origins
+from clap_corpus.pipeline.stages.leakage import LeakageGuard, Removal, find_overlap, guard, heldout_origins
+from clap_corpus.transforms.duplicate_groups import preference
 
 TRAIN = ("train", "balanced_train", "unbalanced_train")
 
@@ -118,10 +118,10 @@ def test_a_guard_only_source_guards_by_id_and_is_never_written(tmp_path):
     rejects instead of reaching a shard."""
     import yaml
 
-    from clap_corpus.pipeline.demo import write_demo_corpus
-    from clap_corpus.pipeline.graph import _with_split
-    from clap_corpus.pipeline.leakage import guard_only_out
-    from clap_corpus.pipeline.spec import load_spec
+    from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+    from clap_corpus.pipeline.spec.corpus import load_spec
+    from clap_corpus.pipeline.stages.graph import _with_split
+    from clap_corpus.pipeline.stages.leakage import guard_only_out
 
     spec_path = write_demo_corpus(str(tmp_path / "src"), n_clips=2, k2c_model=None, bad_rows=False)
     with open(spec_path, encoding="utf-8") as f:

@@ -31,8 +31,8 @@ def _loaded_heavy() -> str:
 def test_the_launcher_and_every_command_parser_load_without_torch(tmp_path):
     code = (
         "import json, sys\n"
-        "import clap_corpus.pipeline.run\n"
-        "from clap_corpus.pipeline.cli import build_parser\n"
+        "import clap_corpus.pipeline.launch.run\n"
+        "from clap_corpus.pipeline.cli.main import build_parser\n"
         "build_parser()\n" + _loaded_heavy()
     )
     proc = _python(code, str(tmp_path))
@@ -43,8 +43,8 @@ def test_the_launcher_and_every_command_parser_load_without_torch(tmp_path):
 def test_a_k2c_off_run_never_imports_torch(tmp_path):
     code = (
         "import json, sys\n"
-        "from clap_corpus.pipeline.demo import write_demo_corpus\n"
-        "from clap_corpus.pipeline.run import run_corpus\n"
+        "from clap_corpus.pipeline.demo.corpus import write_demo_corpus\n"
+        "from clap_corpus.pipeline.launch.run import run_corpus\n"
         "spec = write_demo_corpus('src', n_clips=5, max_seconds=14.0, k2c_model=None)\n"
         "s = run_corpus(spec, 'out', ['--runner=FnApiRunner'])\n"
         "print(json.dumps({'samples': s['samples'], 'inputs': s['inputs'], 'ok': s['accounting_ok']}))\n"
@@ -66,8 +66,8 @@ def test_a_k2c_off_run_never_imports_torch(tmp_path):
 def test_k2c_without_the_extra_names_the_pip_command(tmp_path):
     code = (
         BLOCK + "from clap_corpus.core.extras import MissingExtraError\n"
-        "from clap_corpus.pipeline.demo import write_demo_corpus\n"
-        "from clap_corpus.pipeline.run import run_corpus\n"
+        "from clap_corpus.pipeline.demo.corpus import write_demo_corpus\n"
+        "from clap_corpus.pipeline.launch.run import run_corpus\n"
         "spec = write_demo_corpus('src', n_clips=3, max_seconds=3.0, k2c_model='tiny')\n"
         "try:\n"
         "    run_corpus(spec, 'out', ['--runner=FnApiRunner'])\n"
@@ -86,7 +86,7 @@ def test_k2c_without_the_extra_names_the_pip_command(tmp_path):
 
 def test_train_without_the_extra_names_the_pip_command(tmp_path):
     code = BLOCK + (
-        "from clap_corpus.pipeline.cli import main\n"
+        "from clap_corpus.pipeline.cli.main import main\n"
         "raise SystemExit(main(['train', '--data', 'nowhere', '--output', 'ckpt']))\n"
     )
     proc = _python(code, str(tmp_path))
@@ -97,7 +97,7 @@ def test_train_without_the_extra_names_the_pip_command(tmp_path):
 
 def test_demo_on_a_core_install_builds_without_k2c(tmp_path):
     code = BLOCK + (
-        "from clap_corpus.pipeline.cli import main\n"
+        "from clap_corpus.pipeline.cli.main import main\n"
         "raise SystemExit(main(['demo', '--output', 'demo', '--clips', '4', '--runner=FnApiRunner']))\n"
     )
     proc = _python(code, str(tmp_path))

@@ -1,6 +1,6 @@
 """Values that cannot work are refused at load; every other value works end to end (issue 25).
 
-Every number of the spec's models (pipeline/spec.py down to SampleOptions, K2C, fetch, CLAP) and of the
+Every number of the spec's models (pipeline/spec/corpus.py down to SampleOptions, K2C, fetch, CLAP) and of the
 trainer's configs (trainer/config.py, what `clapcorpus train` builds) is found by walking the models,
 so a new option is swept without anyone listing it. Each gets 0, -1, 10^9 (and for floats inf and
 nan), and each pair of options that bounds one thing from both sides (``min_x``/``max_x``, ``x``/
@@ -33,11 +33,18 @@ from clap_corpus.core.records import Record
 from clap_corpus.core.rejects import RejectError
 from clap_corpus.k2c.config import GenerationOptions, K2CConfig
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.clap_config import ClapConfig
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import CorpusOptions, CorpusSpec, SourceCheck, SpecError, _where, parse_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import (
+    CorpusOptions,
+    CorpusSpec,
+    SourceCheck,
+    SpecError,
+    _where,
+    parse_spec,
+)
+from clap_corpus.scoring.config import ClapConfig
 from clap_corpus.transforms.fetch.batch import FetchItem, ShardFetcher
 from clap_corpus.transforms.fetch.cache import ContentCache
 from clap_corpus.transforms.fetch.config import FetchOptions, FreesoundOptions, YouTubeOptions
@@ -387,7 +394,7 @@ def _train_fields() -> list[tuple[str, type, str, str]]:
 def _train_configs(path: str, value: Any) -> Any:
     """The trainer's configs with ``path`` set to ``value``: through the command line where an option
     sets it (``--lr``), else as a checkpoint's JSON holds it."""
-    from clap_corpus.pipeline.cli import _subparser, build_parser
+    from clap_corpus.pipeline.cli.main import _subparser, build_parser
     from clap_corpus.trainer.cli import FIELDS, configs_from_args
     from clap_corpus.trainer.config import ModelConfig, TrainConfig
 
@@ -452,7 +459,7 @@ def test_the_trainer_refuses_with_one_line_naming_the_option(train_sweep):
 
 
 def test_train_stops_at_once_on_a_value_that_cannot_work(tmp_path, capsys):
-    from clap_corpus.pipeline.cli import main
+    from clap_corpus.pipeline.cli.main import main
 
     for args, line in [
         (["--log-every", "0"], "clapcorpus train: --log-every: must be in [1, 1000000], got 0"),
@@ -486,7 +493,7 @@ def test_the_trainers_relations_are_checked():
 
 def test_the_command_lines_defaults_are_the_configs():
     # one place for each default (issue 25: --shuffle-buffer said 500 where TrainConfig said 1000)
-    from clap_corpus.pipeline.cli import build_parser
+    from clap_corpus.pipeline.cli.main import build_parser
     from clap_corpus.trainer.cli import configs_from_args
     from clap_corpus.trainer.config import ModelConfig, TrainConfig
 

@@ -18,9 +18,9 @@ from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.registry import ADAPTERS, AdapterInfo, read_source
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import SpecError, parse_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import SpecError, parse_spec
 
 HOSTILE_SPLITS = [
     "../../../escaped",

@@ -17,8 +17,8 @@ import soundfile as sf
 import webdataset as wds
 
 from clap_corpus.core.layout import Layout
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import format_report, run_corpus
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import format_report, run_corpus
 from clap_corpus.transforms.flac import decode_flac
 from clap_corpus.transforms.views import ViewPlan, views_from_int16
 

@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from clap_corpus.manifests.plan import format_plan, plan_spec
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.cli import main
-from clap_corpus.pipeline.preflight import StartCheckError, load_checked_spec
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import SpecError, expand_env, load_spec
+from clap_corpus.pipeline.cli.main import main
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.preflight import StartCheckError, load_checked_spec
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import SpecError, expand_env, load_spec
 
 SPECS = Path(__file__).resolve().parents[1] / "manifests" / "specs"
 SPEC_2M5 = str(SPECS / "laion_clap_2m5.yaml")

@@ -10,7 +10,7 @@ import shlex
 import pytest
 from docs_text import block_after, docs_page, readme
 
-from clap_corpus.pipeline.cli import main
+from clap_corpus.pipeline.cli.main import main
 
 
 @pytest.fixture(scope="module")

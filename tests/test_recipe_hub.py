@@ -10,8 +10,8 @@ import yaml
 from fixtures_sources import FS_BLACKLISTED, build_hub_copies
 
 from clap_corpus.manifests.plan import format_plan, plan_spec
-from clap_corpus.pipeline.run import format_report, run_corpus
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.spec.corpus import load_spec
 
 SPEC = str(Path(__file__).resolve().parents[1] / "manifests" / "specs" / "laion_clap_2m5_hub.yaml")
 

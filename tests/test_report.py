@@ -19,15 +19,15 @@ from apache_beam.metrics.metric import MetricsFilter
 from PIL import Image
 
 from clap_corpus.core.layout import Layout
-from clap_corpus.pipeline.card import hf_license, render_card, size_category
-from clap_corpus.pipeline.cli import main as cli_main
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.graph import BuildCorpus
-from clap_corpus.pipeline.options import pipeline_options
-from clap_corpus.pipeline.progress import ProgressMonitor, format_duration, plan_doc
-from clap_corpus.pipeline.report import build_report, render_html, render_plots
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.cli.main import main as cli_main
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.progress import ProgressMonitor, format_duration, plan_doc
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.outputs.card import hf_license, render_card, size_category
+from clap_corpus.pipeline.outputs.report import build_report, render_html, render_plots
+from clap_corpus.pipeline.spec.beam_options import pipeline_options
+from clap_corpus.pipeline.spec.corpus import load_spec
+from clap_corpus.pipeline.stages.graph import BuildCorpus
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.shards import CAPTION_WORD_EDGES, DURATION_EDGES_S
 

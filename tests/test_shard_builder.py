@@ -21,9 +21,9 @@ from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.audio_input import failure_reject
-from clap_corpus.pipeline.duplicates import decoded_digest
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.stages.audio_input import failure_reject
+from clap_corpus.pipeline.stages.duplicates import decoded_digest
 from clap_corpus.transforms.heldout import HeldOutAudio
 from clap_corpus.transforms.sample import SampleOptions
 from clap_corpus.transforms.shard_builder import ShardBuilder

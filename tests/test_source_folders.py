@@ -1,7 +1,7 @@
 """The source folders: listed once (setup.py's FOLDERS), and one name per module (issue 27).
 
 - Running from the repository root puts it on sys.path (`python -m`, `python -c`), so `import
-  pipeline.spec` used to work next to `clap_corpus.pipeline.spec`: a second copy of every module (two
+  pipeline.spec` used to work next to `clap_corpus.pipeline.spec.corpus`: a second copy of every module (two
   `Code` enums, two `Record` classes that do not compare equal). Each folder refuses that name.
 - The folder list was written six times (setup.py, both Dockerfiles, three tests). The tests read
   setup.py's (tests/source_tree.py); the Dockerfiles copy the build context whole, less .dockerignore.
@@ -30,9 +30,9 @@ for folder in sys.argv[1:]:
         out[folder] = str(e)
     else:
         out[folder] = None
-import clap_corpus.pipeline.spec
+import clap_corpus.pipeline.spec.corpus
 out["sys.modules"] = sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[1:])
-out["spec"] = clap_corpus.pipeline.spec.__name__
+out["spec"] = clap_corpus.pipeline.spec.corpus.__name__
 print(json.dumps(out))
 """
 
@@ -47,7 +47,7 @@ def test_a_source_folder_is_imported_only_under_clap_corpus():
     for folder in FOLDERS:
         assert out[folder], f"`import {folder}` worked from the repository root: a second identity"
         assert f"Import clap_corpus.{folder} instead" in out[folder], out[folder]
-    assert out["sys.modules"] == [] and out["spec"] == "clap_corpus.pipeline.spec"
+    assert out["sys.modules"] == [] and out["spec"] == "clap_corpus.pipeline.spec.corpus"
 
 
 def test_python_m_on_a_source_folder_names_the_module_to_run():

@@ -26,8 +26,8 @@ from fixtures_sources import (
 from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.plan import format_plan, plan_spec
 from clap_corpus.manifests.webdataset import Options as WebDatasetOptions
-from clap_corpus.pipeline.run import format_report, run_corpus
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.spec.corpus import load_spec
 
 SECTION = docs_page("sources-as-distributed.md")
 BLOCKS = [yaml.safe_load(b) for b in fenced_blocks(SECTION, "yaml")]

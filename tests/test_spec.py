@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from clap_corpus.pipeline.spec import SpecError, load_spec
+from clap_corpus.pipeline.spec.corpus import SpecError, load_spec
 
 
 def _write(tmp_path, doc) -> str:

@@ -1,4 +1,4 @@
-"""The spec's model (pipeline/spec.py and the parts it is built from): one problem per line, closest
+"""The spec's model (pipeline/spec/corpus.py and the parts it is built from): one problem per line, closest
 names, values that pickle and compare by value, and docs/spec.md's spec block held to the defaults."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline.spec import (
+from clap_corpus.pipeline.spec.corpus import (
     CorpusOptions,
     CorpusSpec,
     SourceCheck,
@@ -153,14 +153,14 @@ def test_the_fingerprint_is_the_same_in_another_process(tmp_path):
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(_spec(tmp_path)))
     code = (
-        "import sys; from clap_corpus.pipeline.spec import load_spec; "
+        "import sys; from clap_corpus.pipeline.spec.corpus import load_spec; "
         "print(load_spec(sys.argv[1]).fingerprint())"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"}
     other = subprocess.run(
         [sys.executable, "-c", code, str(spec_file)], env=env, capture_output=True, text=True
     )
-    from clap_corpus.pipeline.spec import load_spec
+    from clap_corpus.pipeline.spec.corpus import load_spec
 
     assert other.stdout.strip() == load_spec(str(spec_file)).fingerprint()
 

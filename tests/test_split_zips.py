@@ -25,9 +25,9 @@ from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.archives import archive_members
 from clap_corpus.manifests.plan import plan_spec
 from clap_corpus.manifests.registry import read_source
-from clap_corpus.pipeline.preflight import check_spec
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import SpecError, load_spec
+from clap_corpus.pipeline.launch.preflight import check_spec
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import SpecError, load_spec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.audio_source import read_audio_bytes
 

@@ -8,12 +8,12 @@ import pytest
 import yaml
 
 from clap_corpus.manifests.registry import read_source
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.cli import main
-from clap_corpus.pipeline.options import UnknownOptionError, unknown_options
-from clap_corpus.pipeline.preflight import SCAN_FACTOR, StartCheckError, check_spec, sample_positions
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.cli.main import main
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.preflight import SCAN_FACTOR, StartCheckError, check_spec, sample_positions
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.beam_options import UnknownOptionError, unknown_options
+from clap_corpus.pipeline.spec.corpus import load_spec
 
 RUNNER = "--runner=FnApiRunner"
 YTIDS = ("aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc")

@@ -16,10 +16,10 @@ from docs_text import docs_page
 
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
-from clap_corpus.pipeline.spec import load_spec
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.spec.corpus import load_spec
 from clap_corpus.trainer.data import decode_mel
 from clap_corpus.transforms.captions import render_captions
 from clap_corpus.transforms.sample import SampleOptions, process_sample

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from clap_corpus.pipeline import synth
+from clap_corpus.pipeline.demo import synth
 
 RATE = 16_000
 

@@ -21,9 +21,9 @@ import torch
 from safetensors.torch import load_file
 
 from clap_corpus.core.layout import Layout
-from clap_corpus.pipeline.cli import main as cli_main
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.cli.main import main as cli_main
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.trainer.config import AudioConfig, ModelConfig, TextConfig, TrainConfig
 from clap_corpus.trainer.data import (
     MISSING_MEMBER,

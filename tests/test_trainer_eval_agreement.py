@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from clap_corpus.pipeline.cli import main as cli_main
-from clap_corpus.pipeline.demo import write_demo_corpus
-from clap_corpus.pipeline.run import run_corpus
+from clap_corpus.pipeline.cli.main import main as cli_main
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
+from clap_corpus.pipeline.launch.run import run_corpus
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"

@@ -596,7 +596,7 @@ def _clips(folder) -> None:
     """Real encoded files (PyAV's encoders: resampled, lossy, stereo) and synthetic clips for every
     kind of view plan: repeat-padded, exactly 10 s, fusion with crops and the resized global view, a
     quiet tail near the 16-bit floor (where log10's last bits show), silence in the middle."""
-    from clap_corpus.pipeline import synth
+    from clap_corpus.pipeline.demo import synth
 
     rng = np.random.default_rng(25)
     tone = synth.tone(440.0, 1.5, 44_100)

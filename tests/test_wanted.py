@@ -13,8 +13,8 @@ from clap_corpus.manifests.options import WantedList
 from clap_corpus.manifests.registry import read_source
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.manifests.wanted import read_list
-from clap_corpus.pipeline import synth
-from clap_corpus.pipeline.run import format_report, run_corpus
+from clap_corpus.pipeline.demo import synth
+from clap_corpus.pipeline.launch.run import format_report, run_corpus
 
 SEGMENTS = (
     "# Segments csv created Sun Mar  5 10:54:31 2017\n"

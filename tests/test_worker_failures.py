@@ -1,10 +1,10 @@
 """A run that cannot succeed stops (issue 25): every kind of worker failure Beam reports ends the run
 with one readable line, in the default multi-process mode and with ``--runner=FnApiRunner``.
 
-Each scenario is a real Beam pipeline in a fresh interpreter (pipeline/workers.py's run_pipeline, what
+Each scenario is a real Beam pipeline in a fresh interpreter (pipeline/launch/workers.py's run_pipeline, what
 ``clapcorpus run`` and ``clapcorpus fetch`` use) with a DoFn that fails the way real ones do: a module
 the workers cannot import, an import or an exception in ``setup``, a worker process killed by SIGKILL
-(what the kernel's out-of-memory killer sends) or one that exits. Before pipeline/workers.py the
+(what the kernel's out-of-memory killer sends) or one that exits. Before pipeline/launch/workers.py the
 killed and exited workers hung the run for ever (measured: still waiting after 60 s, Beam logging
 "Worker subprocess exited with return code 137"), and a failed bundle could hang the shutdown. The
 timeouts below only bound a hang; nothing here measures speed.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from clap_corpus.pipeline.demo import write_demo_corpus
+from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 
 FAILING_DOFN = """
 import os, signal
@@ -52,8 +52,8 @@ SCENARIOS = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])  # the launcher imports the DoFn's module; workers only via PYTHONPATH
 import apache_beam as beam
-from clap_corpus.pipeline.options import pipeline_options
-from clap_corpus.pipeline.workers import RunFailed, run_pipeline
+from clap_corpus.pipeline.spec.beam_options import pipeline_options
+from clap_corpus.pipeline.launch.workers import RunFailed, run_pipeline
 from failing import Fail
 
 for kind in json.loads(sys.argv[2]):

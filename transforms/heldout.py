@@ -2,7 +2,7 @@
 train copy of one of them out of the train shards (``options.cross_split_duplicates: remove``).
 
 Pure values and rules only: the shard builder applies them per sample, and the Beam pass that
-collects the set (pipeline/duplicates.py, ``HeldOutAudioSet``) builds one :class:`HeldOutAudio`.
+collects the set (pipeline/stages/duplicates.py, ``HeldOutAudioSet``) builds one :class:`HeldOutAudio`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.records import Record, Reject
 
-# Both removals of a clip held out for evaluation (by origin id in pipeline/leakage.py, by decoded
+# Both removals of a clip held out for evaluation (by origin id in pipeline/stages/leakage.py, by decoded
 # audio here) are one stage, so the rejects of a source list them together.
 LEAKAGE_STAGE = "leakage"
 OVERLAP_CODE = "eval_overlap_audio"

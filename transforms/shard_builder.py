@@ -1,6 +1,6 @@
 """One shard from its records: every sample processed, every failure a reject, stats written last.
 
-No Beam here: the shard writer DoFn (pipeline/graph.py) hands this class a shard's records and
+No Beam here: the shard writer DoFn (pipeline/stages/graph.py) hands this class a shard's records and
 counts what it returns. Reading a record's audio and classifying a failure are passed in, because
 both need the spec (a source's root, the size limit) that lives above this layer.
 """

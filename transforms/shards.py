@@ -126,7 +126,7 @@ class ShardStats:
     # (key, source, audio digest) per sample, for the duplicates report; dropped before the summary
     audio_hashes: tuple[tuple[str, str, str], ...] = ()
     # (key, source, audio digest) of the train samples left out because a held-out split has the same
-    # audio (pipeline/duplicates.py, cross_split_duplicates: remove); dropped before the summary too
+    # audio (pipeline/stages/duplicates.py, cross_split_duplicates: remove); dropped before the summary too
     overlap_removed: tuple[tuple[str, str, str], ...] = ()
     # Set when a finished shard from an earlier run was kept. The stats file on disk always says false
     # (it is written by the run that built the shard); the summary counts the kept ones from this.

@@ -31,7 +31,7 @@ STAMP = 1_600_000_000  # every file's mtime, so the archive's timestamps do not 
 
 
 def main() -> None:
-    from clap_corpus.pipeline import synth
+    from clap_corpus.pipeline.demo import synth
 
     out = HERE / "wavcaps" / "Zip_files" / "FreeSound"
     out.mkdir(parents=True, exist_ok=True)

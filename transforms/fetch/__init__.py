@@ -3,5 +3,5 @@
 Per-request logic without Beam: :mod:`.http` (the HTTP client: timeouts, retries, the byte cap,
 redirect rules), :mod:`.limits` (per-host concurrency and rate), :mod:`.cache` (the content-addressed
 cache), :mod:`.status` (the status table), :mod:`.youtube`, :mod:`.freesound`, and :mod:`.batch`, which
-fetches one status shard's rows. The Beam stage is pipeline/fetch_stage.py.
+fetches one status shard's rows. The Beam stage is pipeline/stages/fetch.py.
 """

@@ -1,6 +1,6 @@
 """Fetching one status shard's rows: the cache first, then the previous status, then the network.
 
-No Beam here; pipeline/fetch_stage.py hands each shard's rows to :class:`ShardFetcher` and turns the
+No Beam here; pipeline/stages/fetch.py hands each shard's rows to :class:`ShardFetcher` and turns the
 outcomes into records (their audio now a :class:`~core.audio_ref.FetchedFile`) and fetch rejects.
 """
 

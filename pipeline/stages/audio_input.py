@@ -12,7 +12,7 @@ from clap_corpus.core.audio_ref import FetchedFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code, RejectError, Stage
 from clap_corpus.manifests.source import PathRejected, check_still_inside
-from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.pipeline.spec.corpus import CorpusSpec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.audio_source import read_audio_bytes
 

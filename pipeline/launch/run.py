@@ -14,13 +14,13 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from clap_corpus.core.layout import Layout
 from clap_corpus.manifests.notes import coverage_line, join_line, split_map_line
-from clap_corpus.pipeline.graph import BuildCorpus
-from clap_corpus.pipeline.options import pipeline_options
-from clap_corpus.pipeline.preflight import check_spec, load_checked_spec
-from clap_corpus.pipeline.progress import ProgressMonitor
-from clap_corpus.pipeline.report import write_run_report
-from clap_corpus.pipeline.spec import CorpusSpec
-from clap_corpus.pipeline.workers import run_pipeline
+from clap_corpus.pipeline.launch.preflight import check_spec, load_checked_spec
+from clap_corpus.pipeline.launch.progress import ProgressMonitor
+from clap_corpus.pipeline.launch.workers import run_pipeline
+from clap_corpus.pipeline.outputs.report import write_run_report
+from clap_corpus.pipeline.spec.beam_options import pipeline_options
+from clap_corpus.pipeline.spec.corpus import CorpusSpec
+from clap_corpus.pipeline.stages.graph import BuildCorpus
 from clap_corpus.transforms import storage
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,13 @@ def run_corpus(
     ``progress`` shows a live progress line on stderr while the pipeline runs. Options that build the
     job without running it (``--template_location``, ``--dry_run``) return ``{"not_run": why, ...}``.
     ``retry_failed`` refetches the URLs the fetch status tables say failed.
-    Before anything runs, unknown Beam options raise :class:`~pipeline.options.UnknownOptionError` and
-    the start check (pipeline/preflight.py) raises :class:`~pipeline.preflight.StartCheckError` for
-    sources that do not find their audio. The summary's ``empty_sources`` names the sources that
+    Before anything runs, unknown Beam options raise
+    :class:`~clap_corpus.pipeline.spec.beam_options.UnknownOptionError` and the start check
+    (pipeline/launch/preflight.py) raises :class:`~clap_corpus.pipeline.launch.preflight.StartCheckError`
+    for sources that do not find their audio. The summary's ``empty_sources`` names the sources that
     ended with no sample although their spec does not allow it. A run that stops before its end (a
-    worker's error, a worker process killed) raises :class:`~pipeline.workers.RunFailed`, whose
-    message is one line.
+    worker's error, a worker process killed) raises
+    :class:`~clap_corpus.pipeline.launch.workers.RunFailed`, whose message is one line.
     """
     options = pipeline_options(list(beam_args))
     t0 = time.monotonic()

@@ -1,7 +1,7 @@
 """Local worker processes that cannot hang a run, and a failed run in one readable line.
 
 Without ``--runner`` (or with ``--direct_running_mode=multi_processing``), Beam's FnApiRunner starts
-one ``python -m apache_beam.runners.worker.sdk_worker_main`` process per core (pipeline/options.py)
+one ``python -m apache_beam.runners.worker.sdk_worker_main`` process per core (pipeline/spec/beam_options.py)
 and then trusts every one of them to answer. Measured on Beam 2.77, that hangs a run for ever in two
 ways:
 

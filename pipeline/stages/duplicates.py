@@ -36,7 +36,7 @@ one split and lists the first ones (which splits, which keys and sources, which 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -49,9 +49,10 @@ from clap_corpus.core.hashing import audio_digest
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code, Stage
-from clap_corpus.pipeline.audio_input import failure_reject, read_audio
-from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.pipeline.spec.corpus import CorpusSpec
+from clap_corpus.pipeline.stages.audio_input import failure_reject, read_audio
 from clap_corpus.transforms import storage
+from clap_corpus.transforms.duplicate_groups import Member, group_doc, preference
 from clap_corpus.transforms.heldout import HeldOutAudio, Holder
 from clap_corpus.transforms.sample import SampleOptions, decode_with_options
 from clap_corpus.transforms.shards import ShardStats
@@ -62,28 +63,10 @@ GROUPS = "groups"
 
 CROSS_SPLIT_LISTED = 20  # groups listed in summary.json; duplicates.jsonl has them all
 
-Member = tuple[str, str, str]  # (key, source, split)
-
 
 def decoded_digest(data: bytes, options: SampleOptions) -> str:
     """The digest the shard writer will record for these bytes (same decode, same quantisation)."""
     return audio_digest(quantize_int16(decode_with_options(data, options).samples))
-
-
-def preference(member: Member, source_order: Mapping[str, int], train_splits: Iterable[str]) -> tuple:
-    """Sort key: held-out splits first, then spec source order, then key."""
-    key, source, split = member
-    return (split in set(train_splits), source_order.get(source, len(source_order)), key)
-
-
-def group_doc(digest: str, members: list[Member], kept: set[str]) -> dict[str, Any]:
-    """One line of duplicates.jsonl: members in preference order, which stayed, and whether the
-    group spans training and held-out splits."""
-    return {
-        "digest": digest,
-        "samples": [{"key": k, "source": s, "split": sp, "kept": k in kept} for k, s, sp in members],
-        "splits": sorted({sp for _, _, sp in members}),
-    }
 
 
 def cross_split_mode(spec: CorpusSpec) -> str:
@@ -365,7 +348,7 @@ def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, report
     duplicate removal (they go first, so that CLAP scoring never embeds a clip they drop). Appends
     their rejects to ``dropped`` and their reports to ``reports``; returns the records and the exact
     duplicate groups (None in report mode), which :func:`after_shards` writes."""
-    from clap_corpus.pipeline.leakage import LeakageGuard
+    from clap_corpus.pipeline.stages.leakage import LeakageGuard
 
     if spec.options.leakage_guard:
         guarded = records | "LeakageGuard" >> LeakageGuard(spec.options.train_splits)

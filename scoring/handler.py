@@ -22,8 +22,8 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from clap_corpus.core.errors import ConfigError
-from clap_corpus.pipeline.clap_config import ClapConfig
-from clap_corpus.transforms.clap_scores import ClapInput, unfused_view
+from clap_corpus.scoring.config import ClapConfig
+from clap_corpus.scoring.scores import ClapInput, unfused_view
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import PATH_CODES
 from clap_corpus.manifests.registry import read_source
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline.spec import CorpusSpec, SourceCheck, SpecError, load_spec
+from clap_corpus.pipeline.spec.corpus import CorpusSpec, SourceCheck, SpecError, load_spec
 from clap_corpus.transforms import storage
 
 SAMPLE_ONE_IN = 1000
@@ -193,7 +193,7 @@ def check_spec(
 ) -> dict[str, SourceCheckResult]:
     """Run the start check on every source of ``spec``; raise :class:`StartCheckError` naming every
     source that fails (and every source in ``missing_manifests``: (name, message) from
-    :func:`~pipeline.spec.load_spec`). Returns the per-source results when all pass."""
+    :func:`~clap_corpus.pipeline.spec.corpus.load_spec`). Returns the per-source results when all pass."""
     missing = dict(missing_manifests)
     size = spec.options.start_check_rows
     results: dict[str, SourceCheckResult] = {}
@@ -220,8 +220,8 @@ def check_spec(
 def load_checked_spec(
     path: str, *, start_check: bool = True
 ) -> tuple[CorpusSpec, dict[str, SourceCheckResult]]:
-    """:func:`~pipeline.spec.load_spec`, then the start check: one error names every source whose
-    manifest is missing or whose audio is not found. Returns the spec and the check's results."""
+    """:func:`~clap_corpus.pipeline.spec.corpus.load_spec`, then the start check: one error names every
+    source whose manifest is missing or whose audio is not found. Returns the spec and the check's results."""
     if not start_check:
         return load_spec(path), {}
     missing: list[tuple[str, str]] = []

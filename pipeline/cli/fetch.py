@@ -16,11 +16,11 @@ import apache_beam as beam
 
 from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.core.layout import Layout
-from clap_corpus.pipeline.fetch_stage import REJECTS, FetchStage, fetch_report
-from clap_corpus.pipeline.graph import ReadSourceFn, RenderCaptionsFn
-from clap_corpus.pipeline.options import pipeline_options
-from clap_corpus.pipeline.spec import CorpusSpec, load_spec
-from clap_corpus.pipeline.workers import run_pipeline
+from clap_corpus.pipeline.launch.workers import run_pipeline
+from clap_corpus.pipeline.spec.beam_options import pipeline_options
+from clap_corpus.pipeline.spec.corpus import CorpusSpec, load_spec
+from clap_corpus.pipeline.stages.fetch import REJECTS, FetchStage, fetch_report
+from clap_corpus.pipeline.stages.graph import ReadSourceFn, RenderCaptionsFn
 from clap_corpus.transforms import storage
 
 

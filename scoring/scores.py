@@ -1,7 +1,7 @@
 """CLAP scoring without Beam or a model: the model's input from a clip, embeddings to scores, the
 filtering and leakage rules, caption normalisation and the nearest-neighbour search.
 
-The Beam stage (pipeline/clap_stage.py) runs the model and applies these per record; everything here
+The Beam stage (scoring/stage.py) runs the model and applies these per record; everything here
 is a pure function of its arguments, so it is tested on plain arrays.
 """
 

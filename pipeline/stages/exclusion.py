@@ -17,7 +17,7 @@ from apache_beam.pvalue import TaggedOutput
 from clap_corpus.core.records import Record
 from clap_corpus.manifests import exclusion
 from clap_corpus.manifests.exclusion import Exclusions, list_sizes, load_lists, removal_report
-from clap_corpus.pipeline.leakage import CountPairs
+from clap_corpus.pipeline.stages.leakage import CountPairs
 
 __all__ = ["ExcludeStage", "load_lists"]
 

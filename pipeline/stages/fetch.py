@@ -34,7 +34,7 @@ from clap_corpus.core.layout import Layout, shard_name
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code, Stage
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.pipeline.spec.corpus import CorpusSpec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.fetch import status as st
 from clap_corpus.transforms.fetch.batch import FetchItem, ShardFetcher

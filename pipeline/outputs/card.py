@@ -16,7 +16,7 @@ import yaml
 
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.schema import field_table
-from clap_corpus.pipeline.summary import COVERAGE_HEADER, coverage_rows
+from clap_corpus.pipeline.outputs.summary import COVERAGE_HEADER, coverage_rows
 from clap_corpus.transforms import storage
 
 # License ids the Hugging Face Hub knows, that corpus sources use.

@@ -63,7 +63,7 @@ from clap_corpus.k2c import config as k2c_config
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.manifests.options import ExclusionList
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline.clap_config import ClapConfig
+from clap_corpus.scoring.config import ClapConfig
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import DEFAULT_MAX_CAPTION_CHARS
 from clap_corpus.transforms.fetch.config import FetchOptions
@@ -86,7 +86,7 @@ class SpecError(ConfigError):
 
 @dataclass(frozen=True, config=MODEL_CONFIG)
 class SourceCheck:
-    """What the start check (pipeline/preflight.py) and the end of a run demand of one source; written
+    """What the start check (pipeline/launch/preflight.py) and the end of a run demand of one source; written
     in the source's entry of the spec."""
 
     # fraction of the sampled rows whose audio file must exist; None: the corpus's options.min_audio_found
@@ -109,18 +109,19 @@ class CorpusOptions:
     split_proportions: Proportions = (("train", 0.9), ("valid", 0.05), ("test", 0.05))
     sample: SampleOptions = Field(default_factory=SampleOptions)
     k2c: K2CConfig | None = None  # options.k2c (k2c/config.py); None: K2C off
-    # report | keep_first | drop_all (pipeline/duplicates.py)
+    # report | keep_first | drop_all (pipeline/stages/duplicates.py)
     duplicates: Literal["report", "keep_first", "drop_all"] = "report"
-    # remove | report: a train copy of held-out audio is dropped by the shard writer (pipeline/duplicates.py)
+    # remove | report: a train copy of held-out audio is dropped by the shard writer
+    # (pipeline/stages/duplicates.py)
     cross_split_duplicates: Literal["remove", "report"] = "remove"
-    leakage_guard: StrictBool = True  # pipeline/leakage.py
+    leakage_guard: StrictBool = True  # pipeline/stages/leakage.py
     train_splits: tuple[SplitName, ...] = ("train", "balanced_train", "unbalanced_train")
     start_check_rows: Natural = 200  # rows sampled per source by the start check; 0: no start check
     min_audio_found: Fraction = 0.5  # the sources' default for their own field
     source_checks: tuple[tuple[str, SourceCheck], ...] = ()  # per source name, each min_audio_found set
     max_caption_chars: Count = DEFAULT_MAX_CAPTION_CHARS  # a longer caption rejects its clip (captions.py)
     fetch: FetchOptions = Field(default_factory=FetchOptions)  # downloading URLs (transforms/fetch/config.py)
-    clap: ClapConfig | None = None  # options.clap (pipeline/clap_config.py); None: no CLAP scoring
+    clap: ClapConfig | None = None  # options.clap (scoring/config.py); None: no CLAP scoring
     exclude: tuple[ExclusionList, ...] = ()  # exclusion lists for every source (manifests/exclusion.py)
 
     @field_validator("formats")
@@ -351,7 +352,7 @@ def parse_spec(
 
     With a ``missing`` list, sources whose manifest file does not exist are not an error here: each
     adds (source name, message) to the list, so that the start check can name them together with the
-    sources whose audio is missing (pipeline/preflight.py)."""
+    sources whose audio is missing (pipeline/launch/preflight.py)."""
     base_dir = os.path.dirname(os.path.abspath(file)) if not storage.is_url(file) else file.rsplit("/", 1)[0]
     context = LoadContext(base_dir=base_dir, resolve=lambda p: _resolve(base_dir, p))
     doc, written = _model_input(data, file)

@@ -28,16 +28,17 @@ from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.notes import SourceNotes, split_map_line
 from clap_corpus.manifests.registry import read_source
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline import summary as summary_mod
-from clap_corpus.pipeline.audio_input import failure_reject, read_audio
-from clap_corpus.pipeline.duplicates import after_shards, after_split, heldout_audio, without_hashes
-from clap_corpus.pipeline.exclusion import ExcludeStage, load_lists
-from clap_corpus.pipeline.fetch_stage import FetchStage, fetch_report, fetches
-from clap_corpus.pipeline.leakage import guard_only_out
-from clap_corpus.pipeline.preflight import check_k2c_model
-from clap_corpus.pipeline.progress import write_plan
-from clap_corpus.pipeline.report import aggregate_distributions
-from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.pipeline.launch.preflight import check_k2c_model
+from clap_corpus.pipeline.launch.progress import write_plan
+from clap_corpus.pipeline.outputs import summary as summary_mod
+from clap_corpus.pipeline.outputs.distributions import aggregate_distributions
+from clap_corpus.pipeline.spec.corpus import CorpusSpec
+from clap_corpus.pipeline.stages.audio_input import failure_reject, read_audio
+from clap_corpus.pipeline.stages.duplicates import after_shards, after_split, heldout_audio, without_hashes
+from clap_corpus.pipeline.stages.exclusion import ExcludeStage, load_lists
+from clap_corpus.pipeline.stages.fetch import FetchStage, fetch_report, fetches
+from clap_corpus.pipeline.stages.leakage import guard_only_out
+from clap_corpus.scoring.inputs import ScoringInputs
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import render_captions
 from clap_corpus.transforms.heldout import GUARD_SPLIT, HeldOutAudio
@@ -159,6 +160,21 @@ class WriteEarlyRejectsFn(beam.DoFn):
         yield source, count_by(ordered, "code")
 
 
+def scoring_inputs(spec: CorpusSpec) -> ScoringInputs:
+    """What CLAP scoring takes from the spec (scoring/ never imports the pipeline)."""
+    assert spec.options.clap is not None
+    return ScoringInputs(
+        clap=spec.options.clap,
+        sample=spec.options.sample,
+        duplicates=spec.options.duplicates,
+        train_splits=tuple(spec.options.train_splits),
+        source_order=tuple(s.name for s in spec.sources),
+        guard_sources=frozenset(s.name for s in spec.sources if s.guard),
+        spec_path=spec.path,
+        read_audio=partial(read_audio, spec),
+    )
+
+
 def _with_split(record: Record, spec: CorpusSpec) -> Record:
     if spec.source(record.source).guard:
         return replace(record, split=GUARD_SPLIT)  # held out from every split, never written
@@ -231,9 +247,9 @@ class BuildCorpus(beam.PTransform):
         near = removed = None  # CLAP scoring's near-duplicate groups and train copies of held-out audio
         if spec.options.clap is not None:
             # Imported here, as K2C is: RunInference and the model code stay out of runs without it.
-            from clap_corpus.pipeline.clap_stage import ClapStage
+            from clap_corpus.scoring.stage import ClapStage
 
-            clap = placed | "CLAP" >> ClapStage(spec, layout, heldout)
+            clap = placed | "CLAP" >> ClapStage(scoring_inputs(spec), layout, heldout)
             placed, near, removed = clap.records, clap.near, clap.overlap_hashes
             dropped.append(clap.rejects)
             reports.append(clap.report)

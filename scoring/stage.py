@@ -36,14 +36,10 @@ from clap_corpus.core.hashing import audio_digest
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code, Stage
-from clap_corpus.pipeline.audio_input import read_audio
-from clap_corpus.pipeline.clap_config import ClapConfig
-from clap_corpus.pipeline.clap_handler import ClapModelHandler, load_embedder
-from clap_corpus.pipeline.duplicates import group_doc, preference
-from clap_corpus.pipeline.spec import CorpusSpec
-from clap_corpus.transforms import storage
-from clap_corpus.transforms.captions import for_duration
-from clap_corpus.transforms.clap_scores import (
+from clap_corpus.scoring.config import ClapConfig
+from clap_corpus.scoring.handler import ClapModelHandler, load_embedder
+from clap_corpus.scoring.inputs import ScoringInputs
+from clap_corpus.scoring.scores import (
     EMBEDDING_DTYPE,
     NEAR_METHOD,
     SCORE_EDGES,
@@ -71,6 +67,10 @@ from clap_corpus.transforms.clap_scores import (
     top_fraction_threshold,
     train_sample_fraction,
 )
+from clap_corpus.transforms import storage
+from clap_corpus.transforms.captions import for_duration
+from clap_corpus.transforms.duplicate_groups import group_doc, preference
+from clap_corpus.transforms.encode import encode_audio
 from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
 from clap_corpus.transforms.sample import decode_with_options, measure_level, silence_reason
 
@@ -97,20 +97,14 @@ class CalibrationCopy:
     key: str
 
 
-def guard_sources(spec: CorpusSpec) -> frozenset[str]:
-    """Sources that are only read to keep their clips out of training (``guard: true``)."""
-    return frozenset(s.name for s in spec.sources if s.guard)
-
-
 def calibration_copy(samples: np.ndarray) -> np.ndarray:
     """What the content guard is for, made from a clip: re-encoded as MP3 (128 kbit/s), 3 dB quieter
     and 70 ms later (float samples at 48 kHz in and out). Deterministic: the encoder runs bitexact."""
-    from clap_corpus.pipeline import synth
     from clap_corpus.transforms.decode import decode_audio
 
     shift = np.zeros(round(COPY_SHIFT_S * 48_000), dtype=np.float32)
     quieter = np.asarray(samples, dtype=np.float32) * np.float32(10 ** (COPY_GAIN_DB / 20))
-    return decode_audio(synth.encode_audio(np.concatenate([shift, quieter]), 48_000, "mp3")).samples
+    return decode_audio(encode_audio(np.concatenate([shift, quieter]), 48_000, "mp3")).samples
 
 
 class PrepareFn(beam.DoFn):
@@ -120,9 +114,9 @@ class PrepareFn(beam.DoFn):
     split holds is removed here, before the model sees it, as the shard writer would remove it. For
     the calibration sample, a copy of the clip goes to the model too."""
 
-    def __init__(self, spec: CorpusSpec):
-        self.spec = spec
-        self.train_splits = tuple(spec.options.train_splits)
+    def __init__(self, inputs: ScoringInputs):
+        self.inputs = inputs
+        self.train_splits = inputs.train_splits
         self.unscored = Metrics.counter(STAGE, "unscored")
         self._sample: tuple[int, frozenset[str]] | None = None
 
@@ -137,9 +131,9 @@ class PrepareFn(beam.DoFn):
         return key in self._sample[1]
 
     def process(self, record: Record, sample: list[tuple[int, str]], heldout: HeldOutAudio | None = None):
-        opts = self.spec.options.sample
+        opts = self.inputs.sample
         try:
-            decoded = decode_with_options(read_audio(self.spec, record), opts)
+            decoded = decode_with_options(self.inputs.read_audio(record), opts)
             pcm = quantize_int16(decoded.samples)
             # What the shard writer will reject anyway is not embedded: it would only take a place
             # in its source's top fraction and in the held-out set.
@@ -479,18 +473,16 @@ class WriteExcerptFn(beam.DoFn):
     """A listed record in: the first EXCERPT_SECONDS of its clip written as Ogg Opus (what every
     browser plays, whatever the source's codec) next to the report; (key, seconds) out."""
 
-    def __init__(self, spec: CorpusSpec, layout: Layout):
-        self.spec, self.layout = spec, layout
+    def __init__(self, inputs: ScoringInputs, layout: Layout):
+        self.inputs, self.layout = inputs, layout
 
     def process(self, record: Record, wanted: dict[str, bool]):
         if record.key not in wanted:
             return
-        from clap_corpus.pipeline import synth
-
         try:
-            decoded = decode_with_options(read_audio(self.spec, record), self.spec.options.sample)
+            decoded = decode_with_options(self.inputs.read_audio(record), self.inputs.sample)
             clip = decoded.samples[: round(EXCERPT_SECONDS * 48_000)]
-            data = synth.encode_audio(clip, 48_000, "opus")
+            data = encode_audio(clip, 48_000, "opus")
         except Exception as e:  # the report lists it without a player
             log.warning("CLAP report: no excerpt of %s: %s", record.key, e)
             return
@@ -660,20 +652,19 @@ class ClapStage(beam.PTransform):
     """Placed records in; :class:`ClapOutputs` out. ``heldout``: the held-out audio digests (a
     singleton, cross_split_duplicates: remove) or None."""
 
-    def __init__(self, spec: CorpusSpec, layout: Layout, heldout=None):
+    def __init__(self, inputs: ScoringInputs, layout: Layout, heldout=None):
         super().__init__()
-        self.spec, self.layout, self.heldout = spec, layout, heldout
-        self.config = spec.options.clap
+        self.inputs, self.layout, self.heldout = inputs, layout, heldout
+        self.config = inputs.clap
 
     def expand(self, records):
-        cfg, spec = self.config, self.spec
-        assert cfg is not None
+        cfg, inputs = self.config, self.inputs
         p = records.pipeline
-        train_splits = tuple(spec.options.train_splits)
-        guards = guard_sources(spec)
+        train_splits = inputs.train_splits
+        guards = inputs.guard_sources
         # In the launcher, before any worker starts: a model that cannot be loaded stops the run here.
         require_extra("score", "options.clap (CLAP scoring)")
-        load_embedder(cfg, spec.path)
+        load_embedder(cfg, inputs.spec_path)
         sample_keys = (
             records
             | "CalibrationRanks" >> beam.Map(lambda r: (calibration_rank(r.key), r.key))
@@ -681,7 +672,7 @@ class ClapStage(beam.PTransform):
         )
         heldout = [] if self.heldout is None else [AsSingleton(self.heldout)]
         prepared = records | "Prepare" >> beam.ParDo(
-            PrepareFn(spec), AsSingleton(sample_keys), *heldout
+            PrepareFn(inputs), AsSingleton(sample_keys), *heldout
         ).with_outputs(UNSCORED, REJECTS, OVERLAP_HASHES, main="ready")
         embedded = (
             prepared.ready
@@ -752,9 +743,9 @@ class ClapStage(beam.PTransform):
         near = p | "NoNearGroups" >> beam.Create([])
         plan = p | "NoPlan" >> beam.Create([{}])
         if cfg.near_duplicate_threshold is not None:
-            order = {s.name: i for i, s in enumerate(spec.sources)}
+            order = {name: i for i, name in enumerate(inputs.source_order)}
             docs, plan = every | "NearDuplicates" >> NearDuplicateGroups(
-                cfg, spec.options.duplicates, order, train_splits, calibration
+                cfg, inputs.duplicates, order, train_splits, calibration
             )
             near = docs | "NearDocs" >> beam.FlatMap(lambda ds: ds)
             withheld.append(
@@ -822,7 +813,7 @@ class ClapStage(beam.PTransform):
             | "ExcerptInput" >> beam.Reshuffle()
             | "Excerpts"
             >> beam.ParDo(
-                WriteExcerptFn(spec, self.layout), AsDict(listing | "Listed" >> beam.FlatMap(listed_keys))
+                WriteExcerptFn(inputs, self.layout), AsDict(listing | "Listed" >> beam.FlatMap(listed_keys))
             )
         )
         report = listing | "WithExcerpts" >> beam.Map(with_excerpts, AsDict(excerpts))

@@ -17,17 +17,18 @@ import sys
 from clap_corpus.core.cli_help import log_level
 from clap_corpus.core.errors import ConfigError
 from clap_corpus.core.extras import MissingExtraError
-from clap_corpus.pipeline.options import UnknownOptionError, unknown_options
-from clap_corpus.pipeline.preflight import StartCheckError
-from clap_corpus.pipeline.workers import RunFailed
+from clap_corpus.pipeline.launch.preflight import StartCheckError
+from clap_corpus.pipeline.launch.workers import RunFailed
+from clap_corpus.pipeline.spec.beam_options import UnknownOptionError, unknown_options
 
-COMMAND_MODULES = (
-    "clap_corpus.pipeline.commands",  # run, demo
-    "clap_corpus.pipeline.plan_command",  # plan
-    "clap_corpus.pipeline.fetch_command",  # fetch
-    "clap_corpus.pipeline.report",  # report
+COMMAND_MODULES = (  # pipeline/cli/<command>.py, one command each; the trainer's in its own room
+    "clap_corpus.pipeline.cli.run",
+    "clap_corpus.pipeline.cli.demo",
+    "clap_corpus.pipeline.cli.plan",
+    "clap_corpus.pipeline.cli.fetch",
+    "clap_corpus.pipeline.cli.report",
     "clap_corpus.trainer.cli",  # train, eval
-    "clap_corpus.pipeline.bench_command",  # bench
+    "clap_corpus.pipeline.cli.bench",
 )
 
 

@@ -1,7 +1,7 @@
 """The run report: ``<out>/report/`` with report.json, index.html and PNG plots.
 
 Built from ``summary.json`` alone (the shard stats are aggregated into it by the graph's finalize
-step, see :func:`aggregate_distributions`), so a report costs a few milliseconds even for millions of
+step, pipeline/outputs/distributions.py), so a report costs a few milliseconds even for millions of
 samples, and ``clapcorpus report --output DIR`` can redraw it for a finished run (a Dataflow job
 whose launcher was not kept waiting, for instance). Plots use matplotlib's Agg canvas directly:
 no display, no pyplot global state.
@@ -9,102 +9,30 @@ no display, no pyplot global state.
 
 from __future__ import annotations
 
-import argparse
 import html
 import io
 import itertools
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from clap_corpus.core.audio_ref import ArchiveMember
-from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import FLAC, Layout, member_name
 from clap_corpus.core.rejects import Code
-from clap_corpus.pipeline.summary import COVERAGE_HEADER, coverage_rows
+from clap_corpus.pipeline.outputs.distributions import INPUT_COUNTERS, aggregate_distributions
+from clap_corpus.pipeline.outputs.summary import COVERAGE_HEADER, coverage_rows
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.audio_source import read_member
 from clap_corpus.transforms.shards import (
-    CAPTION_WORD_EDGES,
-    DURATION_EDGES_S,
-    EXAMPLES_PER_SOURCE,
     LEVEL_EDGES_DBFS,
-    ShardStats,
 )
 
 log = logging.getLogger(__name__)
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "index.html"
-
-
-def aggregate_distributions(stats: Iterable[ShardStats]) -> dict[str, Any]:
-    """Sum the shards' histograms and counters (summary.json's ``distributions``)."""
-    durations = [0] * len(DURATION_EDGES_S)
-    words = [0] * len(CAPTION_WORD_EDGES)
-    peaks = [0] * len(LEVEL_EDGES_DBFS)
-    rmss = [0] * len(LEVEL_EDGES_DBFS)
-    kinds: Counter[str] = Counter()
-    inputs: dict[str, Counter[str]] = {name: Counter() for name in INPUT_COUNTERS}
-    examples: dict[str, list[dict[str, Any]]] = {}
-    licenses: dict[str, Counter[str]] = {}
-    built = reused = 0
-    shard_seconds = 0.0
-    tar_bytes = parquet_bytes = 0
-    for s in stats:
-        # A stats file written before the histograms existed has none: it just adds nothing.
-        for acc, hist in (
-            (durations, s.duration_hist),
-            (words, s.caption_words_hist),
-            (peaks, s.peak_dbfs_hist),
-            (rmss, s.rms_dbfs_hist),
-        ):
-            for i, n in enumerate(hist[: len(acc)]):
-                acc[i] += n
-        kinds.update(s.caption_kinds)
-        for name, acc in inputs.items():
-            acc.update(getattr(s, name))
-        for e in s.examples:
-            examples.setdefault(e["source"], []).append({**e, "split": s.split, "shard": s.shard})
-        for source, counts in s.licenses_by_source.items():
-            licenses.setdefault(source, Counter()).update(counts)
-        if s.reused:
-            reused += 1
-        else:
-            built += 1
-            shard_seconds += s.seconds
-        tar_bytes += s.tar_bytes
-        parquet_bytes += s.parquet_bytes
-    return {
-        "duration_s": {"edges": list(DURATION_EDGES_S), "counts": durations},
-        "caption_words": {"edges": list(CAPTION_WORD_EDGES), "counts": words},
-        "peak_dbfs": {"edges": list(LEVEL_EDGES_DBFS), "counts": peaks},
-        "rms_dbfs": {"edges": list(LEVEL_EDGES_DBFS), "counts": rmss},
-        "caption_kinds": dict(sorted(kinds.items())),
-        "licenses_by_source": {k: dict(sorted(v.items())) for k, v in sorted(licenses.items())},
-        **{name: _by_count(acc) for name, acc in inputs.items()},
-        # every shard keeps its first few samples per source; the run keeps the first few of those
-        "examples": {
-            source: sorted(found, key=lambda e: e["key"])[:EXAMPLES_PER_SOURCE]
-            for source, found in sorted(examples.items())
-        },
-        "shards_built": built,
-        "shards_reused": reused,
-        "shard_seconds": round(shard_seconds, 3),
-        "tar_bytes": tar_bytes,
-        "parquet_bytes": parquet_bytes,
-    }
-
-
-INPUT_COUNTERS = ("input_codecs", "input_channels", "input_sample_rates")
-
-
-def _by_count(counts: Counter[str]) -> dict[str, int]:
-    """Most common first, ties by name: the order a person reads a breakdown in."""
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _empty_distributions() -> dict[str, Any]:
@@ -922,7 +850,7 @@ def write_report(summary: Mapping[str, Any]) -> str:
 
 def write_run_report(summary: Mapping[str, Any]) -> None:
     """Report and dataset card after a run; a failure here is logged, never fails the build."""
-    from clap_corpus.pipeline.card import write_card
+    from clap_corpus.pipeline.outputs.card import write_card
 
     for what, fn in (("run report", write_report), ("dataset card", write_card)):
         try:
@@ -932,32 +860,3 @@ def write_run_report(summary: Mapping[str, Any]) -> None:
 
 
 # -- `clapcorpus report` -----------------------------------------------------------------------
-
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = add_command_parser(
-        sub,
-        "report",
-        help="(re)write the run report and dataset card of a built corpus",
-        description="Rebuild report/index.html, report.json, the plots and the dataset card (README.md) "
-        "of a corpus from its summary.json and shard stats; of the audio, only the few example clips "
-        "it shows are read (one seek each).",
-        examples=["clapcorpus report --output out/"],
-    )
-    p.add_argument("--output", required=True, help="the corpus output folder or URL (has summary.json)")
-    add_logging_options(p, "WARNING")
-    p.set_defaults(func=_report_command)
-
-
-def _report_command(args: argparse.Namespace, _extra: list[str]) -> int:
-    from clap_corpus.core.layout import SUMMARY_FILE
-    from clap_corpus.pipeline.card import write_card
-
-    path = storage.join(args.output, SUMMARY_FILE)
-    if not storage.exists(path):
-        print(f"clapcorpus report: no {SUMMARY_FILE} in {args.output} (has the run finished?)")
-        return 2
-    summary = json.loads(storage.read_text(path))
-    print(f"report: {write_report(summary)}")
-    print(f"dataset card: {write_card(summary)}")
-    return 0

@@ -14,7 +14,7 @@ from typing import Any
 
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import SHARD_NAME_RE, Layout
-from clap_corpus.pipeline.spec import CorpusSpec
+from clap_corpus.pipeline.spec.corpus import CorpusSpec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.shards import ShardStats
 
