@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +24,17 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace, extra: list[str]) -> int:
-    # realpath: under the editable install __file__ is a link in build/, bench/ is next to the source
-    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    if not os.path.exists(os.path.join(root, "bench", "bench_pipeline.py")):
+    # realpath: under the editable install __file__ is a link in build/; bench/ is at the checkout's
+    # root, some folders above the source file (found by looking, so a move of this module is no bug)
+    root = next(
+        (
+            str(d)
+            for d in Path(os.path.realpath(__file__)).parents
+            if (d / "bench" / "bench_pipeline.py").exists()
+        ),
+        None,
+    )
+    if root is None:
         print("clapcorpus bench: needs a source checkout (no bench/bench_pipeline.py)", file=sys.stderr)
         return 2
     if root not in sys.path:
