@@ -316,7 +316,7 @@ class BuildCorpus(beam.PTransform):
         dropped = [read[REJECTS], captioned[REJECTS], *stages.rejects()]
         # (stage name, JSON-able dict) PCollections: summary.json gets them under "stages".
         reports = stages.reports()
-        if FETCH_STATUS in extras:
+        if FETCH_STATUS in extras:  # the fetch report's steps sit beside the stage, as they always have
             reports.append(report_of_status(extras[FETCH_STATUS]))
         boundaries = (
             placed
