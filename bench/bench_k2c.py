@@ -97,9 +97,9 @@ def timed_stage(records: list[Record], cfg) -> tuple[float, dict]:
 
         t0 = time.perf_counter()
         with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-            out, report = p | beam.Create(records) | K2CStage(cfg)
-            _ = out | beam.combiners.Count.Globally()
-            _ = report | beam.Map(keep)
+            out = p | beam.Create(records) | K2CStage(cfg)
+            _ = out.records | beam.combiners.Count.Globally()
+            _ = out.report | beam.Map(keep)
         seconds = time.perf_counter() - t0
         with open(report_path) as f:
             return seconds, json.load(f)

@@ -27,6 +27,7 @@ from clap_corpus.k2c.handler import K2CModelHandler, check_captioner
 from clap_corpus.k2c.outcomes import FALLBACKS, INPUT_FALLBACKS, Outcome
 from clap_corpus.k2c.postprocess import CaptionResult, finish
 from clap_corpus.k2c.presets import PRESETS
+from clap_corpus.transforms.stage_output import StageOutput
 
 STAGE = "k2c"
 TODO = "todo"
@@ -132,14 +133,15 @@ def build_report(
 
 
 class K2CStage(beam.PTransform):
-    """Records in; ``(records, report)`` out, the report being one ``("k2c", {...})`` element."""
+    """Records in; a :class:`StageOutput` out, its report one ``("k2c", {...})`` element. No rejects:
+    a record whose caption fails a check keeps its template caption."""
 
     def __init__(self, config: K2CConfig, spec_path: str = ""):
         super().__init__()
         self.config = config
         self.spec_path = spec_path
 
-    def expand(self, records):
+    def expand(self, records) -> StageOutput:
         cfg = self.config
         # In the launcher, before any worker starts: a model that is not there fails the run here,
         # with a message saying how to provide it. Its weights load on a worker, once a record needs them.
@@ -170,4 +172,4 @@ class K2CStage(beam.PTransform):
             | "ReportOnce" >> beam.Create([None])
             | "Report" >> beam.Map(build_report, cfg, AsList(outcomes), AsSingleton(n_sets))
         )
-        return out, report
+        return StageOutput(out, report=report)

@@ -22,7 +22,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -73,6 +73,8 @@ from clap_corpus.transforms.duplicate_groups import group_doc, preference
 from clap_corpus.transforms.encode import encode_audio
 from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
 from clap_corpus.transforms.sample import decode_with_options, measure_level, silence_reason
+from clap_corpus.transforms.stage_output import NEAR_GROUPS, StageOutput
+from clap_corpus.transforms.stage_output import OVERLAP_HASHES as OVERLAP_EXTRA
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ UNSCORED = "unscored"
 NEAREST = "nearest"
 COPIES = "copies"
 WITHHELD = "withheld"  # a removal the calibration did not allow: counted, the record ships
-OVERLAP_HASHES = "overlap_hashes"
+OVERLAP_HASHES = "overlap_hashes"  # a tag: part of a step's output name, unlike the extra (OVERLAP_EXTRA)
 
 GUARD_BATCH = 1024  # train records searched against the held-out set per call
 EXCERPT_SECONDS = 10.0  # what the report's players play: the clip's first seconds, as Ogg Opus
@@ -640,24 +642,18 @@ class NearDuplicateGroups(beam.PTransform):
         return docs, plan | "DescribePlan" >> beam.Map(lambda p: p.describe())
 
 
-class ClapOutputs(NamedTuple):
-    records: Any  # what goes on to the shards
-    rejects: Any
-    report: Any  # one ("clap", {...})
-    near: Any  # duplicates.jsonl lines of the near-duplicate groups
-    overlap_hashes: Any  # (digest, (member, False)) of train copies of held-out audio removed here
-
-
 class ClapStage(beam.PTransform):
-    """Placed records in; :class:`ClapOutputs` out. ``heldout``: the held-out audio digests (a
-    singleton, cross_split_duplicates: remove) or None."""
+    """Placed records in; a :class:`StageOutput` out, its report one ``("clap", {...})`` element, with
+    the extras ``NEAR_GROUPS`` (duplicates.jsonl lines of the near-duplicate groups) and
+    ``OVERLAP_HASHES`` ((digest, (member, False)) of the train copies of held-out audio removed here).
+    ``heldout``: the held-out audio digests (a singleton, cross_split_duplicates: remove) or None."""
 
     def __init__(self, inputs: ScoringInputs, layout: Layout, heldout=None):
         super().__init__()
         self.inputs, self.layout, self.heldout = inputs, layout, heldout
         self.config = inputs.clap
 
-    def expand(self, records):
+    def expand(self, records) -> StageOutput:
         cfg, inputs = self.config, self.inputs
         p = records.pipeline
         train_splits = inputs.train_splits
@@ -817,7 +813,8 @@ class ClapStage(beam.PTransform):
             )
         )
         report = listing | "WithExcerpts" >> beam.Map(with_excerpts, AsDict(excerpts))
-        return ClapOutputs(every, all_rejects, report, near, prepared[OVERLAP_HASHES])
+        extras = {NEAR_GROUPS: near, OVERLAP_EXTRA: prepared[OVERLAP_HASHES]}
+        return StageOutput(every, all_rejects, report, extras)
 
 
 def _neg_key(key: str) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ from clap_corpus.pipeline.stages.duplicates import (
     DropDuplicates,
     DuplicateReport,
     HeldOutAudioSet,
+    WriteDropped,
     decoded_digest,
 )
 from clap_corpus.pipeline.stages.graph import (
@@ -36,6 +37,7 @@ from clap_corpus.pipeline.stages.graph import (
 from clap_corpus.transforms.heldout import HeldOutAudio
 from clap_corpus.transforms.sharding import placement_hash, shard_boundaries
 from clap_corpus.transforms.shards import ShardStats
+from clap_corpus.transforms.stage_output import EXACT_GROUPS
 
 RATE = 16_000
 
@@ -192,13 +194,14 @@ def test_drop_duplicates(tmp_path, clips, mode, kept, rejected):
     ]
     layout = Layout(str(tmp_path / "out"), "c")
     with _pipeline() as p:
-        out = p | beam.Create(records) | DropDuplicates(spec, layout)
-        assert_that(out["records"] | "Kept" >> beam.Map(lambda r: r.key), equal_to(kept), label="kept")
+        out = p | beam.Create(records) | DropDuplicates(spec)
+        assert_that(out.records | "Kept" >> beam.Map(lambda r: r.key), equal_to(kept), label="kept")
         assert_that(
-            out["rejects"] | "Rejected" >> beam.Map(lambda r: r.key), equal_to(rejected), label="rejected"
+            out.rejects | "Rejected" >> beam.Map(lambda r: r.key), equal_to(rejected), label="rejected"
         )
         assert_that(
-            out["report"]
+            out.extras[EXACT_GROUPS]
+            | "WriteDuplicates" >> WriteDropped(spec, layout)
             | "Groups" >> beam.MapTuple(lambda stage, rep: (stage, rep["groups"], rep["removed"])),
             equal_to([("duplicates", 1, len(rejected) - 1)]),  # "gone" is in no group
             label="report",

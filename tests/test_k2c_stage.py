@@ -123,9 +123,9 @@ def _run_stage(records: list[Record], cfg: K2CConfig, out_dir: Path) -> tuple[di
         (out_dir / f"{prefix}-{name}.json").write_text(json.dumps(body, default=list))
 
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        out, report = p | beam.Create(records) | K2CStage(cfg)
-        _ = out | "DumpRecords" >> beam.Map(dump, "rec")
-        _ = report | "DumpReport" >> beam.Map(dump, "report")
+        out = p | beam.Create(records) | K2CStage(cfg)
+        _ = out.records | "DumpRecords" >> beam.Map(dump, "rec")
+        _ = out.report | "DumpReport" >> beam.Map(dump, "report")
     recs = {json.loads(f.read_text())["key"]: json.loads(f.read_text()) for f in out_dir.glob("rec-*.json")}
     return recs, json.loads((out_dir / "report-k2c.json").read_text())
 
@@ -189,10 +189,10 @@ def test_stage_equals_each_record_through_the_model_alone(stage_runs, captioner)
         return name, doc["generated"], doc["fallbacks"], doc["not_template"], doc["mode_off"]
 
     with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
-        out, report = p | beam.Create(records) | K2CStage(cfg)
-        assert_that(out, equal_to(expected))
+        out = p | beam.Create(records) | K2CStage(cfg)
+        assert_that(out.records, equal_to(expected))
         assert_that(
-            report | beam.Map(counted),
+            out.report | beam.Map(counted),
             equal_to([("k2c", outcomes[Outcome.GENERATED], fallbacks, 1, 1)]),
             label="CheckReport",
         )

@@ -8,6 +8,7 @@ from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.pipeline.stages.leakage import LeakageGuard, Removal, find_overlap, guard, heldout_origins
 from clap_corpus.transforms.duplicate_groups import preference
+from clap_corpus.transforms.stage_output import GUARD_RECORDS
 
 TRAIN = ("train", "balanced_train", "unbalanced_train")
 
@@ -74,12 +75,12 @@ def test_leakage_guard_transform():
     with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(records) | LeakageGuard(TRAIN)
         assert_that(
-            out["records"] | "Keys" >> beam.Map(lambda r: r.key),
+            out.records | "Keys" >> beam.Map(lambda r: r.key),
             equal_to(["ac1", "ac2", "cl1", "as2", "fs2"]),
             label="kept",
         )
         assert_that(
-            out["rejects"] | "Why" >> beam.Map(lambda r: (r.key, r.reason.split(" (sample")[0])),
+            out.rejects | "Why" >> beam.Map(lambda r: (r.key, r.reason.split(" (sample")[0])),
             equal_to(
                 [
                     # two holders of youtube:AAA: the smallest (source, split, key) is named
@@ -90,7 +91,7 @@ def test_leakage_guard_transform():
             label="removed",
         )
         assert_that(
-            out["report"],
+            out.report,
             equal_to(
                 [
                     (
@@ -140,12 +141,12 @@ def test_a_guard_only_source_guards_by_id_and_is_never_written(tmp_path):
     assert records[0].split == "guard"
     with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(records) | LeakageGuard(TRAIN)
-        dropped: list = []
-        kept, guards = guard_only_out(spec, out["records"], dropped)
+        only = guard_only_out(spec, out.records)
+        kept, guards = only.records, only.extras[GUARD_RECORDS]
         assert_that(kept | "Kept" >> beam.Map(lambda r: r.key), equal_to(["fs2"]), label="kept")
         assert_that(guards | "Guards" >> beam.Map(lambda r: r.key), equal_to(["g1"]), label="guards")
         assert_that(
-            (out["rejects"], *dropped)
+            (out.rejects, only.rejects)
             | beam.Flatten()
             | "Why" >> beam.Map(lambda r: (r.key, r.stage, r.code, r.reason[:40])),
             equal_to(

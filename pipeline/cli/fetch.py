@@ -19,9 +19,10 @@ from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.launch.workers import run_pipeline
 from clap_corpus.pipeline.spec.beam_options import pipeline_options
 from clap_corpus.pipeline.spec.corpus import CorpusSpec, load_spec
-from clap_corpus.pipeline.stages.fetch import REJECTS, FetchStage, fetch_report
+from clap_corpus.pipeline.stages.fetch import REJECTS, FetchStage, report_of_status
 from clap_corpus.pipeline.stages.graph import ReadSourceFn, RenderCaptionsFn
 from clap_corpus.transforms import storage
+from clap_corpus.transforms.stage_output import FETCH_STATUS
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -82,12 +83,9 @@ def _fetch_graph(p: beam.Pipeline, spec: CorpusSpec, layout: Layout, retry_faile
         | "Captions"
         >> beam.ParDo(RenderCaptionsFn(spec.options.max_caption_chars)).with_outputs(REJECTS, main="records")
     )
-    _, _, status = captioned.records | "Fetch" >> FetchStage(spec, layout, retry_failed)
-    _ = (
-        status
-        | "FetchCounts" >> beam.combiners.ToList()
-        | "FetchReport" >> beam.Map(fetch_report)
-        | "Keep" >> beam.Map(lambda r: storage.write_bytes_atomic(_report_path(layout), _dump(r)))
+    fetched = captioned.records | "Fetch" >> FetchStage(spec, layout, retry_failed)
+    _ = report_of_status(fetched.extras[FETCH_STATUS]) | "Keep" >> beam.Map(
+        lambda r: storage.write_bytes_atomic(_report_path(layout), _dump(r))
     )
 
 

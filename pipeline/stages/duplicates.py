@@ -56,6 +56,7 @@ from clap_corpus.transforms.duplicate_groups import Member, group_doc, preferenc
 from clap_corpus.transforms.heldout import HeldOutAudio, Holder
 from clap_corpus.transforms.sample import SampleOptions, decode_with_options
 from clap_corpus.transforms.shards import ShardStats
+from clap_corpus.transforms.stage_output import EXACT_GROUPS, StageOutput
 
 STAGE = "duplicates"
 REJECTS = "rejects"
@@ -235,16 +236,15 @@ class _DecideFn(beam.DoFn):
 
 
 class DropDuplicates(beam.PTransform):
-    """keep_first / drop_all: records in; ``{"records", "rejects", "groups", "report"}`` out.
+    """keep_first / drop_all: records in; a :class:`StageOutput` out, with the exact duplicate groups as
+    the extra ``EXACT_GROUPS``. No report: the groups are written after the shards, with CLAP's
+    near-duplicate groups, by :class:`WriteDropped`."""
 
-    ``report=False``: no "report" (the groups are written later, with CLAP's near-duplicate groups,
-    by :func:`after_shards`)."""
-
-    def __init__(self, spec: CorpusSpec, layout: Layout, near=None, report: bool = True):
+    def __init__(self, spec: CorpusSpec):
         super().__init__()
-        self.spec, self.layout, self.near, self.report = spec, layout, near, report
+        self.spec = spec
 
-    def expand(self, records):
+    def expand(self, records) -> StageOutput:
         spec = self.spec
         order = {s.name: i for i, s in enumerate(spec.sources)}
         ts = spec.options.train_splits
@@ -258,10 +258,7 @@ class DropDuplicates(beam.PTransform):
             )
         )
         rejects = (hashed[REJECTS], decided[REJECTS]) | "DuplicateRejects" >> beam.Flatten()
-        out = {"records": decided.records, "rejects": rejects, "groups": decided[GROUPS]}
-        if self.report:
-            out["report"] = decided[GROUPS] | "WriteDuplicates" >> WriteDropped(spec, self.layout, self.near)
-        return out
+        return StageOutput(decided.records, rejects, extras={EXACT_GROUPS: decided[GROUPS]})
 
 
 class WriteDropped(beam.PTransform):
@@ -341,40 +338,6 @@ def heldout_audio(spec: CorpusSpec, records):
     if cross_split_mode(spec) != "remove":
         return None
     return records | "HeldOutAudio" >> HeldOutAudioSet(spec)
-
-
-def after_split(spec: CorpusSpec, layout: Layout, records, dropped: list, reports: list):
-    """The record stages between the split and the shards that need no model: leakage guard, then
-    duplicate removal (they go first, so that CLAP scoring never embeds a clip they drop). Appends
-    their rejects to ``dropped`` and their reports to ``reports``; returns the records and the exact
-    duplicate groups (None in report mode), which :func:`after_shards` writes."""
-    from clap_corpus.pipeline.stages.leakage import LeakageGuard
-
-    if spec.options.leakage_guard:
-        guarded = records | "LeakageGuard" >> LeakageGuard(spec.options.train_splits)
-        records = guarded["records"]
-        dropped.append(guarded["rejects"])
-        reports.append(guarded["report"])
-    groups = None
-    if spec.options.duplicates != "report":
-        deduped = records | "DropDuplicates" >> DropDuplicates(spec, layout, report=False)
-        records = deduped["records"]
-        dropped.append(deduped["rejects"])
-        groups = deduped["groups"]
-    return records, groups
-
-
-def after_shards(
-    spec: CorpusSpec, layout: Layout, stats, reports: list, near=None, groups=None, removed=None, guards=None
-) -> None:
-    """duplicates.jsonl and the duplicates report: in report mode from the hashes the shard writer
-    recorded (and ``removed``, the train copies CLAP scoring removed before embedding them, and
-    ``guards``, the records of guard-only sources), else from :func:`after_split`'s ``groups``;
-    ``near``: CLAP scoring's near-duplicate groups."""
-    if spec.options.duplicates == "report":
-        reports.append(stats | "DuplicateReport" >> DuplicateReport(spec, layout, near, removed, guards))
-    else:
-        reports.append(groups | "DuplicateGroupsOut" >> WriteDropped(spec, layout, near))
 
 
 def without_hashes(stats: ShardStats) -> ShardStats:

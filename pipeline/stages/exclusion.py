@@ -18,6 +18,7 @@ from clap_corpus.core.records import Record
 from clap_corpus.manifests import exclusion
 from clap_corpus.manifests.exclusion import Exclusions, list_sizes, load_lists, removal_report
 from clap_corpus.pipeline.stages.leakage import CountPairs
+from clap_corpus.transforms.stage_output import StageOutput
 
 __all__ = ["ExcludeStage", "load_lists"]
 
@@ -45,13 +46,13 @@ def _report(counts: dict[str, Any], sizes: dict[str, Any]) -> tuple[str, dict[st
 
 
 class ExcludeStage(beam.PTransform):
-    """Records in; ``(records, rejects, report)`` out, the report one ``("exclude", {...})`` element."""
+    """Records in; a :class:`StageOutput` out, its report one ``("exclude", {...})`` element."""
 
     def __init__(self, lists: Exclusions):
         super().__init__()
         self.lists = lists
 
-    def expand(self, records):
+    def expand(self, records) -> StageOutput:
         fn = _ExcludeFn(self.lists)
         out = records | "Exclude" >> beam.ParDo(fn).with_outputs(REJECTS, COUNTS, main="records")
         report = (
@@ -59,4 +60,4 @@ class ExcludeStage(beam.PTransform):
             | "CountExcluded" >> beam.CombineGlobally(CountPairs(removal_report))
             | "ExcludeReport" >> beam.Map(_report, list_sizes(self.lists))
         )
-        return out.records, out[REJECTS], report
+        return StageOutput(out.records, out[REJECTS], report)

@@ -40,6 +40,7 @@ from clap_corpus.transforms.fetch import status as st
 from clap_corpus.transforms.fetch.batch import FetchItem, ShardFetcher
 from clap_corpus.transforms.fetch.cache import ContentCache
 from clap_corpus.transforms.fetch.http import FetchPolicy
+from clap_corpus.transforms.stage_output import FETCH_STATUS, StageOutput
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,9 @@ class FetchShardFn(beam.DoFn):
 
 
 class FetchStage(beam.PTransform):
-    """records -> (records ready to read, fetch rejects, (source, status counts) per shard)."""
+    """Records in; a :class:`StageOutput` out: the records ready to read, the fetch rejects, and as the
+    extra ``FETCH_STATUS`` the (source, status counts) of each status shard. No report: its caller turns
+    the counts into one with :func:`report_of_status`."""
 
     def __init__(self, spec: CorpusSpec, layout: Layout, retry_failed: bool = False):
         super().__init__()
@@ -178,7 +181,7 @@ class FetchStage(beam.PTransform):
         # read here, by the launcher, before this run writes its own rejects
         self.rejected = content_rejected(layout) if retry_failed else frozenset()
 
-    def expand(self, records):
+    def expand(self, records) -> StageOutput:
         local, web = records | "WebOrNot" >> beam.Partition(lambda r, _: int(needs_fetch(r)), 2)
         counts = (
             web
@@ -196,7 +199,14 @@ class FetchStage(beam.PTransform):
             ).with_outputs(REJECTS, STATUS, main="records")
         )
         ready = (local, fetched.records) | "FetchedAndLocal" >> beam.Flatten()
-        return ready, fetched[REJECTS], fetched[STATUS]
+        return StageOutput(ready, fetched[REJECTS], extras={FETCH_STATUS: fetched[STATUS]})
+
+
+def report_of_status(status):
+    """The fetch report (one ("fetch", {...}) element) from the stage's status counts. A function, not
+    part of the stage: its steps sit beside the stage, labelled FetchCounts and FetchReport, as they
+    always have (a relabelled step would break a Dataflow job update)."""
+    return status | "FetchCounts" >> beam.combiners.ToList() | "FetchReport" >> beam.Map(fetch_report)
 
 
 def fetch_report(counts: list[tuple[str, dict[str, int]]]) -> tuple[str, dict[str, Any]]:

@@ -34,10 +34,16 @@ from clap_corpus.pipeline.outputs import summary as summary_mod
 from clap_corpus.pipeline.outputs.distributions import aggregate_distributions
 from clap_corpus.pipeline.spec.corpus import CorpusSpec
 from clap_corpus.pipeline.stages.audio_input import failure_reject, read_audio
-from clap_corpus.pipeline.stages.duplicates import after_shards, after_split, heldout_audio, without_hashes
+from clap_corpus.pipeline.stages.duplicates import (
+    DropDuplicates,
+    DuplicateReport,
+    WriteDropped,
+    heldout_audio,
+    without_hashes,
+)
 from clap_corpus.pipeline.stages.exclusion import ExcludeStage, load_lists
-from clap_corpus.pipeline.stages.fetch import FetchStage, fetch_report, fetches
-from clap_corpus.pipeline.stages.leakage import guard_only_out
+from clap_corpus.pipeline.stages.fetch import FetchStage, fetches, report_of_status
+from clap_corpus.pipeline.stages.leakage import LeakageGuard, guard_only_out
 from clap_corpus.scoring.inputs import ScoringInputs
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import render_captions
@@ -45,6 +51,14 @@ from clap_corpus.transforms.heldout import GUARD_SPLIT, HeldOutAudio
 from clap_corpus.transforms.shard_builder import ShardBuilder
 from clap_corpus.transforms.sharding import placement_hash, shard_boundaries, shard_index, split_of
 from clap_corpus.transforms.shards import ShardStats, count_by, rejects_jsonl
+from clap_corpus.transforms.stage_output import (
+    EXACT_GROUPS,
+    FETCH_STATUS,
+    GUARD_RECORDS,
+    NEAR_GROUPS,
+    OVERLAP_HASHES,
+    StageOutput,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +189,84 @@ def scoring_inputs(spec: CorpusSpec) -> ScoringInputs:
     )
 
 
+# (step label, record stage): each stage a PTransform whose expand returns a StageOutput. The labels are
+# the graph's step names (Dataflow updates a running job by them): never rename one.
+Stages = list[tuple[str, beam.PTransform]]
+
+
+def stages_before_split(spec: CorpusSpec, layout: Layout, retry_failed: bool) -> Stages:
+    """(step label, record stage) before the split: fetch (a source names http(s) URLs: download them
+    into the cache first), then keyword-to-caption."""
+    stages: Stages = []
+    if fetches(spec):
+        stages.append(("Fetch", FetchStage(spec, layout, retry_failed)))
+    if spec.k2c_sources():  # K2C on for at least one source (mode "off" everywhere: no model needed)
+        check_k2c_model(spec)  # in the launcher: a missing model stops the run, naming the sources
+        # Imported here: k2c.stage pulls in Beam's RunInference (and torch, scipy), ~0.5 s of CPU
+        # in every process that unpickles this module's DoFns, K2C or not.
+        from clap_corpus.k2c.stage import K2CStage
+
+        stages.append(("K2C", K2CStage(spec.options.k2c, spec.path)))
+    return stages
+
+
+def stages_after_split(spec: CorpusSpec) -> Stages:
+    """(step label, record stage) after the split that need no model: exclusion lists, leakage guard,
+    exact duplicates. They go first, so that CLAP scoring never embeds a clip they drop."""
+    stages: Stages = []
+    lists = load_lists(spec)  # exclusion lists (options.exclude), read here: a bad one stops the launch
+    if lists:
+        stages.append(("ExclusionLists", ExcludeStage(lists)))
+    if spec.options.leakage_guard:
+        stages.append(("LeakageGuard", LeakageGuard(spec.options.train_splits)))
+    if spec.options.duplicates != "report":
+        stages.append(("DropDuplicates", DropDuplicates(spec)))
+    return stages
+
+
+def model_stages(spec: CorpusSpec, layout: Layout, heldout) -> Stages:
+    """(step label, record stage) after the held-out audio set is known: CLAP scoring (``heldout``: the
+    held-out digests, or None)."""
+    if spec.options.clap is None:
+        return []
+    # Imported here, as K2C is: RunInference and the model code stay out of runs without it.
+    from clap_corpus.scoring.stage import ClapStage
+
+    return [("CLAP", ClapStage(scoring_inputs(spec), layout, heldout))]
+
+
+class RecordStages:
+    """Runs record stages one after another and keeps the :class:`StageOutput` of each, in order."""
+
+    def __init__(self) -> None:
+        self.outputs: list[StageOutput] = []
+
+    def run(self, records, stages: Stages):
+        """Each stage applied under its label to what the one before kept; the records left."""
+        for label, stage in stages:
+            records = self.add(records | label >> stage)
+        return records
+
+    def add(self, out: StageOutput):
+        assert isinstance(out, StageOutput), f"a record stage returned {type(out).__name__}"
+        self.outputs.append(out)
+        return out.records
+
+    def rejects(self) -> list:
+        return [o.rejects for o in self.outputs if o.rejects is not None]
+
+    def reports(self) -> list:
+        return [o.report for o in self.outputs if o.report is not None]
+
+    def extras(self) -> dict[str, Any]:
+        """Every stage's extras, by name (a name given twice would hide one: refused)."""
+        out: dict[str, Any] = {}
+        for o in self.outputs:
+            assert not set(o.extras) & set(out), f"extras given twice: {sorted(set(o.extras) & set(out))}"
+            out.update(o.extras)
+        return out
+
+
 def _with_split(record: Record, spec: CorpusSpec) -> Record:
     if spec.source(record.source).guard:
         return replace(record, split=GUARD_SPLIT)  # held out from every split, never written
@@ -209,52 +301,23 @@ class BuildCorpus(beam.PTransform):
         captioned = records | "Captions" >> beam.ParDo(
             RenderCaptionsFn(spec.options.max_caption_chars)
         ).with_outputs(REJECTS, main="records")
-        # Every stage between here and sharding may drop records; what it drops goes to this list
-        # (as Reject PCollections) so that the accounting still holds.
-        dropped = [read[REJECTS], captioned[REJECTS]]
-        # Stages that have something to say in the run summary add PCollections of
-        # (stage name, JSON-able dict) here; summary.json gets them under "stages".
-        reports: list = []
-        ready = captioned.records
-        if fetches(spec):  # a source may name http(s) URLs: download them into the cache first
-            ready, fetch_rejects, fetch_counts = ready | "Fetch" >> FetchStage(
-                spec, layout, self.retry_failed
-            )
-            dropped.append(fetch_rejects)
-            reports.append(
-                fetch_counts
-                | "FetchCounts" >> beam.combiners.ToList()
-                | "FetchReport" >> beam.Map(fetch_report)
-            )
-        # -- record stages before the split (keyword-to-caption plugs in here) --
-        if spec.k2c_sources():  # K2C on for at least one source (mode "off" everywhere: no model needed)
-            check_k2c_model(spec)  # in the launcher: a missing model stops the run, naming the sources
-            # Imported here: k2c.stage pulls in Beam's RunInference (and torch, scipy), ~0.5 s of CPU
-            # in every process that unpickles this module's DoFns, K2C or not.
-            from clap_corpus.k2c.stage import K2CStage
-
-            ready, k2c_report = ready | "K2C" >> K2CStage(spec.options.k2c, spec.path)
-            reports.append(k2c_report)  # it drops nothing: a failed caption keeps the template one
-        placed = ready | "Split" >> beam.Map(_with_split, spec)
-        lists = load_lists(spec)  # exclusion lists (options.exclude), read here: a bad one stops the launch
-        if lists:
-            placed, excluded, exclude_report = placed | "ExclusionLists" >> ExcludeStage(lists)
-            dropped.append(excluded)
-            reports.append(exclude_report)
-        # -- record stages after the split: the cheap ones first (leakage guard, exact duplicates) --
-        placed, exact_groups = after_split(spec, layout, placed, dropped, reports)
+        # The record stages, each one line in the lists below (stages_before_split ...); what they
+        # drop, report and hand on (StageOutput) is collected here.
+        stages = RecordStages()
+        ready = stages.run(captioned.records, stages_before_split(spec, layout, self.retry_failed))
+        placed = stages.run(ready | "Split" >> beam.Map(_with_split, spec), stages_after_split(spec))
         heldout = heldout_audio(spec, placed)  # cross-split duplicates: the held-out digests, or None
-        near = removed = None  # CLAP scoring's near-duplicate groups and train copies of held-out audio
-        if spec.options.clap is not None:
-            # Imported here, as K2C is: RunInference and the model code stay out of runs without it.
-            from clap_corpus.scoring.stage import ClapStage
-
-            clap = placed | "CLAP" >> ClapStage(scoring_inputs(spec), layout, heldout)
-            placed, near, removed = clap.records, clap.near, clap.overlap_hashes
-            dropped.append(clap.rejects)
-            reports.append(clap.report)
+        placed = stages.run(placed, model_stages(spec, layout, heldout))
         # guard-only sources were checked against: they end here
-        placed, guards = guard_only_out(spec, placed, dropped)
+        placed = stages.add(guard_only_out(spec, placed))
+        extras = stages.extras()
+        # What every stage between reading and sharding dropped (as Reject PCollections), so that the
+        # accounting still holds.
+        dropped = [read[REJECTS], captioned[REJECTS], *stages.rejects()]
+        # (stage name, JSON-able dict) PCollections: summary.json gets them under "stages".
+        reports = stages.reports()
+        if FETCH_STATUS in extras:  # the fetch report's steps sit beside the stage, as they always have
+            reports.append(report_of_status(extras[FETCH_STATUS]))
         boundaries = (
             placed
             | "PlacementHash" >> beam.Map(lambda r: (r.split, placement_hash(r.key)))
@@ -275,7 +338,15 @@ class BuildCorpus(beam.PTransform):
             | "WriteShards"
             >> beam.ParDo(WriteShardFn(spec, layout), *([] if heldout is None else [AsSingleton(heldout)]))
         )
-        after_shards(spec, layout, stats, reports, near, exact_groups, removed, guards)  # duplicates.jsonl
+        # duplicates.jsonl and its report, with CLAP's near-duplicate groups: in report mode from the
+        # hashes the shard writers recorded (and CLAP's removed train copies, and the guard-only clips,
+        # which reach no shard), else from the groups DropDuplicates decided on.
+        near = extras.get(NEAR_GROUPS)
+        if spec.options.duplicates == "report":
+            removed, guards = extras.get(OVERLAP_HASHES), extras.get(GUARD_RECORDS)
+            reports.append(stats | "DuplicateReport" >> DuplicateReport(spec, layout, near, removed, guards))
+        else:
+            reports.append(extras[EXACT_GROUPS] | "DuplicateGroupsOut" >> WriteDropped(spec, layout, near))
         early_rejects = tuple(dropped) | "EarlyRejects" >> beam.Flatten()
         early_counts = (
             early_rejects

@@ -24,8 +24,10 @@ from apache_beam.pvalue import AsDict, AsSingleton, TaggedOutput
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.core.rejects import Stage as RejectStage
+from clap_corpus.pipeline.spec.corpus import CorpusSpec
 from clap_corpus.transforms.heldout import LEAKAGE_STAGE as STAGE
 from clap_corpus.transforms.heldout import Holder
+from clap_corpus.transforms.stage_output import GUARD_RECORDS, StageOutput
 
 REJECTS = "rejects"
 PAIRS = "pairs"
@@ -135,13 +137,13 @@ def _report(counts: dict[str, Any], heldout_ids: int, train_splits: tuple[str, .
 
 
 class LeakageGuard(beam.PTransform):
-    """Records in; ``{"records", "rejects", "report"}`` out (report: one ("leakage", {...}) element)."""
+    """Records in; a :class:`StageOutput` out, its report one ``("leakage", {...})`` element."""
 
     def __init__(self, train_splits: tuple[str, ...]):
         super().__init__()
         self.train_splits = tuple(train_splits)
 
-    def expand(self, records):
+    def expand(self, records) -> StageOutput:
         ts = self.train_splits
         heldout = (
             records
@@ -158,7 +160,7 @@ class LeakageGuard(beam.PTransform):
             | "CountRemovals" >> beam.CombineGlobally(CountPairs(_removals))
             | "LeakageReport" >> beam.Map(_report, AsSingleton(n_heldout), ts)
         )
-        return {"records": checked.records, "rejects": checked[REJECTS], "report": report}
+        return StageOutput(checked.records, checked[REJECTS], report)
 
 
 # -- guard-only sources ---------------------------------------------------------------------------
@@ -191,14 +193,15 @@ class _GuardOnlyFn(beam.DoFn):
             yield record
 
 
-def guard_only_out(spec, records, dropped: list):
-    """(the records without those of guard-only sources, those records or None); their rejects are
-    appended to ``dropped``."""
+def guard_only_out(spec: CorpusSpec, records) -> StageOutput:
+    """Records in; a :class:`StageOutput` out: the records without those of guard-only sources, their
+    ``guard_only`` rejects, and the records themselves as the extra ``GUARD_RECORDS`` (the exact
+    duplicate report hashes them). Not a PTransform: its one step has always been the ParDo labelled
+    GuardOnlyOut, and a composite around it would relabel it."""
     guards = frozenset(s.name for s in spec.sources if s.guard)
     if not guards:
-        return records, None
+        return StageOutput(records)
     out = records | "GuardOnlyOut" >> beam.ParDo(_GuardOnlyFn(guards)).with_outputs(
         REJECTS, GUARDS, main="records"
     )
-    dropped.append(out[REJECTS])
-    return out.records, out[GUARDS]
+    return StageOutput(out.records, out[REJECTS], extras={GUARD_RECORDS: out[GUARDS]})
