@@ -308,6 +308,7 @@ def test_a_split_map_entry_no_clip_uses_is_said_by_plan_and_run(tmp_path):
 
     from clap_corpus.manifests.plan import format_plan, plan_spec
     from clap_corpus.pipeline.launch.run import format_report
+    from clap_corpus.pipeline.outputs.summary_model import RunSummary
     from clap_corpus.pipeline.spec.corpus import load_spec
 
     hub, _ = build_hub_copies(tmp_path)
@@ -328,6 +329,6 @@ def test_a_split_map_entry_no_clip_uses_is_said_by_plan_and_run(tmp_path):
     plan = plan_spec(load_spec(str(tmp_path / "spec.yaml")))
     s = run_corpus(str(tmp_path / "spec.yaml"), str(tmp_path / "out"), ["--runner=FnApiRunner"])
     line = "fs: split_map 'train1' matched no clip (native splits: test 1, train 5)"
-    assert line in format_plan(plan) and line in format_report(s)
+    assert line in format_plan(plan) and line in format_report(RunSummary.from_json(s))
     assert s["sources"]["fs"]["split_map_unused"] == plan["sources"]["fs"]["split_map_unused"] == ["train1"]
     assert s["sources"]["fs"]["native_splits"] == {"test": 1, "train": 5}

@@ -751,6 +751,7 @@ def test_a_model_that_cannot_tell_removes_nothing_and_the_run_says_why(tmp_path,
     """The defaults that used to destroy (content removal at 0.95), a top fraction and near-duplicate
     removal, with an untrained model: nothing is removed, the summary and the console say why."""
     from clap_corpus.pipeline.launch.run import format_report
+    from clap_corpus.pipeline.outputs.summary_model import RunSummary
 
     clap = {"model": tiny_model, "keep_top_fraction": 0.5, "near_duplicate_threshold": 0.97}
     spec = write_demo_corpus(
@@ -784,7 +785,7 @@ def test_a_model_that_cannot_tell_removes_nothing_and_the_run_says_why(tmp_path,
     assert set(stage["removal_refused"]) == {"low_clap_score", "eval_overlap_content", "near_duplicate_audio"}
     assert stage["withheld"]["low_clap_score"] == 24  # half of each source would have gone
     assert stage["withheld"]["eval_overlap_content"] > 0 and stage["withheld"]["near_duplicate_audio"] > 0
-    printed = format_report(summary)
+    printed = format_report(RunSummary.from_json(summary))
     assert "NOTHING REMOVED by CLAP" in printed, printed
     # exact and near-duplicate groups, id and content removals: each on its own line
     near = stage["near_duplicates"]

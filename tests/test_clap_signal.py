@@ -268,6 +268,7 @@ def test_a_guard_source_keeps_its_clips_out_of_training_and_is_never_written(tra
     re-encoded copy of the other (removed by content); the guard's own clips are checked against and
     never written, and the accounting holds."""
     from clap_corpus.pipeline.launch.run import format_report
+    from clap_corpus.pipeline.outputs.summary_model import RunSummary
 
     src, model = trained
     combos = _one_per_kind(src)
@@ -324,6 +325,6 @@ def test_a_guard_source_keeps_its_clips_out_of_training_and_is_never_written(tra
     for table in (out / "parquet").rglob("*.parquet"):
         assert "evalset" not in set(pq.read_table(table).column("source").to_pylist())
     assert "`evalset` (2 clips)" in (out / "README.md").read_text()  # the dataset card says it
-    printed = format_report(summary)
+    printed = format_report(RunSummary.from_json(summary))
     assert "leakage guard: 1 train samples removed by exact audio" in printed
     assert "leakage guard: 1 train samples removed by CLAP content" in printed

@@ -15,6 +15,7 @@ from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.pipeline.spec.corpus import SpecError, parse_spec
 from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
 
@@ -200,7 +201,7 @@ def test_the_summary_the_report_and_the_list_show_the_cross_split_group(built):
     ]
     listed = [json.loads(line) for line in (out / "duplicates.jsonl").read_text().splitlines()]
     assert {k: v for k, v in group.items() if k != "removed"} in listed
-    printed = format_report(s)
+    printed = format_report(RunSummary.from_json(s))
     assert (
         "duplicates across splits (remove): 1 groups, 3 train copies removed (library 1, tones 2)" in printed
     )

@@ -16,6 +16,7 @@ from clap_corpus.manifests.options import ExclusionList
 from clap_corpus.manifests.plan import plan_spec
 from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.pipeline.spec.corpus import SpecError, load_spec
 
 # WavCaps' json_files/blacklist/blacklist_exclude_test_ac.json, in its shape (4-space indent, AudioSet
@@ -142,7 +143,8 @@ def test_excluded_rejects_end_to_end(tmp_path):
     (reject,) = [json.loads(x) for x in (tmp_path / "out" / "rejects" / "manifest" / "g.jsonl").open()]
     assert (reject["stage"], reject["code"], reject["source_id"]) == ("exclude", "excluded", "166426")
     assert plan["exclude"]["removed"] == 1 and plan["sources"]["g"]["rejects_by_code"] == {"excluded": 1}
-    assert "exclusion lists: 1 samples removed (blacklist_exclude_test_ac.json 1)" in format_report(s)
+    printed = format_report(RunSummary.from_json(s))
+    assert "exclusion lists: 1 samples removed (blacklist_exclude_test_ac.json 1)" in printed
     assert (
         "1 clips were left out because an exclusion list names them"
         in (tmp_path / "out" / "README.md").read_text()

@@ -19,6 +19,7 @@ from fetch_server import FetchServer
 from clap_corpus.pipeline.cli.main import main
 from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 
 RUNNER = "--runner=FnApiRunner"
 FORMATS = ("wav", "flac", "mp3", "ogg", "wav", "flac")
@@ -97,7 +98,8 @@ def test_a_run_fetches_rejects_what_fails_and_a_rerun_fetches_nothing_twice(tmp_
         assert s["accounting_ok"] and (s["inputs"], s["samples"]) == (11, 7)
         assert s["rejects_by_code"] == {"host_not_allowed": 1, "http_error": 1, "too_large": 1, "url_gone": 1}
         assert s["stages"]["fetch"]["total"]["ok"] == 6 and s["stages"]["fetch"]["total"]["failed"] == 3
-        assert "  fetch: ok 6, cached 0, failed 3, deferred 0 (status tables under" in format_report(s)
+        printed = format_report(RunSummary.from_json(s))
+        assert "  fetch: ok 6, cached 0, failed 3, deferred 0 (status tables under" in printed
         rejects = [
             json.loads(x) for x in (out / "rejects" / "manifest" / "web.jsonl").read_text().splitlines()
         ]

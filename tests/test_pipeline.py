@@ -19,6 +19,7 @@ import webdataset as wds
 from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.transforms.flac import decode_flac
 from clap_corpus.transforms.views import ViewPlan, views_from_int16
 
@@ -74,7 +75,7 @@ def test_summary_accounting_and_rejects(built):
     by_path = {os.path.basename(r["path"]): r for r in rejects if r["path"]}
     assert by_path["does_not_exist.flac"]["code"] == "missing_file"
     assert by_path["notes_not_audio.wav"]["stage"] == "decode"
-    report = format_report(s)
+    report = format_report(RunSummary.from_json(s))
     assert "accounting" in report and "holds" in report
 
 

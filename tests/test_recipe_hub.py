@@ -11,6 +11,7 @@ from fixtures_sources import FS_BLACKLISTED, build_hub_copies
 
 from clap_corpus.manifests.plan import format_plan, plan_spec
 from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.pipeline.spec.corpus import load_spec
 
 SPEC = str(Path(__file__).resolve().parents[1] / "manifests" / "specs" / "laion_clap_2m5_hub.yaml")
@@ -84,7 +85,8 @@ def test_recipe_runs_on_the_public_copies(hub_env):
     # the Freesound clips' licenses come from LAION's CSV (one clip has no row there)
     assert "http://creativecommons.org/licenses/by/3.0/ (3)" in card
     assert "### Exclusion lists" in card
-    assert "audioset_unbalanced: the mirror holds 3 of the 4 listed rows" in format_report(s)
+    printed = format_report(RunSummary.from_json(s))
+    assert "audioset_unbalanced: the mirror holds 3 of the 4 listed rows" in printed
     docs = [
         json.loads(x)
         for x in (hub_env / "out" / "rejects" / "manifest" / "freesound.jsonl").read_text().splitlines()

@@ -25,6 +25,7 @@ from clap_corpus.pipeline.launch.progress import ProgressMonitor, format_duratio
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.pipeline.outputs.card import hf_license, render_card, size_category
 from clap_corpus.pipeline.outputs.report import build_report, render_html, render_plots
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.pipeline.spec.beam_options import pipeline_options
 from clap_corpus.pipeline.spec.corpus import load_spec
 from clap_corpus.pipeline.stages.graph import BuildCorpus
@@ -112,12 +113,12 @@ def test_report_page_and_plots(built):
 
 def test_plots_are_deterministic_and_stages_render_generically(built):
     _, _, summary, _ = built
-    r = build_report(summary)
+    r = build_report(RunSummary.from_json(summary))
     assert render_plots(r) == render_plots(copy.deepcopy(r))
     s = copy.deepcopy(summary)
     s["stages"]["duplicates"] = {"removed": 3, "groups": {"by_source": {"synthetic": 2}}, "<b>": "x&y"}
     s["stages"]["audio_tags"] = {"kept": [1, 2, 3], "long": list(range(20))}
-    r = build_report(s)
+    r = build_report(RunSummary.from_json(s))
     page = render_html(r, render_plots(r))
     assert r["removals"]["duplicates"] == 3
     assert "groups.by_source.synthetic" in page and "[20 items]" in page and "1, 2, 3" in page
@@ -138,7 +139,7 @@ def test_dataset_card_front_matter_and_load_dataset(built, tmp_path):
     assert {k: v.num_rows for k, v in ds.items()} == {k: v["samples"] for k, v in summary["splits"].items()}
     assert ds["train"].features["audio"] == datasets.Audio(sampling_rate=48000)
     assert set(ds["train"]["key"]) == set(df[df["split"] == "train"]["key"])
-    assert render_card(summary) == text  # the same summary gives the same card
+    assert render_card(RunSummary.from_json(summary)) == text  # the same summary gives the same card
 
 
 @pytest.mark.parametrize(

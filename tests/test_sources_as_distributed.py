@@ -27,6 +27,7 @@ from clap_corpus.manifests.options import AdapterOptions
 from clap_corpus.manifests.plan import format_plan, plan_spec
 from clap_corpus.manifests.webdataset import Options as WebDatasetOptions
 from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.pipeline.spec.corpus import load_spec
 
 SECTION = docs_page("sources-as-distributed.md")
@@ -138,7 +139,7 @@ def test_exclusion_lists_are_counted_everywhere(readme_run):
     )
     (leak,) = [r for r in rejects if r["code"] == "eval_overlap"]
     assert f"freesound:{FS_LEAK_CLOTHO}" in leak["reason"] and "clotho_evaluation" in leak["reason"]
-    printed = format_report(s)
+    printed = format_report(RunSummary.from_json(s))
     assert (
         "exclusion lists: 3 samples removed (blacklist_exclude_test_ac.json 2, "
         "blacklist_exclude_ub8k_esc50_vggsound.json 1)" in printed
@@ -188,8 +189,9 @@ def test_plan_says_what_the_run_says(readme_run):
         }
     )
     line = "audioset_unbalanced: the mirror holds 3 of the 4 listed rows (75 %), 1 missing (not_in_mirror)"
-    assert line in format_plan(plan) and line in format_report(s)
-    assert "freesound: the metadata table (join) has a row for 5 of 6 records" in format_report(s)
+    printed = format_report(RunSummary.from_json(s))
+    assert line in format_plan(plan) and line in printed
+    assert "freesound: the metadata table (join) has a row for 5 of 6 records" in printed
 
 
 def test_our_own_shards_read_back_keep_their_ids(readme_run, tmp_path):

@@ -15,6 +15,7 @@ from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.manifests.wanted import read_list
 from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 
 SEGMENTS = (
     "# Segments csv created Sun Mar  5 10:54:31 2017\n"
@@ -112,7 +113,7 @@ def test_hub_mirror_against_audioset_list_end_to_end(tmp_path, audioset_mirror):
     # the printed summary says what plan says
     assert (
         "audioset: the mirror holds 2 of the 3 listed rows (66.67 %), 1 missing (not_in_mirror); "
-        "1 mirror clips not on the list left out" in format_report(s)
+        "1 mirror clips not on the list left out" in format_report(RunSummary.from_json(s))
     )
     (miss,) = [
         json.loads(x) for x in (out / "rejects" / "manifest" / "audioset.jsonl").read_text().splitlines()

@@ -8,7 +8,7 @@ import os
 from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.core.layout import DEMO_CORPUS_FOLDER
 from clap_corpus.pipeline.cli.run import finish
-from clap_corpus.pipeline.launch.run import run_corpus
+from clap_corpus.pipeline.launch.run import build_corpus
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -57,5 +57,5 @@ def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
         missing = ", ".join(k2c_missing)
         print(f"keyword-to-caption is off ({missing} not installed): pip install 'clap-corpus[k2c]'")
     return finish(
-        run_corpus(spec_path, os.path.join(args.output, DEMO_CORPUS_FOLDER), beam_args, progress=True)
+        build_corpus(spec_path, os.path.join(args.output, DEMO_CORPUS_FOLDER), beam_args, progress=True)
     )

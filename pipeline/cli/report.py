@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from clap_corpus.core.cli_help import add_command_parser, add_logging_options
 from clap_corpus.core.layout import SUMMARY_FILE
 from clap_corpus.pipeline.outputs.card import write_card
 from clap_corpus.pipeline.outputs.report import write_report
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.transforms import storage
 
 
@@ -32,7 +32,7 @@ def _report_command(args: argparse.Namespace, _extra: list[str]) -> int:
     if not storage.exists(path):
         print(f"clapcorpus report: no {SUMMARY_FILE} in {args.output} (has the run finished?)")
         return 2
-    summary = json.loads(storage.read_text(path))
+    summary = RunSummary.read(path)  # any version's summary.json (see summary_model.py)
     print(f"report: {write_report(summary)}")
     print(f"dataset card: {write_card(summary)}")
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from clap_corpus.core.cli_help import add_command_parser, add_logging_options
-from clap_corpus.pipeline.launch.run import format_report, run_corpus
+from clap_corpus.pipeline.launch.run import build_corpus, format_report
+from clap_corpus.pipeline.outputs.summary_model import NotRun, RunSummary
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -41,17 +42,17 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     add_logging_options(run, "WARNING")
 
 
-def finish(summary: dict) -> int:
+def finish(summary: RunSummary | NotRun) -> int:
     """Print the run's report; the exit code: 1 where the accounting or a source's sample count failed."""
     print(format_report(summary))
-    if summary.get("not_run"):
+    if isinstance(summary, NotRun):
         return 0
-    return 0 if summary["accounting_ok"] and not summary["empty_sources"] else 1
+    return 0 if summary.accounting_ok and not summary.empty_sources else 1
 
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return finish(
-        run_corpus(
+        build_corpus(
             args.spec,
             args.output,
             beam_args,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, TestOptions
@@ -18,6 +17,7 @@ from clap_corpus.pipeline.launch.preflight import check_spec, load_checked_spec
 from clap_corpus.pipeline.launch.progress import ProgressMonitor
 from clap_corpus.pipeline.launch.workers import run_pipeline
 from clap_corpus.pipeline.outputs.report import write_run_report
+from clap_corpus.pipeline.outputs.summary_model import NotRun, RunSummary, SourceSummary
 from clap_corpus.pipeline.spec.beam_options import pipeline_options
 from clap_corpus.pipeline.spec.corpus import CorpusSpec
 from clap_corpus.pipeline.stages.graph import BuildCorpus
@@ -35,12 +35,30 @@ def run_corpus(
     start_check: bool = True,
     retry_failed: bool = False,
 ) -> dict[str, Any]:
+    """:func:`build_corpus`, its result as JSON data: summary.json's document plus ``wall_seconds``
+    (``{"not_run": why, "corpus": ..., "output": ...}`` for a launch that runs nothing). For scripts
+    and tests that index it; :meth:`RunSummary.from_json
+    <clap_corpus.pipeline.outputs.summary_model.RunSummary.from_json>` types it again."""
+    return build_corpus(
+        spec, output, beam_args, progress=progress, start_check=start_check, retry_failed=retry_failed
+    ).to_json_dict()
+
+
+def build_corpus(
+    spec: CorpusSpec | str,
+    output: str,
+    beam_args: Sequence[str] = (),
+    *,
+    progress: bool = False,
+    start_check: bool = True,
+    retry_failed: bool = False,
+) -> RunSummary | NotRun:
     """Build the corpus into ``output`` and return the run summary (also in ``<output>/summary.json``).
 
     Also writes the run report (``<output>/report/``) and the dataset card (``<output>/README.md``);
     ``progress`` shows a live progress line on stderr while the pipeline runs. Options that build the
-    job without running it (``--template_location``, ``--dry_run``) return ``{"not_run": why, ...}``.
-    ``retry_failed`` refetches the URLs the fetch status tables say failed.
+    job without running it (``--template_location``, ``--dry_run``) return a :class:`NotRun` that says
+    why. ``retry_failed`` refetches the URLs the fetch status tables say failed.
     Before anything runs, unknown Beam options raise
     :class:`~clap_corpus.pipeline.spec.beam_options.UnknownOptionError` and the start check
     (pipeline/launch/preflight.py) raises :class:`~clap_corpus.pipeline.launch.preflight.StartCheckError`
@@ -67,9 +85,10 @@ def run_corpus(
     with monitor:
         run_pipeline(options, lambda p: p | "BuildCorpus" >> BuildCorpus(spec, output, retry_failed))
     if not_run:
-        return {"not_run": not_run, "corpus": spec.corpus, "output": output}
-    summary = json.loads(storage.read_text(layout.summary_path()))
-    summary["wall_seconds"] = round(time.monotonic() - t0, 2)
+        return NotRun(not_run=not_run, corpus=spec.corpus, output=output)
+    # read back, not taken from the pipeline: on a distributed runner the file is all there is
+    summary = RunSummary.read(layout.summary_path())
+    summary = summary.model_copy(update={"wall_seconds": round(time.monotonic() - t0, 2)})
     write_run_report(summary)
     return summary
 
@@ -87,41 +106,39 @@ def not_executed(options: PipelineOptions) -> str:
     return ""
 
 
-def format_report(summary: dict[str, Any]) -> str:
+def format_report(summary: RunSummary | NotRun) -> str:
     """A short human report: per source counts, per split shards, accounting, where things are."""
-    if "not_run" in summary:
-        return f"corpus '{summary['corpus']}' -> {summary['output']}: {summary['not_run']}"
-    lines = [f"corpus '{summary['corpus']}' -> {summary['output']}"]
+    if isinstance(summary, NotRun):
+        return f"corpus '{summary.corpus}' -> {summary.output}: {summary.not_run}"
+    lines = [f"corpus '{summary.corpus}' -> {summary.output}"]
     lines.append(
         f"  {'source':<24}{'inputs':>9}{'samples':>9}{'rejects':>9}{'hours':>9}{'expected':>10}{'delta':>9}"
     )
-    for name, s in summary["sources"].items():
-        expected = "" if s["expected"] is None else str(s["expected"])
-        delta = "" if s.get("expected_delta") is None else f"{s['expected_delta']:+d}"
+    for name, s in summary.sources.items():
+        expected = "" if s.expected is None else str(s.expected)
+        delta = "" if s.expected_delta is None else f"{s.expected_delta:+d}"
         lines.append(
-            f"  {name:<24}{s['inputs']:>9}{s['samples']:>9}{s['rejects']:>9}{s['hours']:>9.3f}{expected:>10}"
-            f"{delta:>9}"
+            f"  {name:<24}{s.inputs:>9}{s.samples:>9}{s.rejects:>9}{s.hours:>9.3f}{expected:>10}{delta:>9}"
         )
-    for split, s in summary["splits"].items():
-        lines.append(f"  split {split:<18}{s['shards']:>5} shards {s['samples']:>9} samples")
-    ok = "holds" if summary["accounting_ok"] else "DOES NOT HOLD"
+    for split, sp in summary.splits.items():
+        lines.append(f"  split {split:<18}{sp.shards:>5} shards {sp.samples:>9} samples")
+    ok = "holds" if summary.accounting_ok else "DOES NOT HOLD"
     lines.append(
-        f"  accounting: inputs {summary['inputs']} = samples {summary['samples']} "
-        f"+ rejects {summary['rejects']}: {ok}"
+        f"  accounting: inputs {summary.inputs} = samples {summary.samples} + rejects {summary.rejects}: {ok}"
     )
-    for name in summary.get("empty_sources", []):
+    for name in summary.empty_sources:
         lines.append(
             f"  EMPTY: source '{name}' produced no samples (see its rejects; allow_empty: true to accept)"
         )
-    if summary["rejects_by_code"]:
-        codes = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_code"].items())
+    if summary.rejects_by_code:
+        codes = ", ".join(f"{k} {v}" for k, v in summary.rejects_by_code.items())
         lines.append(f"  rejects by reason: {codes}")
-    lines.extend(source_note_lines(summary["sources"]))
+    lines.extend(source_note_lines(summary.sources))
     lines.append(
-        f"  audio: {summary.get('truncated', 0)} truncated at max_duration_s, {summary.get('incomplete', 0)} "
-        f"incomplete kept (shorter than their declared length), {summary.get('silent', 0)} silent rejected"
+        f"  audio: {summary.truncated} truncated at max_duration_s, {summary.incomplete} "
+        f"incomplete kept (shorter than their declared length), {summary.silent} silent rejected"
     )
-    stages = summary.get("stages", {})
+    stages = summary.stages
     if "exclude" in stages:
         lines.append(exclusion_line(stages["exclude"]))
     if "leakage" in stages:
@@ -137,38 +154,39 @@ def format_report(summary: dict[str, Any]) -> str:
     if "fetch" in stages:
         total = stages["fetch"]["total"]
         counts = ", ".join(f"{k} {total.get(k, 0)}" for k in ("ok", "cached", "failed", "deferred"))
-        lines.append(f"  fetch: {counts} (status tables under {summary['output']}/fetch/status)")
+        lines.append(f"  fetch: {counts} (status tables under {summary.output}/fetch/status)")
     if "k2c" in stages:
         k2c = stages["k2c"]
         falls = ", ".join(f"{k} {v}" for k, v in k2c["fallbacks"].items()) or "none"
-        shipped, short = summary.get("k2c_captions", 0), summary.get("k2c_skipped_short", 0)
+        shipped, short = summary.k2c_captions, summary.k2c_skipped_short
         lines.append(
             f"  keyword-to-caption ({k2c['model']}): {shipped} samples ship a caption, "
             f"{k2c['model_inputs']} model inputs for {k2c['through_model']} records; fallbacks: {falls}; "
             f"dropped from {short} clips under {k2c['min_clip_seconds']:g} s"
         )
-    if "wall_seconds" in summary:
-        lines.append(f"  wall time: {summary['wall_seconds']:.1f} s")
-    outs = summary["outputs"]
-    for kind in ("webdataset", "parquet"):
-        for split, path in outs.get(kind, {}).items():
+    if summary.wall_seconds is not None:
+        lines.append(f"  wall time: {summary.wall_seconds:.1f} s")
+    outs = summary.outputs
+    for kind, folders in (("webdataset", outs.webdataset), ("parquet", outs.parquet)):
+        for split, path in (folders or {}).items():
             lines.append(f"  {kind:<11} {split:<8} {path}")
-    lines.append(f"  rejects     {outs['rejects']}")
-    lines.append(f"  summary     {outs['summary']}")
-    layout = Layout(summary["output"], summary["corpus"])
+    lines.append(f"  rejects     {outs.rejects}")
+    lines.append(f"  summary     {outs.summary}")
+    layout = Layout(summary.output, summary.corpus)
     lines.append(f"  report      {layout.report_path('index.html')}")
     lines.append(f"  card        {layout.card_path()}")
     return "\n".join(lines)
 
 
-def source_note_lines(sources: dict[str, Any]) -> list[str]:
+def source_note_lines(sources: Mapping[str, SourceSummary]) -> list[str]:
     """What `clapcorpus plan` says per source and a run says again: coverage of the official list,
     the metadata join, split_map entries no clip used."""
     lines = []
     for name, s in sources.items():
-        if c := s.get("coverage"):
-            lines.append(coverage_line(name, c))
-        for line in (join_line(name, s), split_map_line(name, s)):
+        if s.coverage:
+            lines.append(coverage_line(name, s.coverage.to_json_dict()))
+        notes = s.notes()  # plan's names: the lines are plan's too (manifests/notes.py)
+        for line in (join_line(name, notes), split_map_line(name, notes)):
             if line:
                 lines.append(line)
     return lines
@@ -180,13 +198,13 @@ def exclusion_line(report: dict[str, Any]) -> str:
     return f"  exclusion lists: {report['removed']} samples removed" + (f" ({by})" if by else "")
 
 
-def removal_lines(summary: dict[str, Any]) -> list[str]:
+def removal_lines(summary: RunSummary) -> list[str]:
     """Held-out audio kept out of training by exact audio and by CLAP content, each on its own line."""
-    codes, lines = summary.get("rejects_by_code", {}), []
+    codes, lines = summary.rejects_by_code, []
     audio = codes.get("eval_overlap_audio", 0)
-    if audio or summary.get("stages", {}).get("duplicates", {}).get("cross_split"):
+    if audio or summary.stages.get("duplicates", {}).get("cross_split"):
         lines.append(f"  leakage guard: {audio} train samples removed by exact audio (eval_overlap_audio)")
-    clap = summary.get("stages", {}).get("clap")
+    clap = summary.stages.get("clap")
     if clap and clap.get("content_overlap") != "off":
         withheld = (clap.get("withheld") or {}).get("eval_overlap_content", 0)
         lines.append(

@@ -9,7 +9,7 @@ considerations. Built from ``summary.json`` alone; the same summary always gives
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -17,6 +17,7 @@ import yaml
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.schema import field_table
 from clap_corpus.pipeline.outputs.summary import COVERAGE_HEADER, coverage_rows
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.transforms import storage
 
 # License ids the Hugging Face Hub knows, that corpus sources use.
@@ -72,19 +73,18 @@ def size_category(n: int) -> str:
     return "100M<n<1B"
 
 
-def front_matter(summary: Mapping[str, Any]) -> dict[str, Any]:
+def front_matter(summary: RunSummary) -> dict[str, Any]:
     licenses = sorted(
         {
             hf_license(lic)
-            for counts in (summary.get("distributions") or {}).get("licenses_by_source", {}).values()
+            for counts in summary.distributions.get("licenses_by_source", {}).values()
             for lic in counts
         }
     ) or ["unknown"]
-    splits = [s for s in split_order(summary.get("splits", {})) if _SPLIT_OK.match(s)]
-    outputs = summary.get("outputs", {})
+    splits = [s for s in split_order(summary.splits) if _SPLIT_OK.match(s)]
     configs = []
     # Paths relative to the card's folder, with forward slashes, as the Hub and `datasets` expect.
-    if "parquet" in outputs and splits:
+    if summary.outputs.parquet is not None and splits:
         configs.append(
             {
                 "config_name": "default",
@@ -95,11 +95,11 @@ def front_matter(summary: Mapping[str, Any]) -> dict[str, Any]:
     # files, so a config pointing at the tars would be read as Parquet. The tars load with
     # load_dataset("webdataset", data_files=...), as the card says.
     return {
-        "pretty_name": f"{summary['corpus']} (audio-caption pairs for CLAP)",
+        "pretty_name": f"{summary.corpus} (audio-caption pairs for CLAP)",
         "license": licenses,
         "task_categories": ["audio-classification", "zero-shot-classification", "text-to-audio"],
         "tags": ["audio", "audio-text", "clap", "webdataset"],
-        "size_categories": [size_category(int(summary.get("samples", 0)))],
+        "size_categories": [size_category(summary.samples)],
         **({"configs": configs} if configs else {}),
     }
 
@@ -127,31 +127,31 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def render_card(summary: Mapping[str, Any]) -> str:
-    corpus = summary["corpus"]
+def render_card(summary: RunSummary) -> str:
+    corpus = summary.corpus
     layout = Layout(".", corpus)
-    dist = summary.get("distributions") or {}
+    dist = summary.distributions
     licenses = dist.get("licenses_by_source", {})
-    samples = int(summary.get("samples", 0))
-    k2c = int(summary.get("k2c_captions", 0))
-    splits = {k: summary["splits"][k] for k in split_order(summary.get("splits", {}))}
+    samples = summary.samples
+    k2c = summary.k2c_captions
+    splits = {k: summary.splits[k] for k in split_order(summary.splits)}
     first_split = next(iter(splits), "train")
     wds_dir = _rel(layout.webdataset_dir(first_split))
     fm = yaml.safe_dump(front_matter(summary), sort_keys=False, allow_unicode=True, width=1000)
     out = [f"---\n{fm}---\n", f"# Dataset card for `{corpus}`\n"]
     out.append("## Dataset summary\n")
     out.append(
-        f"{samples:,} audio-caption pairs, {summary.get('hours', 0):,.2f} hours of audio, from "
-        f"{len(summary.get('sources', {}))} source(s), in the format LAION-CLAP trains on: WebDataset "
+        f"{samples:,} audio-caption pairs, {summary.hours:,.2f} hours of audio, from "
+        f"{len(summary.sources)} source(s), in the format LAION-CLAP trains on: WebDataset "
         "shards (`<key>.flac` + `<key>.json` + `<key>.mel.npy`, a `sizes.json` per split) and the same "
         "samples as Parquet with a Hugging Face `Audio` column. Audio is mono 48 kHz 16-bit FLAC. "
-        f"Built by clap-corpus from the spec `{summary.get('spec', '')}` "
-        f"(fingerprint `{str(summary.get('spec_fingerprint', ''))[:16]}`).\n"
+        f"Built by clap-corpus from the spec `{summary.spec}` "
+        f"(fingerprint `{summary.spec_fingerprint[:16]}`).\n"
     )
     guards = {
-        name: s["rejects_before_sharding"].get("guard_only", 0)
-        for name, s in summary.get("sources", {}).items()
-        if s.get("rejects_before_sharding", {}).get("guard_only")
+        name: s.rejects_before_sharding["guard_only"]
+        for name, s in summary.sources.items()
+        if s.rejects_before_sharding.get("guard_only")
     }
     if guards:  # guard-only sources: read to keep their clips out of training, never written
         out.append(
@@ -166,14 +166,14 @@ def render_card(summary: Mapping[str, Any]) -> str:
         "over the samples of each source. Reusing a sample means following its license.\n"
     )
     rows = []
-    for name, s in summary.get("sources", {}).items():
+    for name, s in summary.sources.items():
         lic = licenses.get(name, {})
         rows.append(
             [
                 name,
-                s["samples"],
-                s["hours"],
-                s["rejects"],
+                s.samples,
+                s.hours,
+                s.rejects,
                 "; ".join(f"{k} ({v:,})" for k, v in lic.items()),
                 ", ".join(sorted({hf_license(k) for k in lic})),
             ]
@@ -181,7 +181,7 @@ def render_card(summary: Mapping[str, Any]) -> str:
     out.append(
         _table(["source", "samples", "hours", "rejected inputs", "licenses (samples)", "Hub id"], rows)
     )
-    covered = coverage_rows(summary.get("sources", {}))
+    covered = coverage_rows(summary.sources)
     if covered:
         out.append("\n### Coverage of the official lists\n")
         out.append(
@@ -189,7 +189,7 @@ def render_card(summary: Mapping[str, Any]) -> str:
             "mirror lacks are listed in `rejects/manifest/<source>.jsonl` (code `not_in_mirror`).\n"
         )
         out.append(_table(COVERAGE_HEADER, covered))
-    excluded = (summary.get("stages") or {}).get("exclude")
+    excluded = summary.stages.get("exclude")
     if excluded:
         by = "; ".join(f"`{k}` ({v:,})" for k, v in excluded.get("removed_by_list", {}).items()) or "none"
         out.append("\n### Exclusion lists\n")
@@ -209,13 +209,13 @@ def render_card(summary: Mapping[str, Any]) -> str:
         "reason), `stats/` (per shard).\n"
     )
     out.append("### Data fields\n")
-    features = ("clap",) if "clap" in (summary.get("stages") or {}) else ()  # CLAP scoring's fields
+    features = ("clap",) if "clap" in summary.stages else ()  # CLAP scoring's fields
     out.append(_table(["field", "type", "meaning"], [list(f) for f in field_table(features)]))
     out.append("\n### Data splits\n")
     out.append(
         _table(
             ["split", "shards", "samples"],
-            [[k, v["shards"], v["samples"]] for k, v in splits.items()],
+            [[k, v.shards, v.samples] for k, v in splits.items()],
         )
     )
     out.append("\n## How to load\n")
@@ -252,16 +252,17 @@ def render_card(summary: Mapping[str, Any]) -> str:
         "Each input was decoded (FFmpeg through PyAV), mixed down to mono, resampled to 48 kHz, quantised "
         "to 16 bits and stored as FLAC, with LAION-CLAP's four mel views precomputed from crop starts "
         "seeded by the sample key. Inputs that could not be used are listed in `rejects/` with the "
-        f"reason; this build has {summary.get('rejects', 0):,} of them "
-        f"({', '.join(f'{k} {v:,}' for k, v in summary.get('rejects_by_code', {}).items()) or 'none'}).\n\n"
+        f"reason; this build has {summary.rejects:,} of them "
+        f"({', '.join(f'{k} {v:,}' for k, v in summary.rejects_by_code.items()) or 'none'}).\n\n"
         f"Captions by origin: {', '.join(f'{k} {v:,}' for k, v in kinds.items()) or 'n/a'}. "
         f"{k2c:,} samples ({100 * k2c / samples if samples else 0:.1f}%) carry a caption generated from "
         "keywords by a T5 model (keyword-to-caption), after a gender-debiasing pass.\n"
     )
-    stages = summary.get("stages") or {}
-    if stages:
+    if summary.stages:
         out.append(
-            "Record stages of this build: " + ", ".join(f"`{name}`" for name in stages) + " (details in "
+            "Record stages of this build: "
+            + ", ".join(f"`{name}`" for name in summary.stages)
+            + " (details in "
             "`summary.json` and `report/`).\n"
         )
     out.append("## Considerations\n")
@@ -275,7 +276,7 @@ def render_card(summary: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_card(summary: Mapping[str, Any]) -> str:
-    layout = Layout(summary["output"], summary["corpus"])
+def write_card(summary: RunSummary) -> str:
+    layout = Layout(summary.output, summary.corpus)
     storage.write_bytes_atomic(layout.card_path(), render_card(summary).encode())
     return layout.card_path()

@@ -22,7 +22,8 @@ from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import FLAC, Layout, member_name
 from clap_corpus.core.rejects import Code
 from clap_corpus.pipeline.outputs.distributions import INPUT_COUNTERS, aggregate_distributions
-from clap_corpus.pipeline.outputs.summary import COVERAGE_HEADER, coverage_rows
+from clap_corpus.pipeline.outputs.summary import COVERAGE_HEADER, coverage_row
+from clap_corpus.pipeline.outputs.summary_model import Coverage, RunSummary
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.audio_source import read_member
 from clap_corpus.transforms.shards import (
@@ -43,27 +44,26 @@ def _empty_level() -> dict[str, Any]:
     return {"edges": list(LEVEL_EDGES_DBFS), "counts": [0] * len(LEVEL_EDGES_DBFS)}
 
 
-def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
+def build_report(summary: RunSummary) -> dict[str, Any]:
     """report.json: everything the page shows, as data."""
-    dist = summary.get("distributions") or _empty_distributions()
-    samples = int(summary.get("samples", 0))
-    hours = float(summary.get("hours", 0.0))
-    wall = summary.get("wall_seconds")
-    stages = dict(summary.get("stages") or {})
+    dist = summary.distributions or _empty_distributions()
+    samples, hours, wall = summary.samples, summary.hours, summary.wall_seconds
+    stages = dict(summary.stages)
     licenses = dist.get("licenses_by_source", {})
     sources = {
         name: {
-            "inputs": s["inputs"],
-            "samples": s["samples"],
-            "rejects": s["rejects"],
-            "hours": s["hours"],
-            "expected": s.get("expected"),
+            "inputs": s.inputs,
+            "samples": s.samples,
+            "rejects": s.rejects,
+            "hours": s.hours,
+            "expected": s.expected,
             "licenses": licenses.get(name, {}),
-            **{k: s[k] for k in ("coverage", "join", "split_map_unused") if k in s},
+            # the source's reading notes, where it has them, as summary.json has them
+            **s.model_dump(mode="json", exclude_unset=True, include={"coverage", "join", "split_map_unused"}),
         }
-        for name, s in summary.get("sources", {}).items()
+        for name, s in summary.sources.items()
     }
-    k2c = int(summary.get("k2c_captions", 0))
+    k2c = summary.k2c_captions
     throughput: dict[str, Any] = {
         "wall_seconds": wall,
         "shards_built": dist.get("shards_built", 0),
@@ -78,24 +78,24 @@ def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
         # that says how many cores a corpus of a given size needs, whatever the runner.
         throughput["samples_per_shard_second"] = round(samples / dist["shard_seconds"], 3)
     return {
-        "corpus": summary.get("corpus"),
-        "output": summary.get("output"),
-        "spec": summary.get("spec"),
-        "spec_fingerprint": summary.get("spec_fingerprint"),
+        "corpus": summary.corpus,
+        "output": summary.output,
+        "spec": summary.spec,
+        "spec_fingerprint": summary.spec_fingerprint,
         "totals": {
-            "inputs": summary.get("inputs", 0),
+            "inputs": summary.inputs,
             "samples": samples,
-            "rejects": summary.get("rejects", 0),
+            "rejects": summary.rejects,
             "hours": hours,
-            "truncated": summary.get("truncated", 0),
-            "incomplete": summary.get("incomplete", 0),
-            "silent": summary.get("silent", 0),
-            "accounting_ok": summary.get("accounting_ok"),
+            "truncated": summary.truncated,
+            "incomplete": summary.incomplete,
+            "silent": summary.silent,
+            "accounting_ok": summary.accounting_ok,
             "tar_bytes": dist.get("tar_bytes", 0),
             "parquet_bytes": dist.get("parquet_bytes", 0),
         },
         "sources": sources,
-        "splits": summary.get("splits", {}),
+        "splits": {name: split.to_json_dict() for name, split in summary.splits.items()},
         "duration_histogram": {"unit": "seconds", **dist["duration_s"]},
         "caption_length_histogram": {"unit": "words per caption", **dist["caption_words"]},
         # a summary from before the level histograms has none: empty ones then
@@ -107,15 +107,13 @@ def build_report(summary: Mapping[str, Any]) -> dict[str, Any]:
         "k2c": {
             "captions": k2c,
             "share_of_samples": round(k2c / samples, 6) if samples else 0.0,
-            "skipped_short": int(summary.get("k2c_skipped_short", 0)),
+            "skipped_short": summary.k2c_skipped_short,
             "stage": stages.get("k2c"),
         },
-        "rejects_by_code": summary.get("rejects_by_code", {}),
+        "rejects_by_code": dict(summary.rejects_by_code),
         # Stages that drop records (duplicates, leakage guard) say how many under "removed".
         "removals": {
-            name: doc["removed"]
-            for name, doc in stages.items()
-            if isinstance(doc, Mapping) and isinstance(doc.get("removed"), int)
+            name: doc["removed"] for name, doc in stages.items() if isinstance(doc.get("removed"), int)
         },
         "stages": stages,
         "throughput": throughput,
@@ -452,7 +450,12 @@ def render_html(report: Mapping[str, Any], plots: Iterable[str]) -> str:
 
 
 def coverage_html(report: Mapping[str, Any]) -> str:
-    rows = coverage_rows(report["sources"])
+    # report.json's sources carry the summary's coverage as it is: read it through the same model
+    rows = [
+        coverage_row(name, Coverage.model_validate(s["coverage"]), s["expected"])
+        for name, s in report["sources"].items()
+        if s.get("coverage")
+    ]
     if not rows:
         return ""
     return (
@@ -832,9 +835,9 @@ def reject_examples_html(examples: Mapping[str, list[Mapping[str, Any]]]) -> str
     return "<h3>Example rejects</h3>" + _table(rows, ["code", "source", "id", "reason", "file"])
 
 
-def write_report(summary: Mapping[str, Any]) -> str:
+def write_report(summary: RunSummary) -> str:
     """Write ``<out>/report/`` (plots first, the page and report.json last); return the page's path."""
-    layout = Layout(summary["output"], summary["corpus"])
+    layout = Layout(summary.output, summary.corpus)
     report = build_report(summary)
     report["reject_examples"] = reject_examples(layout, report["rejects_by_code"])
     report["example_audio"] = write_example_audio(layout, report["examples"])
@@ -848,7 +851,7 @@ def write_report(summary: Mapping[str, Any]) -> str:
     return layout.report_path(REPORT_HTML)
 
 
-def write_run_report(summary: Mapping[str, Any]) -> None:
+def write_run_report(summary: RunSummary) -> None:
     """Report and dataset card after a run; a failure here is logged, never fails the build."""
     from clap_corpus.pipeline.outputs.card import write_card
 
@@ -857,6 +860,3 @@ def write_run_report(summary: Mapping[str, Any]) -> None:
             fn(summary)
         except Exception:
             log.exception("could not write the %s", what)
-
-
-# -- `clapcorpus report` -----------------------------------------------------------------------

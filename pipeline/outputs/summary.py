@@ -12,8 +12,16 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import SHARD_NAME_RE, Layout
+from clap_corpus.pipeline.outputs.distributions import aggregate_distributions
+from clap_corpus.pipeline.outputs.summary_model import (
+    Coverage,
+    OutputsIndex,
+    RunSummary,
+    SourceSummary,
+    SplitSummary,
+    StorageFigures,
+)
 from clap_corpus.pipeline.spec.corpus import CorpusSpec
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.shards import ShardStats
@@ -24,20 +32,20 @@ STORAGE_KINDS = {"webdataset": "tar", "parquet": "parquet", "views": "views"}
 
 def storage_figures(
     stats: list[ShardStats], samples: int, audio_seconds: float, formats: Iterable[str]
-) -> dict[str, Any]:
+) -> dict[str, StorageFigures]:
     """Bytes of the tar, Parquet and sidecar views shards, in all, per sample and per hour of audio (for
     sizing a corpus: the 2.5 M recipe's storage is ``bytes_per_hour`` x its hours). Only the formats
     the run writes are listed: a format left out is not a 0-byte one."""
-    out: dict[str, Any] = {}
+    out: dict[str, StorageFigures] = {}
     for fmt, kind in STORAGE_KINDS.items():
         if fmt not in formats:
             continue
         total = sum(getattr(s, f"{kind}_bytes") for s in stats)
-        out[kind] = {
-            "bytes": total,
-            "bytes_per_sample": round(total / samples) if samples else None,
-            "bytes_per_hour": round(total * 3600.0 / audio_seconds) if audio_seconds else None,
-        }
+        out[kind] = StorageFigures(
+            bytes=total,
+            bytes_per_sample=round(total / samples) if samples else None,
+            bytes_per_hour=round(total * 3600.0 / audio_seconds) if audio_seconds else None,
+        )
     return out
 
 
@@ -48,7 +56,10 @@ def build_summary(
     inputs: Mapping[str, int],
     early_rejects: Mapping[str, Mapping[str, int]],
     notes: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
+    stages: Mapping[str, dict[str, Any]] | None = None,
+) -> RunSummary:
+    """The run summary from the shards' stats, the counts before sharding, the sources' reading notes
+    and the stages' reports (stage name -> report)."""
     samples: Counter[str] = Counter()
     shard_rejects: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
@@ -65,92 +76,102 @@ def build_summary(
         silent += s.silent
     for counts in early_rejects.values():
         reject_codes.update(counts)
-    sources = {}
+    sources: dict[str, SourceSummary] = {}
     for src in spec.sources:
         name = src.name
         early = dict(early_rejects.get(name, {}))
         n_early = sum(early.values())
         n_rejects = n_early + shard_rejects[name]
         n_inputs = int(inputs.get(name, 0))
-        sources[name] = {
-            "inputs": n_inputs,
-            "samples": samples[name],
-            "rejects": n_rejects,
-            "rejects_before_sharding": early,
-            "rejects_in_shards": shard_rejects[name],
-            "hours": round(seconds[name] / 3600.0, 4),
-            "expected": src.expected_count,
-            # produced minus expected: negative when the copy at hand is smaller than the reference
-            "expected_delta": None if src.expected_count is None else samples[name] - src.expected_count,
-            "accounting_ok": n_inputs == samples[name] + n_rejects,
-        }
         found = (notes or {}).get(name, {})
-        for key in ("native_splits", "split_map_unused", "join"):
-            if key in found:
-                sources[name][key] = found[key]
+        # only the notes the source has: a key absent from its notes is absent from summary.json
+        noted: dict[str, Any] = {
+            k: found[k] for k in ("native_splits", "split_map_unused", "join") if k in found
+        }
         if "coverage" in found:  # options.wanted: counted over the list's ids (manifests/wanted.py)
-            sources[name]["coverage"] = {**found["coverage"], "samples": samples[name]}
-    splits: dict[str, dict[str, Any]] = {}
+            noted["coverage"] = {**found["coverage"], "samples": samples[name]}
+        sources[name] = SourceSummary.model_validate(
+            {
+                "inputs": n_inputs,
+                "samples": samples[name],
+                "rejects": n_rejects,
+                "rejects_before_sharding": early,
+                "rejects_in_shards": shard_rejects[name],
+                "hours": round(seconds[name] / 3600.0, 4),
+                "expected": src.expected_count,
+                # produced minus expected: negative when the copy at hand is smaller than the reference
+                "expected_delta": None if src.expected_count is None else samples[name] - src.expected_count,
+                "accounting_ok": n_inputs == samples[name] + n_rejects,
+                **noted,
+            }
+        )
+    split_stats: dict[str, list[ShardStats]] = defaultdict(list)
     for s in sorted(stats, key=lambda s: (s.split, s.shard)):
-        d = splits.setdefault(s.split, {"shards": 0, "samples": 0, "rejects": 0, "hours": 0.0})
-        d["shards"] += 1
-        d["samples"] += s.samples
-        d["rejects"] += s.rejects
-        d["hours"] += sum(s.audio_seconds_by_source.values()) / 3600.0
-    for d in splits.values():
-        d["hours"] = round(d["hours"], 4)
-    total_inputs = sum(v["inputs"] for v in sources.values())
-    total_samples = sum(v["samples"] for v in sources.values())
-    total_rejects = sum(v["rejects"] for v in sources.values())
-    return {
-        "corpus": spec.corpus,
-        "spec": spec.path,
-        "spec_fingerprint": spec.fingerprint(),
-        "output": layout.root,
-        "inputs": total_inputs,
-        "samples": total_samples,
-        "rejects": total_rejects,
-        "accounting_ok": total_inputs == total_samples + total_rejects
-        and all(v["accounting_ok"] for v in sources.values()),
+        split_stats[s.split].append(s)
+    splits = {
+        split: SplitSummary(
+            shards=len(shards),
+            samples=sum(s.samples for s in shards),
+            rejects=sum(s.rejects for s in shards),
+            # summed shard by shard, in shard order, as it always was: the same rounding
+            hours=round(_running_sum(sum(s.audio_seconds_by_source.values()) / 3600.0 for s in shards), 4),
+        )
+        for split, shards in split_stats.items()
+    }
+    total_inputs = sum(v.inputs for v in sources.values())
+    total_samples = sum(v.samples for v in sources.values())
+    total_rejects = sum(v.rejects for v in sources.values())
+    return RunSummary(
+        corpus=spec.corpus,
+        spec=spec.path,
+        spec_fingerprint=spec.fingerprint(),
+        output=layout.root,
+        inputs=total_inputs,
+        samples=total_samples,
+        rejects=total_rejects,
+        accounting_ok=total_inputs == total_samples + total_rejects
+        and all(v.accounting_ok for v in sources.values()),
         # sources that produced nothing although their spec does not say `allow_empty: true`: the run
         # fails for them (written here so that a Dataflow job's summary says it too)
-        "empty_sources": [
+        empty_sources=[
             name
             for name, v in sources.items()
-            if v["samples"] == 0 and not spec.check(name).allow_empty and not spec.source(name).guard
+            if v.samples == 0 and not spec.check(name).allow_empty and not spec.source(name).guard
         ],
-        "hours": round(sum(seconds.values()) / 3600.0, 4),
-        "k2c_captions": k2c,
-        "k2c_skipped_short": sum(s.k2c_skipped_short for s in stats),  # K2C caption dropped: clip too short
-        "truncated": truncated,
-        "incomplete": incomplete,  # samples kept with `incomplete: true` (rejected ones: rejects_by_code)
-        "silent": silent,  # inputs rejected as too quiet (code `silent`)
-        "rejects_by_code": dict(sorted(reject_codes.items())),
-        "sources": sources,
-        "splits": splits,
-        "shards_skipped_as_complete": sum(1 for s in stats if s.reused),
-        "storage": storage_figures(stats, total_samples, sum(seconds.values()), spec.options.formats),
-        "outputs": outputs_index(spec, layout, sorted(splits)),
-    }
+        hours=round(sum(seconds.values()) / 3600.0, 4),
+        k2c_captions=k2c,
+        k2c_skipped_short=sum(s.k2c_skipped_short for s in stats),
+        truncated=truncated,
+        incomplete=incomplete,  # samples kept with `incomplete: true` (rejected ones: rejects_by_code)
+        silent=silent,  # inputs rejected as too quiet (code `silent`)
+        rejects_by_code=dict(sorted(reject_codes.items())),
+        sources=sources,
+        splits=splits,
+        shards_skipped_as_complete=sum(1 for s in stats if s.reused),
+        storage=storage_figures(stats, total_samples, sum(seconds.values()), spec.options.formats),
+        outputs=outputs_index(spec, layout, sorted(splits)),
+        stages=dict(sorted((stages or {}).items())),
+        distributions=aggregate_distributions(stats),
+    )
 
 
-def coverage_rows(sources: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
-    """Per source held against an official list: wanted, obtained, missing, %, the mirror's clips not
-    on the list, samples, LAION's count."""
-    return [
-        [
-            name,
-            c["wanted"],
-            c["obtained"],
-            c["missing"],
-            f"{c['obtained_pct']:g} %",
-            c.get("not_listed", 0),
-            c["samples"],
-            s.get("expected"),
-        ]
-        for name, s in sources.items()
-        if (c := s.get("coverage"))
-    ]
+def _running_sum(values: Iterable[float]) -> float:
+    """``0.0 + a + b + ...`` left to right (``sum`` of floats may not add in this order on 3.12+)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
+def coverage_row(name: str, c: Coverage, expected: int | None) -> list[Any]:
+    """A source held against an official list: wanted, obtained, missing, %, the mirror's clips not
+    on the list, samples, LAION's count (the columns of :data:`COVERAGE_HEADER`)."""
+    return [name, c.wanted, c.obtained, c.missing, f"{c.obtained_pct:g} %", c.not_listed, c.samples, expected]
+
+
+def coverage_rows(sources: Mapping[str, SourceSummary]) -> list[list[Any]]:
+    """One :func:`coverage_row` per source that has a list (options.wanted)."""
+    return [coverage_row(name, s.coverage, s.expected) for name, s in sources.items() if s.coverage]
 
 
 COVERAGE_HEADER = [
@@ -165,19 +186,24 @@ COVERAGE_HEADER = [
 ]
 
 
-def outputs_index(spec: CorpusSpec, layout: Layout, splits: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "summary": layout.summary_path(),
-        "rejects": storage.join(layout.root, "rejects"),
-        "stats": layout.stats_dir(),
+def outputs_index(spec: CorpusSpec, layout: Layout, splits: list[str]) -> OutputsIndex:
+    formats = spec.options.formats
+    # a format the run does not write gets no entry (not an empty one)
+    folders = {
+        fmt: {s: folder(s) for s in splits}
+        for fmt, folder in (
+            ("webdataset", layout.webdataset_dir),
+            ("parquet", layout.parquet_dir),
+            ("views", layout.views_dir),
+        )
+        if fmt in formats
     }
-    if "webdataset" in spec.options.formats:
-        out["webdataset"] = {s: layout.webdataset_dir(s) for s in splits}
-    if "parquet" in spec.options.formats:
-        out["parquet"] = {s: layout.parquet_dir(s) for s in splits}
-    if "views" in spec.options.formats:
-        out["views"] = {s: layout.views_dir(s) for s in splits}
-    return out
+    return OutputsIndex(
+        summary=layout.summary_path(),
+        rejects=storage.join(layout.root, "rejects"),
+        stats=layout.stats_dir(),
+        **folders,
+    )
 
 
 def sizes_by_split(stats: list[ShardStats]) -> dict[str, dict[str, int]]:
@@ -188,20 +214,17 @@ def sizes_by_split(stats: list[ShardStats]) -> dict[str, dict[str, int]]:
     return dict(sizes)
 
 
-def write_outputs(
-    spec: CorpusSpec, layout: Layout, stats: list[ShardStats], summary: Mapping[str, Any]
-) -> None:
+def write_outputs(spec: CorpusSpec, layout: Layout, stats: list[ShardStats], summary: RunSummary) -> None:
     sizes = sizes_by_split(stats)
     if "webdataset" in spec.options.formats:
         for split, table in sizes.items():
             storage.write_bytes_atomic(layout.sizes_path(split), json.dumps(table, indent=1).encode() + b"\n")
-    for name, source in summary["sources"].items():
+    for name, source in summary.sources.items():
         # A source with no early rejects this time still gets its (empty) file, replacing any old one.
-        if not source["rejects_before_sharding"]:
+        if not source.rejects_before_sharding:
             storage.write_bytes_atomic(layout.manifest_rejects_path(name), b"")
-    remove_stale_files(spec, layout, stats, set(summary["sources"]))
-    # indented: people open it as often as programs do
-    storage.write_bytes_atomic(layout.summary_path(), dumps_json(summary, indent=2) + b"\n")
+    remove_stale_files(spec, layout, stats, set(summary.sources))
+    storage.write_bytes_atomic(layout.summary_path(), summary.to_json_bytes())
 
 
 def remove_stale_files(

@@ -31,7 +31,7 @@ from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.pipeline.launch.preflight import check_k2c_model
 from clap_corpus.pipeline.launch.progress import write_plan
 from clap_corpus.pipeline.outputs import summary as summary_mod
-from clap_corpus.pipeline.outputs.distributions import aggregate_distributions
+from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.pipeline.spec.corpus import CorpusSpec
 from clap_corpus.pipeline.stages.audio_input import failure_reject, read_audio
 from clap_corpus.pipeline.stages.duplicates import (
@@ -391,10 +391,10 @@ def finalize(
     early: list[tuple[str, dict[str, int]]],
     stage_reports: list[tuple[str, dict[str, Any]]],
     notes: Sequence[tuple[str, dict[str, Any]]] = (),
-) -> dict[str, Any]:
+) -> RunSummary:
     """Runs once at the end: sizes.json per split, stale files removed, summary.json written last."""
-    summary = summary_mod.build_summary(spec, layout, stats, inputs, dict(early), dict(notes))
-    summary["stages"] = {name: report for name, report in sorted(stage_reports, key=lambda kv: kv[0])}
-    summary["distributions"] = aggregate_distributions(stats)
+    summary = summary_mod.build_summary(
+        spec, layout, stats, inputs, dict(early), dict(notes), stages=dict(stage_reports)
+    )
     summary_mod.write_outputs(spec, layout, stats, summary)
     return summary
