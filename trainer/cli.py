@@ -148,19 +148,23 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, ModelConfi
     return from_args(args, TrainConfig), from_args(args, ModelConfig)
 
 
+def _fail(command: str, *problems: object) -> int:
+    """How both commands stop short: one line per problem on stderr, exit code 2."""
+    for problem in problems:
+        print(f"clapcorpus {command}: {problem}", file=sys.stderr)
+    return 2
+
+
 def _refuse(command: str, e: OptionError) -> int:
     """One line per problem, naming the option; before anything is loaded."""
-    for field, message in e.problems:
-        print(f"clapcorpus {command}: {option_name(field)}: {message}", file=sys.stderr)
-    return 2
+    return _fail(command, *(f"{option_name(field)}: {message}" for field, message in e.problems))
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         require_extra("trainer", "train")
     except MissingExtraError as e:
-        print(f"clapcorpus train: {e}", file=sys.stderr)
-        return 2
+        return _fail("train", e)
     from clap_corpus.trainer.checkpoint import CheckpointError
     from clap_corpus.trainer.data import DataError
     from clap_corpus.trainer.text import TextModelError
@@ -174,8 +178,7 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         result = train(tcfg, mcfg, resume=run.resume, stop_at_step=run.stop_at_step, echo=print)
     except (CheckpointError, DataError, TextModelError, ValueError, FileNotFoundError) as e:
-        print(f"clapcorpus train: {e}", file=sys.stderr)
-        return 2
+        return _fail("train", e)
     if result.checkpoint:
         print(f"checkpoint: {result.checkpoint}")
     print(f"trained {result.state.step} steps, {result.samples_per_second:.1f} samples/s over the run")
@@ -202,8 +205,7 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         require_extra("trainer", "eval")
     except MissingExtraError as e:
-        print(f"clapcorpus eval: {e}", file=sys.stderr)
-        return 2
+        return _fail("eval", e)
     from clap_corpus.trainer.checkpoint import CheckpointError, latest_checkpoint, read_checkpoint
     from clap_corpus.trainer.data import DataError, list_shards, resolve_layout
     from clap_corpus.trainer.evaluate import evaluate, format_report
@@ -236,8 +238,7 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
             threads=settings["threads"],
         )
     except (CheckpointError, DataError, TextModelError, FileNotFoundError) as e:
-        print(f"clapcorpus eval: {e}", file=sys.stderr)
-        return 2
+        return _fail("eval", e)
     print(format_report(report))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
