@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from clap_corpus.core.audio import CLIP_SAMPLES, INT16_SCALE
+from clap_corpus.transforms.inference import length_groups
 from clap_corpus.transforms.views import (
     AMIN,
     CHUNK_FRAMES,
@@ -191,11 +192,8 @@ def compute_views_torch(
         inputs.append(_repeat_pad_torch(x) if plan.mode == MODE_REPEATPAD else x)
 
     out = torch.empty((len(inputs), NUM_VIEWS, CHUNK_FRAMES, MEL_BINS), dtype=torch.float32, device=device)
-    by_length: dict[int, list[int]] = {}
-    for i, x in enumerate(inputs):
-        by_length.setdefault(x.shape[0], []).append(i)
     lengths = [x.shape[0] for x in inputs]
-    for indices in by_length.values():
+    for indices in length_groups(lengths):
         for batch in _batches(indices, lengths, device):
             stacked = inputs[batch[0]][None] if len(batch) == 1 else torch.stack([inputs[i] for i in batch])
             mels = log_mel_torch(stacked)
