@@ -83,16 +83,9 @@ def log_mel_torch(wave: torch.Tensor) -> torch.Tensor:
 
 
 def laion_loader_input_torch(pcm: torch.Tensor) -> torch.Tensor:
-    """Stored int16 samples -> the float32 signal LAION-CLAP's loader computes its mel from.
-
-    LAION's WebDataset loader decodes the FLAC member to float (``v / 32768``), then runs its
-    ``float32_to_int16`` (clamp, x 32767, truncate toward zero) and ``int16_to_float32`` (/ 32767)
-    before ``get_audio_features``. ``trunc(v / 32768 * 32767)`` is ``v - sign(v)`` for every int16 ``v``
-    (float32 rounding never reaches the next integer), so the mel input is ``(v - sign(v)) / 32767``.
-    Reading ``v / 32767`` instead moves bins near the 16-bit noise floor by several dB. The pipeline
-    (``views.views_from_int16``) and the trainer's on-device views both go through here. Runs on the
-    tensor's device.
-    """
+    """Stored int16 samples -> the float32 signal LAION-CLAP's loader computes its mel from:
+    ``(v - sign(v)) / 32767``, as :func:`clap_corpus.transforms.views.laion_loader_input` (whose
+    docstring says why) computes it for the pipeline. Runs on the tensor's device."""
     if not isinstance(pcm, torch.Tensor) or pcm.dtype != torch.int16:
         got = getattr(pcm, "dtype", type(pcm))
         raise TypeError(f"laion_loader_input_torch takes an int16 tensor, got {got}")
