@@ -13,14 +13,15 @@ lower bound on what LAION's own feature code costs. Target: >= 1500x for compute
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchaudio
 from numpy.lib.stride_tricks import sliding_window_view
 
 from clap_corpus.core.audio import SAMPLE_RATE, int16_to_float, quantize_int16
@@ -113,20 +114,12 @@ def measure(repeats: int) -> list[ViewsTiming]:
     """Both columns for a 10 s and a 30 s clip, on one thread (the pipeline runs a worker per core)."""
     torch.set_num_threads(1)
     one_thread()
-    mel_tf = torchaudio.transforms.MelSpectrogram(
-        sample_rate=48000,
-        n_fft=1024,
-        win_length=1024,
-        hop_length=480,
-        center=True,
-        pad_mode="reflect",
-        power=2.0,
-        norm=None,
-        n_mels=64,
-        f_min=50,
-        f_max=14000,
-    )
-    to_db = torchaudio.transforms.AmplitudeToDB(top_db=None)
+    # LAION's get_mel, the reference mel of tests/test_views.py: the tests' helper modules, as
+    # bench_clap_score.py reaches them
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+    from laion_mel import laion_get_mel
+
+    get_mel = laion_get_mel()
     # A worker's steady state: it has seen clips of every length, and glibc's malloc has raised its
     # mmap threshold past the temporaries of the longest. Timed cold, the first (10 s) case pays page
     # faults for every temporary on every call (measured: 20 ms instead of 10 ms).
@@ -145,7 +138,7 @@ def measure(repeats: int) -> list[ViewsTiming]:
             lambda w=wave_t, plan=plan: compute_views_torch([w], [plan], device="cpu"), repeats
         )
         with torch.no_grad():
-            theirs = _median_seconds(lambda w=wave_t: to_db(mel_tf(w)), repeats)
+            theirs = _median_seconds(lambda w=wave_t: get_mel(w), repeats)
         out.append(ViewsTiming(seconds, plan.mode, ours, theirs, torch_path, before))
     return out
 

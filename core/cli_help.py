@@ -1,12 +1,14 @@
-"""How every command of the project describes itself: a sentence of what it does, each option with
-its default, and examples. The pipeline's `clapcorpus` and the trainer's `python -m
-clap_corpus.trainer` build their commands with :func:`add_command_parser`, so both read the same."""
+"""How every command of the project is declared and describes itself: a sentence of what it does, each
+option with its default, and examples. A command module declares each of its commands once, as a
+:class:`Command`; the pipeline's `clapcorpus` and the trainer's `python -m clap_corpus.trainer` add
+them with :func:`add_commands`, so both read the same."""
 
 from __future__ import annotations
 
 import argparse
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 EXAMPLES = "examples:"
 
@@ -47,19 +49,50 @@ def log_level(args: argparse.Namespace) -> str:
     return "DEBUG" if verbose >= 2 else "INFO" if verbose == 1 else getattr(args, "log_level", "INFO").upper()
 
 
-def add_command_parser(
-    sub: argparse._SubParsersAction,
-    name: str,
-    *,
-    help: str,
-    description: str,
-    examples: Sequence[str],
-) -> argparse.ArgumentParser:
-    """A subcommand whose ``--help`` says what it does, shows defaults and ends with ``examples``."""
-    return sub.add_parser(
-        name,
-        help=help,
-        description=description,
-        epilog=EXAMPLES + "\n" + "\n".join(f"  {e}" for e in examples),
-        formatter_class=HelpFormatter,
-    )
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its ``--help`` (what it does, its options with their defaults, ``examples``),
+    its own options, what runs it and how much it logs.
+
+    ``run(args, extra_args) -> exit code``; ``options(parser)`` adds the command's own flags (the
+    logging options follow them, ``log_level`` the default). ``beam_args``: options the command does
+    not know pass through to Beam as ``extra_args``; ``beam_options`` as well: one Beam does not know
+    either fails at start (pipeline/cli/main.py). ``passthrough``: the command hands every option,
+    ``--help`` included, to a program that describes itself (``clapcorpus bench``), as ``extra_args``."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace, list[str]], int]
+    description: str = ""
+    examples: Sequence[str] = ()
+    options: Callable[[argparse.ArgumentParser], None] | None = None
+    # quiet by default: a local run's progress line and final report say what it needs
+    log_level: str = "WARNING"
+    beam_args: bool = False
+    beam_options: bool = False
+    passthrough: bool = False
+
+    def add_to(self, sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        if self.passthrough:
+            parser = sub.add_parser(self.name, help=self.help, add_help=False)
+        else:
+            parser = sub.add_parser(
+                self.name,
+                help=self.help,
+                description=self.description,
+                epilog=EXAMPLES + "\n" + "\n".join(f"  {e}" for e in self.examples),
+                formatter_class=HelpFormatter,
+            )
+            if self.options is not None:
+                self.options(parser)
+            add_logging_options(parser, self.log_level)
+        # main.py reads these back: which options the command hands on as extra_args, and checks
+        parser.set_defaults(
+            func=self.run, beam_args=self.beam_args or self.passthrough, beam_options=self.beam_options
+        )
+        return parser
+
+
+def add_commands(sub: argparse._SubParsersAction, commands: Sequence[Command]) -> None:
+    for command in commands:
+        command.add_to(sub)

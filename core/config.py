@@ -15,6 +15,7 @@ a split the spec would refuse, to show that the adapter refuses it too.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args
@@ -75,6 +76,15 @@ def _dbfs(value: float) -> float:
     return value
 
 
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _device(value: str) -> str:
+    if not _DEVICE_RE.match(value):
+        raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
 # Strict scalars: YAML's `yes`, `"5"` or `1` for a switch are mistakes to report, not to coerce.
 # Numbers are finite (YAML's .inf and .nan are refused) and bounded (issue 25): past these bounds no
 # option means anything, and C timers, buffers and thread pools overflow before them.
@@ -93,6 +103,9 @@ Seconds = Annotated[float, Strict(), _FINITE, Field(ge=0, le=MAX_SECONDS)]
 PositiveSeconds = Annotated[float, Strict(), _FINITE, Field(gt=0, le=MAX_SECONDS)]
 Fraction = Annotated[float, Strict(), _FINITE, AfterValidator(_fraction)]
 Dbfs = Annotated[float, Strict(), _FINITE, AfterValidator(_dbfs)]
+# where a model of the run (K2C, CLAP) runs: auto is CUDA when the worker has it
+# (transforms/inference.py's pick_device)
+Device = Annotated[str, Strict(), AfterValidator(_device)]
 
 
 def ordered(low_name: str, low: float | None, high_name: str, high: float | None) -> None:

@@ -34,7 +34,6 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     Field,
     StrictBool,
@@ -50,6 +49,7 @@ from pydantic.dataclasses import dataclass
 from clap_corpus.core.config import (
     MODEL_CONFIG,
     Count,
+    Device,
     LoadContext,
     Natural,
     Number,
@@ -71,7 +71,6 @@ from clap_corpus.k2c.presets import (
 
 Mode = Literal["replace", "join", "off"]
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 # Set by validation from `model`, never written in a spec.
 DERIVED_FIELDS = ("model_path", "is_local")
 
@@ -97,12 +96,6 @@ def _overrides(value: Any) -> Any:
             raise ValueError(f"mode of {name!r} must be one of replace, join, off, got {mode!r}")
         out.append((str(name), mode))
     return tuple(sorted(out))
-
-
-def _device(value: str) -> str:
-    if not _DEVICE_RE.match(value):
-        raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, config=MODEL_CONFIG)
@@ -147,7 +140,7 @@ class K2CConfig:
     max_caption_chars: Count = 200
     dedup: StrictBool = True
     debias: StrictBool = True
-    device: Annotated[StrictStr, AfterValidator(_device)] = "auto"
+    device: Device = "auto"
     large_model: StrictBool = True
     download: StrictBool = False
     enabled: StrictBool = True  # false: the section stays in the spec, K2C is off (the spec's k2c is None)

@@ -25,20 +25,13 @@ from clap_corpus.core.extras import require_extra
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.k2c.debias import bad_words_ids
 from clap_corpus.k2c.presets import TINY_MODEL_NAME
+from clap_corpus.transforms.inference import length_groups, load_error, pick_device
 
 log = logging.getLogger(__name__)
 
 
 class ModelUnavailable(ConfigError):
     """The K2C model cannot be loaded; the message says how to provide it."""
-
-
-def pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class Captioner:
@@ -75,11 +68,8 @@ class Captioner:
             self.tokenizer(text, truncation=True, max_length=self.max_input_tokens)["input_ids"]
             for text in inputs
         ]
-        by_length: dict[int, list[int]] = {}
-        for i, ids in enumerate(encoded):
-            by_length.setdefault(len(ids), []).append(i)
         out: list[str | None] = [None] * len(inputs)
-        for _, idx in sorted(by_length.items()):
+        for idx in length_groups(len(ids) for ids in encoded):
             try:
                 texts = self._generate_ids([encoded[i] for i in idx])
             except Exception:  # one bad input must not fail the batch: retry one by one
@@ -151,7 +141,7 @@ def check_captioner(config: K2CConfig, spec_path: str = "") -> None:
             AutoConfig.from_pretrained(config.model_path, local_files_only=local_only)
             AutoTokenizer.from_pretrained(config.model_path, local_files_only=local_only)
         except (OSError, ValueError) as e:
-            problem = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+            problem = load_error(e)
     if problem is None and local_only and not _has_weights(config):
         problem = f"no weights ({' or '.join(WEIGHT_FILES[::2])}) for {config.model_path}"
     if problem is not None:
@@ -175,7 +165,7 @@ def load_captioner(config: K2CConfig, spec_path: str = "") -> Captioner:
         try:
             return Captioner(config)
         except (OSError, ValueError) as e:
-            problem = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+            problem = load_error(e)
     raise ModelUnavailable(_how_to_provide(config, problem, spec_path))
 
 

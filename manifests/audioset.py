@@ -142,12 +142,7 @@ class AudioSetAdapter(Adapter):
             return self.reject(row_no, Code.NO_LABELS, "the row has no label id", source_id=ytid)
         unknown = [m for m in mids if m not in names]
         if unknown:
-            return self.reject(
-                row_no,
-                Code.UNKNOWN_LABEL,
-                f"label id(s) {', '.join(unknown[:5])} not in the class index",
-                source_id=ytid,
-            )
+            return self.unknown_labels(row_no, unknown, "the class index", source_id=ytid)
         return NativeRow(
             row=row_no,
             id=ytid,

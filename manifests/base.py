@@ -130,6 +130,24 @@ class Adapter:
             source_id=source_id,
         )
 
+    def unknown_labels(
+        self,
+        row: int | None,
+        unknown: list[str],
+        index: str,
+        *,
+        path: str | None = None,
+        source_id: str | None = None,
+    ) -> Reject:
+        """The reject of a row whose label ids ``index`` does not have (naming the first five)."""
+        return self.reject(
+            row,
+            Code.UNKNOWN_LABEL,
+            f"label id(s) {', '.join(unknown[:5])} not in {index}",
+            path=path,
+            source_id=source_id,
+        )
+
     def build(self, native: NativeRow) -> Record | Reject:
         source = self.source
         source_id = native.id or None
@@ -154,11 +172,10 @@ class Adapter:
         labels, unknown = ontology.named(native.labels)
         keywords, unknown_kw = ontology.named(native.keywords)
         if unknown or unknown_kw:
-            ids = ", ".join([*unknown, *unknown_kw][:5])
-            return self.reject(
+            return self.unknown_labels(
                 native.row,
-                Code.UNKNOWN_LABEL,
-                f"label id(s) {ids} not in the AudioSet ontology",
+                [*unknown, *unknown_kw],
+                "the AudioSet ontology",
                 path=native.reject_path,
                 source_id=source_id,
             )

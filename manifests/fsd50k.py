@@ -104,12 +104,7 @@ class FSD50KAdapter(Adapter):
             if vocab is not None:
                 unknown = [m for m in mids if m not in vocab]
                 if unknown:
-                    yield self.reject(
-                        row_no,
-                        Code.UNKNOWN_LABEL,
-                        f"label id(s) {', '.join(unknown[:5])} not in the vocabulary",
-                        source_id=fname,
-                    )
+                    yield self.unknown_labels(row_no, unknown, "the vocabulary", source_id=fname)
                     continue
                 labels = tuple(vocab[m] for m in mids)
             else:

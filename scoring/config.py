@@ -23,16 +23,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StrictBool, StrictStr, ValidationInfo, model_validator
 from pydantic.dataclasses import dataclass
 
-from clap_corpus.core.config import MODEL_CONFIG, Count, Fraction, loading, problem
+from clap_corpus.core.config import MODEL_CONFIG, Count, Device, Fraction, loading, problem
 
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-def _device(value: str) -> str:
-    if not _DEVICE_RE.match(value):
-        raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
-    return value
 
 
 def _cosine(value: float) -> float:
@@ -69,7 +62,7 @@ class ClapConfig:
     )
     kind: Literal["auto", "transformers", "trainer"] = "auto"  # never `auto` after validation
     model_path: StrictStr = ""  # resolved: the folder, or the hub id
-    device: Annotated[StrictStr, AfterValidator(_device)] = "auto"  # CUDA when the worker has one
+    device: Device = "auto"  # CUDA when the worker has one
     min_batch_size: Count = 1
     max_batch_size: Count = 32
     large_model: StrictBool = True  # one model per worker machine, shared by its processes

@@ -24,6 +24,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from clap_corpus.core.errors import ConfigError
 from clap_corpus.scoring.config import ClapConfig
 from clap_corpus.scoring.scores import ClapInput, unfused_view
+from clap_corpus.transforms.inference import length_groups, load_error, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,7 @@ class Embedder:
         import torch
 
         self._torch = torch
-        if config.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        else:
-            self.device = config.device
+        self.device = pick_device(config.device)
         self.chunk = EMBED_CHUNK
         if self.device == "cpu":
             torch.set_num_threads(1)  # the bytes must not depend on the worker's cores
@@ -110,11 +108,8 @@ class Embedder:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         ids = [self.tokenizer(t, truncation=True, max_length=self.max_tokens)["input_ids"] for t in texts]
-        by_length: dict[int, list[int]] = {}
-        for i, seq in enumerate(ids):
-            by_length.setdefault(len(seq), []).append(i)
         result: list[np.ndarray | None] = [None] * len(texts)
-        for _, group in sorted(by_length.items()):
+        for group in length_groups(len(seq) for seq in ids):
             for chunk in self._chunks(len(group)):
                 rows = [group[j] for j in chunk]
                 x = torch.tensor([ids[r] for r in rows], dtype=torch.long, device=self.device)
@@ -136,10 +131,9 @@ def load_embedder(config: ClapConfig, spec_path: str = "") -> Embedder:
         return Embedder(config)
     except Exception as e:
         where = f"{spec_path}: " if spec_path else ""
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         raise ClapModelUnavailable(
             f"{where}options.clap.model: cannot load the CLAP model '{config.model}' ({config.kind}): "
-            f"{type(e).__name__}: {first}\n"
+            f"{load_error(e)}\n"
             "Provide it in one of these ways:\n"
             f"  - on a machine with network, `hf download {config.model}` and copy the Hugging Face cache "
             "here (and into the worker image), or set options.clap.download: true;\n"

@@ -15,11 +15,12 @@ from typing import Annotated, Literal
 import pytest
 from docs_text import block_after, docs_page
 
+from clap_corpus.core.cli_help import add_commands
 from clap_corpus.trainer.__main__ import main
 from clap_corpus.trainer.checkpoint import CONFIG_FILE, MODEL_FILE, check_compatible, read_checkpoint
 from clap_corpus.trainer.cli import (
+    COMMANDS,
     FIELDS,
-    add_command,
     add_options,
     configs_from_args,
     from_args,
@@ -152,7 +153,7 @@ RESUME_SENSITIVE_BEFORE = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="t")
-    add_command(parser.add_subparsers(dest="command"))
+    add_commands(parser.add_subparsers(dest="command"), COMMANDS)
     return parser
 
 

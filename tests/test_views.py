@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torchaudio
+from laion_mel import laion_get_mel
 
 from clap_corpus.core.audio import CLIP_SAMPLES, int16_to_float, quantize_int16
 from clap_corpus.transforms.views import (
@@ -52,23 +53,7 @@ F16_ATOL = 1e-3
 
 
 def _reference_mel(audio: torch.Tensor) -> torch.Tensor:
-    # LAION's get_mel. `onesided=True` is omitted: torchaudio 2.11 deprecated it and it is the default.
-    mel_tf = torchaudio.transforms.MelSpectrogram(
-        sample_rate=48000,
-        n_fft=1024,
-        win_length=1024,
-        hop_length=480,
-        center=True,
-        pad_mode="reflect",
-        power=2.0,
-        norm=None,
-        n_mels=64,
-        f_min=50,
-        f_max=14000,
-    )
-    mel = mel_tf(audio)
-    mel = torchaudio.transforms.AmplitudeToDB(top_db=None)(mel)
-    return mel.T  # (T, n_mels)
+    return laion_get_mel()(audio).T  # (T, n_mels)
 
 
 def _triangle(x: np.ndarray) -> np.ndarray:

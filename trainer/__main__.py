@@ -8,15 +8,15 @@ import argparse
 import logging
 import sys
 
-from clap_corpus.core.cli_help import log_level
-from clap_corpus.trainer.cli import add_command
+from clap_corpus.core.cli_help import add_commands, log_level
+from clap_corpus.trainer.cli import COMMANDS
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m clap_corpus.trainer", description="Train and evaluate CLAP."
     )
-    add_command(parser.add_subparsers(dest="command", required=True))
+    add_commands(parser.add_subparsers(dest="command", required=True), COMMANDS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args, []))

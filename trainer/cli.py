@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from clap_corpus.core.cli_help import add_command_parser, add_logging_options
+from clap_corpus.core.cli_help import Command
 from clap_corpus.core.extras import MissingExtraError, require_extra
 from clap_corpus.trainer.config import (
     GROUPS,
@@ -95,38 +95,11 @@ def add_options(
         where.add_argument(flag_of(d), **kw)
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    train = add_command_parser(
-        sub,
-        "train",
-        help="train CLAP on a built corpus (torchrun for several GPUs)",
-        description="Train a CLAP model (HTS-AT or a small CNN audio encoder, a Hugging Face or tiny text "
-        "encoder) contrastively on a built corpus's shards, with checkpoints and an evaluation after each "
-        "epoch. Downloads: the default --text-model roberta-base comes from the Hugging Face hub (once, "
-        "into its cache: `hf download roberta-base`); --text-model tiny and --audio-encoder cnn need none.",
-        examples=[
-            "clapcorpus train --data demo-run --output demo-run/clap --audio-encoder cnn --text-model tiny "
-            "--epochs 5",
-            "torchrun --nproc_per_node=8 -m clap_corpus.trainer train --data gs://b/corpus "
-            "--output runs/clap --tensorboard   # then: tensorboard --logdir runs/clap/tensorboard",
-        ],
-    )
+def _train_options(train: argparse.ArgumentParser) -> None:
     add_options(train, _cli(TRAIN_MODELS))
-    train.set_defaults(func=_train)
 
-    ev = add_command_parser(
-        sub,
-        "eval",
-        help="retrieval and zero-shot metrics of a checkpoint on a corpus split",
-        description="Text-to-audio and audio-to-text retrieval (R@1/5/10, mAP@10) and zero-shot "
-        "classification of a checkpoint on a corpus split. Threads, batch size, workers, mel mode and "
-        "precision default to the checkpoint's training run, so that eval prints exactly what the "
-        "evaluation at the end of train printed (CPU kernels sum in another order with other threads or "
-        "batch shapes).",
-        examples=[
-            "clapcorpus eval --checkpoint demo-run/clap --data demo-run --split valid --json report.json",
-        ],
-    )
+
+def _eval_options(ev: argparse.ArgumentParser) -> None:
     ev.add_argument(
         "--checkpoint", required=True, help="checkpoint folder, or a run folder (its newest checkpoint)"
     )
@@ -141,10 +114,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         defaults=dict.fromkeys(EVAL_SETTINGS),
         helps=EVAL_HELP,
     )
-    ev.set_defaults(func=_eval)
-
-    for sp in (train, ev):
-        add_logging_options(sp, "INFO")  # the loss and eval lines are the trainer's output
 
 
 def option_name(field: str) -> str:
@@ -179,19 +148,23 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, ModelConfi
     return from_args(args, TrainConfig), from_args(args, ModelConfig)
 
 
+def _fail(command: str, *problems: object) -> int:
+    """How both commands stop short: one line per problem on stderr, exit code 2."""
+    for problem in problems:
+        print(f"clapcorpus {command}: {problem}", file=sys.stderr)
+    return 2
+
+
 def _refuse(command: str, e: OptionError) -> int:
     """One line per problem, naming the option; before anything is loaded."""
-    for field, message in e.problems:
-        print(f"clapcorpus {command}: {option_name(field)}: {message}", file=sys.stderr)
-    return 2
+    return _fail(command, *(f"{option_name(field)}: {message}" for field, message in e.problems))
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         require_extra("trainer", "train")
     except MissingExtraError as e:
-        print(f"clapcorpus train: {e}", file=sys.stderr)
-        return 2
+        return _fail("train", e)
     from clap_corpus.trainer.checkpoint import CheckpointError
     from clap_corpus.trainer.data import DataError
     from clap_corpus.trainer.text import TextModelError
@@ -205,8 +178,7 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         result = train(tcfg, mcfg, resume=run.resume, stop_at_step=run.stop_at_step, echo=print)
     except (CheckpointError, DataError, TextModelError, ValueError, FileNotFoundError) as e:
-        print(f"clapcorpus train: {e}", file=sys.stderr)
-        return 2
+        return _fail("train", e)
     if result.checkpoint:
         print(f"checkpoint: {result.checkpoint}")
     print(f"trained {result.state.step} steps, {result.samples_per_second:.1f} samples/s over the run")
@@ -233,8 +205,7 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         require_extra("trainer", "eval")
     except MissingExtraError as e:
-        print(f"clapcorpus eval: {e}", file=sys.stderr)
-        return 2
+        return _fail("eval", e)
     from clap_corpus.trainer.checkpoint import CheckpointError, latest_checkpoint, read_checkpoint
     from clap_corpus.trainer.data import DataError, list_shards, resolve_layout
     from clap_corpus.trainer.evaluate import evaluate, format_report
@@ -267,10 +238,45 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
             threads=settings["threads"],
         )
     except (CheckpointError, DataError, TextModelError, FileNotFoundError) as e:
-        print(f"clapcorpus eval: {e}", file=sys.stderr)
-        return 2
+        return _fail("eval", e)
     print(format_report(report))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report.to_json(), f, indent=1, sort_keys=True)
     return 0
+
+
+COMMANDS = (
+    Command(
+        "train",
+        help="train CLAP on a built corpus (torchrun for several GPUs)",
+        description="Train a CLAP model (HTS-AT or a small CNN audio encoder, a Hugging Face or tiny text "
+        "encoder) contrastively on a built corpus's shards, with checkpoints and an evaluation after each "
+        "epoch. Downloads: the default --text-model roberta-base comes from the Hugging Face hub (once, "
+        "into its cache: `hf download roberta-base`); --text-model tiny and --audio-encoder cnn need none.",
+        examples=[
+            "clapcorpus train --data demo-run --output demo-run/clap --audio-encoder cnn --text-model tiny "
+            "--epochs 5",
+            "torchrun --nproc_per_node=8 -m clap_corpus.trainer train --data gs://b/corpus "
+            "--output runs/clap --tensorboard   # then: tensorboard --logdir runs/clap/tensorboard",
+        ],
+        options=_train_options,
+        run=_train,
+        log_level="INFO",  # the loss and eval lines are the trainer's output
+    ),
+    Command(
+        "eval",
+        help="retrieval and zero-shot metrics of a checkpoint on a corpus split",
+        description="Text-to-audio and audio-to-text retrieval (R@1/5/10, mAP@10) and zero-shot "
+        "classification of a checkpoint on a corpus split. Threads, batch size, workers, mel mode and "
+        "precision default to the checkpoint's training run, so that eval prints exactly what the "
+        "evaluation at the end of train printed (CPU kernels sum in another order with other threads or "
+        "batch shapes).",
+        examples=[
+            "clapcorpus eval --checkpoint demo-run/clap --data demo-run --split valid --json report.json",
+        ],
+        options=_eval_options,
+        run=_eval,
+        log_level="INFO",
+    ),
+)

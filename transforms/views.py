@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,6 +254,11 @@ class ViewPlan:
             if not 0 <= s <= last:
                 raise ValueError(f"crop start {s} outside 0..{last}")
 
+    def check_wave(self, shape: tuple[int, ...]) -> None:
+        """The mel input (numpy or torch) is one clip of the plan's length."""
+        if len(shape) != 1 or shape[0] != self.num_samples:
+            raise ValueError(f"wave of shape {shape} does not match plan ({self.num_samples} samples)")
+
     def to_json(self) -> dict[str, Any]:
         """A plain JSON-able dict; the field names are part of the stored format."""
         return {
@@ -429,6 +435,18 @@ def _reflect_padded(x: np.ndarray, a: int, b: int) -> np.ndarray:
     return np.concatenate([head, body, tail], axis=-1)
 
 
+def mel_input_samples(shape: tuple[int, ...], name: str, kind: str) -> int:
+    """Samples per row of a log-mel input of ``shape`` (..., n), numpy's or torch's (``name`` and
+    ``kind``, "array" or "tensor", for the message)."""
+    if not shape:
+        raise ValueError(f"{name} needs a (..., n) {kind}")
+    n = shape[-1]
+    if n <= PAD:
+        # Reflect padding by N_FFT // 2 needs more samples than the pad itself.
+        raise ValueError(f"{name} needs more than {PAD} samples, got {n}")
+    return n
+
+
 def log_mel(wave: np.ndarray) -> np.ndarray:
     """Log-mel spectrogram float32 (..., n) -> (..., n // 480 + 1, 64), as LAION-CLAP's ``get_mel``.
 
@@ -440,12 +458,7 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
     x = np.asarray(wave)
     if x.dtype != np.float32:
         raise TypeError(f"log_mel takes float32 samples, got {x.dtype}")
-    if x.ndim == 0:
-        raise ValueError("log_mel needs a (..., n) array")
-    n = x.shape[-1]
-    if n <= PAD:
-        # Reflect padding by N_FFT // 2 needs more samples than the pad itself.
-        raise ValueError(f"log_mel needs more than {PAD} samples, got {n}")
+    n = mel_input_samples(x.shape, "log_mel", "array")
     lead = x.shape[:-1]
     x = x.reshape(-1, n)
     batch, total = x.shape[0], n // HOP + 1
@@ -557,17 +570,28 @@ def resize_time(mel: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def fill_views(dst: np.ndarray, mel: np.ndarray, plan: ViewPlan) -> None:
-    """Write the four views of ``plan`` cut from the whole-clip ``mel`` into ``dst`` [4, 1001, 64]."""
+def fill_views(dst: Any, mel: Any, plan: ViewPlan, resize: Callable[[Any], Any] = resize_time) -> None:
+    """Write the four views of ``plan`` cut from the whole-clip ``mel`` into ``dst`` [4, 1001, 64].
+
+    numpy arrays, or torch tensors with views_torch's ``resize`` of the global view."""
     if mel.shape[0] != plan.mel_frames:
         raise ValueError(f"mel has {mel.shape[0]} frames, plan expects {plan.mel_frames}")
     if not plan.longer:
         dst[:] = mel[None]
         return
     assert plan.starts is not None  # guaranteed by ViewPlan validation
-    dst[0] = resize_time(mel)
+    dst[0] = resize(mel)
     for view, start in enumerate(plan.starts, start=1):
         dst[view] = mel[start : start + CHUNK_FRAMES]
+
+
+def float32_samples(wave: np.ndarray) -> np.ndarray:
+    """``wave`` as contiguous float32: float samples only."""
+    arr = np.asarray(wave)
+    if not np.issubdtype(arr.dtype, np.floating):
+        # Integer PCM must go through views_from_int16: silently casting would skip LAION's read.
+        raise TypeError(f"expected float samples, got {arr.dtype}; use views_from_int16 for int16")
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def compute_views(wave: np.ndarray, plan: ViewPlan) -> np.ndarray:
@@ -577,13 +601,8 @@ def compute_views(wave: np.ndarray, plan: ViewPlan) -> np.ndarray:
     of the stored int16), with ``plan.num_samples`` samples. On torch tensors and accelerators, use
     :func:`clap_corpus.transforms.views_torch.compute_views_torch`.
     """
-    arr = np.asarray(wave)
-    if not np.issubdtype(arr.dtype, np.floating):
-        # Integer PCM must go through views_from_int16: silently casting would skip LAION's read.
-        raise TypeError(f"expected float samples, got {arr.dtype}; use views_from_int16 for int16")
-    x = np.ascontiguousarray(arr, dtype=np.float32)
-    if x.ndim != 1 or x.shape[0] != plan.num_samples:
-        raise ValueError(f"wave of shape {x.shape} does not match plan ({plan.num_samples} samples)")
+    x = float32_samples(wave)
+    plan.check_wave(x.shape)
     if plan.mode == MODE_REPEATPAD:
         x = repeat_pad(x)
     out = np.empty((NUM_VIEWS, CHUNK_FRAMES, MEL_BINS), dtype=np.float32)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from clap_corpus.core.audio import CLIP_SAMPLES, INT16_SCALE
+from clap_corpus.transforms.inference import length_groups
 from clap_corpus.transforms.views import (
     AMIN,
     CHUNK_FRAMES,
@@ -26,8 +27,11 @@ from clap_corpus.transforms.views import (
     NUM_VIEWS,
     PAD,
     ViewPlan,
+    fill_views,
+    float32_samples,
     hann_window,
     interleaved_filterbank,
+    mel_input_samples,
     used_bins,
 )
 
@@ -56,12 +60,7 @@ def log_mel_torch(wave: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"log_mel_torch takes a torch.Tensor, got {type(wave).__name__}")
     if wave.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"log_mel_torch takes float32 or float64 samples, got {wave.dtype}")
-    if wave.ndim == 0:
-        raise ValueError("log_mel_torch needs a (..., n) tensor")
-    n = wave.shape[-1]
-    if n <= PAD:
-        # Reflect padding by N_FFT // 2 needs more samples than the pad itself.
-        raise ValueError(f"log_mel_torch needs more than {PAD} samples, got {n}")
+    n = mel_input_samples(tuple(wave.shape), "log_mel_torch", "tensor")
     lead = wave.shape[:-1]
     x = wave.reshape(-1, n)
     batch = x.shape[0]
@@ -84,16 +83,9 @@ def log_mel_torch(wave: torch.Tensor) -> torch.Tensor:
 
 
 def laion_loader_input_torch(pcm: torch.Tensor) -> torch.Tensor:
-    """Stored int16 samples -> the float32 signal LAION-CLAP's loader computes its mel from.
-
-    LAION's WebDataset loader decodes the FLAC member to float (``v / 32768``), then runs its
-    ``float32_to_int16`` (clamp, x 32767, truncate toward zero) and ``int16_to_float32`` (/ 32767)
-    before ``get_audio_features``. ``trunc(v / 32768 * 32767)`` is ``v - sign(v)`` for every int16 ``v``
-    (float32 rounding never reaches the next integer), so the mel input is ``(v - sign(v)) / 32767``.
-    Reading ``v / 32767`` instead moves bins near the 16-bit noise floor by several dB. The pipeline
-    (``views.views_from_int16``) and the trainer's on-device views both go through here. Runs on the
-    tensor's device.
-    """
+    """Stored int16 samples -> the float32 signal LAION-CLAP's loader computes its mel from:
+    ``(v - sign(v)) / 32767``, as :func:`clap_corpus.transforms.views.laion_loader_input` (whose
+    docstring says why) computes it for the pipeline. Runs on the tensor's device."""
     if not isinstance(pcm, torch.Tensor) or pcm.dtype != torch.int16:
         got = getattr(pcm, "dtype", type(pcm))
         raise TypeError(f"laion_loader_input_torch takes an int16 tensor, got {got}")
@@ -104,11 +96,7 @@ def laion_loader_input_torch(pcm: torch.Tensor) -> torch.Tensor:
 def _as_float_tensor(wave: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     if isinstance(wave, torch.Tensor):
         return wave.to(device=device, dtype=torch.float32)
-    arr = np.asarray(wave)
-    if not np.issubdtype(arr.dtype, np.floating):
-        # Integer PCM must go through views_from_int16: silently casting would skip LAION's read.
-        raise TypeError(f"expected float samples, got {arr.dtype}; use views_from_int16 for int16")
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(device)
+    return torch.from_numpy(float32_samples(wave)).to(device)
 
 
 def _repeat_pad_torch(x: torch.Tensor) -> torch.Tensor:
@@ -131,18 +119,6 @@ def _resize_time(mel: torch.Tensor) -> torch.Tensor:
         mel[None, None], size=(CHUNK_FRAMES, MEL_BINS), mode="bilinear", align_corners=False, antialias=True
     )
     return resized[0, 0]
-
-
-def _fill_views(dst: torch.Tensor, mel: torch.Tensor, plan: ViewPlan) -> None:
-    if mel.shape[0] != plan.mel_frames:
-        raise ValueError(f"mel has {mel.shape[0]} frames, plan expects {plan.mel_frames}")
-    if not plan.longer:
-        dst.copy_(mel.expand(NUM_VIEWS, -1, -1))
-        return
-    assert plan.starts is not None  # guaranteed by ViewPlan validation
-    dst[0] = _resize_time(mel)
-    for view, start in enumerate(plan.starts, start=1):
-        dst[view] = mel[start : start + CHUNK_FRAMES]
 
 
 def _batches(indices: list[int], lengths: list[int], device: torch.device) -> list[list[int]]:
@@ -184,21 +160,15 @@ def compute_views_torch(
     inputs: list[torch.Tensor] = []
     for wave, plan in zip(items, plans, strict=True):
         x = _as_float_tensor(wave, device)
-        if x.ndim != 1 or x.shape[0] != plan.num_samples:
-            raise ValueError(
-                f"wave of shape {tuple(x.shape)} does not match plan ({plan.num_samples} samples)"
-            )
+        plan.check_wave(tuple(x.shape))
         inputs.append(_repeat_pad_torch(x) if plan.mode == MODE_REPEATPAD else x)
 
     out = torch.empty((len(inputs), NUM_VIEWS, CHUNK_FRAMES, MEL_BINS), dtype=torch.float32, device=device)
-    by_length: dict[int, list[int]] = {}
-    for i, x in enumerate(inputs):
-        by_length.setdefault(x.shape[0], []).append(i)
     lengths = [x.shape[0] for x in inputs]
-    for indices in by_length.values():
+    for indices in length_groups(lengths):
         for batch in _batches(indices, lengths, device):
             stacked = inputs[batch[0]][None] if len(batch) == 1 else torch.stack([inputs[i] for i in batch])
             mels = log_mel_torch(stacked)
             for row, i in enumerate(batch):
-                _fill_views(out[i], mels[row], plans[i])
+                fill_views(out[i], mels[row], plans[i], resize=_resize_time)
     return out

@@ -12,15 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser(
-        "bench",
-        help="benchmark the pipeline against LAION's way and a bare loop (source checkout; see --help)",
-        # --help and every other option belong to bench/bench_pipeline.py, which describes itself
-        add_help=False,
-    )
-    bench.set_defaults(func=_bench, beam_args=True)  # every option goes to bench/bench_pipeline.py
+from clap_corpus.core.cli_help import Command
 
 
 def _bench(args: argparse.Namespace, extra: list[str]) -> int:
@@ -42,3 +34,14 @@ def _bench(args: argparse.Namespace, extra: list[str]) -> int:
     from bench.bench_pipeline import main
 
     return main(extra)
+
+
+COMMANDS = (
+    Command(
+        "bench",
+        help="benchmark the pipeline against LAION's way and a bare loop (source checkout; see --help)",
+        run=_bench,
+        # --help and every other option belong to bench/bench_pipeline.py, which describes itself
+        passthrough=True,
+    ),
+)

@@ -5,25 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from clap_corpus.core.cli_help import add_command_parser, add_logging_options
+from clap_corpus.core.cli_help import Command
 from clap_corpus.core.layout import DEMO_CORPUS_FOLDER
 from clap_corpus.pipeline.cli.run import finish
 from clap_corpus.pipeline.launch.run import build_corpus
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    demo = add_command_parser(
-        sub,
-        "demo",
-        help="generate the embedded demo corpus and build it",
-        description="Write a small raw source (real mp3/ogg/opus/m4a/flac/wav files of sounds whose "
-        "captions say what they are, plus a few broken rows) to OUTPUT/source and build it into "
-        "OUTPUT/corpus with the embedded K2C model, as `clapcorpus run` would.",
-        examples=[
-            "clapcorpus demo --output demo-out",
-            "clapcorpus demo --output demo-run --clips 160 --annotation described  # for clapcorpus train",
-        ],
-    )
+def _options(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--output", default="demo-out", help="output folder")
     demo.add_argument("--clips", type=int, default=24, help="number of good clips to generate")
     demo.add_argument("--seed", type=int, default=0, help="seed of the generated sounds and captions")
@@ -33,9 +21,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         default="mixed",
         help="described: five captions per clip naming kind and loudness (for `clapcorpus train`)",
     )
-    demo.set_defaults(func=_demo, beam_args=True, beam_options=True)
-
-    add_logging_options(demo, "WARNING")
 
 
 def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -59,3 +44,22 @@ def _demo(args: argparse.Namespace, beam_args: list[str]) -> int:
     return finish(
         build_corpus(spec_path, os.path.join(args.output, DEMO_CORPUS_FOLDER), beam_args, progress=True)
     )
+
+
+COMMANDS = (
+    Command(
+        "demo",
+        help="generate the embedded demo corpus and build it",
+        description="Write a small raw source (real mp3/ogg/opus/m4a/flac/wav files of sounds whose "
+        "captions say what they are, plus a few broken rows) to OUTPUT/source and build it into "
+        "OUTPUT/corpus with the embedded K2C model, as `clapcorpus run` would.",
+        examples=[
+            "clapcorpus demo --output demo-out",
+            "clapcorpus demo --output demo-run --clips 160 --annotation described  # for clapcorpus train",
+        ],
+        options=_options,
+        run=_demo,
+        beam_args=True,
+        beam_options=True,
+    ),
+)

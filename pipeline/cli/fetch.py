@@ -14,7 +14,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from clap_corpus.core.cli_help import add_command_parser, add_logging_options
+from clap_corpus.core.cli_help import Command
 from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.launch.workers import run_pipeline
 from clap_corpus.pipeline.spec.beam_options import pipeline_options
@@ -25,21 +25,7 @@ from clap_corpus.transforms import storage
 from clap_corpus.transforms.stage_output import FETCH_STATUS
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = add_command_parser(
-        sub,
-        "fetch",
-        help="download the URLs a spec's manifests name into the cache (unknown options go to Beam)",
-        description="Read every source's manifest and download each row's http(s), YouTube or Freesound "
-        "audio URL into the content-addressed cache (OUTPUT/fetch/cache, or options.fetch.cache), writing "
-        "one status table per shard (OUTPUT/fetch/status/<source>/<shard>.parquet: URL, status, HTTP code, "
-        "error, bytes, digest, attempts, seconds). A rerun fetches nothing already cached; `clapcorpus run` "
-        "with the same --output then reads the cached bytes.",
-        examples=[
-            "clapcorpus fetch --spec urls.yaml --output out/",
-            "clapcorpus fetch --spec urls.yaml --output out/ --retry-failed",
-        ],
-    )
+def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", required=True, help="corpus spec (YAML)")
     p.add_argument("--output", required=True, help="output folder or URL: the same as `clapcorpus run`'s")
     p.add_argument(
@@ -47,8 +33,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fetch again the rows whose status is `failed` (else a rerun keeps their failure)",
     )
-    add_logging_options(p, "WARNING")
-    p.set_defaults(func=_fetch, beam_args=True, beam_options=True)
 
 
 def _fetch(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -110,3 +94,24 @@ def format_fetch_report(report: dict[str, Any]) -> str:
         )
     lines.append(f"  status tables: {storage.join(report['output'], 'fetch', 'status')}")
     return "\n".join(lines)
+
+
+COMMANDS = (
+    Command(
+        "fetch",
+        help="download the URLs a spec's manifests name into the cache (unknown options go to Beam)",
+        description="Read every source's manifest and download each row's http(s), YouTube or Freesound "
+        "audio URL into the content-addressed cache (OUTPUT/fetch/cache, or options.fetch.cache), writing "
+        "one status table per shard (OUTPUT/fetch/status/<source>/<shard>.parquet: URL, status, HTTP code, "
+        "error, bytes, digest, attempts, seconds). A rerun fetches nothing already cached; `clapcorpus run` "
+        "with the same --output then reads the cached bytes.",
+        examples=[
+            "clapcorpus fetch --spec urls.yaml --output out/",
+            "clapcorpus fetch --spec urls.yaml --output out/ --retry-failed",
+        ],
+        options=_options,
+        run=_fetch,
+        beam_args=True,
+        beam_options=True,
+    ),
+)

@@ -1,10 +1,11 @@
 """`clapcorpus` command line.
 
-Each command lives in its own module, which defines ``add_command(subparsers)``; the parser it adds
-sets ``func(args, extra_args) -> int`` and, if the command hands unknown options to Beam,
-``beam_args=True``. Any option such a command does not know passes straight through to Beam
-(``--runner=DataflowRunner --project=... --region=...``); with ``beam_options=True`` as well, an option
-Beam does not know either fails at start with the closest known name (Beam would only log it).
+Each command lives in its own module, which declares it once in ``COMMANDS`` (a
+:class:`~clap_corpus.core.cli_help.Command`: its help, options, ``run(args, extra_args) -> int`` and,
+if the command hands unknown options to Beam, ``beam_args=True``). Any option such a command does not
+know passes straight through to Beam (``--runner=DataflowRunner --project=... --region=...``); with
+``beam_options=True`` as well, an option Beam does not know either fails at start with the closest
+known name (Beam would only log it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import importlib
 import logging
 import sys
 
-from clap_corpus.core.cli_help import log_level
+from clap_corpus.core.cli_help import add_commands, log_level
 from clap_corpus.core.errors import ConfigError
 from clap_corpus.core.extras import MissingExtraError
 from clap_corpus.pipeline.launch.preflight import StartCheckError
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(name).add_command(sub)
+        add_commands(sub, importlib.import_module(name).COMMANDS)
     return p
 
 

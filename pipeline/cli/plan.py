@@ -5,23 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from clap_corpus.core.cli_help import add_command_parser, add_logging_options
+from clap_corpus.core.cli_help import Command
 from clap_corpus.manifests.plan import THROUGHPUT_X_REALTIME, format_plan, plan_spec
 from clap_corpus.pipeline.launch.preflight import check_k2c_model, format_results, load_checked_spec
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = add_command_parser(
-        sub,
-        "plan",
-        help="what a spec will produce, from its metadata alone (no audio read)",
-        description="Read a spec's manifests (not the audio) and print per source and split the clips, "
-        "rejects, hours and shards the run would make, and an estimate of its cost in worker hours.",
-        examples=[
-            "clapcorpus plan --spec my_corpus.yaml",
-            "clapcorpus plan --spec my_corpus.yaml --check-audio --json > plan.json",
-        ],
-    )
+def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", required=True, help="corpus spec (YAML)")
     p.add_argument(
         "--check-audio",
@@ -40,8 +29,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="plan without checking that a sample of each source's audio files exists",
     )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    add_logging_options(p, "WARNING")
-    p.set_defaults(func=_plan)
 
 
 def _plan(args: argparse.Namespace, _extra: list[str]) -> int:
@@ -57,3 +44,19 @@ def _plan(args: argparse.Namespace, _extra: list[str]) -> int:
     else:
         print(format_plan(plan) + (f"\n  {format_results(checks)}" if checks else ""))
     return 0
+
+
+COMMANDS = (
+    Command(
+        "plan",
+        help="what a spec will produce, from its metadata alone (no audio read)",
+        description="Read a spec's manifests (not the audio) and print per source and split the clips, "
+        "rejects, hours and shards the run would make, and an estimate of its cost in worker hours.",
+        examples=[
+            "clapcorpus plan --spec my_corpus.yaml",
+            "clapcorpus plan --spec my_corpus.yaml --check-audio --json > plan.json",
+        ],
+        options=_options,
+        run=_plan,
+    ),
+)

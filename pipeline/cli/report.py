@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from clap_corpus.core.cli_help import add_command_parser, add_logging_options
+from clap_corpus.core.cli_help import Command
 from clap_corpus.core.layout import SUMMARY_FILE
 from clap_corpus.pipeline.outputs.card import write_card
 from clap_corpus.pipeline.outputs.report import write_report
@@ -12,19 +12,8 @@ from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.transforms import storage
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = add_command_parser(
-        sub,
-        "report",
-        help="(re)write the run report and dataset card of a built corpus",
-        description="Rebuild report/index.html, report.json, the plots and the dataset card (README.md) "
-        "of a corpus from its summary.json and shard stats; of the audio, only the few example clips "
-        "it shows are read (one seek each).",
-        examples=["clapcorpus report --output out/"],
-    )
+def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="the corpus output folder or URL (has summary.json)")
-    add_logging_options(p, "WARNING")
-    p.set_defaults(func=_report_command)
 
 
 def _report_command(args: argparse.Namespace, _extra: list[str]) -> int:
@@ -36,3 +25,17 @@ def _report_command(args: argparse.Namespace, _extra: list[str]) -> int:
     print(f"report: {write_report(summary)}")
     print(f"dataset card: {write_card(summary)}")
     return 0
+
+
+COMMANDS = (
+    Command(
+        "report",
+        help="(re)write the run report and dataset card of a built corpus",
+        description="Rebuild report/index.html, report.json, the plots and the dataset card (README.md) "
+        "of a corpus from its summary.json and shard stats; of the audio, only the few example clips "
+        "it shows are read (one seek each).",
+        examples=["clapcorpus report --output out/"],
+        options=_options,
+        run=_report_command,
+    ),
+)

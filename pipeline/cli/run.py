@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from clap_corpus.core.cli_help import add_command_parser, add_logging_options
+from clap_corpus.core.cli_help import Command
 from clap_corpus.pipeline.launch.run import build_corpus, format_report
 from clap_corpus.pipeline.outputs.summary_model import NotRun, RunSummary
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    run = add_command_parser(
-        sub,
-        "run",
-        help="build a corpus from a spec (unknown options go to Beam)",
-        description="Build the corpus a spec describes: read every source's manifest, decode and check "
-        "the audio, write captions, and write WebDataset and Parquet shards with their rejects, stats, "
-        "summary, report and dataset card under --output. Options clapcorpus does not know go to Beam "
-        "(--runner, --project, --region ...); without --runner the job runs locally on every core.",
-        examples=[
-            "clapcorpus run --spec my_corpus.yaml --output out/",
-            "clapcorpus run --spec gs://b/spec.yaml --output gs://b/out --runner=DataflowRunner "
-            "--project=P --region=us-central1 --temp_location=gs://b/tmp --setup_file=./setup.py",
-        ],
-    )
+def _options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--spec", required=True, help="corpus spec (YAML)")
     run.add_argument("--output", required=True, help="output folder or URL (gs://...)")
     run.add_argument(
@@ -36,10 +22,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fetch again the URLs whose fetch status is `failed` (sources with http(s) URLs)",
     )
-    run.set_defaults(func=_run, beam_args=True, beam_options=True)
-
-    # quiet by default: the progress line and the final report say what a local run needs
-    add_logging_options(run, "WARNING")
 
 
 def finish(summary: RunSummary | NotRun) -> int:
@@ -61,3 +43,24 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
             retry_failed=args.retry_failed,
         )
     )
+
+
+COMMANDS = (
+    Command(
+        "run",
+        help="build a corpus from a spec (unknown options go to Beam)",
+        description="Build the corpus a spec describes: read every source's manifest, decode and check "
+        "the audio, write captions, and write WebDataset and Parquet shards with their rejects, stats, "
+        "summary, report and dataset card under --output. Options clapcorpus does not know go to Beam "
+        "(--runner, --project, --region ...); without --runner the job runs locally on every core.",
+        examples=[
+            "clapcorpus run --spec my_corpus.yaml --output out/",
+            "clapcorpus run --spec gs://b/spec.yaml --output gs://b/out --runner=DataflowRunner "
+            "--project=P --region=us-central1 --temp_location=gs://b/tmp --setup_file=./setup.py",
+        ],
+        options=_options,
+        run=_run,
+        beam_args=True,
+        beam_options=True,
+    ),
+)
