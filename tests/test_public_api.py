@@ -1,15 +1,13 @@
 """The public API, ``from clap_corpus import ...`` (docs/api.md): the names resolve, importing the
-package loads no Apache Beam, and BuildCorpus inside a Beam pipeline of the user's own builds the
-corpus run_corpus builds, byte for byte."""
+package loads no Apache Beam, and the page's examples run as shown: BuildCorpus inside a Beam pipeline
+of one's own builds the corpus run_corpus builds, byte for byte."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.util import assert_that, equal_to
+from docs_text import block_after, docs_page
 
 import clap_corpus
 from bench.digest_outputs import digests
@@ -20,8 +18,6 @@ from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 from clap_corpus.pipeline.launch.run import run_corpus as run_corpus_home
 from clap_corpus.pipeline.spec.corpus import load_spec as load_spec_home
 from clap_corpus.pipeline.stages.graph import BuildCorpus as BuildCorpusHome
-
-RUNNER = ["--runner=FnApiRunner"]  # in this process: small and quick
 
 
 def test_every_public_name_is_the_object_its_module_defines():
@@ -63,19 +59,31 @@ except AttributeError as e:
     assert proc.stdout.strip() == "module 'clap_corpus' has no attribute 'no_such_name'"
 
 
-def test_build_corpus_in_a_pipeline_of_ones_own_builds_what_run_corpus_builds(tmp_path):
-    spec_path = write_demo_corpus(
-        str(tmp_path / "source"), n_clips=6, max_seconds=3.0, shard_size=2, k2c_model=None
-    )
-    summary = run_corpus(spec_path, str(tmp_path / "run_corpus"), RUNNER)
+def _run_example(heading: str) -> dict:
+    code = block_after(docs_page("api.md"), heading, "python")
+    scope: dict = {}
+    exec(compile(code, f"docs/api.md ({heading})", "exec"), scope)
+    return scope
+
+
+def test_the_api_page_examples_build_the_same_corpus_both_ways(tmp_path, monkeypatch, capsys):
+    """docs/api.md's examples, run as shown on a small demo source: run_corpus, then BuildCorpus inside
+    a pipeline of one's own, then the rejects read back with Code. Same bytes from both builds."""
+    spec_path = write_demo_corpus(str(tmp_path), n_clips=6, max_seconds=3.0, shard_size=2, k2c_model=None)
+    assert spec_path == str(tmp_path / "spec.yaml")
+    monkeypatch.chdir(tmp_path)
+
+    summary = _run_example("## Building from Python")["summary"]
     assert summary["samples"] == 6 and summary["accounting_ok"]
+    _run_example("## BuildCorpus inside your own pipeline")
+    printed = capsys.readouterr().out
+    assert "6 samples; accounting holds" in printed and "demo: 6 samples" in printed
 
-    spec = load_spec(spec_path)
-    with beam.Pipeline(options=PipelineOptions(RUNNER)) as p:
-        built = p | "BuildCorpus" >> BuildCorpus(spec, str(tmp_path / "own"))
-        # the job's one output is the run summary: a user's pipeline goes on from there
-        assert_that(built | beam.Map(lambda s: (s["samples"], s["accounting_ok"])), equal_to([(6, True)]))
-
-    ours, theirs = digests(str(tmp_path / "own")), digests(str(tmp_path / "run_corpus"))
+    ours, theirs = digests("out/mine"), digests("out/corpus")
     assert any(path.endswith(".tar") for _, _, path in ours)
     assert ours == theirs
+
+    _run_example("## Records")
+    counted = capsys.readouterr().out.splitlines()
+    assert counted and sum(int(line.split()[0]) for line in counted) == summary["rejects"]
+    assert any(f"{Code.MISSING_FILE}: {Code.MISSING_FILE.meaning}" in line for line in counted)
