@@ -23,8 +23,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace, extra: list[str]) -> int:
-    # realpath: under the editable install __file__ is a link in build/, bench/ is next to the source
-    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    # realpath: under the editable install __file__ is a link in build/; bench/ is next to pipeline/
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
     if not os.path.exists(os.path.join(root, "bench", "bench_pipeline.py")):
         print("clapcorpus bench: needs a source checkout (no bench/bench_pipeline.py)", file=sys.stderr)
         return 2
