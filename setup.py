@@ -60,6 +60,9 @@ TEST_REQUIRES = [
     # pinned because a release may add checks
     "basedpyright==1.40.2",
     "mkdocs>=1.6,<2",  # tests/test_docs.py: the documentation site builds with --strict (mkdocs.yml)
+    # tests/test_import_contracts.py: the layers as contracts (.importlinter); pinned to a minor range
+    # because a release may add checks, and the test builds the contracts through its Python API
+    "import-linter>=2.17,<2.18",
     # tests/test_dataflow.py pip-installs the staged sdist as a worker does, offline: setuptools with
     # its own bdist_wheel (70.1+); torch 2.11 wants it under 82.
     "setuptools>=70.1,<82",

@@ -17,15 +17,15 @@ applies it after the adapter, before ``wanted``)::
 Without ``origin`` a row meets the record whose id has the same stem (``2394.flac`` and
 ``train_1/0/2394`` both read ``2394``). A value from the table replaces the record's (an empty cell
 leaves it); a record the table has no row for keeps what its source gave it. The spec load checks that
-the named columns exist. The table is read once per source read and held in memory (about 200 bytes a
-row: ~100 MB for LAION's 460 801 Freesound rows). `clapcorpus plan` and the run's ``summary.json`` say
-how many records found a row (``join``: ``matched``, ``unmatched``).
+the named columns exist (manifests/options.py's MetadataJoin). The table is read once per source read
+and held in memory (about 200 bytes a row: ~100 MB for LAION's 460 801 Freesound rows). `clapcorpus
+plan` and the run's ``summary.json`` say how many records found a row (``join``: ``matched``,
+``unmatched``).
 """
 
 from __future__ import annotations
 
 import posixpath
-import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code, Stage
 from clap_corpus.manifests.notes import SourceNotes
-from clap_corpus.manifests.options import MetadataJoin
+from clap_corpus.manifests.options import MetadataJoin, template_fields
 from clap_corpus.manifests.tables import NotText, RowError, read_table, text_list, text_value
 
 
@@ -56,36 +56,9 @@ def _key(value: str) -> str:
     return value
 
 
-def template_fields(template: str) -> list[str]:
-    """The columns an attribution names: ``{a} by {b}`` -> [a, b]; a plain name is one column."""
-    if "{" not in template:
-        return [template]
-    return [f for _, f, _, _ in string.Formatter().parse(template) if f]
-
-
 def _rows(join: MetadataJoin) -> Iterator[tuple[int, Mapping[str, Any]] | RowError]:
     for path in join.files:
         yield from read_table(path, join.format)
-
-
-def columns(join: MetadataJoin) -> list[str]:
-    """Every column the join names."""
-    attribution = template_fields(join.attribution) if join.attribution else []
-    return [join.key, *([join.license] if join.license else []), *attribution, *join.captions]
-
-
-def check(join: MetadataJoin) -> None:
-    """At spec load: the first row of each file has the columns the join names; raises ValueError."""
-    for path in join.files:
-        first = next((r for r in read_table(path, join.format) if not isinstance(r, RowError)), None)
-        if first is None:
-            continue  # an empty table joins nothing; said at run time by the counts
-        have = set(first[1])
-        missing = [c for c in dict.fromkeys(columns(join)) if c not in have]
-        if missing:
-            raise ValueError(
-                f"{path} has no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, have))})"
-            )
 
 
 def load(join: MetadataJoin) -> dict[str, Row]:

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from clap_corpus.manifests.tables import RowError, read_table
 from clap_corpus.transforms import storage
 
 
@@ -137,16 +138,38 @@ class MetadataJoin(BaseModel):
     replace_captions: bool = False  # the table's captions replace the record's (where the row has any)
     format: Literal["csv", "tsv", "jsonl", "parquet", "json"] | None = None  # default: the extension
 
+    def columns(self) -> list[str]:
+        """Every column the join names."""
+        attribution = template_fields(self.attribution) if self.attribution else []
+        return [self.key, *([self.license] if self.license else []), *attribution, *self.captions]
+
     @model_validator(mode="after")
     def _columns_exist(self, info: ValidationInfo) -> MetadataJoin:
         if _resolver(info) is not None:  # the spec is loading: the table is there to look at
-            from clap_corpus.manifests.join import check
-
             try:
-                check(self)
+                self._check_columns()
             except (OSError, UnicodeDecodeError) as e:
                 raise ValueError(f"cannot read the table: {e}") from None
         return self
+
+    def _check_columns(self) -> None:
+        """The first row of each file has the columns the join names; raises ValueError."""
+        for path in self.files:
+            first = next((r for r in read_table(path, self.format) if not isinstance(r, RowError)), None)
+            if first is None:
+                continue  # an empty table joins nothing; said at run time by the counts
+            have = set(first[1])
+            missing = [c for c in dict.fromkeys(self.columns()) if c not in have]
+            if missing:
+                names, columns = ", ".join(map(repr, missing)), ", ".join(map(str, have))
+                raise ValueError(f"{path} has no column {names} (columns: {columns})")
+
+
+def template_fields(template: str) -> list[str]:
+    """The columns an attribution names: ``{a} by {b}`` -> [a, b]; a plain name is one column."""
+    if "{" not in template:
+        return [template]
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f]
 
 
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))

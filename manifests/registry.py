@@ -36,7 +36,7 @@ from clap_corpus.manifests.base import Adapter
 from clap_corpus.manifests.join import apply as join_table
 from clap_corpus.manifests.notes import SourceNotes
 from clap_corpus.manifests.options import AdapterOptions
-from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.manifests.source import AdapterRules, SourceSpec
 from clap_corpus.manifests.wanted import hold_to_list
 
 # (source, scan_audio) -> records and rejects; scan_audio False: metadata only (`clapcorpus plan`)
@@ -279,3 +279,8 @@ def parse_options(name: str, options: Mapping[str, Any], resolve: Callable[[str]
     resolved by ``resolve`` (spec-relative path -> path to read); raises
     :class:`~manifests.options.OptionError`."""
     return adapter(name).options.check(options, resolve)
+
+
+# What the checks of a source ask of this table while a spec loads (the spec loader hands it to them
+# in its SourceLoadContext: this module imports the adapters, which import manifests/source.py).
+RULES = AdapterRules(tuple(ADAPTERS), parse_options, needs_manifest, check_source)

@@ -1,11 +1,17 @@
-"""What a corpus spec says about one source, and the path rules every adapter shares."""
+"""What a corpus spec says about one source, and the path rules every adapter shares.
+
+Every adapter imports this module, and the adapter registry (manifests/registry.py) imports every
+adapter: the checks of a source that need the registry (is the adapter known, are its options right)
+get it from the load context (:class:`SourceLoadContext`, built by the spec loader), not by an import.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +21,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from clap_corpus.core.audio_ref import is_web_url
 from clap_corpus.core.config import (
     MODEL_CONFIG,
+    LoadContext,
     Proportions,
     Rows,
     SourceName,
@@ -25,7 +32,36 @@ from clap_corpus.core.config import (
 )
 from clap_corpus.core.rejects import Code, RejectError, Stage
 from clap_corpus.core.urls import SECRET_QUERY_PARAMS, BadURL, normalize_host, parse_web_url
+from clap_corpus.manifests.options import OptionError
 from clap_corpus.transforms import storage
+
+
+@dataclass(frozen=True)
+class AdapterRules:
+    """What the checks of a source being loaded ask of the adapter registry (registry.RULES)."""
+
+    names: Collection[str]  # the adapters a spec may name
+    # (adapter, options as written, spec path -> path to read) -> the checked options; raises OptionError
+    parse_options: Callable[[str, Mapping[str, Any], Callable[[str], str]], Mapping[str, Any]]
+    needs_manifest: Callable[[str], bool]
+    check_source: Callable[[SourceSpec], None]  # the adapter's own check; raises ValueError
+
+
+@dataclass(frozen=True)
+class SourceLoadContext(LoadContext):
+    """The load context of a spec with sources: the spec file's, and the adapter registry's rules."""
+
+    adapters: AdapterRules
+
+
+def _adapters(info: ValidationInfo) -> AdapterRules | None:
+    """The registry's rules while a spec loads, else None (a SourceSpec built in code)."""
+    context = loading(info)
+    if context is None:
+        return None
+    if not isinstance(context, SourceLoadContext):
+        raise TypeError("a spec with sources loads with a SourceLoadContext (the adapter registry's rules)")
+    return context.adapters
 
 
 @pydantic_dataclass(frozen=True, config=MODEL_CONFIG)
@@ -60,13 +96,9 @@ class SourceSpec:
     @field_validator("adapter")
     @classmethod
     def _known_adapter(cls, value: str, info: ValidationInfo) -> str:
-        if loading(info) is not None:
-            from clap_corpus.manifests.registry import (
-                ADAPTERS,
-            )  # the registry imports the adapters, which import us
-
-            if value not in ADAPTERS:
-                raise ValueError(f"unknown adapter '{value}' (known: {', '.join(sorted(ADAPTERS))})")
+        adapters = _adapters(info)
+        if adapters is not None and value not in adapters.names:
+            raise ValueError(f"unknown adapter '{value}' (known: {', '.join(sorted(adapters.names))})")
         return value
 
     @field_validator("audio_root", "manifest")
@@ -92,14 +124,11 @@ class SourceSpec:
     @field_validator("options")
     @classmethod
     def _adapter_options(cls, value: Mapping[str, Any], info: ValidationInfo) -> Mapping[str, Any]:
-        context = loading(info)
-        if context is None or "adapter" not in info.data:  # built in code, or the adapter is wrong
+        context, adapters = loading(info), _adapters(info)
+        if context is None or adapters is None or "adapter" not in info.data:  # built in code, or bad adapter
             return value
-        from clap_corpus.manifests.options import OptionError
-        from clap_corpus.manifests.registry import parse_options
-
         try:
-            return parse_options(info.data["adapter"], value, context.resolve)
+            return adapters.parse_options(info.data["adapter"], value, context.resolve)
         except OptionError as e:
             if len(e.errors) == 1:
                 raise problem(e.message, at=e.field) from None
@@ -108,24 +137,21 @@ class SourceSpec:
 
     @model_validator(mode="after")
     def _manifest_when_needed(self, info: ValidationInfo) -> SourceSpec:
-        if loading(info) is not None and self.manifest is None:
-            from clap_corpus.manifests.registry import needs_manifest
-
-            if needs_manifest(self.adapter):
-                raise problem(f"adapter '{self.adapter}' needs a 'manifest' field")
-        if loading(info) is not None and self.split is not None and self.split_map:
+        adapters = _adapters(info)
+        if adapters is None:
+            return self
+        if self.manifest is None and adapters.needs_manifest(self.adapter):
+            raise problem(f"adapter '{self.adapter}' needs a 'manifest' field")
+        if self.split is not None and self.split_map:
             # split wins over split_map: the map would be accepted and do nothing
             raise problem(
                 f"has no effect: split sends every clip to '{self.split}' (remove one of the two)",
                 "split_map",
             )
-        if loading(info) is not None:
-            from clap_corpus.manifests.registry import check_source
-
-            try:
-                check_source(self)
-            except ValueError as e:
-                raise problem(str(e), at="options") from None
+        try:
+            adapters.check_source(self)
+        except ValueError as e:
+            raise problem(str(e), at="options") from None
         return self
 
 

@@ -21,9 +21,10 @@ from PIL import Image
 from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.cli.main import main as cli_main
 from clap_corpus.pipeline.demo.corpus import write_demo_corpus
-from clap_corpus.pipeline.launch.progress import ProgressMonitor, format_duration, plan_doc
+from clap_corpus.pipeline.launch.progress import ProgressMonitor, format_duration
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.pipeline.outputs.card import hf_license, render_card, size_category
+from clap_corpus.pipeline.outputs.plan import plan_doc
 from clap_corpus.pipeline.outputs.report import build_report, render_html, render_plots
 from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.pipeline.spec.beam_options import pipeline_options

@@ -1,6 +1,8 @@
 """File access through Beam's FileSystems, so local paths and gs:// / s3:// URLs work alike.
 
-This is the only module that touches storage; everything else passes paths around.
+This is the only module that touches storage; everything else passes paths around. Beam is imported
+on the first file access, not with this module: the transforms and the manifests import it, and
+loading Beam takes 2-3 s that reading a spec or a manifest in a test or a notebook need not pay.
 Writes go to a temporary name first and are renamed into place only when complete, so a killed
 run never leaves a file that looks finished.
 """
@@ -12,14 +14,13 @@ import errno
 import os
 import uuid
 from collections.abc import Iterator
-from typing import BinaryIO
-
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+from typing import TYPE_CHECKING, BinaryIO
 
 from clap_corpus.core.paths import is_url, join, scheme  # noqa: F401  (callers use storage.join etc.)
 
-_PLAIN = CompressionTypes.UNCOMPRESSED
+if TYPE_CHECKING:
+    from apache_beam.io.filesystems import FileSystems
+
 TEMP_MARKER = ".inprogress-"
 
 
@@ -30,6 +31,19 @@ class FileTooLarge(Exception):
 class StorageError(OSError):
     """The filesystem layer failed to read an existing file with an error that is not an OSError
     (a cloud client's own exception type); the message is the original one."""
+
+
+def _filesystems() -> type[FileSystems]:
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def _plain() -> str:
+    # Explicitly uncompressed: Beam would otherwise gunzip anything named *.gz behind our back.
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return CompressionTypes.UNCOMPRESSED
 
 
 @contextlib.contextmanager
@@ -54,16 +68,15 @@ def _typed_read_errors(path: str) -> Iterator[None]:
 
 
 def exists(path: str) -> bool:
-    return FileSystems.exists(path)
+    return _filesystems().exists(path)
 
 
 def size(path: str) -> int:
-    return FileSystems.get_filesystem(path).size(path)
+    return _filesystems().get_filesystem(path).size(path)
 
 
 def open_read(path: str) -> BinaryIO:
-    # Explicitly uncompressed: Beam would otherwise gunzip anything named *.gz behind our back.
-    return FileSystems.open(path, compression_type=_PLAIN)
+    return _filesystems().open(path, compression_type=_plain())
 
 
 def check_size(size: int, max_bytes: int | None, what: str = "file") -> None:
@@ -107,13 +120,13 @@ def rename(src: str, dst: str) -> None:
     if not is_url(dst):  # buckets have no folders; a local one may not exist yet (the fetch cache)
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
     if exists(dst):
-        FileSystems.delete([dst])
-    FileSystems.rename([src], [dst])
+        _filesystems().delete([dst])
+    _filesystems().rename([src], [dst])
 
 
 def create(path: str) -> BinaryIO:
     """A new file for writing (parent folders are made as needed on local disks)."""
-    return FileSystems.create(path, mime_type="application/octet-stream", compression_type=_PLAIN)
+    return _filesystems().create(path, mime_type="application/octet-stream", compression_type=_plain())
 
 
 @contextlib.contextmanager
@@ -128,7 +141,7 @@ def atomic_create(final_path: str) -> Iterator[BinaryIO]:
         with contextlib.suppress(Exception):
             f.close()
         with contextlib.suppress(Exception):
-            FileSystems.delete([tmp])
+            _filesystems().delete([tmp])
         raise
     rename(tmp, final_path)
 
@@ -140,7 +153,7 @@ def write_bytes_atomic(final_path: str, data: bytes) -> None:
 
 def match(pattern: str) -> list[str]:
     """Paths matching a glob pattern; [] when nothing matches."""
-    result = FileSystems.match([pattern])[0]
+    result = _filesystems().match([pattern])[0]
     return sorted(m.path for m in result.metadata_list)
 
 
@@ -148,11 +161,11 @@ def match_ages(pattern: str) -> list[tuple[str, float]]:
     """(path, seconds since its last change) for every path matching ``pattern``."""
     import time
 
-    result = FileSystems.match([pattern])[0]
+    result = _filesystems().match([pattern])[0]
     now = time.time()
     return sorted((m.path, now - (m.last_updated_in_seconds or now)) for m in result.metadata_list)
 
 
 def delete(paths: list[str]) -> None:
     if paths:
-        FileSystems.delete(paths)
+        _filesystems().delete(paths)

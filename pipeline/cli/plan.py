@@ -7,7 +7,8 @@ import json
 
 from clap_corpus.core.cli_help import Command
 from clap_corpus.manifests.plan import THROUGHPUT_X_REALTIME, format_plan, plan_spec
-from clap_corpus.pipeline.launch.preflight import check_k2c_model, format_results, load_checked_spec
+from clap_corpus.pipeline.launch.preflight import format_results, load_checked_spec
+from clap_corpus.pipeline.spec.k2c_model import check_k2c_model
 
 
 def _options(p: argparse.ArgumentParser) -> None:

@@ -229,24 +229,6 @@ def load_checked_spec(
     return spec, check_spec(spec, missing_manifests=missing)
 
 
-def check_k2c_model(spec: CorpusSpec) -> None:
-    """What `clapcorpus run` checks while it builds its graph: the K2C model is there when a source
-    uses K2C (a per-source override counts, whatever the section's own ``mode``). Raises ConfigError."""
-    users = spec.k2c_sources()
-    if not users:
-        return
-    from clap_corpus.k2c.handler import ModelUnavailable, check_captioner
-
-    try:
-        check_captioner(spec.options.k2c, spec.path)
-    except ModelUnavailable as e:
-        mode = spec.options.k2c.mode  # type: ignore[union-attr]  # users: not None
-        raise ModelUnavailable(
-            f"{e}\n(keyword-to-caption writes captions for {', '.join(users)}: options.k2c.mode is "
-            f"{mode!r}{', options.k2c.sources turns it on for them' if mode == 'off' else ''})"
-        ) from None
-
-
 def format_results(results: dict[str, SourceCheckResult]) -> str:
     """One line: audio found per source, of its sampled rows that name audio."""
     parts = [f"{name} {r.found}/{r.found + r.not_found}" for name, r in results.items()]

@@ -1,9 +1,9 @@
 """Progress of a running build: the plan (records per split) and a live line polled from the stats files.
 
-The graph writes ``<out>/plan.json`` as soon as every record has its split (the moment shard
-boundaries are cut), and every finished shard writes its stats file. A background thread in the
-launcher lists the stats files every few seconds and prints samples, rate and ETA. It reads the
-output folder through :mod:`transforms.storage`, so it works the same for local folders and gs://
+The graph writes ``<out>/plan.json`` (pipeline/outputs/plan.py) as soon as every record has its split
+(the moment shard boundaries are cut), and every finished shard writes its stats file. A background
+thread in the launcher lists the stats files every few seconds and prints samples, rate and ETA. It
+reads the output folder through :mod:`transforms.storage`, so it works the same for local folders and gs://
 outputs; on Dataflow the same figures are also Beam counters (namespace ``clapcorpus``) on the job
 page: ``planned_records``, ``samples``, ``rejects``, ``shards_done``, ``audio_milliseconds``.
 """
@@ -15,48 +15,15 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import SHARD_NAME_RE, Layout
+from clap_corpus.pipeline.outputs.plan import read_plan
 from clap_corpus.transforms import storage
 
 log = logging.getLogger(__name__)
-
-METRICS_NAMESPACE = "clapcorpus"  # the namespace WriteShardFn counts in
-
-
-def plan_doc(records_by_split: Mapping[str, int], spec_fingerprint: str, shard_size: int) -> dict[str, Any]:
-    records = {k: int(v) for k, v in sorted(records_by_split.items())}
-    return {
-        "spec_fingerprint": spec_fingerprint,
-        "shard_size": shard_size,
-        "records_by_split": records,
-        "records": sum(records.values()),
-        # What shard_boundaries cuts: one shard per shard_size records (a split's last one shorter).
-        "shards_by_split": {k: -(-n // shard_size) for k, n in records.items()},
-    }
-
-
-def write_plan(records_by_split: Mapping[str, int], spec_fingerprint: str, shard_size: int, layout: Layout):
-    """Beam step: write ``plan.json`` and count the planned records as a metric."""
-    from apache_beam.metrics import Metrics
-
-    doc = plan_doc(records_by_split, spec_fingerprint, shard_size)
-    storage.write_bytes_atomic(layout.plan_path(), dumps_json(doc) + b"\n")
-    Metrics.counter(METRICS_NAMESPACE, "planned_records").inc(doc["records"])
-    return doc
-
-
-def read_plan(layout: Layout, spec_fingerprint: str) -> dict[str, Any] | None:
-    """The plan of this spec, or None (not written yet, unreadable, or left by another spec)."""
-    try:
-        doc = json.loads(storage.read_text(layout.plan_path()))
-    except Exception:  # not there yet, half-listed on an object store, or garbage: no plan
-        return None
-    return doc if isinstance(doc, dict) and doc.get("spec_fingerprint") == spec_fingerprint else None
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ from clap_corpus.core.urls import SECRET_QUERY_PARAMS
 from clap_corpus.k2c import config as k2c_config
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.manifests.options import ExclusionList
-from clap_corpus.manifests.source import SourceSpec
+from clap_corpus.manifests.registry import RULES as ADAPTER_RULES
+from clap_corpus.manifests.source import SourceLoadContext, SourceSpec
 from clap_corpus.scoring.config import ClapConfig
 from clap_corpus.transforms import storage
 from clap_corpus.transforms.captions import DEFAULT_MAX_CAPTION_CHARS
@@ -354,7 +355,7 @@ def parse_spec(
     adds (source name, message) to the list, so that the start check can name them together with the
     sources whose audio is missing (pipeline/launch/preflight.py)."""
     base_dir = os.path.dirname(os.path.abspath(file)) if not storage.is_url(file) else file.rsplit("/", 1)[0]
-    context = LoadContext(base_dir=base_dir, resolve=lambda p: _resolve(base_dir, p))
+    context = SourceLoadContext(base_dir, lambda p: _resolve(base_dir, p), adapters=ADAPTER_RULES)
     doc, written = _model_input(data, file)
     found = [(path, "unknown field") for path in written]
     spec = None

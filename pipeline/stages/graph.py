@@ -28,11 +28,11 @@ from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.notes import SourceNotes, split_map_line
 from clap_corpus.manifests.registry import read_source
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline.launch.preflight import check_k2c_model
-from clap_corpus.pipeline.launch.progress import write_plan
 from clap_corpus.pipeline.outputs import summary as summary_mod
+from clap_corpus.pipeline.outputs.plan import write_plan
 from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.pipeline.spec.corpus import CorpusSpec
+from clap_corpus.pipeline.spec.k2c_model import check_k2c_model
 from clap_corpus.pipeline.stages.audio_input import failure_reject, read_audio
 from clap_corpus.pipeline.stages.duplicates import (
     DropDuplicates,
