@@ -8,7 +8,8 @@ The public API (docs/api.md)::
     summary = run_corpus(spec, "out/")     # build it in a Beam pipeline of its own; the run summary
     pipeline | BuildCorpus(spec, "out/")   # or the same job inside a Beam pipeline of yours
 
-and the records an adapter yields (:class:`Record`, :class:`Reject`, reject :class:`Code`). The rest
+the run summary's model (:class:`RunSummary`) and the records an adapter yields (:class:`Record`,
+:class:`Reject`, reject :class:`Code`). The rest
 of the code lives in the folders core/, transforms/, manifests/, k2c/, scoring/, pipeline/ and trainer/
 of the source tree; setup.py installs them as ``clap_corpus.core``, ``clap_corpus.pipeline`` ..., so
 that installing the project never puts a package named ``pipeline`` at the top of site-packages.
@@ -35,10 +36,11 @@ if TYPE_CHECKING:  # what type checkers and editors read; at run time __getattr_
     from clap_corpus.core.records import Record, Reject
     from clap_corpus.core.rejects import Code
     from clap_corpus.pipeline.launch.run import run_corpus
+    from clap_corpus.pipeline.outputs.summary_model import RunSummary
     from clap_corpus.pipeline.spec.corpus import load_spec
     from clap_corpus.pipeline.stages.graph import BuildCorpus
 
-__all__ = ["BuildCorpus", "Code", "Record", "Reject", "load_spec", "run_corpus"]
+__all__ = ["BuildCorpus", "Code", "Record", "Reject", "RunSummary", "load_spec", "run_corpus"]
 
 # Each public name -> the module that defines it, imported on first use (PEP 562): `import clap_corpus`,
 # which every `import clap_corpus.core...` runs first, loads no Apache Beam (the trainer has none).
@@ -47,6 +49,7 @@ _HOME = {
     "Code": "clap_corpus.core.rejects",
     "Record": "clap_corpus.core.records",
     "Reject": "clap_corpus.core.records",
+    "RunSummary": "clap_corpus.pipeline.outputs.summary_model",
     "load_spec": "clap_corpus.pipeline.spec.corpus",
     "run_corpus": "clap_corpus.pipeline.launch.run",
 }

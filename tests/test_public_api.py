@@ -16,6 +16,7 @@ from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 from clap_corpus.pipeline.launch.run import run_corpus as run_corpus_home
+from clap_corpus.pipeline.outputs.summary_model import RunSummary as RunSummaryHome
 from clap_corpus.pipeline.spec.corpus import load_spec as load_spec_home
 from clap_corpus.pipeline.stages.graph import BuildCorpus as BuildCorpusHome
 
@@ -26,6 +27,7 @@ def test_every_public_name_is_the_object_its_module_defines():
         "Code": Code,
         "Record": Record,
         "Reject": Reject,
+        "RunSummary": RunSummaryHome,
         "load_spec": load_spec_home,
         "run_corpus": run_corpus_home,
     }
