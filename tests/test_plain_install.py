@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _plain_install(tmp: Path) -> Path:
     purelib = install(copy_sources(tmp / "source"), tmp / "venv", editable=False)
-    assert (purelib / "clap_corpus" / "pipeline" / "run.py").exists()
+    assert (purelib / "clap_corpus" / "pipeline" / "launch" / "run.py").exists()
     return tmp / "venv"
 
 
