@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from clap_models import tiny_clap_model
+from helpers.records import make_record
 
-from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.core.schema import PARQUET_SCHEMA, parquet_schema
 from clap_corpus.pipeline.demo.corpus import write_demo_corpus
@@ -40,10 +40,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 RUNNER = ["--runner=FnApiRunner"]
 
 
-def _record(key: str = "s_a_1", texts=("a", "b", "c"), split="train", source="s") -> Record:
-    return Record(key, source, key, LocalFile("/x.wav"), 1, split=split, text=tuple(texts))
-
-
 # ------------------------------------------------------------------------------------------------
 # Pure rules
 
@@ -63,7 +59,7 @@ def test_scores_are_cosines_of_the_stored_float16_embeddings():
 def test_order_by_score_moves_captions_scores_and_embeddings_together():
     rng = np.random.default_rng(1)
     audio, texts = rng.normal(size=8), rng.normal(size=(3, 8))
-    r = _record(texts=("x", "y", "z"))
+    r = make_record("s_a_1", split="train", text=("x", "y", "z"))
     c = scores_of(audio, texts)
     out = order_by_score(Record(**{**r.__dict__, "clap": c}))
     order = sorted(range(3), key=lambda i: -c.scores[i])
@@ -81,13 +77,20 @@ def test_top_fraction_threshold_keeps_the_ceiling_and_ties():
 
 
 def test_low_score_reject_names_the_rule():
-    r = Record(**{**_record().__dict__, "clap": scores_of(np.ones(4), np.array([[1, 0, 0, 0.0]]))})
+    r = Record(
+        **{
+            **make_record("s_a_1", split="train", text=("a", "b", "c")).__dict__,
+            "clap": scores_of(np.ones(4), np.array([[1, 0, 0, 0.0]])),
+        }
+    )
     assert low_score_reject(r, None, None) is None
     rej = low_score_reject(r, 0.9, None)
     assert rej.code == "low_clap_score" and rej.stage == "clap" and "min_clap_score 0.9" in rej.reason
     rej = low_score_reject(r, None, 0.6)
     assert rej is not None and "top fraction of source 's'" in rej.reason
-    assert low_score_reject(_record(), 0.9, 0.9) is None  # not scored: the shard writer decides
+    assert (
+        low_score_reject(make_record("s_a_1", split="train", text=("a", "b", "c")), 0.9, 0.9) is None
+    )  # not scored: the shard writer decides
 
 
 def test_faiss_and_numpy_find_the_same_neighbours():
@@ -314,10 +317,12 @@ def test_caption_overlaps_name_the_heldout_sample():
     from clap_corpus.scoring.stage import caption_overlaps
 
     held = {normalise_caption("A dog barks."): ("s", "valid", "s_v_1")}
-    train = _record(texts=("a dog  barks", "rain"))
+    train = make_record("s_a_1", split="train", text=("a dog  barks", "rain"))
     [pair] = list(caption_overlaps(train, held, ("train",)))
     assert pair["caption"] == "a dog  barks" and pair["heldout"]["key"] == "s_v_1"
-    assert not list(caption_overlaps(_record(split="valid", texts=("a dog barks",)), held, ("train",)))
+    assert not list(
+        caption_overlaps(make_record("s_a_1", split="valid", text=("a dog barks",)), held, ("train",))
+    )
 
 
 def _digests(root: str) -> dict[str, str]:
@@ -521,7 +526,7 @@ def _with_embeddings(members, v) -> list[Record]:
     return [
         Record(
             **{
-                **_record(key, ("x",), split, source).__dict__,
+                **make_record(key, source=source, split=split, text=("x",)).__dict__,
                 "clap": ClapScores((0.5,), v[i].astype("<f2").tobytes(), b""),
             }
         )
