@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from clap_models import tiny_clap_model
+from helpers.corpora import build_demo
 from helpers.records import make_record
 
 from clap_corpus.core.records import Record
@@ -137,11 +138,8 @@ def tiny_model(tmp_path_factory) -> str:
 
 def _build(root, clap: dict | None, n_clips: int = 10) -> tuple[dict, str]:
     extra = {"clap": clap} if clap is not None else {}
-    spec = write_demo_corpus(
-        str(root / "src"), n_clips=n_clips, max_seconds=14.0, k2c_model=None, extra_options=extra
-    )
-    out = str(root / "out")
-    return run_corpus(spec, out, RUNNER), out
+    build = build_demo(root, n_clips=n_clips, max_seconds=14.0, k2c_model=None, extra_options=extra)
+    return build.summary, build.out
 
 
 def _tar_docs(out: str) -> dict[str, dict]:
@@ -159,6 +157,7 @@ def _tar_docs(out: str) -> dict[str, dict]:
     return docs
 
 
+@pytest.mark.slow
 def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model):
     # An untrained model puts every clip near every other: the guard only reports here.
     clap = {"model": tiny_model, "max_batch_size": 4, "content_overlap": "report"}
@@ -202,6 +201,7 @@ def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model)
             assert docs[e["key"]]["clap_scores"] == scores
 
 
+@pytest.mark.slow
 def test_top_fraction_filter_and_caption_order(tmp_path, tiny_model):
     clap = {
         "model": tiny_model,
@@ -274,6 +274,7 @@ def test_near_duplicate_groups_join_other_sources_only():
     assert 0.98 <= groups[0][1] < 1.0
 
 
+@pytest.mark.slow
 def test_a_run_without_scoring_removes_the_embeddings_of_an_earlier_one(tmp_path, tiny_model):
     clap = {"model": tiny_model, "content_overlap": "off"}
     spec = write_demo_corpus(
@@ -340,6 +341,7 @@ def _digests(root: str) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 def test_the_same_spec_gives_the_same_bytes_with_scoring_on(tmp_path, tiny_model):
     clap = {"model": tiny_model, "max_batch_size": 3, "order_captions": True, "min_clap_score": -0.02}
     spec = write_demo_corpus(str(tmp_path / "src"), n_clips=8, k2c_model=None, extra_options={"clap": clap})
@@ -580,6 +582,7 @@ def test_the_beam_search_gives_the_same_groups_for_any_number_of_blocks(search, 
     assert sum(m["kept"] for m in first["samples"]) == 1
 
 
+@pytest.mark.slow
 def test_the_content_guard_searches_a_batch_of_records_per_call(tmp_path, tiny_model, monkeypatch):
     """One faiss call for many train records (it was one per record: 31.6 CPU-ms a record against
     1.4 batched at 125 000 held-out vectors, bench/bench_clap_score.py)."""
@@ -640,6 +643,7 @@ def test_a_fused_trainer_model_embeds_a_clip_the_same_whatever_the_batching(trai
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_a_rerun_of_the_same_spec_keeps_every_finished_shard(tmp_path, trainer_model):
     """Identical runs gave other embeddings (a fused model's arithmetic followed Beam's batches), so a
     rerun rebuilt finished shards."""
@@ -682,6 +686,7 @@ def _add_rows(spec_path: str, rows: list[tuple[str, np.ndarray, str]]) -> None:
         yaml.safe_dump(doc, f, sort_keys=False)
 
 
+@pytest.mark.slow
 def test_keep_top_fraction_does_not_count_silent_clips(tmp_path, tiny_model):
     clap = {"model": tiny_model, "keep_top_fraction": 0.5, "content_overlap": "off", "trust_model": True}
     spec = write_demo_corpus(
@@ -752,6 +757,7 @@ def test_calibration_refuses_a_model_that_cannot_tell_and_trusts_one_that_can():
     assert "only 8 clips" in removal_allowed(few, "captions")[1]
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_tell_removes_nothing_and_the_run_says_why(tmp_path, tiny_model):
     """The defaults that used to destroy (content removal at 0.95), a top fraction and near-duplicate
     removal, with an untrained model: nothing is removed, the summary and the console say why."""

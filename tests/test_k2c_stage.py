@@ -67,6 +67,7 @@ def _inputs(sets) -> list[str]:
     return [PRESETS["k2t"].format(keyword_set((), s).keywords) for s in sets]
 
 
+@pytest.mark.slow
 def test_batching_changes_nothing(captioner):
     inputs = _inputs(SETS)
     lengths = {len(captioner.tokenizer(x)["input_ids"]) for x in inputs}
@@ -157,6 +158,7 @@ def test_stage_dedup_changes_no_output(stage_runs):
     assert recs == recs_nodedup
 
 
+@pytest.mark.slow
 def test_stage_equals_each_record_through_the_model_alone(stage_runs, captioner):
     """The PTransform (distinct sets, batched RunInference, side input fan-out) gives every record what
     its own keyword set, generated alone, gives it; the report counts the same outcomes."""

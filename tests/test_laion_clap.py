@@ -30,10 +30,14 @@ from clap_corpus.pipeline.demo import synth
 from clap_corpus.transforms.sample import Sample, SampleOptions, process_sample
 from clap_corpus.transforms.shards import ShardWriter
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("laion_clap") is None or importlib.util.find_spec("torchvision") is None,
-    reason="laion-clap 1.1.7 is not installed (see this module's docstring for the install line)",
-)
+# LAION-CLAP's own loader over our shards: each test builds shards and starts its workers
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("laion_clap") is None or importlib.util.find_spec("torchvision") is None,
+        reason="laion-clap 1.1.7 is not installed (see this module's docstring for the install line)",
+    ),
+]
 
 LOADER = Path(__file__).with_name("laion_loader.py")
 ROOT = LOADER.parent.parent
