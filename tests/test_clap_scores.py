@@ -78,11 +78,8 @@ def test_top_fraction_threshold_keeps_the_ceiling_and_ties():
 
 
 def test_low_score_reject_names_the_rule():
-    r = Record(
-        **{
-            **make_record("s_a_1", split="train", text=("a", "b", "c")).__dict__,
-            "clap": scores_of(np.ones(4), np.array([[1, 0, 0, 0.0]])),
-        }
+    r = make_record(
+        "s_a_1", split="train", text=("a", "b", "c"), clap=scores_of(np.ones(4), np.array([[1, 0, 0, 0.0]]))
     )
     assert low_score_reject(r, None, None) is None
     rej = low_score_reject(r, 0.9, None)
@@ -526,11 +523,12 @@ def _with_embeddings(members, v) -> list[Record]:
     from clap_corpus.core.records import ClapScores
 
     return [
-        Record(
-            **{
-                **make_record(key, source=source, split=split, text=("x",)).__dict__,
-                "clap": ClapScores((0.5,), v[i].astype("<f2").tobytes(), b""),
-            }
+        make_record(
+            key,
+            source=source,
+            split=split,
+            text=("x",),
+            clap=ClapScores((0.5,), v[i].astype("<f2").tobytes(), b""),
         )
         for i, (key, source, split) in enumerate(members)
     ]
