@@ -1,12 +1,17 @@
-"""Shared fixtures: real encoded audio files, made once per test session."""
+"""Shared fixtures, each made once per test session: real encoded audio files, small copies of the
+sources, and the demo corpus builds that several test files read (tests/helpers/ has the builders)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from clap_corpus.pipeline.demo import synth
+
+if TYPE_CHECKING:  # the build imports Beam: only a session that builds the corpus pays for it
+    from helpers.corpora import DemoBuild
 
 MATRIX_RATES = (16_000, 22_050, 44_100, 48_000)
 MATRIX_LAYOUTS = {"mono": 1, "stereo": 2}
@@ -41,3 +46,15 @@ def clap_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fixtures_sources import build_clap_data
 
     return build_clap_data(tmp_path_factory.mktemp("clap_data"))
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoBuild:
+    """The demo corpus, 10 clips of 1-14 s in shards of 3 (K2C's tiny model, the demo's bad rows),
+    built once for every file that only reads it (tests/test_interop.py, tests/test_report.py).
+    A test that writes into a corpus builds its own."""
+    from helpers.corpora import build_demo
+
+    build = build_demo(tmp_path_factory.mktemp("small_demo"), n_clips=10, max_seconds=14.0, shard_size=3)
+    assert build.summary["samples"] == 10
+    return build

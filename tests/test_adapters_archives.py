@@ -5,18 +5,14 @@ import zipfile
 from pathlib import Path
 
 import yaml
+from helpers.audio import tone_bytes
 
 from clap_corpus.core.audio_ref import ArchiveMember
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.captionfiles import read_captionfiles
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.audio_source import read_audio_bytes
-
-
-def _clip(freq: float) -> bytes:
-    return synth.encode_audio(synth.tone(freq, 1.0, 16000), 16000, "flac")
 
 
 def _split(items):
@@ -32,10 +28,10 @@ def _wavcaps(root: Path) -> Path:
     zips = root / "Zip_files" / "FreeSound"
     zips.mkdir(parents=True)
     with zipfile.ZipFile(zips / "FreeSound.zip", "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("FreeSound_flac/180913.flac", _clip(330.0))
-        z.writestr("FreeSound_flac/180914.flac", _clip(440.0))
+        z.writestr("FreeSound_flac/180913.flac", tone_bytes(330.0))
+        z.writestr("FreeSound_flac/180914.flac", tone_bytes(440.0))
         z.writestr("FreeSound_flac/666.flac", b"\0" * BOMB_BYTES)
-        z.writestr("../evil/777.flac", _clip(550.0))  # named outside the archive: never indexed
+        z.writestr("../evil/777.flac", tone_bytes(550.0))  # named outside the archive: never indexed
     entry = lambda i, cap, **kw: {"id": i, "caption": cap, "duration": 1.0, **kw}  # noqa: E731
     meta = root / "json_files" / "FreeSound" / "fsd_final.json"
     meta.parent.mkdir(parents=True)
@@ -82,7 +78,7 @@ def test_wavcaps_json_with_audio_in_zips(tmp_path):
     assert isinstance(audio, ArchiveMember) and audio.offset is not None  # one seek to read it later
     assert (audio.archive, audio.member) == (src.options["archives"][0], "FreeSound_flac/180913.flac")
     assert records[0].original["file_name"] == "UK Mello.wav"
-    assert read_audio_bytes(records[1].audio) == _clip(440.0)
+    assert read_audio_bytes(records[1].audio) == tone_bytes(440.0)
     assert sorted((r.row, r.code) for r in rejects) == [
         (4, "missing_audio"),
         (5, "missing_audio"),

@@ -23,6 +23,9 @@ from clap_corpus.manifests.plan import plan_spec
 from clap_corpus.pipeline.cli.main import main
 from clap_corpus.pipeline.spec.corpus import load_spec
 
+# every test reads the corpus built once here from every shipped source (about 35 s)
+pytestmark = pytest.mark.slow
+
 SPEC = str(Path(__file__).resolve().parents[1] / "manifests" / "specs" / "laion_clap_2m5.yaml")
 
 

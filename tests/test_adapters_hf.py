@@ -8,12 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
+from helpers.audio import tone_bytes
 
 from clap_corpus.core.audio_ref import EmbeddedCell, LocalFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.hf_datasets import read_hf_dataset
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.pipeline.stages.duplicates import _DecideFn
 from clap_corpus.transforms import storage
@@ -30,17 +30,15 @@ FEATURES = Features(
 )
 
 
-def _clip(freq: float, fmt: str = "flac") -> bytes:
-    return synth.encode_audio(synth.tone(freq, 1.0, 16000), 16000, fmt)
-
-
 def _dataset(rows: list[dict]) -> Dataset:
     # Built as a plain struct, then cast: encoding into Audio() would need torchcodec, casting does not.
     cols = {k: [r[k] for r in rows] for k in FEATURES}
     return Dataset.from_dict(cols, features=FEATURES).cast_column("audio", Audio(decode=False))
 
 
-CLIPS = {name: _clip(f) for name, f in {"a": 330.0, "b": 440.0, "c": 550.0, "d": 660.0, "e": 770.0}.items()}
+CLIPS = {
+    name: tone_bytes(f) for name, f in {"a": 330.0, "b": 440.0, "c": 550.0, "d": 660.0, "e": 770.0}.items()
+}
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +161,7 @@ def test_hf_source_and_keep_first_duplicates_end_to_end(saved, tmp_path):
     extra.mkdir()
     (extra / "Low_Tone_Copy.flac").write_bytes(CLIPS["a"])  # = hf train "a": this source is listed first
     (extra / "Held_Out_Copy.flac").write_bytes(CLIPS["d"])  # = hf test "d": the held-out copy wins
-    (extra / "Unique_Tone.wav").write_bytes(_clip(880.0, "wav"))
+    (extra / "Unique_Tone.wav").write_bytes(tone_bytes(880.0, fmt="wav"))
     spec = {
         "corpus": "hfdemo",
         "options": {"shard_size": 4, "duplicates": "keep_first", "store_mel": False},

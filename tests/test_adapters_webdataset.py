@@ -8,18 +8,14 @@ from pathlib import Path
 
 import webdataset as wds
 import yaml
+from helpers.audio import tone_bytes
 
 from clap_corpus.core.audio_ref import ArchiveMember
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.manifests.webdataset import expand_braces, read_webdataset
-from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.audio_source import read_audio_bytes
-
-
-def _clip(freq: float, fmt: str = "flac", seconds: float = 1.0) -> bytes:
-    return synth.encode_audio(synth.tone(freq, seconds, 16000), 16000, fmt)
 
 
 def _add(t: tarfile.TarFile, name: str, data: bytes, **kw) -> None:
@@ -43,7 +39,7 @@ def _laion_tar(path: Path, first: int, freqs: list[float]) -> None:
             w.write(
                 {
                     "__key__": str(n),
-                    "flac": _clip(f),
+                    "flac": tone_bytes(f),
                     "json": _laion_doc(
                         f"A tone at {int(f)} hertz",
                         ["sine", "test"],
@@ -89,12 +85,12 @@ def test_laion_tars_read_with_no_options(tmp_path):
     assert isinstance(first.audio, ArchiveMember) and first.audio.member == "0.flac"
     assert first.audio.offset == 0  # an uncompressed tar: read by one seek
     assert first.original["id"] == 1000 and first.original["webdataset_key"] == "0"
-    assert read_audio_bytes(records[2].audio) == _clip(440.0)
+    assert read_audio_bytes(records[2].audio) == tone_bytes(440.0)
     # A brace pattern picks tars; a label role and a compressed tar read the same way.
     gz = root / "gz" / "000000.tar.gz"
     gz.parent.mkdir()
     with tarfile.open(gz, "w:gz") as t:
-        _add(t, "k.wav", _clip(660.0, "wav"))
+        _add(t, "k.wav", tone_bytes(660.0, fmt="wav"))
         _add(t, "k.json", json.dumps({"text": "Gz tone", "tag": ["Dog"]}).encode())
     spec = SourceSpec(
         name="fs",
@@ -108,25 +104,27 @@ def test_laion_tars_read_with_no_options(tmp_path):
         ("gz/000000/k", ("Dog",)),
         *[(f"train/0/{i}", ("sine", "test")) for i in (0, 1)],
     ]
-    assert records[0].audio.offset is None and read_audio_bytes(records[0].audio) == _clip(660.0, "wav")
+    assert records[0].audio.offset is None and read_audio_bytes(records[0].audio) == tone_bytes(
+        660.0, fmt="wav"
+    )
 
 
 def _hostile_tar(path: Path) -> None:
     with tarfile.open(path, "w") as t:
-        _add(t, "good.flac", _clip(330.0))
+        _add(t, "good.flac", tone_bytes(330.0))
         _add(t, "good.json", _laion_doc("Good", ["a"]))
-        _add(t, "../escape.flac", _clip(440.0))
+        _add(t, "../escape.flac", tone_bytes(440.0))
         _add(t, "link.flac", b"", type=tarfile.SYMTYPE, linkname="/etc/passwd")
         _add(t, "link.json", _laion_doc("Link", []))
-        _add(t, "list.flac", _clip(550.0))
+        _add(t, "list.flac", tone_bytes(550.0))
         _add(t, "list.json", b'["not", "an", "object"]')
-        _add(t, "broken.flac", _clip(560.0))
+        _add(t, "broken.flac", tone_bytes(560.0))
         _add(t, "broken.json", b"{not json")
         _add(t, "noaudio.json", _laion_doc("No audio", []))
         _add(t, "noaudio.txt", b"hello")
-        _add(t, "big.flac", _clip(660.0, seconds=4.0))
+        _add(t, "big.flac", tone_bytes(660.0, seconds=4.0))
         _add(t, "big.json", _laion_doc("Big", []))
-        _add(t, "last.flac", _clip(770.0))
+        _add(t, "last.flac", tone_bytes(770.0))
         _add(t, "last.json", _laion_doc("Last", []))
 
 
@@ -169,17 +167,17 @@ def test_end_to_end_then_our_own_shards_read_back(tmp_path):
     raw = tmp_path / "raw"
     _laion_tar(raw / "train" / "0.tar", 0, [330.0, 440.0, 550.0])
     with tarfile.open(raw / "train" / "1.tar", "w") as t:
-        _add(t, "big.flac", _clip(660.0, seconds=3.0))  # over the cap set below
+        _add(t, "big.flac", tone_bytes(660.0, seconds=3.0))  # over the cap set below
         _add(t, "big.json", _laion_doc("Too big", ["x"]))
-        _add(t, "yt.flac", _clip(880.0))
+        _add(t, "yt.flac", tone_bytes(880.0))
         _add(t, "yt.json", _laion_doc("A youtube tone", ["beep"], youtube_id="0123456789A"))
     # A held-out set whose JSON names the Freesound id of the third train clip: the leakage guard
     # finds it through the origin ids the adapter read from both JSON documents.
     with tarfile.open(tmp_path / "held.tar", "w") as t:
-        _add(t, "h.flac", _clip(990.0))
+        _add(t, "h.flac", tone_bytes(990.0))
         _add(t, "h.json", _laion_doc("A held-out tone", ["held"], freesound_id="1002"))
-    cap = len(_clip(660.0, seconds=3.0)) - 1
-    assert all(len(_clip(f)) <= cap for f in (330.0, 880.0))
+    cap = len(tone_bytes(660.0, seconds=3.0)) - 1
+    assert all(len(tone_bytes(f)) <= cap for f in (330.0, 880.0))
     spec = {
         "corpus": "wdsdemo",
         "options": {"shard_size": 8, "store_mel": False, "max_file_bytes": cap},
@@ -259,7 +257,7 @@ def test_laion_freesound_layout_ids_splits_and_the_wanted_list(tmp_path):
     tar = tmp_path / "one" / "0.tar"
     tar.parent.mkdir()
     with tarfile.open(tar, "w") as t:
-        _add(t, "a.flac", _clip(330.0))
+        _add(t, "a.flac", tone_bytes(330.0))
         _add(t, "a.json", json.dumps(doc).encode())
     (one,) = _split(read_webdataset(SourceSpec(name="x", adapter="webdataset", audio_root=str(tar.parent))))[
         0
@@ -289,7 +287,7 @@ def test_origin_fields_add_to_the_defaults(tmp_path):
     root.mkdir()
     doc = {"text": ["x"], "original_data": {"youtube_id": "0123456789A", "clip": "77"}}
     with tarfile.open(root / "0.tar", "w") as t:
-        _add(t, "a.flac", _clip(330.0))
+        _add(t, "a.flac", tone_bytes(330.0))
         _add(t, "a.json", json.dumps(doc).encode())
 
     def origins(**options):

@@ -5,9 +5,8 @@ import os
 
 import numpy as np
 import pytest
+from helpers.records import make_record
 
-from clap_corpus.core.audio_ref import LocalFile
-from clap_corpus.core.records import Record
 from clap_corpus.core.rejects import RejectError
 from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.spec.corpus import parse_spec
@@ -23,10 +22,6 @@ def _spec(root, max_file_bytes=1_000_000):
         "sources": [{"name": "s", "adapter": "generic", "manifest": __file__, "audio_root": str(root)}],
     }
     return parse_spec(doc, str(root / "spec.yaml"))
-
-
-def _record(path, key="k1"):
-    return Record(key=key, source="s", source_id=key, split="train", audio=LocalFile(str(path)), row=3)
 
 
 @pytest.fixture
@@ -54,16 +49,20 @@ CASES = [
 @pytest.mark.parametrize(("name", "stage", "code"), CASES)
 def test_a_bad_file_gets_the_same_reject_in_the_duplicate_pass(files, name, stage, code):
     spec = _spec(files, max_file_bytes=200_000)
-    out = list(_HashAudioFn(spec).process(_record(files / name)))
+    out = list(_HashAudioFn(spec).process(make_record("k1", audio=files / name, row=3, split="train")))
     assert len(out) == 1 and out[0].tag == REJECTS
     rej = out[0].value
     assert (rej.stage, rej.code, rej.key, rej.row) == (stage, code, "k1", 3), rej
 
 
 def test_a_good_file_gives_its_digest(files):
-    ((digest, record),) = _HashAudioFn(_spec(files)).process(_record(files / "good.flac"))
+    ((digest, record),) = _HashAudioFn(_spec(files)).process(
+        make_record("k1", audio=files / "good.flac", row=3, split="train")
+    )
     assert len(digest) == 32 and record.key == "k1"
-    assert read_audio(_spec(files), _record(files / "good.flac")).startswith(b"fLaC")
+    assert read_audio(
+        _spec(files), make_record("k1", audio=files / "good.flac", row=3, split="train")
+    ).startswith(b"fLaC")
 
 
 @pytest.mark.parametrize("max_bytes", [None, 1_000_000])
@@ -74,12 +73,12 @@ def test_storage_says_missing_by_type(tmp_path, max_bytes):
     with pytest.raises(OSError) as e:
         storage.read_bytes(str(tmp_path), max_bytes=max_bytes)  # a folder exists but is no file
     assert not isinstance(e.value, FileNotFoundError)
-    rej = failure_reject(_record(tmp_path), e.value)
+    rej = failure_reject(make_record("k1", audio=tmp_path, row=3, split="train"), e.value)
     assert (rej.stage, rej.code) == ("read", "read_error")
 
 
 def test_failure_classification():
-    rec = _record("/a/b.wav")
+    rec = make_record("k1", audio="/a/b.wav", row=3, split="train")
     assert failure_reject(rec, RejectError("views", "views_failed", "x")).stage == "views"
     assert failure_reject(rec, FileNotFoundError("gone")).code == "missing_file"
     assert failure_reject(rec, PermissionError("denied")).code == "read_error"

@@ -14,10 +14,10 @@ import pytest
 from apache_beam.pvalue import AsDict
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
+from helpers.records import make_record
 
-from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.layout import Layout
-from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.records import Reject
 from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.spec.corpus import parse_spec
 from clap_corpus.pipeline.stages.duplicates import (
@@ -46,23 +46,13 @@ def _pipeline() -> beam.Pipeline:
     return test_pipeline.TestPipeline(runner="FnApiRunner")
 
 
-def _r(key: str, split: str = "train", source: str = "lib", path: str = "", **fields) -> Record:
-    return Record(
-        key=key,
-        source=source,
-        source_id=key,
-        audio=LocalFile(path or f"/a/{key}.wav"),
-        row=1,
-        split=split,
-        **fields,
-    )
-
-
 def test_shard_boundaries_and_assignment():
     keys = [f"k{i}" for i in range(7)]
     expected = shard_boundaries((placement_hash(k) for k in keys), 3)
     assert len(expected) == 2  # three shards: 3, 3 and 1 records
-    records = [_r(k) for k in keys] + [_r("v0", "valid")]
+    records = [make_record(k, source="lib", split="train") for k in keys] + [
+        make_record("v0", source="lib", split="valid")
+    ]
     with _pipeline() as p:
         placed = p | beam.Create(records)
         boundaries = (
@@ -92,7 +82,11 @@ def test_shard_boundaries_and_assignment():
 
 
 def test_captions_step_renders_or_rejects():
-    records = [_r("a", captions=("a dog barks",)), _r("b"), _r("c", labels=("Rain",))]
+    records = [
+        make_record("a", source="lib", split="train", captions=("a dog barks",)),
+        make_record("b", source="lib", split="train"),
+        make_record("c", source="lib", split="train", labels=("Rain",)),
+    ]
     with _pipeline() as p:
         out = (
             p | beam.Create(records) | beam.ParDo(RenderCaptionsFn(200)).with_outputs(REJECTS, main="records")
@@ -185,12 +179,13 @@ def clips(tmp_path) -> dict[str, str]:
 def test_drop_duplicates(tmp_path, clips, mode, kept, rejected):
     spec = _spec(tmp_path, duplicates=mode)
     records = [
-        _r("a3", "train", path=clips["a3"]),
-        _r("a2", "train", "more", path=clips["a2"]),
-        _r("a1", "valid", "more", path=clips["a1"]),  # held out: the copy keep_first keeps
-        _r("b", path=clips["b"]),
-        _r("c", path=clips["c"]),
-        _r("gone", path=str(tmp_path / "audio" / "missing.wav")),
+        make_record("a3", source="lib", split="train", audio=clips["a3"]),
+        make_record("a2", source="more", split="train", audio=clips["a2"]),
+        # held out: the copy keep_first keeps
+        make_record("a1", source="more", split="valid", audio=clips["a1"]),
+        make_record("b", source="lib", split="train", audio=clips["b"]),
+        make_record("c", source="lib", split="train", audio=clips["c"]),
+        make_record("gone", source="lib", split="train", audio=str(tmp_path / "audio" / "missing.wav")),
     ]
     layout = Layout(str(tmp_path / "out"), "c")
     with _pipeline() as p:
@@ -216,11 +211,13 @@ def test_held_out_audio_set(tmp_path, clips):
     digest_a = decoded_digest(Path(clips["a1"]).read_bytes(), spec.options.sample)
     digest_c = decoded_digest(Path(clips["c"]).read_bytes(), spec.options.sample)
     records = [
-        _r("a3", "test", path=clips["a3"]),
-        _r("a1", "valid", path=clips["a1"]),  # the same audio held out twice: the smaller holder is named
-        _r("c", "test", "more", path=clips["c"]),
-        _r("b", "train", path=clips["b"]),  # trained on: not part of the set
-        _r("gone", "test", path=str(tmp_path / "audio" / "missing.wav")),  # its own shard rejects it
+        make_record("a3", source="lib", split="test", audio=clips["a3"]),
+        # the same audio held out twice: the smaller holder is named
+        make_record("a1", source="lib", split="valid", audio=clips["a1"]),
+        make_record("c", source="more", split="test", audio=clips["c"]),
+        make_record("b", source="lib", split="train", audio=clips["b"]),  # trained on: not part of the set
+        # its own shard rejects it
+        make_record("gone", source="lib", split="test", audio=str(tmp_path / "audio" / "missing.wav")),
     ]
     expected = HeldOutAudio.build([(digest_a, ("lib", "test", "a3")), (digest_c, ("more", "test", "c"))])
     assert expected.holders[digest_a] == ("lib", "test", "a3")

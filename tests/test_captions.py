@@ -1,12 +1,12 @@
 import json
 import unicodedata
 
+from helpers.records import make_record
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.encoding import dumps_json
-from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.records import Reject
 from clap_corpus.k2c.keywords import keyword_set
 from clap_corpus.k2c.postprocess import clean, finish
 from clap_corpus.transforms.captions import (
@@ -18,10 +18,6 @@ from clap_corpus.transforms.captions import (
     render_captions,
     template_caption,
 )
-
-
-def _record(**kw) -> Record:
-    return Record(key="k", source="s", source_id="id", audio=LocalFile("/x.wav"), row=1, **kw)
 
 
 def test_template_one_label():
@@ -53,18 +49,18 @@ def test_template_rejects_empty():
 
 
 def test_render_prefers_source_captions_and_cleans_them():
-    r = render_captions(_record(captions=("  A dog   barks ", "A dog barks"), labels=("Dog",)))
+    r = render_captions(make_record(captions=("  A dog   barks ", "A dog barks"), labels=("Dog",)))
     assert r.text == ("A dog barks",) and r.caption_kind == "source"
 
 
 def test_render_falls_back_to_labels_then_keywords():
-    assert render_captions(_record(labels=("Rain",))).text == ("The sound of rain.",)
-    r = render_captions(_record(keywords=("wind", "storm")))
+    assert render_captions(make_record(labels=("Rain",))).text == ("The sound of rain.",)
+    r = render_captions(make_record(keywords=("wind", "storm")))
     assert r.text == ("A sound tagged wind and storm.",) and r.caption_kind == "template"
 
 
 def test_render_rejects_clip_without_any_text():
-    r = render_captions(_record())
+    r = render_captions(make_record())
     assert isinstance(r, Reject) and r.stage == "captions" and r.code == "no_text"
 
 
@@ -111,7 +107,8 @@ def test_normalize_leaves_nothing_forbidden_and_is_idempotent(text):
 
 def test_render_normalises_every_text_field_and_drops_what_is_left_empty():
     r = render_captions(
-        _record(
+        make_record(
+            source_id="id",
             captions=(HOSTILE, "\x00\u202e ", "A dog barks loudly in the rain at night cafe\u0301"),
             labels=("Dog\x1b[2J", "\u200b"),
             keywords=("rain\u202e",),
@@ -128,22 +125,24 @@ def test_render_normalises_every_text_field_and_drops_what_is_left_empty():
     assert r.original == {"desc": ["line one line two", 3], "n": 1.5}
     assert render_captions(r, 1000) == r  # the stage's output passes it unchanged
     # only empty captions left: the labels' template; nothing at all left: no_text
-    assert render_captions(_record(captions=("\x1b[0m",), labels=("Rain",))).text == ("The sound of rain.",)
-    gone = render_captions(_record(captions=("\u202e\u202c",), labels=("\x00",), keywords=("\u200b",)))
+    assert render_captions(make_record(captions=("\x1b[0m",), labels=("Rain",))).text == (
+        "The sound of rain.",
+    )
+    gone = render_captions(make_record(captions=("\u202e\u202c",), labels=("\x00",), keywords=("\u200b",)))
     assert isinstance(gone, Reject) and gone.code == "no_text"
 
 
 def test_a_caption_over_the_cap_rejects_its_clip():
-    assert render_captions(_record(captions=("x" * 1000,)), 1000).text == ("x" * 1000,)
+    assert render_captions(make_record(captions=("x" * 1000,)), 1000).text == ("x" * 1000,)
     # counted after normalisation: controls and runs of spaces do not count
-    assert render_captions(_record(captions=("x" * 1000 + "\x00\u202e   ",)), 1000).text == ("x" * 1000,)
+    assert render_captions(make_record(captions=("x" * 1000 + "\x00\u202e   ",)), 1000).text == ("x" * 1000,)
     for captions in (("x" * 200_000,), ("A dog barks.", "y" * 1001)):
-        r = render_captions(_record(captions=captions), 1000)
+        r = render_captions(make_record(captions=captions), 1000)
         assert isinstance(r, Reject) and (r.stage, r.code) == ("captions", "caption_too_long"), captions
         assert "1000" in r.reason and "options.max_caption_chars" in r.reason
-    r = render_captions(_record(labels=("z" * 600, "w" * 600)), 1000)  # a template over the cap too
+    r = render_captions(make_record(labels=("z" * 600, "w" * 600)), 1000)  # a template over the cap too
     assert isinstance(r, Reject) and r.code == "caption_too_long"
-    assert render_captions(_record(captions=("x" * 5000,))).text == ("x" * 5000,)  # None: no cap
+    assert render_captions(make_record(captions=("x" * 5000,))).text == ("x" * 5000,)  # None: no cap
 
 
 # ------------------------------------------------------------------------------------------------
@@ -164,19 +163,19 @@ FREESOUND_TAGS = (
 
 
 def test_keyword_only_clips_get_a_caption_that_reads_as_english():
-    r = render_captions(_record(keywords=FREESOUND_TAGS))
+    r = render_captions(make_record(keywords=FREESOUND_TAGS))
     assert r.text == ("A sound tagged field-recording, bird, ambience, loop and bright.",)
     assert r.keywords == FREESOUND_TAGS and r.tags == FREESOUND_TAGS  # technical tags stay in `tag`
     assert keyword_caption(["noise", "hiss", "bright"]) == "A sound tagged noise, hiss and bright."
     assert keyword_caption(["barking"]) == "A sound tagged barking."
     # labels win over keywords, and keep their own template
-    r = render_captions(_record(labels=("Bird",), keywords=FREESOUND_TAGS))
+    r = render_captions(make_record(labels=("Bird",), keywords=FREESOUND_TAGS))
     assert r.text == ("The sound of bird.",)
     # a clip whose tags only describe the recording has nothing to say about the sound
-    r = render_captions(_record(keywords=("stereo", "wav", "44.1khz", "zoom-h4n")))
+    r = render_captions(make_record(keywords=("stereo", "wav", "44.1khz", "zoom-h4n")))
     assert isinstance(r, Reject) and r.code == "no_text" and "technical" in r.reason
     # thousands of tags: the template names the first ten, well under the cap
-    r = render_captions(_record(keywords=tuple(f"tag{i}" for i in range(3000))), 1000)
+    r = render_captions(make_record(keywords=tuple(f"tag{i}" for i in range(3000))), 1000)
     assert r.text == ("A sound tagged " + ", ".join(f"tag{i}" for i in range(9)) + " and tag9.",)
 
 

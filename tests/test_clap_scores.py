@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from clap_models import tiny_clap_model
+from helpers.corpora import build_demo
+from helpers.records import make_record
 
-from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
 from clap_corpus.core.schema import PARQUET_SCHEMA, parquet_schema
 from clap_corpus.pipeline.demo.corpus import write_demo_corpus
@@ -40,10 +41,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 RUNNER = ["--runner=FnApiRunner"]
 
 
-def _record(key: str = "s_a_1", texts=("a", "b", "c"), split="train", source="s") -> Record:
-    return Record(key, source, key, LocalFile("/x.wav"), 1, split=split, text=tuple(texts))
-
-
 # ------------------------------------------------------------------------------------------------
 # Pure rules
 
@@ -63,7 +60,7 @@ def test_scores_are_cosines_of_the_stored_float16_embeddings():
 def test_order_by_score_moves_captions_scores_and_embeddings_together():
     rng = np.random.default_rng(1)
     audio, texts = rng.normal(size=8), rng.normal(size=(3, 8))
-    r = _record(texts=("x", "y", "z"))
+    r = make_record("s_a_1", split="train", text=("x", "y", "z"))
     c = scores_of(audio, texts)
     out = order_by_score(Record(**{**r.__dict__, "clap": c}))
     order = sorted(range(3), key=lambda i: -c.scores[i])
@@ -81,13 +78,17 @@ def test_top_fraction_threshold_keeps_the_ceiling_and_ties():
 
 
 def test_low_score_reject_names_the_rule():
-    r = Record(**{**_record().__dict__, "clap": scores_of(np.ones(4), np.array([[1, 0, 0, 0.0]]))})
+    r = make_record(
+        "s_a_1", split="train", text=("a", "b", "c"), clap=scores_of(np.ones(4), np.array([[1, 0, 0, 0.0]]))
+    )
     assert low_score_reject(r, None, None) is None
     rej = low_score_reject(r, 0.9, None)
     assert rej.code == "low_clap_score" and rej.stage == "clap" and "min_clap_score 0.9" in rej.reason
     rej = low_score_reject(r, None, 0.6)
     assert rej is not None and "top fraction of source 's'" in rej.reason
-    assert low_score_reject(_record(), 0.9, 0.9) is None  # not scored: the shard writer decides
+    assert (
+        low_score_reject(make_record("s_a_1", split="train", text=("a", "b", "c")), 0.9, 0.9) is None
+    )  # not scored: the shard writer decides
 
 
 def test_faiss_and_numpy_find_the_same_neighbours():
@@ -134,11 +135,8 @@ def tiny_model(tmp_path_factory) -> str:
 
 def _build(root, clap: dict | None, n_clips: int = 10) -> tuple[dict, str]:
     extra = {"clap": clap} if clap is not None else {}
-    spec = write_demo_corpus(
-        str(root / "src"), n_clips=n_clips, max_seconds=14.0, k2c_model=None, extra_options=extra
-    )
-    out = str(root / "out")
-    return run_corpus(spec, out, RUNNER), out
+    build = build_demo(root, n_clips=n_clips, max_seconds=14.0, k2c_model=None, extra_options=extra)
+    return build.summary, build.out
 
 
 def _tar_docs(out: str) -> dict[str, dict]:
@@ -156,6 +154,7 @@ def _tar_docs(out: str) -> dict[str, dict]:
     return docs
 
 
+@pytest.mark.slow
 def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model):
     # An untrained model puts every clip near every other: the guard only reports here.
     clap = {"model": tiny_model, "max_batch_size": 4, "content_overlap": "report"}
@@ -199,6 +198,7 @@ def test_scores_reach_json_parquet_and_the_embedding_files(tmp_path, tiny_model)
             assert docs[e["key"]]["clap_scores"] == scores
 
 
+@pytest.mark.slow
 def test_top_fraction_filter_and_caption_order(tmp_path, tiny_model):
     clap = {
         "model": tiny_model,
@@ -271,6 +271,7 @@ def test_near_duplicate_groups_join_other_sources_only():
     assert 0.98 <= groups[0][1] < 1.0
 
 
+@pytest.mark.slow
 def test_a_run_without_scoring_removes_the_embeddings_of_an_earlier_one(tmp_path, tiny_model):
     clap = {"model": tiny_model, "content_overlap": "off"}
     spec = write_demo_corpus(
@@ -314,10 +315,12 @@ def test_caption_overlaps_name_the_heldout_sample():
     from clap_corpus.scoring.stage import caption_overlaps
 
     held = {normalise_caption("A dog barks."): ("s", "valid", "s_v_1")}
-    train = _record(texts=("a dog  barks", "rain"))
+    train = make_record("s_a_1", split="train", text=("a dog  barks", "rain"))
     [pair] = list(caption_overlaps(train, held, ("train",)))
     assert pair["caption"] == "a dog  barks" and pair["heldout"]["key"] == "s_v_1"
-    assert not list(caption_overlaps(_record(split="valid", texts=("a dog barks",)), held, ("train",)))
+    assert not list(
+        caption_overlaps(make_record("s_a_1", split="valid", text=("a dog barks",)), held, ("train",))
+    )
 
 
 def _digests(root: str) -> dict[str, str]:
@@ -335,6 +338,7 @@ def _digests(root: str) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 def test_the_same_spec_gives_the_same_bytes_with_scoring_on(tmp_path, tiny_model):
     clap = {"model": tiny_model, "max_batch_size": 3, "order_captions": True, "min_clap_score": -0.02}
     spec = write_demo_corpus(str(tmp_path / "src"), n_clips=8, k2c_model=None, extra_options={"clap": clap})
@@ -519,11 +523,12 @@ def _with_embeddings(members, v) -> list[Record]:
     from clap_corpus.core.records import ClapScores
 
     return [
-        Record(
-            **{
-                **_record(key, ("x",), split, source).__dict__,
-                "clap": ClapScores((0.5,), v[i].astype("<f2").tobytes(), b""),
-            }
+        make_record(
+            key,
+            source=source,
+            split=split,
+            text=("x",),
+            clap=ClapScores((0.5,), v[i].astype("<f2").tobytes(), b""),
         )
         for i, (key, source, split) in enumerate(members)
     ]
@@ -575,6 +580,7 @@ def test_the_beam_search_gives_the_same_groups_for_any_number_of_blocks(search, 
     assert sum(m["kept"] for m in first["samples"]) == 1
 
 
+@pytest.mark.slow
 def test_the_content_guard_searches_a_batch_of_records_per_call(tmp_path, tiny_model, monkeypatch):
     """One faiss call for many train records (it was one per record: 31.6 CPU-ms a record against
     1.4 batched at 125 000 held-out vectors, bench/bench_clap_score.py)."""
@@ -635,6 +641,7 @@ def test_a_fused_trainer_model_embeds_a_clip_the_same_whatever_the_batching(trai
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_a_rerun_of_the_same_spec_keeps_every_finished_shard(tmp_path, trainer_model):
     """Identical runs gave other embeddings (a fused model's arithmetic followed Beam's batches), so a
     rerun rebuilt finished shards."""
@@ -677,6 +684,7 @@ def _add_rows(spec_path: str, rows: list[tuple[str, np.ndarray, str]]) -> None:
         yaml.safe_dump(doc, f, sort_keys=False)
 
 
+@pytest.mark.slow
 def test_keep_top_fraction_does_not_count_silent_clips(tmp_path, tiny_model):
     clap = {"model": tiny_model, "keep_top_fraction": 0.5, "content_overlap": "off", "trust_model": True}
     spec = write_demo_corpus(
@@ -747,6 +755,7 @@ def test_calibration_refuses_a_model_that_cannot_tell_and_trusts_one_that_can():
     assert "only 8 clips" in removal_allowed(few, "captions")[1]
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_tell_removes_nothing_and_the_run_says_why(tmp_path, tiny_model):
     """The defaults that used to destroy (content removal at 0.95), a top fraction and near-duplicate
     removal, with an untrained model: nothing is removed, the summary and the console say why."""

@@ -24,6 +24,9 @@ from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.transforms.decode import decode_audio
 
+# every test reads a model trained here on a 160-clip corpus (about a minute), then builds corpora
+pytestmark = pytest.mark.slow
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 RUNNER = ["--runner=FnApiRunner"]

@@ -12,10 +12,9 @@ import av
 import numpy as np
 import pytest
 import yaml
+from helpers.records import make_record
 
 from clap_corpus.core.audio import SAMPLE_RATE, quantize_int16
-from clap_corpus.core.audio_ref import LocalFile
-from clap_corpus.core.records import Record
 from clap_corpus.core.rejects import RejectError
 from clap_corpus.manifests.common import AUDIO_EXTENSIONS
 from clap_corpus.pipeline.demo import synth
@@ -234,27 +233,19 @@ def six_second_flac() -> bytes:
     return synth.encode_audio(synth.tone(440.0, 6.0, 44_100), 44_100, "flac")
 
 
-def record(key: str = "k") -> Record:
-    return Record(
-        key=key,
-        source="s",
-        source_id=key,
-        audio=LocalFile(f"/x/{key}"),
-        row=1,
-        split="train",
-        text=("a tone",),
-    )
-
-
 def test_a_cut_flac_is_flagged_incomplete_not_truncated(six_second_flac: bytes) -> None:
     out = decode_audio(six_second_flac[:12_000])
     assert out.duration_s < 0.5 and out.declared_duration_s == pytest.approx(6.0)
     assert out.incomplete() and not out.truncated
-    sample = process_sample(record(), six_second_flac[:12_000], SampleOptions(store_mel=False))
+    sample = process_sample(
+        make_record(split="train", text=("a tone",)), six_second_flac[:12_000], SampleOptions(store_mel=False)
+    )
     assert sample.meta["incomplete"] is True and sample.meta["truncated"] is False
     with pytest.raises(RejectError) as info:
         process_sample(
-            record(), six_second_flac[:12_000], SampleOptions(store_mel=False, on_incomplete="reject")
+            make_record(split="train", text=("a tone",)),
+            six_second_flac[:12_000],
+            SampleOptions(store_mel=False, on_incomplete="reject"),
         )
     assert (info.value.stage, info.value.code) == ("decode", "incomplete")
 
@@ -280,9 +271,15 @@ def test_a_cut_wav_is_incomplete_by_its_header() -> None:
 
 
 def test_our_own_cap_is_not_incomplete(six_second_flac: bytes) -> None:
-    sample = process_sample(record(), six_second_flac, SampleOptions(store_mel=False, max_duration_s=2.0))
+    sample = process_sample(
+        make_record(split="train", text=("a tone",)),
+        six_second_flac,
+        SampleOptions(store_mel=False, max_duration_s=2.0),
+    )
     assert sample.meta["truncated"] is True and sample.meta["incomplete"] is False
-    full = process_sample(record(), six_second_flac, SampleOptions(store_mel=False))
+    full = process_sample(
+        make_record(split="train", text=("a tone",)), six_second_flac, SampleOptions(store_mel=False)
+    )
     assert full.meta["incomplete"] is False
 
 
@@ -387,7 +384,9 @@ def wav_bytes(x: np.ndarray) -> bytes:
 )
 def test_silent_clips_are_rejected(signal: np.ndarray) -> None:
     with pytest.raises(RejectError) as info:
-        process_sample(record(), wav_bytes(signal), SampleOptions(store_mel=False))
+        process_sample(
+            make_record(split="train", text=("a tone",)), wav_bytes(signal), SampleOptions(store_mel=False)
+        )
     assert (info.value.stage, info.value.code) == ("level", "silent")
     assert info.value.reason
 
@@ -395,13 +394,19 @@ def test_silent_clips_are_rejected(signal: np.ndarray) -> None:
 def test_quiet_but_real_recordings_are_kept_and_levels_shipped() -> None:
     # brown noise peaking at -40 dBFS (RMS near -50): a quiet room, not silence
     quiet = synth.noise("brown", 3.0, SAMPLE_RATE, seed=3, amplitude=0.01)
-    sample = process_sample(record(), wav_bytes(quiet), SampleOptions(store_mel=False))
+    sample = process_sample(
+        make_record(split="train", text=("a tone",)), wav_bytes(quiet), SampleOptions(store_mel=False)
+    )
     assert sample.meta["peak_dbfs"] == pytest.approx(-40.0, abs=0.1)
     assert -65.0 < sample.meta["rms_dbfs"] < -40.0
     assert 0.0 <= sample.meta["silent_fraction"] <= 1.0
     # a stricter spec rejects it
     with pytest.raises(RejectError):
-        process_sample(record(), wav_bytes(quiet), SampleOptions(store_mel=False, min_peak_dbfs=-30.0))
+        process_sample(
+            make_record(split="train", text=("a tone",)),
+            wav_bytes(quiet),
+            SampleOptions(store_mel=False, min_peak_dbfs=-30.0),
+        )
 
 
 # --- the run: summary, report and Parquet -----------------------------------------------------

@@ -10,9 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers.records import make_record
 
-from clap_corpus.core.audio_ref import LocalFile
-from clap_corpus.core.records import Record
 from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import format_report, run_corpus
 from clap_corpus.pipeline.outputs.summary_model import RunSummary
@@ -21,10 +20,6 @@ from clap_corpus.transforms.heldout import HeldOutAudio, overlap_removal
 
 TRAIN = ("train", "balanced_train", "unbalanced_train")
 RATE = 16_000
-
-
-def _r(key: str, split: str, source: str = "lib") -> Record:
-    return Record(key=key, source=source, source_id=key, audio=LocalFile(f"/a/{key}.wav"), row=3, split=split)
 
 
 def test_held_out_set_and_removal_rule():
@@ -36,7 +31,7 @@ def test_held_out_set_and_removal_rule():
     assert HeldOutAudio.build(pairs[:2]).fingerprint != heldout.fingerprint
     assert HeldOutAudio.build([]).holders == {}
 
-    out = overlap_removal(_r("k", "train"), "d1", heldout, TRAIN)
+    out = overlap_removal(make_record("k", source="lib", row=3, split="train"), "d1", heldout, TRAIN)
     assert (out.stage, out.code, out.key, out.row, out.source) == (
         "leakage",
         "eval_overlap_audio",
@@ -48,9 +43,16 @@ def test_held_out_set_and_removal_rule():
         out.reason
         == "same decoded audio as sample t1 in split 'test' of source 'lib'; removed from split 'train'"
     )
-    assert overlap_removal(_r("k", "train"), "d3", heldout, TRAIN) is None  # audio not held out
-    assert overlap_removal(_r("k", "valid"), "d1", heldout, TRAIN) is None  # held-out copies stay
-    assert overlap_removal(_r("k", "dev"), "d1", heldout, ("train", "dev")) is not None  # train_splits rule
+    assert (
+        overlap_removal(make_record("k", source="lib", row=3, split="train"), "d3", heldout, TRAIN) is None
+    )  # audio not held out
+    assert (
+        overlap_removal(make_record("k", source="lib", row=3, split="valid"), "d1", heldout, TRAIN) is None
+    )  # held-out copies stay
+    assert (
+        overlap_removal(make_record("k", source="lib", row=3, split="dev"), "d1", heldout, ("train", "dev"))
+        is not None
+    )  # train_splits rule
 
 
 @pytest.mark.parametrize("value", ["drop", True])

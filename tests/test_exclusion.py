@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.records import make_record
 
-from clap_corpus.core.audio_ref import LocalFile
-from clap_corpus.core.records import Record
 from clap_corpus.manifests.exclusion import ExclusionListError, excluded, load_lists, read_ids
 from clap_corpus.manifests.options import ExclusionList
 from clap_corpus.manifests.plan import plan_spec
@@ -22,19 +21,6 @@ from clap_corpus.pipeline.spec.corpus import SpecError, load_spec
 # WavCaps' json_files/blacklist/blacklist_exclude_test_ac.json, in its shape (4-space indent, AudioSet
 # entries as AudioSet_SL file names "Y<YTID>.wav", FreeSound ids as strings)
 WAVCAPS = {"AudioSet": ["YvfY_TJq7n_U.wav", "Y7fmOlUlwoNg.wav"], "FreeSound": ["166426", "128160"]}
-
-
-def _record(source: str, split: str, *origins: str) -> Record:
-    return Record(
-        key=f"k-{origins[0] if origins else 'none'}",
-        source=source,
-        source_id=origins[0] if origins else "x",
-        audio=LocalFile("/x.wav"),
-        row=1,
-        split=split,
-        captions=("A sound.",),
-        origin_ids=origins,
-    )
 
 
 def test_the_formats(tmp_path):
@@ -84,18 +70,18 @@ def test_splits_and_sources_a_list_applies_to(tmp_path):
     (tmp_path / "ids.txt").write_text("999\n")
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(doc))
     lists = load_lists(load_spec(str(tmp_path / "spec.yaml")))
-    hit = excluded(_record("a", "train", "freesound:166426"), lists)
+    hit = excluded(make_record(source="a", split="train", origin_ids=("freesound:166426",)), lists)
     assert hit is not None
     reject, name = hit
     assert (reject.stage, reject.code, name) == ("exclude", "excluded", "bl.json")
     assert reject.reason.startswith("freesound:166426 is on the exclusion list bl.json")
     # the held-out copy stays (default splits: train_splits); other ids pass
-    assert excluded(_record("a", "test", "freesound:166426"), lists) is None
-    assert excluded(_record("a", "train", "freesound:1"), lists) is None
+    assert excluded(make_record(source="a", split="test", origin_ids=("freesound:166426",)), lists) is None
+    assert excluded(make_record(source="a", split="train", origin_ids=("freesound:1",)), lists) is None
     # b's own list applies to b only, in the split it names
-    assert excluded(_record("b", "test", "freesound:999"), lists) is not None
-    assert excluded(_record("b", "train", "freesound:999"), lists) is None
-    assert excluded(_record("a", "test", "freesound:999"), lists) is None
+    assert excluded(make_record(source="b", split="test", origin_ids=("freesound:999",)), lists) is not None
+    assert excluded(make_record(source="b", split="train", origin_ids=("freesound:999",)), lists) is None
+    assert excluded(make_record(source="a", split="test", origin_ids=("freesound:999",)), lists) is None
     # a list that cannot be read stops plan and run at start, naming it
     (tmp_path / "bl.json").write_text("[1, 2]")
     with pytest.raises(ExclusionListError, match=r"bl\.json: expected an object of id lists"):

@@ -220,6 +220,7 @@ def _shards_spec(root: Path, *, max_seconds: float = 30.0) -> str:
     return write_demo_corpus(str(root), n_clips=16, max_seconds=max_seconds, shard_size=2, bad_rows=True)
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_rerun_equals_a_clean_run(tmp_path):
     spec = _shards_spec(tmp_path / "src")
     out = tmp_path / "out"
@@ -261,6 +262,7 @@ def test_sigkill_midway_then_rerun_equals_a_clean_run(tmp_path):
     assert len(keys) == len(set(keys)) == resumed["samples"]
 
 
+@pytest.mark.slow
 def test_a_changed_spec_never_reuses_old_shards(tmp_path):
     spec = _shards_spec(tmp_path / "src", max_seconds=12.0)
     out = tmp_path / "out"

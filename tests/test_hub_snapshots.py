@@ -7,18 +7,14 @@ import pytest
 import webdataset as wds
 import yaml
 from datasets import Audio, Dataset, Features, Value
+from helpers.audio import tone_bytes
 
 from clap_corpus.core.audio_ref import ArchiveMember, EmbeddedCell, LocalFile
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.hf_datasets import read_hf_dataset
 from clap_corpus.manifests.source import SourceSpec
-from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.pipeline.spec.corpus import SpecError, load_spec
-
-
-def _clip(freq: float) -> bytes:
-    return synth.encode_audio(synth.tone(freq, 1.0, 16000), 16000, "flac")
 
 
 def _split(items):
@@ -44,7 +40,7 @@ def _parquet(path: Path, rows: list[tuple[str, float, str]]) -> None:
     Dataset.from_dict(
         {
             "video_id": [r[0] for r in rows],
-            "audio": [{"bytes": _clip(r[1]), "path": f"{r[0]}.flac"} for r in rows],
+            "audio": [{"bytes": tone_bytes(r[1]), "path": f"{r[0]}.flac"} for r in rows],
             "caption": [r[2] for r in rows],
         },
         features=feats,
@@ -148,7 +144,7 @@ def _tar_snapshot(root: Path) -> None:
         with wds.TarWriter(str(root / "freesound" / split / "0.tar")) as w:
             for i, f in enumerate(freqs):
                 doc = {"text": [f"{split} tone {i}"], "tag": ["tone"], "original_data": {"id": 10 + i}}
-                w.write({"__key__": str(i), "flac": _clip(f), "json": json.dumps(doc).encode()})
+                w.write({"__key__": str(i), "flac": tone_bytes(f), "json": json.dumps(doc).encode()})
 
 
 def test_audiofolder_snapshot(tmp_path):
@@ -158,8 +154,8 @@ def test_audiofolder_snapshot(tmp_path):
         root, [{"config_name": "default", "data_files": [{"split": "validation", "path": "validation/**"}]}]
     )
     (root / "validation" / "audio").mkdir(parents=True)
-    (root / "validation" / "audio" / "Rain.flac").write_bytes(_clip(330.0))
-    (root / "validation" / "audio" / "Wind.flac").write_bytes(_clip(440.0))
+    (root / "validation" / "audio" / "Rain.flac").write_bytes(tone_bytes(330.0))
+    (root / "validation" / "audio" / "Wind.flac").write_bytes(tone_bytes(440.0))
     (root / "validation" / "metadata.csv").write_text(
         "file_name,caption\n"
         "audio/Rain.flac,Rain falls on a roof.\n"
@@ -279,7 +275,11 @@ def test_ontology_ids_are_named_never_captioned(tmp_path):
     (root / "t").mkdir(parents=True)
     with wds.TarWriter(str(root / "t" / "0.tar")) as w:
         w.write(
-            {"__key__": "a", "flac": _clip(330.0), "json": json.dumps({"labels": ["/m/zzzzzz"]}).encode()}
+            {
+                "__key__": "a",
+                "flac": tone_bytes(330.0),
+                "json": json.dumps({"labels": ["/m/zzzzzz"]}).encode(),
+            }
         )
     _, rejects = _split(
         read_hf_dataset(

@@ -28,20 +28,15 @@ import soundfile as sf
 import webdataset as wds
 
 from clap_corpus.core.layout import Layout
-from clap_corpus.pipeline.demo.corpus import write_demo_corpus
-from clap_corpus.pipeline.launch.run import run_corpus
 
 N_CLIPS = 10
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    src = tmp_path_factory.mktemp("interop_src")
-    spec = write_demo_corpus(str(src), n_clips=N_CLIPS, max_seconds=14.0, shard_size=3)
-    out = str(tmp_path_factory.mktemp("interop_out"))
-    summary = run_corpus(spec, out, ["--runner=FnApiRunner"])
-    assert summary["samples"] == N_CLIPS
-    return out, summary, Layout(out, "demo")
+def corpus(small_demo):
+    """The session's small demo build (tests/conftest.py), read only."""
+    assert small_demo.summary["samples"] == N_CLIPS
+    return small_demo.out, small_demo.summary, Layout(small_demo.out, "demo")
 
 
 def _shards(layout: Layout, split: str, *, nonempty: bool = True) -> list[str]:

@@ -18,6 +18,9 @@ from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.pipeline.spec.corpus import load_spec
 
+# every test reads the corpus built once here with K2C's model (over a minute)
+pytestmark = pytest.mark.slow
+
 SEED = 1  # with this seed, clip 0004 (label-only "Chirp") is 1.25 s long: under the 2 s K2C minimum
 N_CLIPS = 12
 

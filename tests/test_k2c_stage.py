@@ -17,8 +17,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
+from helpers.records import captioned, make_record
 
-from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.errors import ConfigError
 from clap_corpus.core.records import Record
 from clap_corpus.k2c.apply import plan
@@ -31,7 +31,6 @@ from clap_corpus.k2c.postprocess import finish
 from clap_corpus.k2c.presets import PRESETS
 from clap_corpus.k2c.stage import K2CStage, apply_result
 from clap_corpus.pipeline.demo import synth
-from clap_corpus.transforms.captions import render_captions
 
 # Keyword sets of different token lengths, in the vocabulary of the embedded model.
 SETS = [
@@ -68,6 +67,7 @@ def _inputs(sets) -> list[str]:
     return [PRESETS["k2t"].format(keyword_set((), s).keywords) for s in sets]
 
 
+@pytest.mark.slow
 def test_batching_changes_nothing(captioner):
     inputs = _inputs(SETS)
     lengths = {len(captioner.tokenizer(x)["input_ids"]) for x in inputs}
@@ -79,20 +79,6 @@ def test_batching_changes_nothing(captioner):
     assert all(isinstance(t, str) and t for t in together)
 
 
-def _record(i: int, source: str = "s", **kw) -> Record:
-    r = Record(
-        key=f"{source}_r{i:03d}_x",
-        source=source,
-        source_id=f"r{i}",
-        audio=LocalFile("/a.wav"),
-        row=i + 1,
-        **kw,
-    )
-    out = render_captions(r)
-    assert isinstance(out, Record)
-    return out
-
-
 def _corpus() -> list[Record]:
     """40 records over the 8 sets (varied order and case), plus the awkward ones."""
     records = []
@@ -101,15 +87,22 @@ def _corpus() -> list[Record]:
         if i % 2:
             s = [w.upper() if len(w) > 3 else w for w in reversed(s)]
         records.append(
-            _record(i, labels=tuple(s[:1]), keywords=tuple(s[1:])) if i % 3 else _record(i, keywords=tuple(s))
+            captioned(make_record(f"s_r{i:03d}_x", labels=tuple(s[:1]), keywords=tuple(s[1:])))
+            if i % 3
+            else captioned(make_record(f"s_r{i:03d}_x", keywords=tuple(s)))
         )
     records += [
-        _record(100, captions=("A dog barks.",), keywords=("dog",)),  # has a caption: not K2C's business
-        _record(101, labels=("犬",), keywords=("猫", "Кошка")),  # nothing Latin: template kept
-        _record(102, keywords=("...", "|||")),  # nothing left after normalization
-        _record(103, keywords=(*[f"tag{i}" for i in range(3000)], "dog")),  # thousands: cut at 10
-        _record(104, keywords=("rain|thunder", "thunder.", "rain.", "RAIN")),  # pipes, periods, duplicates
-        _record(105, source="t", labels=("Dog",), keywords=("bark",)),  # source with mode off
+        # has a caption: not K2C's business
+        captioned(make_record("s_r100_x", captions=("A dog barks.",), keywords=("dog",))),
+        # nothing Latin: template kept
+        captioned(make_record("s_r101_x", labels=("犬",), keywords=("猫", "Кошка"))),
+        captioned(make_record("s_r102_x", keywords=("...", "|||"))),  # nothing left after normalization
+        # thousands: cut at 10
+        captioned(make_record("s_r103_x", keywords=(*[f"tag{i}" for i in range(3000)], "dog"))),
+        # pipes, periods, duplicates
+        captioned(make_record("s_r104_x", keywords=("rain|thunder", "thunder.", "rain.", "RAIN"))),
+        # source with mode off
+        captioned(make_record("t_r105_x", source="t", labels=("Dog",), keywords=("bark",))),
     ]
     return records
 
@@ -165,6 +158,7 @@ def test_stage_dedup_changes_no_output(stage_runs):
     assert recs == recs_nodedup
 
 
+@pytest.mark.slow
 def test_stage_equals_each_record_through_the_model_alone(stage_runs, captioner):
     """The PTransform (distinct sets, batched RunInference, side input fan-out) gives every record what
     its own keyword set, generated alone, gives it; the report counts the same outcomes."""
@@ -219,7 +213,9 @@ def test_stage_records_fields(stage_runs):
 
 
 def test_replace_mode(captioner, tmp_path):
-    records = [_record(i, labels=s[:1], keywords=s[1:]) for i, s in enumerate(SETS[:3])]
+    records = [
+        captioned(make_record(f"s_r{i:03d}_x", labels=s[:1], keywords=s[1:])) for i, s in enumerate(SETS[:3])
+    ]
     recs, report = _run_stage(records, _cfg(mode="replace", large_model=False), tmp_path)
     for r in records:
         out = recs[r.key]
@@ -270,7 +266,10 @@ def test_weights_load_only_when_a_record_needs_a_caption(tmp_path):
     cfg = replace(_cfg(), model=str(folder), model_path=str(folder), is_local=True)
     with pytest.raises(Exception):  # noqa: B017 - whichever error transformers raises for these bytes
         load_captioner(cfg)
-    records = [_record(i, captions=(f"A dog barks {i} times.",), keywords=("dog",)) for i in range(5)]
+    records = [
+        captioned(make_record(f"s_r{i:03d}_x", captions=(f"A dog barks {i} times.",), keywords=("dog",)))
+        for i in range(5)
+    ]
     recs, report = _run_stage(records, cfg, tmp_path / "out")
     assert len(recs) == 5 and report["generated"] == 0 and report["not_template"] == 5
 

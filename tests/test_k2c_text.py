@@ -7,9 +7,8 @@ from dataclasses import replace
 
 import pytest
 import yaml
+from helpers.records import captioned, make_record
 
-from clap_corpus.core.audio_ref import LocalFile
-from clap_corpus.core.records import Record
 from clap_corpus.k2c.apply import attach, plan
 from clap_corpus.k2c.config import K2CConfig
 from clap_corpus.k2c.debias import GENDERED_WORDS, contains_gendered, debias
@@ -19,7 +18,6 @@ from clap_corpus.k2c.presets import PRESETS, TINY_MODEL_DIR
 from clap_corpus.pipeline.spec.corpus import SpecError, parse_spec
 from clap_corpus.transforms.captions import (
     for_duration,
-    render_captions,
     ships_k2c,
     template_texts,
     text_augment_all,
@@ -172,25 +170,24 @@ def _cfg(**kw) -> K2CConfig:
     return replace(base, **kw)
 
 
-def _rec(**kw) -> Record:
-    r = Record(key="s_x_0", source="s", source_id="x", audio=LocalFile("/x.wav"), row=1, **kw)
-    out = render_captions(r)
-    assert isinstance(out, Record)
-    return out
-
-
 def test_plan_picks_template_records_only():
     cfg = _cfg(sources=(("quiet", "off"),))
-    assert plan(_rec(captions=("A dog barks.",), keywords=("dog",)), cfg).outcome == "not_template"
-    assert plan(replace(_rec(labels=("Dog",)), source="quiet"), cfg).outcome == "mode_off"
-    assert plan(_rec(labels=("犬",)), cfg).outcome == "non_latin"
-    p = plan(_rec(labels=("Dog",), keywords=("rain", "dog")), cfg)
+    assert (
+        plan(captioned(make_record("s_x_0", captions=("A dog barks.",), keywords=("dog",))), cfg).outcome
+        == "not_template"
+    )
+    assert (
+        plan(replace(captioned(make_record("s_x_0", labels=("Dog",))), source="quiet"), cfg).outcome
+        == "mode_off"
+    )
+    assert plan(captioned(make_record("s_x_0", labels=("犬",))), cfg).outcome == "non_latin"
+    p = plan(captioned(make_record("s_x_0", labels=("Dog",), keywords=("rain", "dog"))), cfg)
     assert p.outcome == "todo" and p.group == "dog|rain"
-    assert plan(_rec(labels=("Dog",)), _cfg(dedup=False)).group == "s_x_0"
+    assert plan(captioned(make_record("s_x_0", labels=("Dog",))), _cfg(dedup=False)).group == "s_x_0"
 
 
 def test_attach_modes_json_fields_and_short_clips():
-    r = _rec(labels=("Dog", "Rain"))
+    r = captioned(make_record("s_x_0", labels=("Dog", "Rain")))
     assert r.text == ("The sounds of dog and rain.",) and r.caption_kind == "template"
     rep = attach(r, "A dog barks in the rain.", "replace", 2.0)
     join = attach(r, "A dog barks in the rain.", "join", 2.0)

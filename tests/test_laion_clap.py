@@ -22,20 +22,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.records import captioned, make_record
 
-from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.layout import Layout
-from clap_corpus.core.records import Record
 from clap_corpus.k2c.apply import attach
 from clap_corpus.pipeline.demo import synth
-from clap_corpus.transforms.captions import render_captions
 from clap_corpus.transforms.sample import Sample, SampleOptions, process_sample
 from clap_corpus.transforms.shards import ShardWriter
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("laion_clap") is None or importlib.util.find_spec("torchvision") is None,
-    reason="laion-clap 1.1.7 is not installed (see this module's docstring for the install line)",
-)
+# LAION-CLAP's own loader over our shards: each test builds shards and starts its workers
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("laion_clap") is None or importlib.util.find_spec("torchvision") is None,
+        reason="laion-clap 1.1.7 is not installed (see this module's docstring for the install line)",
+    ),
+]
 
 LOADER = Path(__file__).with_name("laion_loader.py")
 ROOT = LOADER.parent.parent
@@ -71,24 +73,17 @@ def _clip(seconds: float, seed: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _record(key: str, labels: tuple[str, ...]) -> Record:
-    base = Record(key=key, source="s", source_id=key, audio=LocalFile(f"/{key}"), row=1, labels=labels)
-    rendered = render_captions(base)
-    assert isinstance(rendered, Record)
-    return rendered
-
-
 @pytest.fixture(scope="module")
 def laion_read(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Sample], dict, dict]:
     out = tmp_path_factory.mktemp("laion")
     clips = {
         # 3.7 s: repeat-padded to 10 s, four equal views
-        "short_bell": (_clip(3.7, seed=1), "mp3", _record("short_bell", ("Bell",))),
+        "short_bell": (_clip(3.7, seed=1), "mp3", captioned(make_record("short_bell", labels=("Bell",)))),
         # 23.3 s: the fusion views, global + three crops
         "long_bell": (
             _clip(23.3, seed=2),
             "ogg",
-            attach(_record("long_bell", ("Bell", "Silence")), K2C_CAPTION, "join", 2.0),
+            attach(captioned(make_record("long_bell", labels=("Bell", "Silence"))), K2C_CAPTION, "join", 2.0),
         ),
     }
     samples: dict[str, Sample] = {}
@@ -170,7 +165,7 @@ def _laion_batches(tmp: Path, options: SampleOptions, formats: tuple[str, ...]) 
     layout = Layout(str(tmp), "laionbatch")
     writer = ShardWriter(layout, "train", "000000", formats)
     for key, seconds in (("short", 3.7), ("long", 23.3)):
-        record = _record(key, ("Bell",))
+        record = captioned(make_record(key, labels=("Bell",)))
         writer.add(process_sample(record, synth.encode_audio(_clip(seconds, seed=3), RATE, "ogg"), options))
     writer.close()
     request = {"tar": layout.tar_path("train", "000000"), "batch_size": 2}

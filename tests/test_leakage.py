@@ -3,9 +3,8 @@
 import apache_beam as beam
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
+from helpers.records import make_record
 
-from clap_corpus.core.audio_ref import LocalFile
-from clap_corpus.core.records import Record
 from clap_corpus.pipeline.stages.leakage import LeakageGuard, Removal, find_overlap, guard, heldout_origins
 from clap_corpus.transforms.duplicate_groups import preference
 from clap_corpus.transforms.stage_output import GUARD_RECORDS
@@ -13,24 +12,19 @@ from clap_corpus.transforms.stage_output import GUARD_RECORDS
 TRAIN = ("train", "balanced_train", "unbalanced_train")
 
 
-def _r(source, key, split, *origins):
-    return Record(
-        key=key,
-        source=source,
-        source_id=key,
-        audio=LocalFile(f"/a/{key}.wav"),
-        row=1,
-        split=split,
-        origin_ids=origins,
-    )
-
-
 def test_held_out_origins_and_guard_rules():
-    test_clip = _r("audiocaps_test", "ac1", "test", "youtube:AAA")
+    test_clip = make_record("ac1", source="audiocaps_test", split="test", origin_ids=("youtube:AAA",))
     assert heldout_origins(test_clip, TRAIN) == [("youtube:AAA", ("audiocaps_test", "test", "ac1"))]
-    assert heldout_origins(_r("as", "k", "unbalanced_train", "youtube:AAA"), TRAIN) == []
+    assert (
+        heldout_origins(
+            make_record("k", source="as", split="unbalanced_train", origin_ids=("youtube:AAA",)), TRAIN
+        )
+        == []
+    )
     heldout = dict(heldout_origins(test_clip, TRAIN))
-    leaked = _r("audioset", "as1", "unbalanced_train", "youtube:BBB", "youtube:AAA")
+    leaked = make_record(
+        "as1", source="audioset", split="unbalanced_train", origin_ids=("youtube:BBB", "youtube:AAA")
+    )
     out = guard(leaked, heldout, TRAIN)
     assert isinstance(out, Removal) and out.overlap == ("audioset", "audiocaps_test/test")
     assert (out.reject.stage, out.reject.code, out.reject.key, out.reject.row) == (
@@ -45,10 +39,16 @@ def test_held_out_origins_and_guard_rules():
     )
     # held-out records themselves, records without origins and other ids pass
     assert guard(test_clip, heldout, TRAIN) is test_clip
-    assert guard(_r("x", "k", "train"), heldout, TRAIN).key == "k"
-    assert find_overlap(_r("x", "k", "train", "youtube:CCC"), heldout, TRAIN) is None
+    assert guard(make_record("k", source="x", split="train"), heldout, TRAIN).key == "k"
+    assert (
+        find_overlap(make_record("k", source="x", split="train", origin_ids=("youtube:CCC",)), heldout, TRAIN)
+        is None
+    )
     # a split the spec does not call train-like is held out, not guarded
-    assert guard(_r("x", "k", "dev", "youtube:AAA"), heldout, TRAIN).key == "k"
+    assert (
+        guard(make_record("k", source="x", split="dev", origin_ids=("youtube:AAA",)), heldout, TRAIN).key
+        == "k"
+    )
 
 
 def test_duplicate_preference_keeps_held_out_copies():
@@ -64,13 +64,14 @@ def test_duplicate_preference_keeps_held_out_copies():
 
 def test_leakage_guard_transform():
     records = [
-        _r("audiocaps_test", "ac1", "test", "youtube:AAA"),
-        _r("audiocaps_val", "ac2", "valid", "youtube:AAA"),  # the same clip held out twice
-        _r("clotho_eval", "cl1", "test", "freesound:7"),
-        _r("audioset", "as1", "unbalanced_train", "youtube:AAA"),
-        _r("audioset", "as2", "unbalanced_train", "youtube:ZZZ"),
-        _r("freesound", "fs1", "train", "freesound:7"),
-        _r("freesound", "fs2", "train", "freesound:8"),
+        make_record("ac1", source="audiocaps_test", split="test", origin_ids=("youtube:AAA",)),
+        # the same clip held out twice
+        make_record("ac2", source="audiocaps_val", split="valid", origin_ids=("youtube:AAA",)),
+        make_record("cl1", source="clotho_eval", split="test", origin_ids=("freesound:7",)),
+        make_record("as1", source="audioset", split="unbalanced_train", origin_ids=("youtube:AAA",)),
+        make_record("as2", source="audioset", split="unbalanced_train", origin_ids=("youtube:ZZZ",)),
+        make_record("fs1", source="freesound", split="train", origin_ids=("freesound:7",)),
+        make_record("fs2", source="freesound", split="train", origin_ids=("freesound:8",)),
     ]
     with test_pipeline.TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(records) | LeakageGuard(TRAIN)
@@ -134,9 +135,10 @@ def test_a_guard_only_source_guards_by_id_and_is_never_written(tmp_path):
         yaml.safe_dump(doc, f, sort_keys=False)
     spec = load_spec(spec_path)
     records = [
-        _with_split(_r("esc50", "g1", "test", "freesound:7"), spec),  # its own split does not matter
-        _r("synthetic", "fs1", "train", "freesound:7"),
-        _r("synthetic", "fs2", "train", "freesound:8"),
+        # its own split does not matter
+        _with_split(make_record("g1", source="esc50", split="test", origin_ids=("freesound:7",)), spec),
+        make_record("fs1", source="synthetic", split="train", origin_ids=("freesound:7",)),
+        make_record("fs2", source="synthetic", split="train", origin_ids=("freesound:8",)),
     ]
     assert records[0].split == "guard"
     with test_pipeline.TestPipeline(runner="FnApiRunner") as p:

@@ -358,6 +358,7 @@ def runs(spec_sweep, world) -> dict[str, tuple[list[str], dict]]:
     return out
 
 
+@pytest.mark.slow
 def test_accepted_corpus_k2c_and_clap_options_build_a_corpus(runs):
     paths = {p for names, _ in runs.values() for p in names}
     # what a run with these values proves: the corpus-wide options, a source's, K2C's and CLAP's
@@ -503,6 +504,7 @@ def test_the_command_lines_defaults_are_the_configs():
     assert mcfg == ModelConfig()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("probe", ["zero", "huge"])
 def test_accepted_trainer_values_train(probe, train_sweep, runs, tmp_path):
     """Every accepted probe of a kind at once, in a real (tiny) training run on a corpus built above."""

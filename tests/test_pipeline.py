@@ -176,6 +176,7 @@ def test_rerun_into_same_output_skips_finished_shards(demo_spec, tmp_path):
     assert _files(str(tmp_path)) == before and second["accounting_ok"]
 
 
+@pytest.mark.slow
 def test_cli_demo_with_default_multiprocess_runner(tmp_path):
     """The README's demo path: `clapcorpus demo` on the default local runner (all cores)."""
     proc = subprocess.run(

@@ -20,7 +20,6 @@ from PIL import Image
 
 from clap_corpus.core.layout import Layout
 from clap_corpus.pipeline.cli.main import main as cli_main
-from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 from clap_corpus.pipeline.launch.progress import ProgressMonitor, format_duration
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.pipeline.outputs.card import hf_license, render_card, size_category
@@ -38,11 +37,10 @@ N_CLIPS = 10
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    src = tmp_path_factory.mktemp("report_src")
-    spec = write_demo_corpus(str(src), n_clips=N_CLIPS, max_seconds=14.0, shard_size=3)
-    out = str(tmp_path_factory.mktemp("report_out"))
-    summary = run_corpus(spec, out, RUNNER)
+def built(small_demo):
+    """The session's small demo build (tests/conftest.py), read only: (spec, out, summary, its rows)."""
+    spec, out, summary = small_demo.spec, small_demo.out, small_demo.summary
+    assert summary["samples"] == N_CLIPS
     frames = [pd.read_parquet(p) for p in sorted(Path(out, "parquet").rglob("*.parquet"))]
     return spec, out, summary, pd.concat(frames, ignore_index=True)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers.audio import write_tone
+from helpers.records import make_record
 
-from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.layout import Layout
 from clap_corpus.core.records import Record
@@ -37,17 +38,6 @@ OPTIONS = SampleOptions(store_mel=False)  # the mel views are tested elsewhere; 
 
 class WorkerKilled(BaseException):
     """What a killed worker looks like from inside: not an input's failure, so it is not a reject."""
-
-
-def _clip(folder: Path, name: str, freq: float, seconds: float = 0.5, fmt: str = "wav") -> str:
-    path = folder / f"{name}.{fmt}"
-    path.write_bytes(synth.encode_audio(synth.tone(freq, seconds, RATE), RATE, fmt))
-    return str(path)
-
-
-def _record(key: str, path: str, row: int, split: str = "train", **fields) -> Record:
-    fields = {"text": (f"a tone called {key}",), "caption_kind": "source", **fields}
-    return Record(key=key, source="lib", source_id=key, audio=LocalFile(path), row=row, split=split, **fields)
 
 
 class Reads:
@@ -96,7 +86,7 @@ def audio(tmp_path) -> Path:
 def test_one_shard_with_every_kind_of_input(tmp_path, audio):
     junk = audio / "junk.wav"
     junk.write_bytes(b"RIFF this is not audio at all" * 20)
-    leaked_pcm = _clip(audio, "leaked", 660.0)
+    leaked_pcm = write_tone(audio, "leaked", 660.0)
     k2c_fields = {
         "captions": ("a dog",),
         "k2c_caption": "a dog barks twice",
@@ -105,13 +95,70 @@ def test_one_shard_with_every_kind_of_input(tmp_path, audio):
     }
     records = [
         # arrival order is not key order: the builder sorts
-        _record("d-tone", _clip(audio, "d", 550.0), 4),
-        _record("a-tone", _clip(audio, "a", 440.0, fmt="flac"), 1),
-        _record("a-tone", _clip(audio, "a2", 445.0), 9),  # a second row with the same key
-        _record("b-junk", str(junk), 2),
-        _record("c-leak", leaked_pcm, 3),
-        _record("e-short", _clip(audio, "e", 500.0, seconds=0.5), 5, **k2c_fields, k2c_min_seconds=2.0),
-        _record("f-long", _clip(audio, "f", 520.0, seconds=2.5), 6, **k2c_fields, k2c_min_seconds=2.0),
+        make_record(
+            "d-tone",
+            source="lib",
+            audio=write_tone(audio, "d", 550.0),
+            row=4,
+            split="train",
+            text=("a tone",),
+            caption_kind="source",
+        ),
+        make_record(
+            "a-tone",
+            source="lib",
+            audio=write_tone(audio, "a", 440.0, fmt="flac"),
+            row=1,
+            split="train",
+            text=("a tone",),
+            caption_kind="source",
+        ),
+        # a second row with the same key
+        make_record(
+            "a-tone",
+            source="lib",
+            audio=write_tone(audio, "a2", 445.0),
+            row=9,
+            split="train",
+            text=("a tone",),
+            caption_kind="source",
+        ),
+        make_record(
+            "b-junk",
+            source="lib",
+            audio=str(junk),
+            row=2,
+            split="train",
+            text=("a tone",),
+            caption_kind="source",
+        ),
+        make_record(
+            "c-leak",
+            source="lib",
+            audio=leaked_pcm,
+            row=3,
+            split="train",
+            text=("a tone",),
+            caption_kind="source",
+        ),
+        make_record(
+            "e-short",
+            source="lib",
+            audio=write_tone(audio, "e", 500.0, seconds=0.5),
+            row=5,
+            split="train",
+            **k2c_fields,
+            k2c_min_seconds=2.0,
+        ),
+        make_record(
+            "f-long",
+            source="lib",
+            audio=write_tone(audio, "f", 520.0, seconds=2.5),
+            row=6,
+            split="train",
+            **k2c_fields,
+            k2c_min_seconds=2.0,
+        ),
     ]
     # the held-out set as the Beam pass builds it: the digest of the same decode
     heldout = HeldOutAudio.build(
@@ -162,16 +209,34 @@ def test_one_shard_with_every_kind_of_input(tmp_path, audio):
 
 
 def test_held_out_audio_is_checked_in_train_splits_only(tmp_path, audio):
-    path = _clip(audio, "x", 700.0)
+    path = write_tone(audio, "x", 700.0)
     heldout = HeldOutAudio.build([(decoded_digest(Path(path).read_bytes(), OPTIONS), ("lib", "test", "t"))])
     stats = _builder(tmp_path / "out", Reads()).build(
-        "valid", "000000", [_record("x", path, 1, "valid")], heldout
+        "valid",
+        "000000",
+        [
+            make_record(
+                "x", source="lib", audio=path, row=1, split="valid", text=("a tone",), caption_kind="source"
+            )
+        ],
+        heldout,
     )
     assert (stats.samples, stats.rejects, stats.overlap_removed) == (1, 0, ())
 
 
 def test_a_crash_mid_shard_leaves_no_stats_and_no_final_files(tmp_path, audio):
-    records = [_record(k, _clip(audio, k, 400.0 + i * 50), i + 1) for i, k in enumerate(["a", "b", "c"])]
+    records = [
+        make_record(
+            k,
+            source="lib",
+            audio=write_tone(audio, k, 400.0 + i * 50),
+            row=i + 1,
+            split="train",
+            text=("a tone",),
+            caption_kind="source",
+        )
+        for i, k in enumerate(["a", "b", "c"])
+    ]
     out = tmp_path / "out"
     with pytest.raises(WorkerKilled):
         _builder(out, Reads(kill_at="b")).build("train", "000000", records)
@@ -184,7 +249,18 @@ def test_a_crash_mid_shard_leaves_no_stats_and_no_final_files(tmp_path, audio):
 
 
 def test_resume_skips_a_shard_with_the_same_fingerprint(tmp_path, audio):
-    records = [_record(k, _clip(audio, k, 400.0 + i * 50), i + 1) for i, k in enumerate(["a", "b"])]
+    records = [
+        make_record(
+            k,
+            source="lib",
+            audio=write_tone(audio, k, 400.0 + i * 50),
+            row=i + 1,
+            split="train",
+            text=("a tone",),
+            caption_kind="source",
+        )
+        for i, k in enumerate(["a", "b"])
+    ]
     out = tmp_path / "out"
     first = _builder(out, Reads()).build("train", "000000", records)
     files = _files(out)
@@ -207,7 +283,26 @@ def test_the_tar_is_the_ustar_archive_byte_for_byte(tmp_path, audio):
     """The shard writer writes tarfile's default (PAX), as webdataset's TarWriter did;
     for the names the key rule admits, that is the USTAR archive the writer made before, byte for byte."""
     longest = "k" * 80  # the key rule's maximum: `<key>.mel.npy` is 88 bytes
-    records = [_record(longest, _clip(audio, "l", 440.0), 1), _record("s", _clip(audio, "s", 550.0), 2)]
+    records = [
+        make_record(
+            longest,
+            source="lib",
+            audio=write_tone(audio, "l", 440.0),
+            row=1,
+            split="train",
+            text=("a tone",),
+            caption_kind="source",
+        ),
+        make_record(
+            "s",
+            source="lib",
+            audio=write_tone(audio, "s", 550.0),
+            row=2,
+            split="train",
+            text=("a tone",),
+            caption_kind="source",
+        ),
+    ]
     out = tmp_path / "out"
     ShardBuilder(
         Layout(str(out), "c"), ("webdataset",), SampleOptions(), Reads(), failure_reject, "fp", TRAIN
@@ -245,7 +340,17 @@ def test_parquet_row_groups_are_cut_by_flac_bytes_too(tmp_path, audio, monkeypat
     for i, wave in enumerate(noise):
         path = audio / f"n{i}.wav"
         path.write_bytes(synth.encode_audio(wave, RATE, "wav"))
-        records.append(_record(f"n{i}", str(path), i + 1))
+        records.append(
+            make_record(
+                f"n{i}",
+                source="lib",
+                audio=str(path),
+                row=i + 1,
+                split="train",
+                text=("a tone",),
+                caption_kind="source",
+            )
+        )
     out = tmp_path / "out"
     layout = Layout(str(out), "c")
     _builder(out, Reads()).build("train", "000000", records)

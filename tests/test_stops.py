@@ -6,10 +6,10 @@ import json
 
 import pytest
 import yaml
+from helpers.audio import tone_bytes
 
 from clap_corpus.manifests.registry import read_source
 from clap_corpus.pipeline.cli.main import main
-from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.preflight import SCAN_FACTOR, StartCheckError, check_spec, sample_positions
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.pipeline.spec.beam_options import UnknownOptionError, unknown_options
@@ -19,16 +19,14 @@ RUNNER = "--runner=FnApiRunner"
 YTIDS = ("aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc")
 
 
-def _wav(seconds: float = 0.5) -> bytes:
-    return synth.encode_audio(synth.tone(440.0, seconds, 16000), 16000, "wav")
-
-
 def _generic(tmp_path, name: str, files: list[str], present: int, *, junk: bool = False) -> str:
     """A generic manifest naming ``files`` under audio/<name>/, of which the first ``present`` exist."""
     folder = tmp_path / "audio" / name
     folder.mkdir(parents=True)
     for f in files[:present]:
-        (folder / f).write_bytes(b"this is not audio at all" * 10 if junk else _wav())
+        (folder / f).write_bytes(
+            b"this is not audio at all" * 10 if junk else tone_bytes(440.0, 0.5, fmt="wav")
+        )
     rows = [json.dumps({"audio": f, "captions": [f"clip {f}"]}) for f in files]
     (tmp_path / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
     return f"{name}.jsonl"
@@ -38,7 +36,7 @@ def _audioset(tmp_path) -> dict:
     """An AudioSet source whose files are found by listing its audio root (missing_audio rejects)."""
     (tmp_path / "audio" / "as").mkdir(parents=True)
     for y in YTIDS:
-        (tmp_path / "audio" / "as" / f"Y{y}.wav").write_bytes(_wav())
+        (tmp_path / "audio" / "as" / f"Y{y}.wav").write_bytes(tone_bytes(440.0, 0.5, fmt="wav"))
     (tmp_path / "classes.csv").write_text('index,mid,display_name\n0,/m/a,"Dog"\n')
     rows = "".join(f'{y}, 0.000, 1.000, "/m/a"\n' for y in YTIDS)
     (tmp_path / "balanced_train_segments.csv").write_text(

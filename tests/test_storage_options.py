@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from docs_text import docs_page
+from helpers.corpora import build_demo
 
 from clap_corpus.core.audio_ref import LocalFile
 from clap_corpus.core.records import Record
@@ -144,15 +145,10 @@ def test_a_run_with_single_views_stores_less_and_says_how_much(tmp_path) -> None
 
 def _demo_run(root: Path, n_clips: int, options: dict) -> tuple[str, dict]:
     """The demo corpus (no K2C, no bad rows, clips up to 14 s) built into ``root/out``: (spec, summary)."""
-    spec = write_demo_corpus(
-        str(root / "src"),
-        n_clips=n_clips,
-        max_seconds=14.0,
-        k2c_model=None,
-        bad_rows=False,
-        extra_options=options,
+    build = build_demo(
+        root, n_clips=n_clips, max_seconds=14.0, k2c_model=None, bad_rows=False, extra_options=options
     )
-    return spec, run_corpus(spec, str(root / "out"), ["--runner=FnApiRunner"])
+    return build.spec, build.summary
 
 
 def test_sidecar_views_next_to_audio_tars_without_mel(tmp_path) -> None:

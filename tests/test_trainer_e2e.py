@@ -40,6 +40,9 @@ from clap_corpus.trainer.data import (
 )
 from clap_corpus.trainer.train import train
 
+# every test reads the 160-clip corpus built once here (about 25 s) and most train on it
+pytestmark = pytest.mark.slow
+
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may touch the network
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 

@@ -13,6 +13,9 @@ from clap_corpus.pipeline.cli.main import main as cli_main
 from clap_corpus.pipeline.demo.corpus import write_demo_corpus
 from clap_corpus.pipeline.launch.run import run_corpus
 
+# every test trains on the corpus built once here, then evaluates (about 30 s in all)
+pytestmark = pytest.mark.slow
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 

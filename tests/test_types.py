@@ -26,6 +26,9 @@ from pathlib import Path
 
 import pytest
 
+# every test reads one basedpyright run over the whole checkout (about a minute)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 # The basic-mode rules that still report errors in the code (issue 27 counts them by rule and folder).
 DEBT = frozenset(

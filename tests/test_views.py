@@ -604,6 +604,7 @@ def _clips(folder) -> None:
         (folder / f"synthetic-{seconds:g}s.flac").write_bytes(synth.encode_audio(wave, SR, "flac"))
 
 
+@pytest.mark.slow
 def test_stored_views_are_the_same_bytes_under_every_cpu_dispatch_level(tmp_path) -> None:
     _clips(tmp_path)
     results = {}

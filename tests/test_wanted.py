@@ -7,13 +7,13 @@ import pytest
 import webdataset as wds
 import yaml
 from datasets import Audio, Dataset, Features, Sequence, Value
+from helpers.audio import tone_bytes
 
 from clap_corpus.core.records import Record, Reject
 from clap_corpus.manifests.options import WantedList
 from clap_corpus.manifests.registry import read_source
 from clap_corpus.manifests.source import SourceSpec
 from clap_corpus.manifests.wanted import read_list
-from clap_corpus.pipeline.demo import synth
 from clap_corpus.pipeline.launch.run import format_report, run_corpus
 from clap_corpus.pipeline.outputs.summary_model import RunSummary
 
@@ -25,10 +25,6 @@ SEGMENTS = (
     '-0RWZT-miFs, 420.000, 430.000, "/m/03v3yw"\n'
     'idAbsent123, 0.000, 10.000, "/m/09x0r"\n'
 )
-
-
-def _clip(freq: float) -> bytes:
-    return synth.encode_audio(synth.tone(freq, 1.0, 16000), 16000, "flac")
 
 
 def _split(items):
@@ -64,7 +60,7 @@ def audioset_mirror(tmp_path) -> Path:
     ds = Dataset.from_dict(
         {
             "video_id": [r[0] for r in rows],
-            "audio": [{"bytes": _clip(r[1]), "path": f"{r[0]}.flac"} for r in rows],
+            "audio": [{"bytes": tone_bytes(r[1]), "path": f"{r[0]}.flac"} for r in rows],
             "labels": [r[2] for r in rows],
             "human_labels": [r[3] for r in rows],
         },
@@ -138,9 +134,13 @@ def test_webdataset_mirror_against_clotho_captions_by_stem(tmp_path):
     tars.mkdir()
     with wds.TarWriter(str(tars / "0.tar")) as w:
         w.write(
-            {"__key__": "Distorted AM Radio noise", "flac": _clip(330.0), "json": b'{"text": ["A radio"]}'}
+            {
+                "__key__": "Distorted AM Radio noise",
+                "flac": tone_bytes(330.0),
+                "json": b'{"text": ["A radio"]}',
+            }
         )
-        w.write({"__key__": "Something else", "flac": _clip(440.0), "json": b'{"text": ["Other"]}'})
+        w.write({"__key__": "Something else", "flac": tone_bytes(440.0), "json": b'{"text": ["Other"]}'})
     (tars / "1.tar").write_bytes(
         b"garbage" * 100
     )  # not a tar: it may hold listed clips, so it stays a reject

@@ -111,8 +111,9 @@ EXPECTED = {
 }
 
 
+# the multi-process runs start Beam's worker processes (about 20 s, once for the module): slow
 @pytest.mark.parametrize("kind", ["setup_import", "setup_raises"])
-@pytest.mark.parametrize("mode", ["multi_process", "in_process"])
+@pytest.mark.parametrize("mode", [pytest.param("multi_process", marks=pytest.mark.slow), "in_process"])
 def test_an_error_in_setup_stops_the_run_with_the_workers_error(kind, mode, request):
     result = request.getfixturevalue(mode)[kind]
     line = result["line"]
@@ -120,6 +121,7 @@ def test_an_error_in_setup_stops_the_run_with_the_workers_error(kind, mode, requ
     assert line.startswith(EXPECTED[kind]) and "while running 'ParDo(Fail)'" in line, line
 
 
+@pytest.mark.slow
 def test_a_worker_killed_by_sigkill_stops_the_run(multi_process):
     line = multi_process["sigkill"]["line"]
     assert line is not None and "\n" not in line
@@ -127,11 +129,13 @@ def test_a_worker_killed_by_sigkill_stops_the_run(multi_process):
     assert "out-of-memory killer" in line
 
 
+@pytest.mark.slow
 def test_a_worker_that_exits_stops_the_run(multi_process):
     line = multi_process["exit"]["line"]
     assert line is not None and "exited with status 3 before the run was done" in line, line
 
 
+@pytest.mark.slow
 def test_a_healthy_run_is_not_disturbed(multi_process, in_process):
     assert multi_process["ok"]["line"] is None and in_process["ok"]["line"] is None
 
