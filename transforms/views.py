@@ -220,12 +220,13 @@ class ViewPlan:
     longer: bool
     mode: str
     mel_frames: int
-    starts: tuple[int, int, int] | None
+    starts: tuple[int, ...] | None  # the three crop starts of a longer clip (checked below)
 
     def __post_init__(self) -> None:
-        if self.starts is not None and not isinstance(self.starts, tuple):
-            # JSON and callers hand in lists; a frozen dataclass must hold a hashable tuple.
-            object.__setattr__(self, "starts", tuple(int(s) for s in self.starts))
+        starts: Any = self.starts  # JSON and callers hand in lists, whatever the declared type
+        if starts is not None and not isinstance(starts, tuple):
+            # a frozen dataclass must hold a hashable tuple
+            object.__setattr__(self, "starts", tuple(int(s) for s in starts))
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int):
             raise TypeError(f"num_samples must be an int, got {self.num_samples!r}")
         if self.num_samples <= 0:
@@ -472,7 +473,8 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
         segment = _reflect_padded(x, start * HOP, (stop - 1) * HOP + N_FFT)
         frames = sliding_window_view(segment, N_FFT, axis=-1)[:, ::HOP]  # (B, stop - start, N_FFT), a view
         # scipy's pocketfft: float32 in, complex64 out, one thread; ~1.8x numpy.fft's speed here.
-        spec = scipy.fft.rfft(frames * window, axis=-1, workers=1)
+        # (an array: the types of scipy.fft's dispatch wrapper say a tuple of Dispatchable)
+        spec: np.ndarray = scipy.fft.rfft(frames * window, axis=-1, workers=1)  # pyright: ignore[reportAssignmentType]
         re_im = np.ascontiguousarray(spec[..., lo:hi]).view(np.float32)
         re, im = re_im[..., 0::2], re_im[..., 1::2]
         power = re * re
