@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics  # defined there; apache_beam.metrics does not export it
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 

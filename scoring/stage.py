@@ -26,7 +26,7 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics  # defined there; apache_beam.metrics does not export it
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
