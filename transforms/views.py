@@ -33,7 +33,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.fft
@@ -220,7 +220,7 @@ class ViewPlan:
     longer: bool
     mode: str
     mel_frames: int
-    starts: tuple[int, ...] | None  # the three crop starts of a longer clip (checked below)
+    starts: tuple[int, int, int] | None
 
     def __post_init__(self) -> None:
         starts: Any = self.starts  # JSON and callers hand in lists, whatever the declared type
@@ -279,7 +279,8 @@ class ViewPlan:
             longer=bool(d["longer"]),
             mode=str(d["mode"]),
             mel_frames=int(d["mel_frames"]),
-            starts=None if starts is None else tuple(int(s) for s in starts),
+            # three starts, or __post_init__ refuses them
+            starts=None if starts is None else cast(tuple[int, int, int], tuple(int(s) for s in starts)),
         )
 
 
