@@ -34,6 +34,6 @@ def short_digest(text: str, length: int = 10) -> str:
 
 def audio_digest(pcm: np.ndarray) -> str:
     """Digest of decoded int16 PCM: equal exactly when two clips decode to the same samples."""
-    # Hashed through a memoryview: tobytes() would copy the whole clip first.
-    data = memoryview(np.ascontiguousarray(pcm, dtype="<i2")).cast("B")
+    # Hashed through a memoryview (the array's .data): tobytes() would copy the whole clip first.
+    data = np.ascontiguousarray(pcm, dtype="<i2").data.cast("B")
     return hashlib.blake2b(data, digest_size=16).hexdigest()

@@ -97,7 +97,8 @@ class Reject:
     source_id: str | None = None
 
     def __post_init__(self) -> None:
-        # Adapters may pass the plain strings; a code nobody declared fails here, not in a report.
+        # The types say Stage and Code, but from_json and third-party adapters hand over plain strings:
+        # a code nobody declared fails here, not in a report.
         object.__setattr__(self, "stage", Stage(self.stage))
         object.__setattr__(self, "code", Code(self.code))
 
@@ -115,12 +116,14 @@ class Reject:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Reject:
-        return cls(
-            **{k: d.get(k) for k in ("source", "stage", "code", "reason", "path", "row", "key", "source_id")}
-        )
+        # JSON values, untyped: __post_init__ turns stage and code into the enums (or refuses them).
+        fields: dict[str, Any] = {
+            k: d.get(k) for k in ("source", "stage", "code", "reason", "path", "row", "key", "source_id")
+        }
+        return cls(**fields)
 
     @classmethod
-    def for_record(cls, record: Record, stage: Stage | str, code: Code | str, reason: str) -> Reject:
+    def for_record(cls, record: Record, stage: Stage, code: Code, reason: str) -> Reject:
         return cls(
             source=record.source,
             stage=stage,

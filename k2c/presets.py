@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 TINY_MODEL_NAME = "tiny"
 # realpath: under the editable install __file__ is a link in build/; the model is the source tree's
@@ -36,10 +37,21 @@ PRESETS: dict[str, Preset] = {
     "common_gen": Preset("common_gen", separator=" "),
 }
 
+
+class GenerationSettings(TypedDict):
+    """Keyword arguments of transformers' ``generate`` (typed per key, so that ``**`` them type-checks)."""
+
+    num_beams: int
+    length_penalty: float
+    no_repeat_ngram_size: int
+    early_stopping: bool
+    max_new_tokens: int
+
+
 # LAION's generation settings for the k2t models: 4 beams, length penalty 1.5, no repeated trigram,
 # early stopping. max_new_tokens is ours: captions are one sentence, and a cap bounds the work of a
 # model that never emits end-of-sequence.
-GENERATION_DEFAULTS: dict[str, int | float | bool] = {
+GENERATION_DEFAULTS: GenerationSettings = {
     "num_beams": 4,
     "length_penalty": 1.5,
     "no_repeat_ngram_size": 3,

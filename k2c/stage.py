@@ -13,10 +13,10 @@ record whose caption fails a check keeps its template caption, with the reason c
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics  # defined there; apache_beam.metrics does not export it
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
@@ -63,9 +63,9 @@ def finish_prediction(
     element: tuple[tuple[str, tuple[str, ...]], PredictionResult], config: K2CConfig
 ) -> tuple[str, CaptionResult]:
     (group, keywords), prediction = element
-    result = finish(
-        prediction.inference, keywords, max_chars=config.max_caption_chars, use_debias=config.debias
-    )
+    # K2CHandler's caption text (Beam types the field with a TypeVar of no class)
+    raw = cast(str | None, prediction.inference)
+    result = finish(raw, keywords, max_chars=config.max_caption_chars, use_debias=config.debias)
     return group, result
 
 

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.audioset import YTID_RE, youtube_id_of_stem
 from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
 from clap_corpus.manifests.common import native_split_from_file, parse_float
-from clap_corpus.manifests.options import AdapterOptions, file_pattern
+from clap_corpus.manifests.options import AdapterOptions, file_pattern_check
 from clap_corpus.manifests.tables import RowError, read_rows, text_value
 
 DEFAULT_DURATION_S = 10.0  # AudioSet segments
-FilePattern = file_pattern("youtube_id", "start_time", "audiocap_id")
+FilePattern = Annotated[str, file_pattern_check("youtube_id", "start_time", "audiocap_id")]
 
 
 class Options(AdapterOptions):

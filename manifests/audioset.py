@@ -26,19 +26,20 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+from typing import Annotated
 
 from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
 from clap_corpus.manifests.common import native_split_from_file, parse_float
-from clap_corpus.manifests.options import AdapterOptions, SpecPath, file_pattern
+from clap_corpus.manifests.options import AdapterOptions, SpecPath, file_pattern_check
 from clap_corpus.manifests.tables import RowError, read_rows, text_value
 from clap_corpus.transforms import storage
 
 DEFAULT_DURATION_S = 10.0  # AudioSet segments are 10 s (shorter only where the video ends)
 
 
-FilePattern = file_pattern("ytid", "start", "end")
+FilePattern = Annotated[str, file_pattern_check("ytid", "start", "end")]
 
 
 class Options(AdapterOptions):

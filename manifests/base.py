@@ -69,7 +69,7 @@ class NativeRow:
     expected_duration_s: float | None = None
     original: Mapping[str, Any] = field(default_factory=dict)
     reject_path: str | None = None  # what a reject of this row names; None -> the manifest
-    problem: tuple[str, str] | None = None  # (code, reason): the row's content is unusable
+    problem: tuple[Code, str] | None = None  # (code, reason): the row's content is unusable
 
 
 class Adapter:
@@ -113,7 +113,7 @@ class Adapter:
     def reject(
         self,
         row: int | None,
-        code: str,
+        code: Code,
         reason: str,
         *,
         path: str | None = None,

@@ -33,7 +33,7 @@ import posixpath
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -41,12 +41,12 @@ from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, Lookup, NativeRow
 from clap_corpus.manifests.common import clean_title, first_sentence, parse_float
-from clap_corpus.manifests.options import AdapterOptions, file_pattern
+from clap_corpus.manifests.options import AdapterOptions, file_pattern_check
 from clap_corpus.manifests.tables import NotText, RowError, jsonable, read_table, text_list, text_value
 
 # LAION-Audio-630K's Freesound part: 515 581 clips, 3 033.38 h (its Hugging Face card) -> 21.2 s.
 DEFAULT_DURATION_S = 21.2
-FilePattern = file_pattern("id")
+FilePattern = Annotated[str, file_pattern_check("id")]
 
 
 class Options(AdapterOptions):
@@ -126,7 +126,7 @@ class FreesoundAdapter(Adapter):
             captions = [c for _, k in caption_cols for c in text_list(row[k], separator=None)]
             keywords = text_list(_get(row, cols["tags"]), separator=opts.tag_separator, strict=False)
         except NotText as e:
-            problem = ("caption_not_text", str(e))
+            problem = (Code.CAPTION_NOT_TEXT, str(e))
         title = text_value(_get(row, cols["title"]))
         if not captions:
             description = text_value(_get(row, cols["description"]))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -30,12 +30,12 @@ from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.common import native_split_from_file
-from clap_corpus.manifests.options import AdapterOptions, SpecPath, file_pattern
+from clap_corpus.manifests.options import AdapterOptions, SpecPath, file_pattern_check
 from clap_corpus.manifests.tables import RowError, read_rows, text_list, text_value
 from clap_corpus.transforms import storage
 
 DEFAULT_DURATION_S = 7.6  # FSD50K: 51 197 clips, 108.3 h (Fonseca et al., 2022) -> 7.6 s on average
-FilePattern = file_pattern("fname")
+FilePattern = Annotated[str, file_pattern_check("fname")]
 
 
 class Options(AdapterOptions):

@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from clap_corpus.core.records import Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.manifests.base import Adapter, NativeRow
 from clap_corpus.manifests.options import AdapterOptions
@@ -49,7 +50,7 @@ class GenericAdapter(Adapter):
     Options = Options
     options: Options
 
-    def rows(self) -> Iterator[NativeRow | RowError]:
+    def rows(self) -> Iterator[NativeRow | RowError | Reject]:
         assert self.source.manifest is not None  # the spec loader requires it for this adapter
         cols = {**DEFAULT_COLUMNS, **self.options.columns}
         sep = self.options.list_separator
@@ -77,13 +78,13 @@ class GenericAdapter(Adapter):
             try:
                 captions = text_list(row.get(cols["captions"]), separator=sep, strict=True)
             except NotText as e:
-                problem = ("caption_not_text", f"column '{cols['captions']}': {e}")
+                problem = (Code.CAPTION_NOT_TEXT, f"column '{cols['captions']}': {e}")
             if problem is None:
                 try:
                     labels = text_list(row.get(cols["labels"]), separator=sep, strict=False)
                     keywords = text_list(row.get(cols["keywords"]), separator=sep, strict=False)
                 except NotText as e:
-                    problem = ("tag_not_text", str(e))
+                    problem = (Code.TAG_NOT_TEXT, str(e))
             yield NativeRow(
                 row=row_no,
                 id=source_id,

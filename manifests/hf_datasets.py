@@ -438,7 +438,7 @@ class HFDatasetAdapter(Adapter):
                 k for col in f.keyword_cols for k in text_list(values.get(col), separator=",", strict=False)
             )
         except NotText as e:
-            problem = ("caption_not_text", str(e))
+            problem = (Code.CAPTION_NOT_TEXT, str(e))
         labels: tuple[str, ...] = ()
         if cols["label"]:
             raw = values.get(cols["label"])
@@ -451,10 +451,16 @@ class HFDatasetAdapter(Adapter):
             )
         used = {c for c in cols.values() if c} | set(f.caption_cols) | set(f.keyword_cols)
         origin = self.options.origin
+        audio: EmbeddedCell | str
+        if embedded:
+            audio = EmbeddedCell(f.path, f.audio_col, index)
+        else:
+            assert apath  # a row with neither bytes nor a path was refused above
+            audio = apath
         return NativeRow(
             row=row,
             id=source_id,
-            audio=EmbeddedCell(f.path, f.audio_col, index) if embedded else apath,
+            audio=audio,
             split=text_value(values.get(cols["split"])) if cols["split"] else native,
             captions=captions,
             labels=labels,
@@ -515,7 +521,7 @@ def _parquet_batches(audio_column: str | None, path: str) -> Iterator[Any]:
             rg = pf.metadata.row_group(g)
             stats = rg.column(leaf[f"{audio}.bytes"]).statistics if f"{audio}.bytes" in leaf else None
             if stats is not None and stats.has_null_count and stats.null_count in (0, rg.num_rows):
-                flags: list[bool] | None = [stats.null_count == 0] * rg.num_rows
+                flags: list[bool] = [stats.null_count == 0] * rg.num_rows
             else:  # mixed or unknown: read the validity (this reads the bytes of this row group once)
                 t = pf.read_row_group(g, columns=[f"{audio}.bytes"])
                 flags = t.column(audio).combine_chunks().field("bytes").is_valid().to_pylist()

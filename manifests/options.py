@@ -107,10 +107,17 @@ def _pattern(fields: tuple[str, ...], value: Any) -> str:
     return value
 
 
+def file_pattern_check(*fields: str) -> BeforeValidator:
+    """The check of the ``file_pattern`` option of an adapter whose rows provide ``fields`` (the audio
+    file name built from the row, no folder scan), as the option's type declares it:
+    ``Annotated[str, file_pattern_check("id")]``."""
+    return BeforeValidator(functools.partial(_pattern, fields))
+
+
 def file_pattern(*fields: str) -> Any:
-    """The type of the ``file_pattern`` option of an adapter whose rows provide ``fields``: the audio
-    file name built from the row (no folder scan)."""
-    return Annotated[str, BeforeValidator(functools.partial(_pattern, fields))]
+    """The same type as ``Annotated[str, file_pattern_check(*fields)]``, built at run time: pydantic
+    reads it, a type checker cannot (an alias must be written out), so the adapters here write it out."""
+    return Annotated[str, file_pattern_check(*fields)]
 
 
 class WantedList(BaseModel):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -125,7 +125,7 @@ def plan_spec(
     t0 = time.monotonic()
     tracker = _Tracker(spec.options.train_splits)
     sources: list[SourcePlan] = []
-    split_seconds: Counter[str] = Counter()
+    split_seconds: defaultdict[str, float] = defaultdict(float)
     lists = load_lists(spec)
     removed: Counter[tuple[str, str]] = Counter()
     max_chars = spec.options.max_caption_chars

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, overload
 
 from clap_corpus.core.audio_ref import RemoteFile, WebFile, is_web_url
 from clap_corpus.core.layout import UnsafeName, check_name
@@ -213,6 +213,12 @@ def redact_item(source: SourceSpec, item: Record | Reject) -> Record | Reject:
     return replace(item, **changes) if changes else item
 
 
+@overload
+def _redact_whole(value: str, params: tuple[str, ...]) -> str: ...
+@overload
+def _redact_whole(value: None, params: tuple[str, ...]) -> None: ...
+@overload
+def _redact_whole(value: str | None, params: tuple[str, ...]) -> str | None: ...
 def _redact_whole(value: str | None, params: tuple[str, ...]) -> str | None:
     if not value or "://" not in value:
         return value
@@ -234,7 +240,7 @@ def _redact_json(value: Any, params: tuple[str, ...]) -> Any:
 
 
 def _checked(source: SourceSpec, record: Record) -> Record | Reject:
-    def refuse(code: str, reason: str) -> Reject:
+    def refuse(code: Code, reason: str) -> Reject:
         return Reject(
             source.name,
             Stage.MANIFEST,
@@ -249,7 +255,7 @@ def _checked(source: SourceSpec, record: Record) -> Record | Reject:
         return refuse(
             Code.BAD_SOURCE, f"the adapter named source {record.source!r} for a record of {source.name!r}"
         )
-    for kind, value, code in (("key", record.key, "bad_key"), ("split", record.split, "bad_split")):
+    for kind, value, code in (("key", record.key, Code.BAD_KEY), ("split", record.split, Code.BAD_SPLIT)):
         if value is None and kind == "split":
             continue  # placed by hash later, among the spec's own (checked) split names
         try:

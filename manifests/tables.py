@@ -196,8 +196,10 @@ def text_list(value: Any, *, separator: str | None = "|", strict: bool = True) -
             if isinstance(parsed, list):
                 return text_list(parsed, separator=None, strict=strict)
         items = s.split(separator) if separator else [s]
-    elif isinstance(value, list | tuple) or hasattr(value, "tolist"):
-        items = list(value.tolist() if hasattr(value, "tolist") else value)
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    elif hasattr(value, "tolist"):  # a numpy array (a cell read by pandas or pyarrow)
+        items = list(value.tolist())
     elif not strict and isinstance(value, int | float) and not isinstance(value, bool):
         items = [value]
     else:

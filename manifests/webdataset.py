@@ -161,7 +161,7 @@ class _Sample:
     key: str
     members: list[tarfile.TarInfo] = field(default_factory=list)
     json_bytes: bytes | None = None
-    problem: tuple[str, str] | None = None  # (code, reason): refused whatever else it holds
+    problem: tuple[Code, str] | None = None  # (code, reason): refused whatever else it holds
 
 
 class _CutInfo(tarfile.TarInfo):
@@ -171,7 +171,8 @@ class _CutInfo(tarfile.TarInfo):
     def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
         try:
             return super().fromtarfile(tar)
-        except (tarfile.TruncatedHeaderError, tarfile.EmptyHeaderError):
+        # tarfile raises both; typeshed leaves them out, being undocumented
+        except (tarfile.TruncatedHeaderError, tarfile.EmptyHeaderError):  # pyright: ignore[reportAttributeAccessIssue]
             tar._clap_cut = True  # type: ignore[attr-defined]
             raise
 
@@ -222,7 +223,7 @@ def scan_tar(path: str, json_extension: str) -> Iterator[_Sample | str]:
             yield sample
 
 
-def _member_problem(info: tarfile.TarInfo) -> tuple[str, str] | None:
+def _member_problem(info: tarfile.TarInfo) -> tuple[Code, str] | None:
     name = info.name
     if name.startswith("/") or ".." in name.replace("\\", "/").split("/") or "\x00" in name:
         return Code.BAD_MEMBER, f"member {name!r} is named outside its sample"

@@ -53,6 +53,8 @@ class Embedder:
             torch.set_num_threads(1)  # the bytes must not depend on the worker's cores
         self.max_tokens = config.max_text_tokens
         self.kind = config.kind
+        # the trainer's ClapModel or transformers' (each imported on use): self.kind says which
+        self.model: Any
         if config.kind == "trainer":
             from clap_corpus.trainer.train import load_for_eval
 

@@ -208,8 +208,9 @@ def calibrate(clips: Sequence[CalibrationClip], thresholds: Mapping[str, float |
         "required": CAPTION_WINS_MIN,
         "trusted": bool(caption_ok),
     }
-    with_copy = [c for c in clips if c.copy is not None]
-    copies = np.array([float(c.audio.astype(np.float64) @ c.copy.astype(np.float64)) for c in with_copy])
+    copies = np.array(
+        [float(c.audio.astype(np.float64) @ c.copy.astype(np.float64)) for c in clips if c.copy is not None]
+    )
     if n > 1:
         iu = np.triu_indices(n, 1)
         others = (a @ a.T)[iu]
@@ -314,7 +315,8 @@ class HeldOutEmbeddings:
         vectors = [np.frombuffer(v, dtype=EMBEDDING_DTYPE).astype(np.float32) for _, v in rows]
         dim = len(vectors[0]) if vectors else 0
         mat = np.stack(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
-        return cls(tuple(tuple(h) for h, _ in rows), mat)
+        # holders are lists once they have been through a Beam coder
+        return cls(tuple((source, split, key) for (source, split, key), _ in rows), mat)
 
 
 @dataclass(frozen=True)
@@ -629,13 +631,19 @@ def near_edges(
     return sorted(spanning_forest([*forest, *pending]))
 
 
+def _as_member(m: Sequence[str]) -> Member:
+    """A member as the tuple it is declared: a Beam coder hands lists back."""
+    key, source, split = m
+    return key, source, split
+
+
 def spanning_forest(edges: Iterable[tuple[Member, Member, float]]) -> list[tuple[Member, Member, float]]:
     """The maximum spanning forest of the edges (Kruskal, strongest first, ties by members): what
     connects the groups, with each group's weakest needed edge, in at most one edge per member. The
     forest of a union is the forest of the parts' forests, so blocks may reduce before they meet."""
     best: dict[tuple[Member, Member], float] = {}
     for a, b, s in edges:
-        a, b = tuple(a), tuple(b)
+        a, b = _as_member(a), _as_member(b)
         e = (min(a, b), max(a, b))
         best[e] = max(best.get(e, -1.0), s)
     parent: dict[Member, Member] = {}

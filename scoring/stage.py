@@ -22,11 +22,11 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics  # defined there; apache_beam.metrics does not export it
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
@@ -172,7 +172,8 @@ class PrepareFn(beam.DoFn):
 
 def attach_scores(element: tuple[Any, PredictionResult], order_captions: bool):
     key, prediction = element
-    audio, texts = prediction.inference
+    # Embedder.embed's pair (Beam types the field with a TypeVar of no class)
+    audio, texts = cast(tuple[np.ndarray, np.ndarray], prediction.inference)
     if isinstance(key, CalibrationCopy):
         yield TaggedOutput(COPIES, (key.key, l2_normalise(audio).astype(EMBEDDING_DTYPE).tobytes()))
         return
@@ -271,7 +272,8 @@ class GuardFn(beam.DoFn):
             return
         allowed, _ = removal_allowed(calibration, "content_threshold", self.config.trust_model)
         remove = self.config.content_overlap == "remove"
-        q = np.stack([audio_vector(r.clap) for r in queries])
+        # every query has scores (see queries); the condition says so to the type checker
+        q = np.stack([audio_vector(r.clap) for r in queries if r.clap is not None])
         _, idx = index.search(q, min(self.CANDIDATES, len(heldout.holders)))
         for record, qv, rows in zip(queries, q.astype(np.float64), idx, strict=True):
             rows = sorted({int(i) for i in rows if i >= 0})

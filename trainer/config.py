@@ -27,7 +27,7 @@ import typing
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import takewhile
-from typing import Annotated, Any, Literal, TypeVar, dataclass_transform, get_args
+from typing import Annotated, Any, Literal, TypeVar, cast, dataclass_transform, get_args
 
 from pydantic import Field, Strict, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -180,7 +180,10 @@ def option(
     return info
 
 
-@dataclass_transform(frozen_default=True, field_specifiers=(option, Field))
+# `option` is no field specifier here: a type checker reads a specifier's default from a `default=`
+# keyword only, and the options give theirs positionally; read as a plain default, `option(...)` says
+# what holds, that every field has one.
+@dataclass_transform(frozen_default=True, field_specifiers=(Field,))
 def config_model(cls: type[T]) -> type[T]:
     """A frozen pydantic dataclass whose constructor raises :class:`OptionError` naming the field."""
     model = pydantic_dataclass(frozen=True, config=MODEL_CONFIG)(cls)
@@ -194,7 +197,7 @@ def config_model(cls: type[T]) -> type[T]:
             raise OptionError.of(e, model) from None
 
     model.__init__ = __init__  # type: ignore[method-assign]
-    return model
+    return cast(type[T], model)  # cls itself, made a pydantic dataclass (pydantic's type says no more)
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,7 @@ class AudioConfig(_Config):
             object.__setattr__(self, "size", next(iter(sizes)))  # still being built
         elif self.size not in sizes:
             raise problem(f"unknown {self.encoder} size {self.size!r} (known: {', '.join(sizes)})", "size")
+        assert self.size is not None  # set just above when it was None
         if self.encoder == "htsat":
             # HTS-AT folds 64 mel bins into a square of spec_size, cut into patches, then halves the
             # patch grid once per stage after the first.

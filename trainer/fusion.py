@@ -74,7 +74,7 @@ class FusedStem(nn.Module):
             t = 1 if time_dim == -1 else 0
             lk, ls = list(kernel), list(stride)
             lk[t], ls[t] = kernel[t] * 3, stride[t] * 3
-            self.local_proj = nn.Conv2d(1, out_channels, tuple(lk), tuple(ls), padding)
+            self.local_proj = nn.Conv2d(1, out_channels, (lk[0], lk[1]), (ls[0], ls[1]), padding)
             self.aff = AFF(out_channels, dims=2)
 
     def forward(self, views: torch.Tensor, longer: torch.Tensor) -> torch.Tensor:

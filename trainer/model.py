@@ -101,6 +101,8 @@ def _window_reverse(windows: torch.Tensor, ws: int, h: int, w: int) -> torch.Ten
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside ws x ws windows, with a learned relative position bias."""
 
+    bias_index: torch.Tensor  # a buffer (register_buffer below): declared, as nn.Module's types can't see it
+
     def __init__(self, dim: int, ws: int, heads: int):
         super().__init__()
         self.ws, self.heads = ws, heads
@@ -242,7 +244,7 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def build_audio_encoder(cfg: AudioConfig) -> nn.Module:
+def build_audio_encoder(cfg: AudioConfig) -> HTSATEncoder | CNNEncoder:
     return HTSATEncoder(cfg) if cfg.encoder == "htsat" else CNNEncoder(cfg)
 
 

@@ -33,7 +33,8 @@ def exists(path: str) -> bool:
 def open_read(path: str) -> BinaryIO:
     """The file, opened for binary reads; never decompressed on the fly, whatever its name."""
     fs, p = _fs(path)
-    return fs.open(p, "rb")
+    # binary in "rb"; fsspec's inferred type also holds the text wrapper of its text modes
+    return fs.open(p, "rb")  # pyright: ignore[reportReturnType]
 
 
 def read_text(path: str) -> str:
@@ -47,4 +48,5 @@ def match(pattern: str) -> list[str]:
     found = fs.glob(p)
     if is_url(pattern):
         found = [fs.unstrip_protocol(x) for x in found]
-    return sorted(found)
+    # paths (a dict only with detail=True); fsspec's inferred type mixes both
+    return sorted(found)  # pyright: ignore[reportReturnType]

@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from clap_corpus.trainer.config import TextConfig
+
+if TYPE_CHECKING:  # transformers is imported on use
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ class TextModelError(Exception):
 class TextEncoder(nn.Module):
     """A Hugging Face encoder and a pooling: ``(input_ids, attention_mask) -> [B, hidden]``."""
 
-    def __init__(self, model: nn.Module, pooling: str):
+    def __init__(self, model: PreTrainedModel, pooling: str):
         super().__init__()
         self.model = model
         self.pooling = pooling
@@ -146,7 +149,7 @@ def load_text_encoder(
     from transformers import AutoConfig, AutoModel
 
     pooling = resolve_pooling(cfg)
-    kw = {} if pooling == "pooler" else {"add_pooling_layer": False}
+    kw: dict[str, Any] = {} if pooling == "pooler" else {"add_pooling_layer": False}  # the model's own
     try:
         if pretrained:
             try:

@@ -188,7 +188,9 @@ class TrainResult:
 
 def _zero_loss(model: nn.Module) -> torch.Tensor:
     # An empty micro-batch (all its samples unreadable) still joins DDP's gradient all-reduce.
-    return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+    total = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+    assert isinstance(total, torch.Tensor)  # (not the 0 of no terms: the model has trainable parameters)
+    return total
 
 
 TENSORBOARD_DIR = "tensorboard"  # under the run's output folder
@@ -449,7 +451,9 @@ def _train(
                 raise RuntimeError(f"data stream out of order: batch {batch.index}, expected {state.batch}")
             skipped.merge(batch.skipped)
             sync = (state.batch + 1) % tcfg.grad_accum == 0
-            no_sync = net.no_sync() if d.world > 1 and not sync else contextlib.nullcontext()
+            # net is DDP exactly when world > 1
+            wrapped = isinstance(net, nn.parallel.DistributedDataParallel)
+            no_sync = net.no_sync() if wrapped and not sync else contextlib.nullcontext()
             with no_sync:
                 if len(batch):
                     views = batch.views(device)

@@ -46,8 +46,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import av
+import av.filter
 import av.logging
 import numpy as np
+from av.audio.stream import AudioStream
+from av.error import FFmpegError  # where it is defined: `av` re-exports it without declaring so
 
 from clap_corpus.core.audio import SAMPLE_RATE
 from clap_corpus.core.rejects import Code, RejectError, Stage
@@ -215,7 +218,7 @@ def _open_failure(data: bytes, exc: BaseException) -> DecodeError:
         return DecodeError(Code.CORRUPT, f"the audio container could not be read ({_describe(exc)})")
     # FFmpeg recognised the format and the whitelist refused it: that is the only EINVAL opening
     # returns with our fixed options (unrecognised bytes give AVERROR_INVALIDDATA).
-    if isinstance(exc, av.FFmpegError) and exc.errno == errno.EINVAL:
+    if isinstance(exc, FFmpegError) and exc.errno == errno.EINVAL:
         return DecodeError(
             Code.FORMAT_NOT_ALLOWED, "a format FFmpeg recognises but this pipeline does not accept"
         )
@@ -223,7 +226,7 @@ def _open_failure(data: bytes, exc: BaseException) -> DecodeError:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, av.FFmpegError) and exc.strerror:
+    if isinstance(exc, FFmpegError) and exc.strerror:
         return str(exc.strerror)
     return type(exc).__name__
 
@@ -350,7 +353,7 @@ class _Resampler:
                 out.append(self.graph.pull())
             except EOFError:
                 break
-            except av.FFmpegError as e:
+            except FFmpegError as e:
                 if e.errno != errno.EAGAIN:
                     raise
                 break
@@ -402,7 +405,8 @@ class _Accumulator:
         # Views on the frame's own buffers (they keep the frame alive): to_ndarray would copy and
         # stack every frame, which costs more than everything else we do per frame.
         for plane, chunks in zip(frame.planes, self._pending, strict=True):
-            chunks.append(np.frombuffer(plane, dtype=self._dtype, count=count))
+            # (through a memoryview: the buffer protocol numpy's stubs know before Python 3.12)
+            chunks.append(np.frombuffer(memoryview(plane), dtype=self._dtype, count=count))
         self._pending_n += n
         if self._pending_n >= key[2] * _BLOCK_SECONDS:
             self._convert_pending()
@@ -687,7 +691,7 @@ def _decode_one(data: bytes, limits: _Limits) -> DecodedAudio:
         if not _ALLOWED_SET.intersection(container_name.split(",")):
             raise DecodeError(Code.FORMAT_NOT_ALLOWED, f"container format {container_name!r} is not accepted")
         stream = container.streams.best("audio")
-        if stream is None:
+        if not isinstance(stream, AudioStream):  # None (best("audio") finds no other kind)
             raise DecodeError(Code.NO_AUDIO_STREAM, f"the {container_name} file has no audio stream")
         ctx = stream.codec_context
         if ctx is None or ctx.codec is None:
@@ -725,14 +729,14 @@ def _decode_one(data: bytes, limits: _Limits) -> DecodedAudio:
                 packet = next(demux)
             except StopIteration:
                 break
-            except av.FFmpegError:
+            except FFmpegError:
                 # The container broke off part-way (typically a download cut short): keep what decoded.
                 cut_short = True
                 break
             packets += 1
             try:
                 frames = packet.decode()
-            except (av.FFmpegError, ValueError):
+            except (FFmpegError, ValueError):
                 bad_packets += 1
                 if bad_packets > 100 and bad_packets * 2 > packets:
                     raise DecodeError(Code.CORRUPT, "most packets fail to decode") from None
@@ -744,7 +748,7 @@ def _decode_one(data: bytes, limits: _Limits) -> DecodedAudio:
             if cut_short:
                 try:
                     take(ctx.decode(None))
-                except (av.FFmpegError, ValueError):
+                except (FFmpegError, ValueError):
                     bad_packets += 1
             check_time()
             acc.finish()

@@ -12,6 +12,7 @@ import io
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 
 FORMATS = ("mp3", "ogg", "opus", "m4a", "flac", "wav")
 
@@ -78,6 +79,7 @@ def encode_audio(samples: np.ndarray, rate: int, fmt: str) -> bytes:
         stream = out.add_stream(
             encoder, rate=out_rate, layout=layout, options={**codec_options, "flags": "+bitexact"}
         )
+        assert isinstance(stream, AudioStream)  # the encoder is an audio codec's (the types say any)
         if fmt in _SAMPLE_FORMATS:
             stream.format = _SAMPLE_FORMATS[fmt]
         if out_rate != rate:

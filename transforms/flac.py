@@ -58,7 +58,7 @@ def decode_flac(data: bytes) -> tuple[np.ndarray, int]:
     try:
         # Only the FLAC demuxer, and no protocols: the same locks as transforms.decode.
         with av.open(
-            io.BytesIO(data), format="flac", container_options={"protocol_whitelist": "none"}
+            io.BytesIO(data), mode="r", format="flac", container_options={"protocol_whitelist": "none"}
         ) as container:
             if not container.streams.audio:
                 raise DecodeError(Code.NO_AUDIO_STREAM, "the FLAC file has no audio stream")

@@ -8,16 +8,13 @@ collects the set (pipeline/stages/duplicates.py, ``HeldOutAudioSet``) builds one
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from clap_corpus.core.encoding import dumps_json
 from clap_corpus.core.records import Record, Reject
+from clap_corpus.core.rejects import Code, Stage
 
-# Both removals of a clip held out for evaluation (by origin id in pipeline/stages/leakage.py, by decoded
-# audio here) are one stage, so the rejects of a source list them together.
-LEAKAGE_STAGE = "leakage"
-OVERLAP_CODE = "eval_overlap_audio"
 # The split of every record of a guard-only source (``guard: true``): held out from training like
 # valid and test, so every guard checks against it; never written.
 GUARD_SPLIT = "guard"
@@ -36,7 +33,8 @@ class HeldOutAudio:
     def build(cls, pairs: Iterable[tuple[str, Holder]]) -> HeldOutAudio:
         holders: dict[str, Holder] = {}
         for digest, holder in pairs:
-            holder = tuple(holder)
+            source, split, key = holder  # a list, once it has been through a Beam coder
+            holder = (source, split, key)
             if digest not in holders or holder < holders[digest]:
                 holders[digest] = holder
         h = hashlib.sha256()
@@ -46,7 +44,7 @@ class HeldOutAudio:
 
 
 def overlap_removal(
-    record: Record, digest: str, heldout: HeldOutAudio, train_splits: Iterable[str]
+    record: Record, digest: str, heldout: HeldOutAudio, train_splits: Collection[str]
 ) -> Reject | None:
     """The reject of a train sample whose decoded audio a held-out split holds; None if it may ship."""
     if record.split not in train_splits:
@@ -57,8 +55,10 @@ def overlap_removal(
     source, split, key = holder
     return Reject.for_record(
         record,
-        LEAKAGE_STAGE,
-        OVERLAP_CODE,
+        # one stage with the removal by origin id (pipeline/stages/leakage.py): a source's rejects list
+        # both together
+        Stage.LEAKAGE,
+        Code.EVAL_OVERLAP_AUDIO,
         f"same decoded audio as sample {key} in split '{split}' of source '{source}'; "
         f"removed from split '{record.split}'",
     )

@@ -172,9 +172,9 @@ class ShardBuilder:
             writer.abort()
             raise
         storage.write_bytes_atomic(self.layout.shard_rejects_path(split, shard), rejects_jsonl(rejects))
-        seconds_by_source: Counter[str] = Counter()
+        seconds_by_source: dict[str, float] = {}
         for k in kept:
-            seconds_by_source[k.record.source] += k.seconds
+            seconds_by_source[k.record.source] = seconds_by_source.get(k.record.source, 0) + k.seconds
         stats = ShardStats(
             split=split,
             shard=shard,

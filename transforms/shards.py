@@ -157,9 +157,12 @@ class ShardStats:
         return cls(**d)
 
 
-class _CountingWriter(io.RawIOBase):
+class _CountingWriter(io.BufferedIOBase):
     """Counts bytes on their way to the real stream: a tar written in stream mode cannot tell its
-    size (TarWriter reports member payloads only; the headers and the end-of-archive padding count too)."""
+    size (TarWriter reports member payloads only; the headers and the end-of-archive padding count too).
+
+    Only ``write`` is called; a BufferedIOBase (its ``read`` gives bytes) is the file object tarfile's
+    types ask for."""
 
     def __init__(self, inner: BinaryIO):
         self.inner, self.count = inner, 0
@@ -186,7 +189,7 @@ class _TarWriter:
     webdataset imports torch where it is installed (seconds of CPU in every worker).
     """
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: io.BufferedIOBase):
         self._tar = tarfile.open(fileobj=stream, mode="w|")  # noqa: SIM115 (closed by close())
 
     @property
@@ -243,7 +246,8 @@ class ShardWriter:
                 self._pq_stream,
                 self.schema,
                 compression="zstd",
-                use_dictionary=list(DICTIONARY_COLUMNS),
+                # a list of columns, as pyarrow documents; its stubs say bool
+                use_dictionary=list(DICTIONARY_COLUMNS),  # pyright: ignore[reportArgumentType]
             )
 
     def _create(self, final: str) -> BinaryIO:

@@ -33,7 +33,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.fft
@@ -223,9 +223,10 @@ class ViewPlan:
     starts: tuple[int, int, int] | None
 
     def __post_init__(self) -> None:
-        if self.starts is not None and not isinstance(self.starts, tuple):
-            # JSON and callers hand in lists; a frozen dataclass must hold a hashable tuple.
-            object.__setattr__(self, "starts", tuple(int(s) for s in self.starts))
+        starts: Any = self.starts  # JSON and callers hand in lists, whatever the declared type
+        if starts is not None and not isinstance(starts, tuple):
+            # a frozen dataclass must hold a hashable tuple
+            object.__setattr__(self, "starts", tuple(int(s) for s in starts))
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int):
             raise TypeError(f"num_samples must be an int, got {self.num_samples!r}")
         if self.num_samples <= 0:
@@ -278,7 +279,8 @@ class ViewPlan:
             longer=bool(d["longer"]),
             mode=str(d["mode"]),
             mel_frames=int(d["mel_frames"]),
-            starts=None if starts is None else tuple(int(s) for s in starts),
+            # three starts, or __post_init__ refuses them
+            starts=None if starts is None else cast(tuple[int, int, int], tuple(int(s) for s in starts)),
         )
 
 
@@ -472,7 +474,8 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
         segment = _reflect_padded(x, start * HOP, (stop - 1) * HOP + N_FFT)
         frames = sliding_window_view(segment, N_FFT, axis=-1)[:, ::HOP]  # (B, stop - start, N_FFT), a view
         # scipy's pocketfft: float32 in, complex64 out, one thread; ~1.8x numpy.fft's speed here.
-        spec = scipy.fft.rfft(frames * window, axis=-1, workers=1)
+        # (an array: the types of scipy.fft's dispatch wrapper say a tuple of Dispatchable)
+        spec: np.ndarray = scipy.fft.rfft(frames * window, axis=-1, workers=1)  # pyright: ignore[reportAssignmentType]
         re_im = np.ascontiguousarray(spec[..., lo:hi]).view(np.float32)
         re, im = re_im[..., 0::2], re_im[..., 1::2]
         power = re * re

@@ -30,6 +30,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from clap_corpus.transforms import storage
 
@@ -114,7 +115,7 @@ class JoinedParts(io.RawIOBase):
         self.starts = Layout("", parts, sizes, 0, 0, 0).starts()
         self.total = sum(sizes)
         self.pos = 0
-        self._open: tuple[int, io.IOBase] | None = None
+        self._open: tuple[int, BinaryIO] | None = None
 
     def readable(self) -> bool:
         return True
@@ -154,7 +155,7 @@ class JoinedParts(io.RawIOBase):
             out += chunk
         return bytes(out)
 
-    def _part(self, index: int) -> io.IOBase:
+    def _part(self, index: int) -> BinaryIO:
         if self._open is None or self._open[0] != index:
             self._close_part()
             self._open = (index, storage.open_read(self.parts[index]))

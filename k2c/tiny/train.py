@@ -102,10 +102,11 @@ def build_model(cfg: TrainConfig, vocab_size: int):
         relative_attention_max_distance=64,
         dropout_rate=0.1,
         feed_forward_proj="relu",
-        tie_word_embeddings=True,
+        # these two reach PreTrainedConfig through T5Config's kwargs, which its typed signature omits
+        tie_word_embeddings=True,  # pyright: ignore[reportCallIssue]
         pad_token_id=PAD,
         eos_token_id=EOS,
-        decoder_start_token_id=PAD,
+        decoder_start_token_id=PAD,  # pyright: ignore[reportCallIssue]
     )
     return T5ForConditionalGeneration(config)
 
@@ -205,7 +206,8 @@ def evaluate(model_dir: str, cfg: TrainConfig) -> dict:
         chunk = held[start : start + 32]
         batch = tok([model_input(p.keywords) for p in chunk], return_tensors="pt", padding=True)
         with torch.no_grad():
-            out = model.generate(**batch, **GENERATION_DEFAULTS)
+            # (transformers types generate's self as a protocol its own models miss: hf_quantizer)
+            out = model.generate(**batch, **GENERATION_DEFAULTS)  # pyright: ignore[reportAttributeAccessIssue]
         for p, text in zip(chunk, tok.batch_decode(out, skip_special_tokens=True), strict=True):
             kws = keyword_set((), p.keywords).keywords
             used += sum(keyword_used(k, text) for k in kws)

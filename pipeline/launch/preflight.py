@@ -86,13 +86,15 @@ class SourceCheckResult:
                 f"{where}: none of {self.sampled} sampled rows names an audio file (rejects: {codes})"
                 + example
             )
-        if fraction >= self.check.min_audio_found:
+        minimum = self.check.min_audio_found
+        assert minimum is not None  # CorpusSpec.check() fills it in from options.min_audio_found
+        if fraction >= minimum:
             return ""
         named = self.found + self.not_found
         detail = ", ".join(f"{k} {v}" for k, v in sorted(self.path_rejects.items()))
         return (
             f"{where}: audio found for {self.found} of {named} sampled rows ({fraction:.0%}, "
-            f"min_audio_found is {self.check.min_audio_found:g})"
+            f"min_audio_found is {minimum:g})"
             + (f"; rejects: {detail}" if detail else "")
             + f"; e.g. {self.example}"
         )

@@ -142,7 +142,8 @@ def _answer(future: Any, instruction_id: str, error: str) -> None:
     future.set(beam_fn_api_pb2.InstructionResponse(instruction_id=instruction_id, error=error))
 
 
-class SupervisedWorkerHandler(worker_handlers.SubprocessSdkWorkerHandler):
+# (Beam types its register_environment decorator as returning a callable; it returns the class)
+class SupervisedWorkerHandler(worker_handlers.SubprocessSdkWorkerHandler):  # pyright: ignore[reportGeneralTypeIssues]
     """Beam's subprocess worker (the same command, environment and log service), watched.
 
     The process runs in its own process group, so that stopping it stops the shell Beam's command
@@ -159,7 +160,9 @@ class SupervisedWorkerHandler(worker_handlers.SubprocessSdkWorkerHandler):
     def start_worker(self) -> None:
         # The worker's log records go to Beam's local_job_service logger, as from Beam's own handler.
         options = [("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)]
-        self._logging = grpc.server(thread_pool_executor.shared_unbounded_instance(), options=options)
+        # Beam's own servers take this executor; grpc's stubs name ThreadPoolExecutor, grpc only submits
+        pool = thread_pool_executor.shared_unbounded_instance()
+        self._logging = grpc.server(pool, options=options)  # pyright: ignore[reportArgumentType]
         port = self._logging.add_insecure_port("localhost:0")
         beam_fn_api_pb2_grpc.add_BeamFnLoggingServicer_to_server(
             local_job_service.BeamFnLoggingServicer(), self._logging

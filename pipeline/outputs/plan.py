@@ -29,7 +29,7 @@ def plan_doc(records_by_split: Mapping[str, int], spec_fingerprint: str, shard_s
 
 def write_plan(records_by_split: Mapping[str, int], spec_fingerprint: str, shard_size: int, layout: Layout):
     """Beam step: write ``plan.json`` and count the planned records as a metric."""
-    from apache_beam.metrics import Metrics
+    from apache_beam.metrics.metric import Metrics  # defined there; apache_beam.metrics does not export it
 
     doc = plan_doc(records_by_split, spec_fingerprint, shard_size)
     storage.write_bytes_atomic(layout.plan_path(), dumps_json(doc) + b"\n")

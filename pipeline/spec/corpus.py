@@ -184,7 +184,7 @@ class CorpusSpec:
 
     def fingerprint(self) -> str:
         """Changes whenever anything that affects the output changes (spec, options, format)."""
-        data = asdict(self) | {"path": ""}
+        data: dict[str, Any] = asdict(self) | {"path": ""}
         data["options"] = {k: v for k, v in data["options"].items() if k not in _CHECK_OPTIONS}
         # How bytes are fetched (timeouts, limits, the cache) is not what a shard holds: a fetched
         # record carries its content's digest, and allowed_hosts only decides manifest rejects.

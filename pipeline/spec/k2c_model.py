@@ -17,10 +17,11 @@ def check_k2c_model(spec: CorpusSpec) -> None:
         return
     from clap_corpus.k2c.handler import ModelUnavailable, check_captioner
 
+    assert spec.options.k2c is not None  # k2c_sources() names none without the section
     try:
         check_captioner(spec.options.k2c, spec.path)
     except ModelUnavailable as e:
-        mode = spec.options.k2c.mode  # type: ignore[union-attr]  # users: not None
+        mode = spec.options.k2c.mode
         raise ModelUnavailable(
             f"{e}\n(keyword-to-caption writes captions for {', '.join(users)}: options.k2c.mode is "
             f"{mode!r}{', options.k2c.sources turns it on for them' if mode == 'off' else ''})"

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics  # defined there; apache_beam.metrics does not export it
 from apache_beam.pvalue import AsDict, TaggedOutput
 
 from clap_corpus.core.audio_ref import WEB_SCHEMES, FetchedFile, RemoteFile, WebFile, is_web_url
@@ -85,6 +85,7 @@ def policies(spec: CorpusSpec) -> dict[str, FetchPolicy]:
 def request_url(record: Record) -> str:
     """The URL to request for a record (with whatever credentials the manifest gave it)."""
     audio = record.audio
+    assert isinstance(audio, RemoteFile)  # only records that need_fetch are requested
     return audio.request if isinstance(audio, WebFile) else audio.url
 
 
@@ -182,7 +183,9 @@ class FetchStage(beam.PTransform):
         self.rejected = content_rejected(layout) if retry_failed else frozenset()
 
     def expand(self, records) -> StageOutput:
-        local, web = records | "WebOrNot" >> beam.Partition(lambda r, _: int(needs_fetch(r)), 2)
+        # Partition wraps a plain callable (Beam's docs); its type comment asks for a PartitionFn
+        partition = beam.Partition(lambda r, _: int(needs_fetch(r)), 2)  # pyright: ignore[reportArgumentType]
+        local, web = records | "WebOrNot" >> partition
         counts = (
             web
             | "WebSource" >> beam.Map(lambda r: r.source)

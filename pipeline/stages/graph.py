@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics  # defined there; apache_beam.metrics does not export it
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
 from clap_corpus.core.layout import Layout, shard_name
@@ -206,6 +206,7 @@ def stages_before_split(spec: CorpusSpec, layout: Layout, retry_failed: bool) ->
         # in every process that unpickles this module's DoFns, K2C or not.
         from clap_corpus.k2c.stage import K2CStage
 
+        assert spec.options.k2c is not None  # k2c_sources() names none without the section
         stages.append(("K2C", K2CStage(spec.options.k2c, spec.path)))
     return stages
 

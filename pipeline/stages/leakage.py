@@ -25,14 +25,13 @@ from clap_corpus.core.records import Record, Reject
 from clap_corpus.core.rejects import Code
 from clap_corpus.core.rejects import Stage as RejectStage
 from clap_corpus.pipeline.spec.corpus import CorpusSpec
-from clap_corpus.transforms.heldout import LEAKAGE_STAGE as STAGE
 from clap_corpus.transforms.heldout import Holder
 from clap_corpus.transforms.stage_output import GUARD_RECORDS, StageOutput
 
 REJECTS = "rejects"
 PAIRS = "pairs"
 GUARDS = "guards"
-CODE = "eval_overlap"
+STAGE = "leakage"  # the report's section; the rejects' stage is RejectStage.LEAKAGE, of the same name
 
 
 def heldout_origins(record: Record, train_splits: Iterable[str]) -> list[tuple[str, Holder]]:
@@ -59,8 +58,8 @@ def removal(record: Record, oid: str, holder: Holder) -> Reject:
     source, split, key = holder
     return Reject.for_record(
         record,
-        STAGE,
-        CODE,
+        RejectStage.LEAKAGE,
+        Code.EVAL_OVERLAP,
         f"{oid} is also in split '{split}' of source '{source}' (sample {key}); "
         f"removed from split '{record.split}'",
     )
@@ -107,7 +106,8 @@ class CountPairs(beam.CombineFn):
         return Counter()
 
     def add_input(self, acc: Counter[tuple[str, str]], pair: tuple[str, str]) -> Counter[tuple[str, str]]:
-        acc[tuple(pair)] += 1
+        a, b = pair  # a list, once it has been through a Beam coder
+        acc[(a, b)] += 1
         return acc
 
     def merge_accumulators(self, accs: Iterable[Counter[tuple[str, str]]]) -> Counter[tuple[str, str]]:

@@ -136,6 +136,7 @@ def fetch_youtube(url: str, options: YouTubeOptions, policy: FetchPolicy, sink: 
     retries inside). Raises :class:`FetchError`."""
     try:
         import yt_dlp
+        from yt_dlp.utils import DownloadError
     except ImportError:
         raise FetchError(
             Code.FETCH_FAILED,
@@ -145,9 +146,12 @@ def fetch_youtube(url: str, options: YouTubeOptions, policy: FetchPolicy, sink: 
     target, start, end = segment(url)
     with tempfile.TemporaryDirectory(prefix="clapcorpus-ytdlp-") as folder:
         try:
-            with yt_dlp.YoutubeDL(ydl_params(options, policy, folder)) as ydl:
+            # typeshed's params type is narrower than yt-dlp's own: cachedir=False (no cache, as yt-dlp
+            # documents) and a float socket_timeout are outside it
+            params = ydl_params(options, policy, folder)
+            with yt_dlp.YoutubeDL(params) as ydl:  # pyright: ignore[reportArgumentType]
                 ydl.download([target])
-        except yt_dlp.utils.DownloadError as e:
+        except DownloadError as e:
             error = map_error(str(e))
             error.attempts = 1
             raise error from None
