@@ -24,7 +24,9 @@ from clap_corpus.pipeline.launch.progress import ProgressMonitor, format_duratio
 from clap_corpus.pipeline.launch.run import run_corpus
 from clap_corpus.pipeline.outputs.card import hf_license, render_card, size_category
 from clap_corpus.pipeline.outputs.plan import plan_doc
-from clap_corpus.pipeline.outputs.report import build_report, render_html, render_plots
+from clap_corpus.pipeline.outputs.report import build_report
+from clap_corpus.pipeline.outputs.report_html import render_html
+from clap_corpus.pipeline.outputs.report_plots import render_plots
 from clap_corpus.pipeline.outputs.summary_model import RunSummary
 from clap_corpus.pipeline.spec.beam_options import pipeline_options
 from clap_corpus.pipeline.spec.corpus import load_spec
