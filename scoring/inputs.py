@@ -5,7 +5,7 @@ Kept out of stage.py so that the pipeline can build it without loading RunInfere
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from clap_corpus.core.records import Record
@@ -22,7 +22,7 @@ class ScoringInputs:
     sample: SampleOptions  # options.sample: the decode the shard writer does, and what it rejects
     duplicates: str  # options.duplicates (report | keep_first | drop_all): what a near-duplicate group loses
     train_splits: tuple[str, ...]
-    source_order: tuple[str, ...]  # the spec's sources in order: who of a group stays
+    source_order: Mapping[str, int]  # each source's place in the spec: who of a group stays
     guard_sources: frozenset[str]  # sources only read to keep their clips out of training (guard: true)
     spec_path: str  # the spec file: a model path in options.clap is relative to it
     read_audio: Callable[[Record], bytes]  # a record's audio bytes, read as the shard writer reads them

@@ -741,7 +741,7 @@ class ClapStage(beam.PTransform):
         near = p | "NoNearGroups" >> beam.Create([])
         plan = p | "NoPlan" >> beam.Create([{}])
         if cfg.near_duplicate_threshold is not None:
-            order = {name: i for i, name in enumerate(inputs.source_order)}
+            order = dict(inputs.source_order)
             docs, plan = every | "NearDuplicates" >> NearDuplicateGroups(
                 cfg, inputs.duplicates, order, train_splits, calibration
             )

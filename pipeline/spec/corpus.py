@@ -172,6 +172,14 @@ class CorpusSpec:
                 return s
         raise KeyError(name)
 
+    def source_order(self) -> dict[str, int]:
+        """Each source's place in the spec: who of a duplicate group stays (duplicate_groups.py)."""
+        return {s.name: i for i, s in enumerate(self.sources)}
+
+    def guard_sources(self) -> frozenset[str]:
+        """Sources only read to keep their clips out of training (``guard: true``)."""
+        return frozenset(s.name for s in self.sources if s.guard)
+
     def k2c_sources(self) -> list[str]:
         """The sources keyword-to-caption writes captions for (``mode`` or a per-source override not
         ``off``): with none, K2C is off whatever the section says, and needs no model."""

@@ -162,7 +162,7 @@ class DuplicateReport(beam.PTransform):
         self.spec, self.layout, self.near, self.removed, self.guards = spec, layout, near, removed, guards
 
     def expand(self, stats):
-        order = {s.name: i for i, s in enumerate(self.spec.sources)}
+        order = self.spec.source_order()
         ts = self.spec.options.train_splits
         hashes = [stats | "AudioHashes" >> beam.FlatMap(stats_hashes)]
         if self.removed is not None:
@@ -246,7 +246,7 @@ class DropDuplicates(beam.PTransform):
 
     def expand(self, records) -> StageOutput:
         spec = self.spec
-        order = {s.name: i for i, s in enumerate(spec.sources)}
+        order = spec.source_order()
         ts = spec.options.train_splits
         hashed = records | "HashAudio" >> beam.ParDo(_HashAudioFn(spec)).with_outputs(REJECTS, main="hashed")
         decided = (

@@ -182,8 +182,8 @@ def scoring_inputs(spec: CorpusSpec) -> ScoringInputs:
         sample=spec.options.sample,
         duplicates=spec.options.duplicates,
         train_splits=tuple(spec.options.train_splits),
-        source_order=tuple(s.name for s in spec.sources),
-        guard_sources=frozenset(s.name for s in spec.sources if s.guard),
+        source_order=spec.source_order(),
+        guard_sources=spec.guard_sources(),
         spec_path=spec.path,
         read_audio=partial(read_audio, spec),
     )

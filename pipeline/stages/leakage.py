@@ -198,7 +198,7 @@ def guard_only_out(spec: CorpusSpec, records) -> StageOutput:
     ``guard_only`` rejects, and the records themselves as the extra ``GUARD_RECORDS`` (the exact
     duplicate report hashes them). Not a PTransform: its one step has always been the ParDo labelled
     GuardOnlyOut, and a composite around it would relabel it."""
-    guards = frozenset(s.name for s in spec.sources if s.guard)
+    guards = spec.guard_sources()
     if not guards:
         return StageOutput(records)
     out = records | "GuardOnlyOut" >> beam.ParDo(_GuardOnlyFn(guards)).with_outputs(
